@@ -1,0 +1,1 @@
+"""Getting ratings into the canonical CSV layout the pipeline reads."""
