@@ -1,0 +1,22 @@
+"""tf.Transform preprocessing: the user and movie ID vocabularies.
+
+Each ID becomes an index into a vocabulary written as a named file (`user_id_vocab`,
+`movie_id_vocab`) ordered by frequency; IDs not seen in training map to the one OOV bucket,
+index == vocabulary size, which the model treats as "unknown".
+"""
+import tensorflow_transform as tft
+
+from components import features
+
+OOV_BUCKETS = 1
+
+
+def preprocessing_fn(inputs):
+    """Maps raw ID strings to vocabulary indices and passes the label through."""
+    outputs = {
+        features.transformed_name(key): tft.compute_and_apply_vocabulary(
+            inputs[key], num_oov_buckets=OOV_BUCKETS, vocab_filename=features.vocabulary_name(key))
+        for key in features.ID_FEATURES
+    }
+    outputs[features.transformed_name(features.LABEL_KEY)] = inputs[features.LABEL_KEY]
+    return outputs
