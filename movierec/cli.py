@@ -1,0 +1,200 @@
+"""The `movierec` command line: data import, pipeline runs.
+
+Errors a user can act on (bad data, missing files, blocked pushes) print one line and exit non-zero:
+1 for errors, 3 when the run finished but the model was not blessed (so nothing was pushed).
+"""
+import logging
+import os
+import pathlib
+import sys
+import time
+import warnings
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Google client libraries warn about Python 3.11's end of life on import; not actionable here.
+warnings.filterwarnings("ignore", category=FutureWarning)
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+import click  # noqa: E402
+
+from movierec.errors import DataError, MovierecError  # noqa: E402
+
+EXIT_ERROR = 1
+EXIT_NOT_BLESSED = 3
+DATA_FORMATS = ("movielens-100k", "movielens-1m", "movielens-latest", "csv")
+
+
+def _log_to_file_and_console(log_dir: pathlib.Path) -> pathlib.Path:
+    """Everything goes to a log file under the pipeline root; the console shows progress only."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_file = log_dir / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    file_handler = logging.FileHandler(log_file)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    console = logging.StreamHandler()
+    console.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    console.addFilter(_ProgressFilter())
+    logging.basicConfig(level=logging.INFO, handlers=[file_handler, console], force=True)
+    # TensorFlow saves and restores absl's verbosity flag around some calls; with the flag left
+    # at its default, it "restores" WARNING and the progress lines stop.
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.INFO)
+    # TensorFlow's logger prints through a handler of its own; route it through ours.
+    tf_logger = logging.getLogger("tensorflow")
+    tf_logger.handlers.clear()
+    tf_logger.propagate = True
+    return log_file
+
+
+class _ProgressFilter(logging.Filter):
+    """Passes progress lines (components starting/finishing, training epochs) and errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        message = record.getMessage()
+        return (message.startswith("Component ") and message.endswith(("is running.", "is finished."))
+                or message.startswith("Epoch "))
+
+
+def _one_line(error: BaseException) -> str:
+    """The most specific message in an exception chain (Beam and TFX wrap executor errors)."""
+    from components.records import RowError
+
+    seen = error
+    while seen is not None:
+        if isinstance(seen, (RowError, MovierecError)):
+            return str(seen).split(" [while running")[0]
+        seen = seen.__cause__ or seen.__context__
+    return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """movierec: learn movie and user embeddings from ratings with TFX, serve them with TF Serving."""
+
+
+@main.group()
+def data() -> None:
+    """Get ratings into the canonical CSV layout the pipeline reads."""
+
+
+def _rating_range():
+    import schema
+    from components import features
+
+    return schema.float_range(features.RATING)
+
+
+@data.command("fetch")
+@click.argument("dataset", type=click.Choice(["movielens-100k"]))
+@click.option("--dest", type=click.Path(path_type=pathlib.Path), default=None,
+              help="Output folder [default: data/<dataset>].")
+def data_fetch(dataset: str, dest: pathlib.Path) -> None:
+    """Download a public dataset and write ratings.csv, movies.csv, users.csv."""
+    from movierec.data import fetch
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    dest = dest or pathlib.Path("data") / dataset
+    _run_or_exit(lambda: click.echo(fetch.fetch(dataset, dest, _rating_range()).describe()))
+
+
+@data.command("import")
+@click.option("--format", "fmt", type=click.Choice(DATA_FORMATS), required=True,
+              help="movielens-100k: u.data (+u.item, u.user); movielens-1m: ratings.dat with '::'; "
+                   "movielens-latest: ratings.csv (+movies.csv); csv: the canonical layout.")
+@click.argument("src", type=click.Path(path_type=pathlib.Path))
+@click.option("--dest", type=click.Path(path_type=pathlib.Path), required=True,
+              help="Output folder for the canonical ratings.csv, movies.csv, users.csv.")
+def data_import(fmt: str, src: pathlib.Path, dest: pathlib.Path) -> None:
+    """Convert ratings you already have (a file or its folder) to the canonical layout."""
+    from movierec.data import importers
+
+    _run_or_exit(lambda: click.echo(importers.import_dataset(fmt, src, dest, _rating_range()).describe()))
+
+
+def _run_or_exit(action) -> None:
+    try:
+        action()
+    except (MovierecError, OSError, ValueError) as e:
+        raise click.ClickException(_one_line(e)) from e
+
+
+def _check_data(data_path: str) -> None:
+    """Fails fast, before the pipeline starts, on missing data or files that are not ratings CSVs."""
+    from components import records
+    from pipeline import configs
+
+    path = pathlib.Path(data_path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder (fetch data with `movierec data fetch`)")
+    files = sorted(path.glob(configs.RATINGS_FILE_PATTERN)) if path.is_dir() else [path]
+    if not files:
+        raise DataError(f"{path}: no {configs.RATINGS_FILE_PATTERN} files in this folder")
+    for file in files:
+        with open(file, "rb") as f:
+            records.check_header(f.readline(), str(file))
+
+
+@main.command("config")
+@click.option("--config", "config_file", type=click.Path(exists=True, path_type=pathlib.Path),
+              help="A settings file to overlay on the defaults.")
+def show_config(config_file) -> None:
+    """Print the effective settings as YAML: a starting point for a --config file."""
+    from pipeline import configs
+
+    config = configs.load(config_file) if config_file else configs.PipelineConfig()
+    click.echo(configs.to_yaml(config), nl=False)
+
+
+@main.command("run")
+@click.option("--data", "data_path", help="Ratings CSV, or a folder of ratings*.csv "
+              "[default: data/movielens-100k/ratings.csv].")
+@click.option("--pipeline-root", help="Where artifacts and metadata go [default: runs/pipeline].")
+@click.option("--serving-dir", help="TF Serving model root; versions go to <dir>/<model name>/ "
+              "[default: runs/serving].")
+@click.option("--runner", type=click.Choice(["local", "beam"]), default="local", show_default=True,
+              help="TFX orchestrator: LocalDagRunner or BeamDagRunner.")
+@click.option("--config", "config_file", type=click.Path(exists=True, path_type=pathlib.Path),
+              help="YAML/JSON settings file; `movierec config` prints every setting.")
+@click.option("--beam-arg", "beam_args", multiple=True,
+              help="A Beam pipeline argument for data components (repeatable), "
+                   "e.g. --beam-arg=--direct_running_mode=multi_processing.")
+@click.option("--no-cache", is_flag=True, help="Re-run every component even if its inputs are unchanged.")
+def run(data_path, pipeline_root, serving_dir, runner, config_file, beam_args, no_cache) -> None:
+    """Run the whole pipeline: ingest, validate, transform, train, evaluate, push."""
+    from pipeline import configs
+
+    config = configs.load(config_file) if config_file else configs.PipelineConfig()
+    overrides = {"data": data_path, "pipeline_root": pipeline_root, "serving_dir": serving_dir}
+    config = config.replace(**{k: v for k, v in overrides.items() if v is not None})
+    if beam_args:
+        config = config.replace(beam_pipeline_args=tuple(beam_args))
+    if no_cache:
+        config = config.replace(enable_cache=False)
+    config = config.replace(
+        data=str(pathlib.Path(config.data).resolve()),
+        pipeline_root=str(pathlib.Path(config.pipeline_root).resolve()),
+        serving_dir=str(pathlib.Path(config.serving_dir).resolve()))
+
+    _run_or_exit(lambda: _check_data(config.data))
+    log_file = _log_to_file_and_console(pathlib.Path(config.pipeline_root) / "logs")
+    from pipeline import run_summary, runners
+
+    try:
+        runners.run(config, runner)
+    except Exception as e:  # a failed component: report it in one line, with the run's state
+        summary = run_summary.summarize(config)
+        if summary:
+            click.echo(summary.render(), err=True)
+        click.echo(f"Error: {_one_line(e)}\n(full log: {log_file})", err=True)
+        sys.exit(EXIT_ERROR)
+    summary = run_summary.summarize(config)
+    click.echo(summary.render())
+    if not summary.blessed:
+        sys.exit(EXIT_NOT_BLESSED)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Pipeline settings: one dataclass, filled from defaults, a YAML/JSON file and CLI flags.
+
+Every path and threshold the pipeline uses comes from here and is passed into `create_pipeline`;
+nothing below reads globals or the environment.
+"""
+import dataclasses
+import pathlib
+from typing import Any, Dict, Optional, Tuple
+
+import yaml
+
+from components.hyperparameters import Hyperparameters
+from schema import SCHEMA_DIR
+
+PIPELINE_NAME = "movierec"
+PREPROCESSING_FN = "components.preprocessing.preprocessing_fn"
+RUN_FN = "components.trainer.run_fn"
+# Local Beam: one process per core; the DirectRunner otherwise runs everything in one thread.
+LOCAL_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
+# Folders hold one or more ratings files; other CSVs beside them (movies.csv, users.csv) are not ratings.
+RATINGS_FILE_PATTERN = "ratings*.csv"
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+    """When a trained model is blessed: RMSE under a bound, and no worse than the last blessed one."""
+    rmse_upper_bound: float = 1.0
+    max_rmse_increase: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    data: str = "data/movielens-100k/ratings.csv"
+    pipeline_root: str = "runs/pipeline"
+    serving_dir: str = "runs/serving"
+    pipeline_name: str = PIPELINE_NAME
+    model_name: str = PIPELINE_NAME
+    schema_dir: str = str(SCHEMA_DIR)
+    metadata_path: Optional[str] = None
+    # Hash split of ExampleGen: train/eval in proportion train_buckets : eval_buckets.
+    train_buckets: int = 8
+    eval_buckets: int = 2
+    hyperparameters: Hyperparameters = Hyperparameters()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    beam_pipeline_args: Tuple[str, ...] = ()
+    enable_cache: bool = True
+
+    @property
+    def metadata_file(self) -> str:
+        return self.metadata_path or str(pathlib.Path(self.pipeline_root) / "metadata.sqlite")
+
+    @property
+    def push_base(self) -> str:
+        """Where versions are pushed: TF Serving's model base path."""
+        return str(pathlib.Path(self.serving_dir) / self.model_name)
+
+    def input_location(self) -> Tuple[str, str]:
+        """(input_base, file pattern) for ExampleGen: a single CSV file, or a folder of them."""
+        data = pathlib.Path(self.data).resolve()
+        if data.is_dir():
+            return str(data), RATINGS_FILE_PATTERN
+        return str(data.parent), data.name
+
+    def replace(self, **changes: Any) -> "PipelineConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _overlay(base, values: Dict[str, Any], what: str):
+    known = {f.name for f in dataclasses.fields(base)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown {what} keys: {sorted(unknown)}; known: {sorted(known)}")
+    return dataclasses.replace(base, **values)
+
+
+def from_dict(values: Dict[str, Any], base: PipelineConfig = PipelineConfig()) -> PipelineConfig:
+    """Overlays a (possibly nested) dict of settings on `base`, rejecting unknown keys."""
+    values = dict(values)
+    for nested in ("hyperparameters", "evaluation"):
+        if nested in values:
+            values[nested] = _overlay(getattr(base, nested), values[nested] or {}, nested)
+    if "beam_pipeline_args" in values:
+        values["beam_pipeline_args"] = tuple(values["beam_pipeline_args"])
+    return _overlay(base, values, "config")
+
+
+def load(path: pathlib.Path, base: PipelineConfig = PipelineConfig()) -> PipelineConfig:
+    """Reads a YAML (or JSON, a subset of YAML) config file over `base`."""
+    values = yaml.safe_load(pathlib.Path(path).read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of settings, got {type(values).__name__}")
+    return from_dict(values, base)
+
+
+def to_yaml(config: PipelineConfig) -> str:
+    values = dataclasses.asdict(config)
+    values["beam_pipeline_args"] = list(config.beam_pipeline_args)
+    return yaml.safe_dump(values, sort_keys=False)

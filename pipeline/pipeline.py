@@ -1,0 +1,103 @@
+"""The movierec TFX pipeline, as a pure function of its config.
+
+ExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> ValidationGate -> Transform
+-> Trainer -> (latest blessed model) -> Evaluator -> Pusher
+"""
+import dataclasses
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+
+from components import example_gen, features, pusher
+from components.validation_gate import ValidationGate
+from pipeline import configs
+
+RMSE = "root_mean_squared_error"
+MAE = "mean_absolute_error"
+# Change thresholds compare with a tolerance; this one only absorbs float rounding.
+RMSE_TOLERANCE = 1e-10
+
+
+def eval_config(evaluation: configs.EvaluationConfig) -> tfma.EvalConfig:
+    """RMSE, MAE and example count over the eval split; RMSE gates the blessing."""
+    rmse_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(upper_bound={"value": evaluation.rmse_upper_bound}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.LOWER_IS_BETTER,
+            absolute={"value": evaluation.max_rmse_increase + RMSE_TOLERANCE}))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(
+            signature_name="serving_default",
+            label_key=features.LABEL_KEY,
+            prediction_key=features.LABEL_KEY,
+            preprocessing_function_names=["transform_features"])],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name="ExampleCount"),
+            tfma.MetricConfig(class_name="MeanAbsoluteError", config='"name": "%s"' % MAE),
+            tfma.MetricConfig(class_name="RootMeanSquaredError", config='"name": "%s"' % RMSE,
+                              threshold=rmse_threshold),
+        ])])
+
+
+def create_pipeline(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
+    """Builds the pipeline; every path and setting comes from `config`."""
+    input_base, pattern = config.input_location()
+    example_gen_component = FileBasedExampleGen(
+        input_base=input_base,
+        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="single_split",
+                                                                   pattern=pattern)]),
+        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+            tfx.proto.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
+            tfx.proto.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets)])),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen.Executor))
+    examples = example_gen_component.outputs["examples"]
+
+    statistics_gen = tfx.components.StatisticsGen(examples=examples)
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=f"{config.schema_dir}/schema.pbtxt")
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    validation_gate = ValidationGate(anomalies=example_validator.outputs["anomalies"])
+
+    transform = tfx.components.Transform(
+        examples=examples, schema=schema_gen.outputs["schema"],
+        preprocessing_fn=configs.PREPROCESSING_FN)
+    transform.add_upstream_node(validation_gate)
+
+    trainer = tfx.components.Trainer(
+        run_fn=configs.RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        custom_config=dataclasses.asdict(config.hyperparameters))
+
+    latest_blessed_model = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+
+    evaluator = tfx.components.Evaluator(
+        examples=examples,
+        model=trainer.outputs["model"],
+        baseline_model=latest_blessed_model.outputs["model"],
+        eval_config=eval_config(config.evaluation))
+
+    model_pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.push_base)),
+        custom_executor_spec=executor_spec.ExecutorClassSpec(pusher.Executor))
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=[example_gen_component, statistics_gen, schema_gen, example_validator,
+                    validation_gate, transform, trainer, latest_blessed_model, evaluator, model_pusher],
+        enable_cache=config.enable_cache,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            config.metadata_file),
+        beam_pipeline_args=list(config.beam_pipeline_args))

@@ -1,0 +1,200 @@
+"""What the last pipeline run did, read back from ML Metadata and the artifacts it recorded.
+
+Used by `movierec run` to print a short summary: rows ingested, eval metrics (and the baseline's),
+whether the model was blessed and why, and where it was pushed.
+"""
+import dataclasses
+import json
+import os
+from typing import Dict, List, Optional
+
+import tensorflow_model_analysis as tfma
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from tensorflow_data_validation.utils import stats_util
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils
+
+from components import pusher
+from components.trainer import HISTORY_FILE
+from pipeline import configs
+from pipeline.pipeline import MAE, RMSE
+
+EXECUTION_STATES = {
+    metadata_store_pb2.Execution.COMPLETE: "ran",
+    metadata_store_pb2.Execution.CACHED: "cached",
+    metadata_store_pb2.Execution.FAILED: "failed",
+    metadata_store_pb2.Execution.RUNNING: "running",
+}
+
+
+@dataclasses.dataclass
+class RunSummary:
+    run_id: str
+    components: Dict[str, str]
+    rows: Dict[str, int]
+    metrics: Dict[str, float]
+    baseline_metrics: Dict[str, float]
+    blessed: Optional[bool]
+    blessing_notes: List[str]
+    pushed: Optional[bool]
+    push_note: str
+    pushed_destination: Optional[str]
+    history: Dict[str, List[float]]
+
+    def render(self) -> str:
+        lines = [f"Run {self.run_id}"]
+        lines.append("  components: " + ", ".join(f"{name} {state}"
+                                                  for name, state in self.components.items()))
+        if self.rows:
+            lines.append("  rows ingested: " + ", ".join(
+                f"{split} {count:,}" for split, count in self.rows.items())
+                + f" (total {sum(self.rows.values()):,})")
+        for key, label in (("rmse", "train RMSE per epoch"), ("val_rmse", "eval RMSE per epoch")):
+            if self.history.get(key):
+                lines.append(f"  {label}: " + " ".join(f"{v:.3f}" for v in self.history[key]))
+        if self.metrics:
+            shown = ", ".join(f"{name} {value:.4f}" for name, value in self.metrics.items()
+                              if name != "example_count")
+            lines.append(f"  eval: {shown} on {int(self.metrics.get('example_count', 0)):,} examples")
+        if self.baseline_metrics:
+            lines.append("  baseline (last blessed model): " + ", ".join(
+                f"{name} {value:.4f}" for name, value in self.baseline_metrics.items()
+                if name != "example_count"))
+        if self.blessed is not None:
+            lines.append(f"  blessed: {'yes' if self.blessed else 'no'}"
+                         + (" - " + "; ".join(self.blessing_notes) if self.blessing_notes else ""))
+        if self.pushed is not None:
+            lines.append(f"  push: {self.push_note}"
+                         + (f" ({self.pushed_destination})" if self.pushed_destination else ""))
+        return "\n".join(lines)
+
+
+def connect(config: configs.PipelineConfig) -> metadata_store.MetadataStore:
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = config.metadata_file
+    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(connection)
+
+
+def latest_run_id(store: metadata_store.MetadataStore, pipeline_name: str) -> Optional[str]:
+    """The newest pipeline_run context that holds executions of this pipeline."""
+    pipeline_context = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    if pipeline_context is None:
+        return None
+    ours = {e.id for e in store.get_executions_by_context(pipeline_context.id)}
+    runs = sorted(store.get_contexts_by_type("pipeline_run"),
+                  key=lambda c: (c.create_time_since_epoch, c.id), reverse=True)
+    for run in runs:
+        if any(e.id in ours for e in store.get_executions_by_context(run.id)):
+            return run.name
+    return None
+
+
+def _node_name(store: metadata_store.MetadataStore, execution_id: int) -> str:
+    for context in store.get_contexts_by_execution(execution_id):
+        if context.type == "node":
+            return context.name.split(".", 1)[-1]
+    return str(execution_id)
+
+
+def _outputs(store: metadata_store.MetadataStore, execution_id: int):
+    """Output artifacts of an execution as tfx Artifacts, by output key."""
+    events = [e for e in store.get_events_by_execution_ids([execution_id])
+              if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+    by_id = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+    types = {t.id: t for t in store.get_artifact_types_by_id({a.type_id for a in by_id.values()})}
+    outputs = {}
+    for event in events:
+        key = event.path.steps[0].key if event.path.steps else ""
+        artifact = by_id[event.artifact_id]
+        outputs[key] = artifact_utils.deserialize_artifact(types[artifact.type_id], artifact)
+    return outputs
+
+
+def _rows(statistics) -> Dict[str, int]:
+    rows = {}
+    for split in artifact_utils.decode_split_names(statistics.split_names):
+        path = os.path.join(artifact_utils.get_split_uri([statistics], split), "FeatureStats.pb")
+        stats = stats_util.load_stats_binary(path)
+        rows[split] = int(stats.datasets[0].num_examples)
+    return rows
+
+
+def _metrics(evaluation_uri: str):
+    """Overall-slice metrics of the candidate and (if any) the baseline model."""
+    candidate, baseline = {}, {}
+    for slice_metrics in tfma.load_metrics(evaluation_uri):
+        if slice_metrics.slice_key.single_slice_keys:
+            continue
+        for entry in slice_metrics.metric_keys_and_values:
+            if entry.key.is_diff or entry.key.name not in (RMSE, MAE, "example_count"):
+                continue
+            target = baseline if entry.key.model_name == "baseline" else candidate
+            target[entry.key.name] = entry.value.double_value.value
+    return candidate, baseline
+
+
+def _failure_note(failure) -> str:
+    name, value = failure.metric_key.name, failure.metric_value.double_value.value
+    if failure.metric_key.is_diff:
+        return f"{name} is {value:+.4f} vs the last blessed model (more than allowed)"
+    bound = failure.metric_threshold.value_threshold.upper_bound.value
+    return f"{name} {value:.4f} is above the bound {bound:g}"
+
+
+def _blessing_notes(evaluation_uri: str, config: configs.PipelineConfig,
+                    metrics: Dict[str, float], baseline: Dict[str, float]) -> List[str]:
+    """Why the Evaluator blessed the model or not, in words."""
+    validation = tfma.load_validation_result(evaluation_uri)
+    notes = [_failure_note(failure)
+             for per_slice in validation.metric_validations_per_slice
+             for failure in per_slice.failures]
+    if notes or RMSE not in metrics:
+        return notes
+    notes.append(f"RMSE {metrics[RMSE]:.4f} <= bound {config.evaluation.rmse_upper_bound:g}")
+    if RMSE in baseline:
+        notes.append(f"not worse than the last blessed model ({baseline[RMSE]:.4f})")
+    return notes
+
+
+def _history(model_run) -> Dict[str, List[float]]:
+    path = os.path.join(model_run.uri, HISTORY_FILE)
+    if not fileio.exists(path):
+        return {}
+    with fileio.open(path) as f:
+        return json.load(f)
+
+
+def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> Optional[RunSummary]:
+    """Summary of run `run_id` (default: the latest) of the configured pipeline."""
+    if not os.path.exists(config.metadata_file):
+        return None
+    store = connect(config)
+    run_id = run_id or latest_run_id(store, config.pipeline_name)
+    run = store.get_context_by_type_and_name("pipeline_run", run_id) if run_id else None
+    if run is None:
+        return None
+    summary = RunSummary(run_id, {}, {}, {}, {}, None, [], None, "", None, {})
+    for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
+        node = _node_name(store, execution.id)
+        summary.components[node] = EXECUTION_STATES.get(execution.last_known_state, "unknown")
+        outputs = _outputs(store, execution.id)
+        if "statistics" in outputs and node == "StatisticsGen":
+            summary.rows = _rows(outputs["statistics"])
+        if "model_run" in outputs:
+            summary.history = _history(outputs["model_run"])
+        if "evaluation" in outputs:
+            uri = outputs["evaluation"].uri
+            summary.metrics, summary.baseline_metrics = _metrics(uri)
+        if "blessing" in outputs:
+            summary.blessed = bool(outputs["blessing"].get_int_custom_property("blessed"))
+            summary.blessing_notes = _blessing_notes(
+                outputs["evaluation"].uri, config, summary.metrics, summary.baseline_metrics)
+        if "pushed_model" in outputs:
+            pushed = outputs["pushed_model"]
+            summary.pushed = bool(pushed.get_int_custom_property(pusher.PUSHED))
+            summary.push_note = pushed.get_string_custom_property(pusher.PUSH_NOTE)
+            summary.pushed_destination = (
+                pushed.get_string_custom_property(pusher.PUSHED_DESTINATION) or None)
+    return summary
