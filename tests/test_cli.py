@@ -1,0 +1,44 @@
+"""CLI errors are one clear line with a non-zero exit code; data commands write the canonical layout."""
+from tests.cli import movierec
+from tests.conftest import write_csv
+
+
+def test_run_with_missing_data_fails_in_one_line(tmp_path):
+    result = movierec("run", "--data", tmp_path / "nothing.csv", "--pipeline-root", tmp_path / "p")
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"Error: {tmp_path / 'nothing.csv'}: no such file or folder " \
+                                    "(fetch data with `movierec data fetch`)"
+    assert not (tmp_path / "p").exists()
+
+
+def test_run_with_wrong_header_fails_before_the_pipeline_starts(tmp_path):
+    data = write_csv(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp", ["1,2,3,4"])
+    result = movierec("run", "--data", data, "--pipeline-root", tmp_path / "p")
+    assert result.returncode == 1
+    assert f"Error: {data}:1: header is 'userId,movieId,rating,timestamp'" in result.stderr
+    assert not (tmp_path / "p").exists()
+
+
+def test_run_with_an_empty_folder(tmp_path):
+    result = movierec("run", "--data", tmp_path, "--pipeline-root", tmp_path / "p")
+    assert result.returncode == 1
+    assert f"{tmp_path}: no ratings*.csv files in this folder" in result.stderr
+
+
+def test_data_import_reports_bad_rows_and_writes_nothing(tmp_path):
+    src = write_csv(tmp_path / "u.data", "1\t2\t3\t4", ["1\t2\tfive\t5"])
+    src.write_text("1\t2\t3\t4\n1\t2\tfive\t5\n")
+    result = movierec("data", "import", "--format", "movielens-100k", src, "--dest", tmp_path / "out")
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"Error: {src}:2: field 'rating': not a number: 'five'"
+    assert not (tmp_path / "out" / "ratings.csv").exists()
+
+
+def test_data_import_writes_canonical_csv(tmp_path):
+    src = tmp_path / "ratings.dat"
+    src.write_text("1::10::5::978300760\n2::10::4::978300761\n")
+    result = movierec("data", "import", "--format", "movielens-1m", src, "--dest", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "wrote 2 ratings (2 users, 1 movies)" in result.stdout
+    assert (tmp_path / "out" / "ratings.csv").read_text().splitlines() == [
+        "user_id,movie_id,rating,timestamp", "1,10,5,978300760", "2,10,4,978300761"]

@@ -1,0 +1,129 @@
+"""The whole pipeline through `movierec run` on a 3,000-rating MovieLens sample, in a temp dir."""
+import math
+import pathlib
+
+import pytest
+import tensorflow as tf
+
+from components import features, pusher
+from pipeline import configs, run_summary
+from tests.cli import movierec
+from tests.conftest import write_csv
+
+ALL_COMPONENTS = ["FileBasedExampleGen", "ImportSchemaGen", "latest_blessed_model_resolver",
+                  "StatisticsGen", "ExampleValidator", "ValidationGate", "Transform", "Trainer",
+                  "Evaluator", "Pusher"]
+# A small sample trains a rough model: the bound only has to be met, not be tight.
+SMALL_RUN_CONFIG = """
+hyperparameters: {epochs: 3, embedding_dim: 8}
+evaluation: {rmse_upper_bound: 1.6}
+"""
+
+
+class Run:
+    """One `movierec run` invocation with its own pipeline root and serving dir."""
+
+    def __init__(self, root: pathlib.Path, data: pathlib.Path, *extra):
+        self.root, self.data, self.extra = root, data, extra
+        self.config_file = root / "config.yaml"
+        root.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(SMALL_RUN_CONFIG)
+        self.config = configs.load(self.config_file).replace(
+            data=str(data), pipeline_root=str(root / "pipeline"), serving_dir=str(root / "serving"))
+
+    def __call__(self):
+        return movierec("run", "--data", self.data, "--config", self.config_file,
+                        "--pipeline-root", self.config.pipeline_root,
+                        "--serving-dir", self.config.serving_dir, *self.extra)
+
+    def versions(self):
+        return pusher.served_versions(self.config.push_base)
+
+    def summary(self) -> run_summary.RunSummary:
+        return run_summary.summarize(self.config)
+
+
+def serialized_example(user_id: str, movie_id: str) -> bytes:
+    feature = lambda value: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+    return tf.train.Example(features=tf.train.Features(feature={
+        features.USER_ID: feature(user_id), features.MOVIE_ID: feature(movie_id)})).SerializeToString()
+
+
+@pytest.fixture(scope="module")
+def first_run(ratings_sample, tmp_path_factory):
+    run = Run(tmp_path_factory.mktemp("e2e"), ratings_sample)
+    return run, run()
+
+
+def test_first_run_executes_every_component_and_pushes(first_run):
+    run, result = first_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = run.summary()
+    assert summary.components == {name: "ran" for name in ALL_COMPONENTS}
+    assert sum(summary.rows.values()) == 3000 and set(summary.rows) == {"train", "eval"}
+    assert summary.blessed and summary.pushed
+    assert 0 < summary.metrics["root_mean_squared_error"] < 1.6
+    assert summary.metrics["example_count"] == summary.rows["eval"]
+    assert len(run.versions()) == 1
+    assert f"push: pushed as version {run.versions()[0]}" in result.stdout
+    assert "Component Trainer is finished." in result.stderr  # progress is shown
+
+
+def test_pushed_model_rates_known_and_unknown_users(first_run):
+    run, _ = first_run
+    model = tf.saved_model.load(f"{run.config.push_base}/{run.versions()[0]}")
+    serve = model.signatures["serving_default"]
+    known_user, known_movie = run.data.read_text().splitlines()[1].split(",")[:2]
+    requests = [serialized_example(known_user, known_movie),
+                serialized_example("no-such-user", known_movie),
+                serialized_example("no-such-user", "no-such-movie")]
+    ratings = serve(examples=tf.constant(requests))[features.LABEL_KEY].numpy()
+    assert ratings.shape == (3,)
+    assert all(math.isfinite(r) and 0.5 <= r <= 5.5 for r in ratings)
+    assert "transform_features" in model.signatures
+
+
+def test_second_run_on_same_data_is_cached_and_pushes_nothing_new(first_run):
+    run, _ = first_run
+    result = run()
+    assert result.returncode == 0, result.stderr[-3000:]
+    states = run.summary().components
+    cached = ["FileBasedExampleGen", "StatisticsGen", "ExampleValidator", "ValidationGate",
+              "Transform", "Trainer"]
+    assert {name: states[name] for name in cached} == {name: "cached" for name in cached}
+    assert "this model is already served as version" in result.stdout
+    assert len(run.versions()) == 1
+
+
+def test_out_of_range_rating_stops_at_validation(ratings_sample, tmp_path):
+    lines = ratings_sample.read_text().splitlines()
+    data = write_csv(tmp_path / "data" / "ratings.csv", lines[0], lines[1:2000] + ["1,1,7,881250949"])
+    run = Run(tmp_path, data)
+    result = run()
+    assert result.returncode == 1
+    assert "Error: data validation found 1 anomaly: split 'train', feature 'rating': " \
+           "Out-of-range values" in result.stderr or \
+           "Error: data validation found 1 anomaly: split 'eval', feature 'rating': " \
+           "Out-of-range values" in result.stderr
+    states = run.summary().components
+    assert states["ValidationGate"] == "failed"
+    assert "Transform" not in states and "Pusher" not in states
+    assert run.versions() == []
+
+
+def test_unparseable_row_fails_naming_file_line_and_field(ratings_sample, tmp_path):
+    lines = ratings_sample.read_text().splitlines()
+    data = write_csv(tmp_path / "data" / "ratings.csv", lines[0], lines[1:100] + ["5,6,great,881250949"])
+    result = Run(tmp_path, data)()
+    assert result.returncode == 1
+    assert f"Error: {data}:101: field 'rating': not a number: 'great'" in result.stderr
+    assert not (tmp_path / "serving").exists()
+
+
+def test_beam_dag_runner_end_to_end(ratings_sample, tmp_path):
+    run = Run(tmp_path, ratings_sample, "--runner", "beam")
+    result = run()
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = run.summary()
+    assert summary.components == {name: "ran" for name in ALL_COMPONENTS}
+    assert summary.blessed and summary.pushed and len(run.versions()) == 1
