@@ -11,10 +11,17 @@ RATINGS_COLUMNS = (USER_ID, MOVIE_ID, RATING, TIMESTAMP)
 ID_FEATURES = (USER_ID, MOVIE_ID)
 LABEL_KEY = RATING
 
+# The canonical dataset folder.
+RATINGS_FILE, MOVIES_FILE, USERS_FILE = "ratings.csv", "movies.csv", "users.csv"
 # Side tables written beside ratings.csv.
-MOVIES_COLUMNS = (MOVIE_ID, "title", "year", "genres")
-USERS_COLUMNS = (USER_ID, "age", "gender", "occupation", "zip")
+TITLE, YEAR, GENRES = "title", "year", "genres"
+AGE, GENDER, OCCUPATION, ZIP = "age", "gender", "occupation", "zip"
+MOVIES_COLUMNS = (MOVIE_ID, TITLE, YEAR, GENRES)
+USERS_COLUMNS = (USER_ID, AGE, GENDER, OCCUPATION, ZIP)
 GENRE_SEPARATOR = "|"
+# Side features ExampleGen joins onto each rating (absent when the side table or row is missing).
+MOVIE_FEATURES = (TITLE, YEAR, GENRES)
+USER_FEATURES = (AGE, GENDER, OCCUPATION)
 
 
 def transformed_name(key: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import yaml
 
+from components import features
 from components.hyperparameters import Hyperparameters
 from schema import SCHEMA_DIR
 
@@ -31,6 +32,9 @@ class EvaluationConfig:
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     data: str = "data/movielens-100k/ratings.csv"
+    # Side tables joined onto the ratings; by default movies.csv / users.csv beside the ratings.
+    movies: Optional[str] = None
+    users: Optional[str] = None
     pipeline_root: str = "runs/pipeline"
     serving_dir: str = "runs/serving"
     pipeline_name: str = PIPELINE_NAME
@@ -60,6 +64,18 @@ class PipelineConfig:
         if data.is_dir():
             return str(data), RATINGS_FILE_PATTERN
         return str(data.parent), data.name
+
+    def side_tables(self) -> Tuple[Optional[str], Optional[str]]:
+        """(movies.csv, users.csv) to join, or None where there is none."""
+        folder = pathlib.Path(self.input_location()[0])
+
+        def resolve(given: Optional[str], default_name: str) -> Optional[str]:
+            path = pathlib.Path(given) if given else folder / default_name
+            if given and not path.is_file():
+                raise FileNotFoundError(f"{path}: no such side table")
+            return str(path.resolve()) if path.is_file() else None
+
+        return resolve(self.movies, features.MOVIES_FILE), resolve(self.users, features.USERS_FILE)
 
     def replace(self, **changes: Any) -> "PipelineConfig":
         return dataclasses.replace(self, **changes)

@@ -52,6 +52,7 @@ def create_pipeline(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
             tfx.proto.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
             tfx.proto.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets)])),
+        custom_config=example_gen.side_table_config(*config.side_tables()),
         custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen.Executor))
     examples = example_gen_component.outputs["examples"]
 

@@ -8,39 +8,12 @@ import csv
 import dataclasses
 import os
 import pathlib
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import Iterable, Sequence
 
 from components import features
+from components.features import MOVIES_FILE, RATINGS_FILE, USERS_FILE
 from components.records import Rating
-
-RATINGS_FILE = "ratings.csv"
-MOVIES_FILE = "movies.csv"
-USERS_FILE = "users.csv"
-
-
-@dataclasses.dataclass(frozen=True)
-class Movie:
-    movie_id: str
-    title: str
-    year: Optional[int]
-    genres: Tuple[str, ...]
-
-    def as_row(self):
-        return (self.movie_id, self.title, "" if self.year is None else str(self.year),
-                features.GENRE_SEPARATOR.join(self.genres))
-
-
-@dataclasses.dataclass(frozen=True)
-class User:
-    user_id: str
-    age: Optional[int]
-    gender: str
-    occupation: str
-    zip: str
-
-    def as_row(self):
-        return (self.user_id, "" if self.age is None else str(self.age), self.gender,
-                self.occupation, self.zip)
+from components.side_tables import Movie, User
 
 
 @dataclasses.dataclass(frozen=True)

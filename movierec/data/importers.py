@@ -3,15 +3,14 @@
 Every reader streams its input, reports the first bad row as `file:line: field 'x': why` and
 raises; nothing is written unless every row of every file was read (see canonical.write_dataset).
 """
-import csv
 import pathlib
 import re
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from components import features, records
+from components import features, records, side_tables
 from components.records import Rating, RowError
 from movierec.data import canonical
-from movierec.data.canonical import Movie, User
+from components.side_tables import Movie, User
 from movierec.errors import DataError
 
 RatingRange = Optional[Tuple[float, float]]
@@ -47,45 +46,10 @@ def split_lines(path: pathlib.Path, separator: str, encoding: str = "utf-8",
                 yield line_no, text.split(separator)
 
 
-def csv_rows(path: pathlib.Path, header: Sequence[str]) -> Iterator[Tuple[int, Dict[str, str]]]:
-    """Yields (line number, row dict) of a quoted CSV file whose header must equal `header`."""
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        try:
-            found = next(reader, None)
-        except (UnicodeDecodeError, csv.Error) as e:
-            raise RowError(str(path), 1, None, f"unreadable header ({e})")
-        if found != list(header):
-            raise RowError(str(path), 1, None, f"header is {found}, expected {list(header)}")
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except (UnicodeDecodeError, csv.Error) as e:
-                raise RowError(str(path), reader.line_num + 1, None, f"unreadable row ({e})")
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise RowError(str(path), reader.line_num, None,
-                               f"expected {len(header)} fields, got {len(row)}")
-            yield reader.line_num, dict(zip(header, row))
-
-
 def ratings_from_lines(path: pathlib.Path, separator: str, rating_range: RatingRange,
                        header: Optional[str] = None) -> Iterator[Rating]:
     for line_no, fields in split_lines(path, separator, header=header):
         yield records.parse_fields(fields, str(path), line_no, rating_range)
-
-
-def _optional_int(value: str, path: pathlib.Path, line_no: int, field: str) -> Optional[int]:
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise RowError(str(path), line_no, field, f"not an integer: {value!r}") from None
 
 
 def _title_and_year(title: str) -> Tuple[str, Optional[int]]:
@@ -123,7 +87,7 @@ def _delimited_users(path: pathlib.Path, separator: str,
             raise RowError(str(path), line_no, None,
                            f"expected {len(features.USERS_COLUMNS)} fields, got {len(fields)}")
         user_id = records.parse_id(fields[0], str(path), line_no, features.USER_ID)
-        age = _optional_int(fields[1], path, line_no, "age")
+        age = side_tables.optional_int(fields[1], str(path), line_no, "age")
         yield User(user_id, age, fields[2].strip(), fields[3].strip(), fields[4].strip())
 
 
@@ -184,10 +148,10 @@ def _ml1m_users(path: pathlib.Path) -> Iterator[User]:
         if len(fields) != 5:
             raise RowError(str(path), line_no, None, f"expected 5 fields, got {len(fields)}")
         user_id = records.parse_id(fields[0], str(path), line_no, features.USER_ID)
-        code = _optional_int(fields[3], path, line_no, "occupation")
+        code = side_tables.optional_int(fields[3], str(path), line_no, "occupation")
         if code is None or not 0 <= code < len(ML1M_OCCUPATIONS):
             raise RowError(str(path), line_no, "occupation", f"unknown code {fields[3]!r}")
-        age = _optional_int(fields[2], path, line_no, "age")
+        age = side_tables.optional_int(fields[2], str(path), line_no, "age")
         yield User(user_id, age, fields[1], ML1M_OCCUPATIONS[code], fields[4])
 
 
@@ -205,7 +169,9 @@ def import_movielens_1m(src: pathlib.Path, dest: pathlib.Path,
 # --- GroupLens "latest" / 20M / 25M (ratings.csv, movies.csv with headers) --------------------
 
 def _latest_movies(path: pathlib.Path) -> Iterator[Movie]:
-    for line_no, row in csv_rows(path, ("movieId", "title", "genres")):
+    with open(path, newline="", encoding="utf-8") as stream:
+        rows = list(side_tables.csv_rows(stream, str(path), ("movieId", "title", "genres")))
+    for line_no, row in rows:
         movie_id = records.parse_id(row["movieId"], str(path), line_no, features.MOVIE_ID)
         title, year = _title_and_year(row["title"])
         genres = tuple(g for g in row["genres"].split("|") if g and g != "(no genres listed)")
@@ -225,29 +191,14 @@ def import_movielens_latest(src: pathlib.Path, dest: pathlib.Path,
 
 # --- Canonical CSVs (ratings.csv plus optional movies.csv / users.csv) ------------------------
 
-def _canonical_movies(path: pathlib.Path) -> Iterator[Movie]:
-    for line_no, row in csv_rows(path, features.MOVIES_COLUMNS):
-        movie_id = records.parse_id(row[features.MOVIE_ID], str(path), line_no, features.MOVIE_ID)
-        year = _optional_int(row["year"], path, line_no, "year")
-        genres = tuple(g for g in row["genres"].split(features.GENRE_SEPARATOR) if g)
-        yield Movie(movie_id, row["title"], year, genres)
-
-
-def _canonical_users(path: pathlib.Path) -> Iterator[User]:
-    for line_no, row in csv_rows(path, features.USERS_COLUMNS):
-        user_id = records.parse_id(row[features.USER_ID], str(path), line_no, features.USER_ID)
-        age = _optional_int(row["age"], path, line_no, "age")
-        yield User(user_id, age, row["gender"], row["occupation"], row["zip"])
-
-
 def import_canonical_csv(src: pathlib.Path, dest: pathlib.Path,
                          rating_range: RatingRange) -> canonical.ImportSummary:
     folder = src if src.is_dir() else src.parent
-    ratings_path = _require(folder / canonical.RATINGS_FILE if src.is_dir() else src,
+    ratings_path = _require(folder / features.RATINGS_FILE if src.is_dir() else src,
                             "canonical ratings CSV")
-    movies_path, users_path = folder / canonical.MOVIES_FILE, folder / canonical.USERS_FILE
-    movies = list(_canonical_movies(movies_path)) if movies_path.is_file() else []
-    users = list(_canonical_users(users_path)) if users_path.is_file() else []
+    movies_path, users_path = folder / features.MOVIES_FILE, folder / features.USERS_FILE
+    movies = side_tables.read_movies(str(movies_path)) if movies_path.is_file() else []
+    users = side_tables.read_users(str(users_path)) if users_path.is_file() else []
     ratings = ratings_from_lines(ratings_path, ",", rating_range,
                                  header=",".join(features.RATINGS_COLUMNS))
     return canonical.write_dataset(dest, ratings, movies, users)
