@@ -14,13 +14,15 @@ USER_EMBEDDING = "user_embedding"
 MOVIE_EMBEDDING = "movie_embedding"
 USER_BIAS = "user_bias"
 MOVIE_BIAS = "movie_bias"
+GLOBAL_MEAN = "global_mean"
 
 
 class IdEmbedding(tf.keras.layers.Layer):
     """An embedding table over vocabulary indices; indices >= vocab_size look up zeros.
 
-    L2 regularisation is applied to the rows looked up in each batch (as in classic matrix
-    factorisation), so frequent IDs are regularised in proportion to how often they are seen.
+    L2 regularisation is applied to the rows looked up in each training batch (as in classic
+    matrix factorisation), so frequent IDs are regularised in proportion to how often they are
+    seen; evaluation and serving calls add no loss.
     """
 
     def __init__(self, vocab_size: int, dim: int, l2: float, initializer="random_normal", **kwargs):
@@ -33,12 +35,12 @@ class IdEmbedding(tf.keras.layers.Layer):
             name="embeddings", shape=(self.vocab_size, self.dim), initializer=self.initializer)
         super().build(input_shape)
 
-    def call(self, indices):
+    def call(self, indices, training=None):
         indices = tf.reshape(indices, [-1])
         known = indices < self.vocab_size
         vectors = tf.gather(self.embeddings, tf.where(known, indices, tf.zeros_like(indices)))
         vectors *= tf.cast(known, vectors.dtype)[:, tf.newaxis]
-        if self.l2:
+        if self.l2 and training:
             self.add_loss(self.l2 * tf.reduce_mean(tf.reduce_sum(tf.square(vectors), axis=1)))
         return vectors
 
@@ -79,9 +81,9 @@ def build_model(num_users: int, num_movies: int, global_mean: float,
     user_bias = IdEmbedding(num_users, 1, hparams.l2, "zeros", name=USER_BIAS)(user_index)
     movie_bias = IdEmbedding(num_movies, 1, hparams.l2, "zeros", name=MOVIE_BIAS)(movie_index)
     interaction = tf.keras.layers.Dot(axes=1, name="interaction")([user_vector, movie_vector])
-    biases = tf.keras.layers.Add(name="biases")([user_bias, movie_bias, interaction])
+    offset = tf.keras.layers.Add(name="offset_from_mean")([user_bias, movie_bias, interaction])
     rating = tf.keras.layers.Add(name=features.LABEL_KEY)([
-        tf.keras.layers.Reshape(())(biases), GlobalBias(global_mean, name="global_mean")(biases)])
+        tf.keras.layers.Reshape(())(offset), GlobalBias(global_mean, name=GLOBAL_MEAN)(offset)])
     model = tf.keras.Model(inputs=[user_index, movie_index], outputs=rating)
     model.compile(
         optimizer=tf.keras.optimizers.Adam(hparams.learning_rate),
@@ -89,3 +91,27 @@ def build_model(num_users: int, num_movies: int, global_mean: float,
         metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse"),
                  tf.keras.metrics.MeanAbsoluteError(name="mae")])
     return model
+
+
+def movie_vectors(model: tf.keras.Model) -> tf.Tensor:
+    """[num_movies, dim]: the learned movie embeddings, by vocabulary index."""
+    return model.get_layer(MOVIE_EMBEDDING).embeddings
+
+
+def user_vectors(model: tf.keras.Model) -> tf.Tensor:
+    """[num_users, dim]: the learned user embeddings, by vocabulary index."""
+    return model.get_layer(USER_EMBEDDING).embeddings
+
+
+def score_all_movies(model: tf.keras.Model, user_indices: tf.Tensor) -> tf.Tensor:
+    """[batch, num_movies]: the model's rating of every known movie for each user index.
+
+    The same arithmetic as the model's forward pass, as one matrix product over the catalogue
+    instead of one forward pass per (user, movie) pair; unknown users get the bias ranking.
+    """
+    user_vector = model.get_layer(USER_EMBEDDING)(user_indices)
+    user_bias = model.get_layer(USER_BIAS)(user_indices)
+    movie_bias = tf.transpose(model.get_layer(MOVIE_BIAS).embeddings)
+    global_bias = model.get_layer(GLOBAL_MEAN).bias
+    return (tf.matmul(user_vector, movie_vectors(model), transpose_b=True)
+            + user_bias + movie_bias + global_bias)

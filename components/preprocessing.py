@@ -2,7 +2,8 @@
 
 Each ID becomes an index into a vocabulary written as a named file (`user_id_vocab`,
 `movie_id_vocab`) ordered by frequency; IDs not seen in training map to the one OOV bucket,
-index == vocabulary size, which the model treats as "unknown".
+index == vocabulary size, which the model treats as "unknown". The movie title passes through
+(empty when unknown) so the Trainer can put titles into the exported model's catalogue.
 """
 import tensorflow_transform as tft
 
@@ -19,4 +20,6 @@ def preprocessing_fn(inputs):
         for key in features.ID_FEATURES
     }
     outputs[features.transformed_name(features.LABEL_KEY)] = inputs[features.LABEL_KEY]
+    outputs[features.transformed_name(features.TITLE)] = tft.sparse_tensor_to_dense_with_shape(
+        inputs[features.TITLE], [None, 1], default_value="")
     return outputs

@@ -1,8 +1,7 @@
 """Trainer module: `run_fn` trains the rating model on Transform's output and exports it.
 
-The exported SavedModel carries the Transform graph (`model.tft_layer`), so it takes raw IDs:
-- `serving_default`: serialized tf.Example (`user_id`, `movie_id` bytes) in `examples` -> `rating`;
-- `transform_features`: serialized tf.Example -> transformed features (used by TFMA).
+The export (see `export`) carries the Transform graph and a catalogue built from the training
+data, so its signatures take raw IDs and answer ratings, recommendations and similar items.
 """
 import json
 
@@ -12,7 +11,7 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from components import features
+from components import catalog, export, features
 from components.hyperparameters import Hyperparameters
 from components.model import build_model
 
@@ -25,14 +24,25 @@ HISTORY_FILE = "history.json"
 def make_dataset(file_pattern, data_accessor: tfx.components.DataAccessor,
                  tf_transform_output: tft.TFTransformOutput, batch_size: int,
                  shuffle: bool, seed: int) -> tf.data.Dataset:
-    """Batches of (transformed features, rating) read once through the transformed examples."""
+    """Batches of (model inputs, rating) read once through the transformed examples."""
     dataset = data_accessor.tf_dataset_factory(
         file_pattern,
         tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=LABEL, num_epochs=1,
                                        shuffle=shuffle, shuffle_seed=seed),
         tf_transform_output.transformed_metadata.schema)
-    return dataset.map(lambda feats, label: (feats, tf.reshape(label, [-1]))).prefetch(
-        tf.data.AUTOTUNE)
+    inputs = [features.transformed_name(key) for key in features.ID_FEATURES]
+    return dataset.map(
+        lambda feats, label: ({key: feats[key] for key in inputs}, tf.reshape(label, [-1]))
+    ).prefetch(tf.data.AUTOTUNE)
+
+
+def scan_dataset(file_pattern, data_accessor: tfx.components.DataAccessor,
+                 tf_transform_output: tft.TFTransformOutput) -> tf.data.Dataset:
+    """Large batches of all transformed features, once, in file order (for the catalogue)."""
+    return data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(batch_size=catalog.SCAN_BATCH, num_epochs=1, shuffle=False),
+        tf_transform_output.transformed_metadata.schema)
 
 
 def mean_label(dataset: tf.data.Dataset) -> float:
@@ -48,31 +58,6 @@ def _log_epoch(epochs: int):
         shown = ", ".join(f"{name} {value:.4f}" for name, value in sorted(logs.items()))
         logging.info("Epoch %d/%d: %s", epoch + 1, epochs, shown)
     return log
-
-
-def serving_signatures(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput):
-    """The exported signatures: tf.Example in, rating out; and Transform alone, for TFMA."""
-    model.tft_layer = tf_transform_output.transform_features_layer()
-    raw_feature_spec = tf_transform_output.raw_feature_spec()
-    request_spec = {key: raw_feature_spec[key] for key in features.ID_FEATURES}
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def serve_tf_examples(serialized_examples):
-        raw = tf.io.parse_example(serialized_examples, request_spec)
-        transformed = model.tft_layer(raw)
-        inputs = {features.transformed_name(k): transformed[features.transformed_name(k)]
-                  for k in features.ID_FEATURES}
-        return {features.LABEL_KEY: model(inputs)}
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def transform_features(serialized_examples):
-        raw = tf.io.parse_example(serialized_examples, raw_feature_spec)
-        return model.tft_layer(raw)
-
-    return {
-        "serving_default": serve_tf_examples.get_concrete_function(),
-        "transform_features": transform_features.get_concrete_function(),
-    }
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -96,5 +81,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     # The run summary reads the per-epoch losses from here, beside the TensorBoard logs.
     with tf.io.gfile.GFile(f"{fn_args.model_run_dir}/{HISTORY_FILE}", "w") as f:
         json.dump(history.history, f)
-    tf.saved_model.save(model, fn_args.serving_model_dir,
-                        signatures=serving_signatures(model, tf_transform_output))
+    movies_and_users = catalog.build(
+        tf_transform_output,
+        scan_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output))
+    export.save(model, tf_transform_output, movies_and_users, fn_args.serving_model_dir)

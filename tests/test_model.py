@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from components import features
 from components.hyperparameters import Hyperparameters
-from components.model import build_model
+from components.model import GLOBAL_MEAN, build_model
 
 USER_XF = features.transformed_name(features.USER_ID)
 MOVIE_XF = features.transformed_name(features.MOVIE_ID)
@@ -36,7 +36,7 @@ def test_unknown_ids_fall_back_to_mean_and_known_biases():
     inputs, ratings = synthetic_ratings()
     model = build_model(40, 30, 3.5, Hyperparameters(embedding_dim=4, learning_rate=0.01))
     model.fit(inputs, ratings, batch_size=64, epochs=2, verbose=0)
-    global_mean = float(model.get_layer("global_mean").bias.numpy())
+    global_mean = float(model.get_layer(GLOBAL_MEAN).bias.numpy())
     movie_bias = model.get_layer("movie_bias").embeddings.numpy()[:, 0]
     user_bias = model.get_layer("user_bias").embeddings.numpy()[:, 0]
     oov_user, oov_movie = 40, 30  # index == vocabulary size: the OOV bucket

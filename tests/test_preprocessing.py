@@ -14,16 +14,18 @@ RAW_SPEC = {
     features.MOVIE_ID: tf.io.FixedLenFeature([1], tf.string),
     features.RATING: tf.io.FixedLenFeature([1], tf.float32),
     features.TIMESTAMP: tf.io.FixedLenFeature([1], tf.int64),
+    features.TITLE: tf.io.VarLenFeature(tf.string),
 }
 
 
-def row(user, movie, rating):
+def row(user, movie, rating, title=None):
     return {features.USER_ID: [user], features.MOVIE_ID: [movie], features.RATING: [rating],
-            features.TIMESTAMP: [0]}
+            features.TIMESTAMP: [0], features.TITLE: [title] if title else []}
 
 
 def test_vocabularies_and_oov(tmp_path):
-    rows = [row(b"u1", b"m1", 4.0), row(b"u2", b"m1", 3.0), row(b"u2", b"m2", 5.0), row(b"u2", b"m1", 1.0)]
+    rows = [row(b"u1", b"m1", 4.0, b"One"), row(b"u2", b"m1", 3.0, b"One"), row(b"u2", b"m2", 5.0),
+            row(b"u2", b"m1", 1.0, b"One")]
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
     with tft_beam.Context(temp_dir=tempfile.mkdtemp(dir=tmp_path)):
         (transformed, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
@@ -35,6 +37,8 @@ def test_vocabularies_and_oov(tmp_path):
     assert [int(r[user_xf][0]) for r in transformed] == [1, 0, 0, 0]
     assert [int(r[movie_xf][0]) for r in transformed] == [0, 0, 1, 0]
     assert [float(r[features.transformed_name(features.RATING)][0]) for r in transformed] == [4.0, 3.0, 5.0, 1.0]
+    # Titles pass through for the catalogue; a movie without a side-table row gets "".
+    assert [r[features.transformed_name(features.TITLE)][0] for r in transformed] == [b"One", b"One", b"", b"One"]
 
     output = tft.TFTransformOutput(str(tmp_path / "transform"))
     assert output.vocabulary_by_name(features.vocabulary_name(features.USER_ID)) == [b"u2", b"u1"]

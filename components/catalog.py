@@ -1,0 +1,62 @@
+"""The catalogue the exported model carries: IDs and titles by index, and who rated what.
+
+Built by the Trainer from Transform's vocabularies and one pass over the transformed training
+examples, so serving needs no side files: recommendations come back with titles, and "exclude
+what this user already rated" is answered inside the model.
+"""
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from components import features
+
+SCAN_BATCH = 8192
+USER_XF = features.transformed_name(features.USER_ID)
+MOVIE_XF = features.transformed_name(features.MOVIE_ID)
+TITLE_XF = features.transformed_name(features.TITLE)
+
+
+@dataclasses.dataclass
+class Catalog:
+    user_ids: np.ndarray      # [num_users] bytes, vocabulary order
+    movie_ids: np.ndarray     # [num_movies] bytes, vocabulary order
+    titles: np.ndarray        # [num_movies] bytes, b"" where unknown
+    seen_row_splits: np.ndarray  # [num_users + 2] int64: ragged rows per user index, OOV last
+    seen_movies: np.ndarray   # [ratings] int64 movie indices, grouped by user
+
+    @property
+    def num_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def num_movies(self) -> int:
+        return len(self.movie_ids)
+
+
+def vocabulary(tf_transform_output: tft.TFTransformOutput, key: str) -> np.ndarray:
+    return np.array(tf_transform_output.vocabulary_by_name(features.vocabulary_name(key)), dtype=object)
+
+
+def build(tf_transform_output: tft.TFTransformOutput, examples: tf.data.Dataset) -> Catalog:
+    """Scans batches of transformed training features (dicts) once."""
+    user_ids = vocabulary(tf_transform_output, features.USER_ID)
+    movie_ids = vocabulary(tf_transform_output, features.MOVIE_ID)
+    titles = np.full(len(movie_ids), b"", dtype=object)
+    users, movies = [], []
+    for batch in examples:
+        user = batch[USER_XF].numpy().reshape(-1)
+        movie = batch[MOVIE_XF].numpy().reshape(-1)
+        title = batch[TITLE_XF].numpy().reshape(-1)
+        known = movie < len(movie_ids)
+        titles[movie[known]] = title[known]
+        users.append(user)
+        movies.append(movie)
+    users = np.concatenate(users) if users else np.zeros(0, np.int64)
+    movies = np.concatenate(movies) if movies else np.zeros(0, np.int64)
+    order = np.lexsort((movies, users))
+    # One row per user index plus an empty row for the OOV index.
+    counts = np.bincount(users, minlength=len(user_ids) + 1)[: len(user_ids) + 1]
+    row_splits = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return Catalog(user_ids, movie_ids, titles, row_splits, movies[order].astype(np.int64))

@@ -1,0 +1,256 @@
+"""The exported SavedModel: one servable for ratings, top-K recommendations and similar items.
+
+Every signature takes raw string IDs (or serialized tf.Examples) and maps them through the
+Transform graph, so clients never see vocabulary indices. Only stock TF ops are used: the model
+loads in the standard tensorflow/serving image. Unknown IDs never fail: they map to the OOV
+index, whose vectors are zeros, and each response says whether the ID was known.
+
+Signatures (inputs -> outputs):
+- serving_default:    examples [B] (serialized tf.Example with user_id, movie_id) -> rating [B]
+- regress:            inputs [B] (same tf.Examples) -> outputs [B]; TF Serving's Regress API
+- transform_features: examples [B] -> transformed features (used by TFMA)
+- predict_rating:     user_id [B], movie_id [B] -> rating, known_user, known_movie [B]
+- recommend:          user_id [B], k [], exclude_seen [], exclude_movie_ids [B, E] (pad with "")
+                      -> movie_id, title, score [B, k]; known_user [B]
+- similar_movies:     movie [B] (an ID, or a title, case-insensitive), k []
+                      -> movie_id, title, score [B, k]; query_movie_id, query_title, found [B]
+- similar_users:      user_id [B], k [] -> user_id, score [B, k]; known_user [B]
+"""
+import os
+
+import tensorflow as tf
+import tensorflow_transform as tft
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+from components import features, model as model_lib
+from components.catalog import Catalog
+
+USER_XF = features.transformed_name(features.USER_ID)
+MOVIE_XF = features.transformed_name(features.MOVIE_ID)
+REGRESS_METHOD = "tensorflow/serving/regress"
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+UNKNOWN_ID = "warmup-unknown-id"
+
+_EXAMPLES = tf.TensorSpec([None], tf.string, name="examples")
+_IDS = tf.TensorSpec([None], tf.string)
+_K = tf.TensorSpec([], tf.int32, name="k")
+
+
+def title_index(catalog: Catalog):
+    """(lower-cased titles, movie indices): each title once, for its most-rated movie.
+
+    Titles repeat (two films called "Cape Fear"); vocabulary order is by rating count, so the
+    first index seen for a title is the best-known film.
+    """
+    index = {}
+    for position, title in enumerate(catalog.titles):
+        key = title.decode("utf-8").lower()
+        if key:
+            index.setdefault(key.encode("utf-8"), position)
+    return list(index) or [b""], list(index.values()) or [-1]
+
+
+class RecommenderModule(tf.Module):
+    """The Keras model, the Transform layer and the catalogue, with the serving functions."""
+
+    def __init__(self, model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
+                 catalog: Catalog):
+        super().__init__()
+        self.model = model
+        self.tft_layer = tf_transform_output.transform_features_layer()
+        self._raw_feature_spec = tf_transform_output.raw_feature_spec()
+        self._num_users, self._num_movies = catalog.num_users, catalog.num_movies
+        self._user_ids = tf.constant(catalog.user_ids.astype(bytes), tf.string)
+        self._movie_ids = tf.constant(catalog.movie_ids.astype(bytes), tf.string)
+        self._titles = tf.constant(catalog.titles.astype(bytes), tf.string)
+        self._seen_movies = tf.Variable(catalog.seen_movies, trainable=False, name="seen_movies")
+        self._seen_row_splits = tf.Variable(catalog.seen_row_splits, trainable=False,
+                                            name="seen_row_splits")
+        titles, indices = title_index(catalog)
+        self._title_index = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(titles, tf.string),
+                                                tf.constant(indices, tf.int64)),
+            default_value=-1)
+
+    # --- ID handling ------------------------------------------------------------------------
+
+    def _index(self, key: str, ids: tf.Tensor) -> tf.Tensor:
+        """Vocabulary indices of raw IDs of feature `key`, any shape; OOV -> vocabulary size."""
+        transformed = self.tft_layer({key: tf.reshape(ids, [-1, 1])})
+        return tf.reshape(transformed[features.transformed_name(key)], tf.shape(ids, tf.int64))
+
+    def _clip_k(self, k: tf.Tensor, catalogue_size: int) -> tf.Tensor:
+        tf.debugging.assert_positive(k, message="k must be at least 1")
+        return tf.minimum(k, catalogue_size)
+
+    def _rate(self, user_index: tf.Tensor, movie_index: tf.Tensor) -> tf.Tensor:
+        return self.model({USER_XF: user_index[:, tf.newaxis], MOVIE_XF: movie_index[:, tf.newaxis]})
+
+    # --- signatures -----------------------------------------------------------------------------
+
+    @tf.function(input_signature=[_EXAMPLES])
+    def serve_tf_examples(self, examples):
+        spec = {key: self._raw_feature_spec[key] for key in features.ID_FEATURES}
+        raw = tf.io.parse_example(examples, spec)
+        return {features.LABEL_KEY: self._rate(self._index(features.USER_ID, raw[features.USER_ID][:, 0]),
+                                               self._index(features.MOVIE_ID, raw[features.MOVIE_ID][:, 0]))}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def regress(self, inputs):
+        return {"outputs": self.serve_tf_examples(inputs)[features.LABEL_KEY]}
+
+    @tf.function(input_signature=[_EXAMPLES])
+    def transform_features(self, examples):
+        return self.tft_layer(tf.io.parse_example(examples, self._raw_feature_spec))
+
+    @tf.function(input_signature=[_IDS, _IDS])
+    def predict_rating(self, user_id, movie_id):
+        user_index = self._index(features.USER_ID, user_id)
+        movie_index = self._index(features.MOVIE_ID, movie_id)
+        return {features.LABEL_KEY: self._rate(user_index, movie_index),
+                "known_user": user_index < self._num_users,
+                "known_movie": movie_index < self._num_movies}
+
+    @tf.function(input_signature=[_IDS, _K, tf.TensorSpec([], tf.bool, name="exclude_seen"),
+                                  tf.TensorSpec([None, None], tf.string, name="exclude_movie_ids")])
+    def recommend(self, user_id, k, exclude_seen, exclude_movie_ids):
+        user_index = self._index(features.USER_ID, user_id)
+        scores = model_lib.score_all_movies(self.model, user_index)
+        excluded = self._index(features.MOVIE_ID, exclude_movie_ids)
+        tf.debugging.Assert(
+            (tf.size(excluded) == 0) | (tf.shape(excluded)[0] == tf.shape(user_index)[0]),
+            ["exclude_movie_ids needs one row per user_id"])
+        rows = tf.repeat(tf.range(tf.shape(excluded, tf.int64)[0]), tf.shape(excluded, tf.int64)[1])
+        cells = tf.stack([rows, tf.reshape(excluded, [-1])], axis=1)
+        seen = tf.RaggedTensor.from_row_splits(self._seen_movies, self._seen_row_splits)
+        seen_for_users = tf.gather(seen, user_index)
+        seen_cells = tf.stack([seen_for_users.value_rowids(), seen_for_users.flat_values], axis=1)
+        cells = tf.cond(exclude_seen, lambda: tf.concat([cells, seen_cells], 0), lambda: cells)
+        # Padding ("") and unknown IDs map to the OOV index: nothing to exclude there.
+        cells = tf.boolean_mask(cells, cells[:, 1] < self._num_movies)
+        scores = tf.tensor_scatter_nd_update(
+            scores, cells, tf.fill([tf.shape(cells)[0]], tf.constant(-float("inf"), scores.dtype)))
+        top = tf.math.top_k(scores, self._clip_k(k, self._num_movies))
+        return {features.MOVIE_ID: tf.gather(self._movie_ids, top.indices),
+                features.TITLE: tf.gather(self._titles, top.indices),
+                "score": top.values,
+                "known_user": user_index < self._num_users}
+
+    def _nearest(self, vectors: tf.Tensor, query: tf.Tensor, k: tf.Tensor):
+        """Top-k cosine neighbours of query indices, excluding self; (top, known).
+
+        Rows for unknown queries are meaningless; callers blank them with `_only_known`.
+        """
+        normalized = tf.math.l2_normalize(vectors, axis=1)
+        known = query < tf.cast(tf.shape(vectors)[0], tf.int64)
+        safe = tf.where(known, query, tf.zeros_like(query))
+        similarity = tf.matmul(tf.gather(normalized, safe), normalized, transpose_b=True)
+        self_cells = tf.stack([tf.range(tf.shape(query, tf.int64)[0]), safe], axis=1)
+        similarity = tf.tensor_scatter_nd_update(
+            similarity, self_cells, tf.fill([tf.shape(query)[0]], tf.constant(-2.0, similarity.dtype)))
+        top = tf.math.top_k(similarity, self._clip_k(k, tf.shape(vectors)[0] - 1))
+        return top, known
+
+    @staticmethod
+    def _only_known(known: tf.Tensor, ids: tf.Tensor, scores: tf.Tensor):
+        """Neighbour IDs and scores, with "" and 0 in the rows of unknown queries."""
+        known = known[:, tf.newaxis]
+        return tf.where(known, ids, tf.constant("")), tf.where(known, scores, tf.zeros_like(scores))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="movie"), _K])
+    def similar_movies(self, movie, k):
+        by_id = self._index(features.MOVIE_ID, movie)
+        by_title = self._title_index.lookup(tf.strings.lower(tf.strings.strip(movie), encoding="utf-8"))
+        query = tf.where((by_id >= self._num_movies) & (by_title >= 0), by_title, by_id)
+        top, found = self._nearest(model_lib.movie_vectors(self.model), query, k)
+        movie_ids, scores = self._only_known(found, tf.gather(self._movie_ids, top.indices), top.values)
+        titles, _ = self._only_known(found, tf.gather(self._titles, top.indices), top.values)
+        safe = tf.where(found, query, tf.zeros_like(query))
+        return {features.MOVIE_ID: movie_ids,
+                features.TITLE: titles,
+                "score": scores,
+                "query_movie_id": tf.where(found, tf.gather(self._movie_ids, safe), ""),
+                "query_title": tf.where(found, tf.gather(self._titles, safe), ""),
+                "found": found}
+
+    @tf.function(input_signature=[_IDS, _K])
+    def similar_users(self, user_id, k):
+        top, known = self._nearest(model_lib.user_vectors(self.model),
+                                   self._index(features.USER_ID, user_id), k)
+        user_ids, scores = self._only_known(known, tf.gather(self._user_ids, top.indices), top.values)
+        return {features.USER_ID: user_ids, "score": scores, "known_user": known}
+
+    def signatures(self):
+        functions = (self.serve_tf_examples, self.regress, self.transform_features,
+                     self.predict_rating, self.recommend, self.similar_movies, self.similar_users)
+        names = ("serving_default", "regress", "transform_features", "predict_rating", "recommend",
+                 "similar_movies", "similar_users")
+        return {name: function.get_concrete_function() for name, function in zip(names, functions)}
+
+
+def mark_regression_signature(export_dir: str, name: str = "regress") -> None:
+    """Sets the `regress` signature's method to TF Serving's Regress API.
+
+    TF2's saver marks every signature as a Predict signature; TF Serving's Regress endpoint only
+    accepts signatures whose method_name is tensorflow/serving/regress.
+    """
+    path = os.path.join(export_dir, "saved_model.pb")
+    saved_model = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        saved_model.ParseFromString(f.read())
+    for meta_graph in saved_model.meta_graphs:
+        meta_graph.signature_def[name].method_name = REGRESS_METHOD
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(saved_model.SerializeToString())
+
+
+def _example(user_id: str, movie_id: str) -> bytes:
+    feature = lambda value: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+    return tf.train.Example(features=tf.train.Features(feature={
+        features.USER_ID: feature(user_id), features.MOVIE_ID: feature(movie_id)})).SerializeToString()
+
+
+def warmup_requests(catalog: Catalog):
+    """(signature, inputs) pairs covering every serving signature, with known and unknown IDs."""
+    user = catalog.user_ids[0].decode() if catalog.num_users else UNKNOWN_ID
+    movie = catalog.movie_ids[0].decode() if catalog.num_movies else UNKNOWN_ID
+    users, movies = [user, UNKNOWN_ID], [movie, movie]
+    examples = [_example(u, m) for u, m in zip(users, movies)]
+    return [
+        ("serving_default", {"examples": tf.make_tensor_proto(examples)}),
+        ("regress", {"inputs": tf.make_tensor_proto(examples)}),
+        ("predict_rating", {"user_id": tf.make_tensor_proto(users),
+                            "movie_id": tf.make_tensor_proto(movies)}),
+        ("recommend", {"user_id": tf.make_tensor_proto(users), "k": tf.make_tensor_proto(10),
+                       "exclude_seen": tf.make_tensor_proto(True),
+                       "exclude_movie_ids": tf.make_tensor_proto([[movie], [""]])}),
+        ("similar_movies", {"movie": tf.make_tensor_proto([movie, UNKNOWN_ID]),
+                            "k": tf.make_tensor_proto(10)}),
+        ("similar_users", {"user_id": tf.make_tensor_proto(users), "k": tf.make_tensor_proto(10)}),
+    ]
+
+
+def write_warmup(export_dir: str, catalog: Catalog) -> None:
+    """Writes assets.extra/tf_serving_warmup_requests: TF Serving replays it before serving."""
+    path = os.path.join(export_dir, WARMUP_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.TFRecordWriter(path) as writer:
+        for signature, inputs in warmup_requests(catalog):
+            # TF Serving runs warmup requests against the version being loaded, whatever name.
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(signature_name=signature))
+            for key, tensor in inputs.items():
+                request.inputs[key].CopyFrom(tensor)
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+
+
+def save(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput, catalog: Catalog,
+         export_dir: str) -> None:
+    """Saves the servable SavedModel with all signatures and its warmup requests."""
+    module = RecommenderModule(model, tf_transform_output, catalog)
+    tf.saved_model.save(module, export_dir, signatures=module.signatures())
+    mark_regression_signature(export_dir)
+    write_warmup(export_dir, catalog)
