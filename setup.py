@@ -9,7 +9,7 @@ setuptools.setup(
     version="0.1.0",
     description="TFX pipeline for movie-rating embeddings, served by TensorFlow Serving.",
     python_requires=">=3.10",
-    packages=setuptools.find_packages(include=["movierec*", "pipeline*", "components*", "schema*"]),
+    packages=setuptools.find_packages(include=["movierec*", "pipeline*", "components*", "schema*", "serving*"]),
     package_data={"schema": ["*.pbtxt"]},
     install_requires=[
         "tfx==1.16.0",
@@ -22,6 +22,7 @@ setuptools.setup(
         "click>=8.1",
         "pyyaml>=6.0",
         "matplotlib>=3.8",
+        "tabulate>=0.9",
     ],
     entry_points={"console_scripts": ["movierec=movierec.cli:main"]},
 )

@@ -4,6 +4,7 @@ TFX's filesystem Pusher copies straight into `<base>/<version>/`, so TF Serving 
 half-copied version, and a rerun whose Trainer was cached pushes the already-serving model again
 as a new version. Here a version is staged in a hidden folder and renamed into place when
 complete, and a model whose SavedModel fingerprint is already served is not pushed again.
+After a push, the TF Serving deploy files beside the versions are refreshed (serving.deploy).
 """
 import os
 import time
@@ -18,6 +19,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from serving import deploy
+
 FINGERPRINT_FILE = "fingerprint.pb"
 STAGING_PREFIX = ".incoming-"
 # Custom properties of the PushedModel artifact, read by the run summary.
@@ -29,9 +32,17 @@ PUSH_NOTE = "push_note"
 
 def served_versions(base: str) -> List[int]:
     """Numeric version folders under a TF Serving model base path, oldest first."""
-    if not fileio.exists(base):
+    if not fileio.isdir(base):
         return []
     return sorted(int(name.rstrip("/")) for name in fileio.listdir(base) if name.rstrip("/").isdigit())
+
+
+def model_names(serving_dir: str) -> List[str]:
+    """Models under a serving dir: the folders that hold numeric versions."""
+    if not fileio.isdir(serving_dir):
+        return []
+    return sorted(name.rstrip("/") for name in fileio.listdir(serving_dir)
+                  if served_versions(os.path.join(serving_dir, name.rstrip("/"))))
 
 
 def _fingerprint(model_dir: str) -> Optional[bytes]:
@@ -89,6 +100,8 @@ class Executor(tfx_pusher.Executor):
             self._not_pushed(pushed_model, f"this model is already served as version {serving}")
             return
         version = publish(model_dir, base)
+        serving_dir = os.path.dirname(os.path.normpath(base))
+        deploy.write_deploy_files(serving_dir, model_names(serving_dir))
         pushed_model.set_int_custom_property(PUSHED, 1)
         pushed_model.set_string_custom_property(PUSHED_VERSION, str(version))
         pushed_model.set_string_custom_property(PUSHED_DESTINATION, os.path.join(base, str(version)))

@@ -18,6 +18,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 import click  # noqa: E402
 
+from movierec import serving_commands  # noqa: E402
 from movierec.errors import DataError, MovierecError  # noqa: E402
 
 EXIT_ERROR = 1
@@ -189,12 +190,23 @@ def run(data_path, pipeline_root, serving_dir, runner, config_file, beam_args, n
         if summary:
             click.echo(summary.render(), err=True)
         click.echo(f"Error: {_one_line(e)}\n(full log: {log_file})", err=True)
-        sys.exit(EXIT_ERROR)
+        _exit_now(EXIT_ERROR)
     summary = run_summary.summarize(config)
     click.echo(summary.render())
-    if not summary.blessed:
-        sys.exit(EXIT_NOT_BLESSED)
+    _exit_now(0 if summary.blessed else EXIT_NOT_BLESSED)
 
+
+def _exit_now(code: int) -> None:
+    """Exits without interpreter teardown, where TensorFlow 2.16 prints spurious tracebacks
+    (`AtomicFunction.__del__ ... NoneType`); everything worth keeping is flushed first."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
+for _command in serving_commands.COMMANDS:
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,142 @@
+"""Client for a served movierec model, over TF Serving's gRPC API or in-process.
+
+`GrpcBackend` talks to TF Serving (or `movierec serve`) with the standard PredictionService
+stub; `SavedModelBackend` calls the same signatures on the newest pushed SavedModel directly.
+`RecommenderClient` turns either into typed answers: ratings, recommendations, neighbours.
+"""
+import dataclasses
+import os
+from typing import Dict, List, Optional, Sequence
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
+                                     model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc)
+
+from components import features
+from components.pusher import served_versions
+
+DEFAULT_SERVER = "localhost:8500"
+DEFAULT_MODEL = "movierec"
+
+
+class GrpcBackend:
+    """Signatures called through PredictionService.Predict on a TF Serving endpoint."""
+
+    def __init__(self, target: str = DEFAULT_SERVER, model_name: str = DEFAULT_MODEL,
+                 timeout_s: float = 10.0):
+        self.channel = grpc.insecure_channel(target)
+        self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
+        self.model_name, self.timeout_s = model_name, timeout_s
+        self.last_version: Optional[int] = None
+
+    def call(self, signature: str, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = self.model_name
+        request.model_spec.signature_name = signature
+        for key, value in inputs.items():
+            request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+        response = self.prediction.Predict(request, timeout=self.timeout_s)
+        self.last_version = response.model_spec.version.value
+        return {key: tf.make_ndarray(proto) for key, proto in response.outputs.items()}
+
+    def status(self) -> get_model_status_pb2.GetModelStatusResponse:
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = self.model_name
+        return self.models.GetModelStatus(request, timeout=self.timeout_s)
+
+    def metadata(self) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = self.model_name
+        return self.prediction.GetModelMetadata(request, timeout=self.timeout_s)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+class SavedModelBackend:
+    """The same signatures on the newest version under a model base path, in this process."""
+
+    def __init__(self, model_base: str):
+        versions = served_versions(model_base)
+        if not versions:
+            raise FileNotFoundError(f"{model_base}: no pushed model versions")
+        self.last_version = versions[-1]
+        self.model = tf.saved_model.load(os.path.join(model_base, str(self.last_version)))
+
+    def call(self, signature: str, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        outputs = self.model.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
+        return {key: value.numpy() for key, value in outputs.items()}
+
+    def close(self) -> None:
+        self.model = None
+
+
+@dataclasses.dataclass
+class Rating:
+    user_id: str
+    movie_id: str
+    rating: float
+    known_user: bool
+    known_movie: bool
+
+
+@dataclasses.dataclass
+class Item:
+    id: str
+    score: float
+    title: str = ""
+
+
+@dataclasses.dataclass
+class Answer:
+    """Ranked items for one query, and whether the query ID was known to the model."""
+    query: str
+    known: bool
+    items: List[Item]
+    query_title: str = ""
+
+
+def _text(values) -> List[str]:
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in np.asarray(values).reshape(-1)]
+
+
+class RecommenderClient:
+    def __init__(self, backend):
+        self.backend = backend
+
+    def predict(self, user_ids: Sequence[str], movie_ids: Sequence[str]) -> List[Rating]:
+        out = self.backend.call("predict_rating", {
+            "user_id": np.array(user_ids, dtype=object), "movie_id": np.array(movie_ids, dtype=object)})
+        return [Rating(u, m, float(r), bool(ku), bool(km)) for u, m, r, ku, km in zip(
+            user_ids, movie_ids, out[features.LABEL_KEY], out["known_user"], out["known_movie"])]
+
+    def recommend(self, user_id: str, k: int = 10, exclude_seen: bool = False,
+                  exclude: Sequence[str] = ()) -> Answer:
+        out = self.backend.call("recommend", {
+            "user_id": np.array([user_id], dtype=object), "k": np.array(k, dtype=np.int32),
+            "exclude_seen": np.array(exclude_seen),
+            "exclude_movie_ids": np.array([list(exclude)], dtype=object).reshape(1, len(exclude))})
+        items = [Item(i, float(s), t) for i, s, t in zip(
+            _text(out[features.MOVIE_ID]), out["score"].reshape(-1), _text(out[features.TITLE]))
+            if np.isfinite(s)]
+        return Answer(user_id, bool(out["known_user"][0]), items)
+
+    def similar_movies(self, movie: str, k: int = 10) -> Answer:
+        out = self.backend.call("similar_movies", {
+            "movie": np.array([movie], dtype=object), "k": np.array(k, dtype=np.int32)})
+        found = bool(out["found"][0])
+        items = [Item(i, float(s), t) for i, s, t in zip(
+            _text(out[features.MOVIE_ID]), out["score"].reshape(-1), _text(out[features.TITLE]))] if found else []
+        return Answer(_text(out["query_movie_id"])[0] or movie, found, items, _text(out["query_title"])[0])
+
+    def similar_users(self, user_id: str, k: int = 10) -> Answer:
+        out = self.backend.call("similar_users", {
+            "user_id": np.array([user_id], dtype=object), "k": np.array(k, dtype=np.int32)})
+        known = bool(out["known_user"][0])
+        items = [Item(i, float(s)) for i, s in zip(_text(out[features.USER_ID]), out["score"].reshape(-1))] \
+            if known else []
+        return Answer(user_id, known, items)
