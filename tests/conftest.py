@@ -5,12 +5,14 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pathlib  # noqa: E402
+import shutil  # noqa: E402
 
 import pytest  # noqa: E402
 
 import schema  # noqa: E402
 from components import features  # noqa: E402
 from movierec.data import fetch  # noqa: E402
+from tests.pipeline_runs import PipelineRun  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -36,6 +38,16 @@ def write_csv(path: pathlib.Path, header: str, rows) -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def ratings_sample(movielens_100k, tmp_path_factory) -> pathlib.Path:
-    """The first 3,000 MovieLens-100K ratings, as a canonical ratings.csv."""
-    lines = (movielens_100k / "ratings.csv").read_text().splitlines()
-    return write_csv(tmp_path_factory.mktemp("sample") / "ratings.csv", lines[0], lines[1:3001])
+    """The first 3,000 MovieLens-100K ratings as a canonical ratings.csv, with the side tables."""
+    folder = tmp_path_factory.mktemp("sample")
+    for side_table in (features.MOVIES_FILE, features.USERS_FILE):
+        shutil.copy(movielens_100k / side_table, folder / side_table)
+    lines = (movielens_100k / features.RATINGS_FILE).read_text().splitlines()
+    return write_csv(folder / features.RATINGS_FILE, lines[0], lines[1:3001])
+
+
+@pytest.fixture(scope="session")
+def trained_run(ratings_sample, tmp_path_factory):
+    """One pipeline run on the sample, shared by the e2e and serving tests: (Run, its result)."""
+    run = PipelineRun(tmp_path_factory.mktemp("trained"), ratings_sample)
+    return run, run()

@@ -5,42 +5,13 @@ import pathlib
 import pytest
 import tensorflow as tf
 
-from components import features, pusher
-from pipeline import configs, run_summary
-from tests.cli import movierec
+from components import features
 from tests.conftest import write_csv
+from tests.pipeline_runs import PipelineRun
 
 ALL_COMPONENTS = ["FileBasedExampleGen", "ImportSchemaGen", "latest_blessed_model_resolver",
                   "StatisticsGen", "ExampleValidator", "ValidationGate", "Transform", "Trainer",
                   "Evaluator", "Pusher"]
-# A small sample trains a rough model: the bound only has to be met, not be tight.
-SMALL_RUN_CONFIG = """
-hyperparameters: {epochs: 3, embedding_dim: 8}
-evaluation: {rmse_upper_bound: 1.6}
-"""
-
-
-class Run:
-    """One `movierec run` invocation with its own pipeline root and serving dir."""
-
-    def __init__(self, root: pathlib.Path, data: pathlib.Path, *extra):
-        self.root, self.data, self.extra = root, data, extra
-        self.config_file = root / "config.yaml"
-        root.mkdir(parents=True, exist_ok=True)
-        self.config_file.write_text(SMALL_RUN_CONFIG)
-        self.config = configs.load(self.config_file).replace(
-            data=str(data), pipeline_root=str(root / "pipeline"), serving_dir=str(root / "serving"))
-
-    def __call__(self):
-        return movierec("run", "--data", self.data, "--config", self.config_file,
-                        "--pipeline-root", self.config.pipeline_root,
-                        "--serving-dir", self.config.serving_dir, *self.extra)
-
-    def versions(self):
-        return pusher.served_versions(self.config.push_base)
-
-    def summary(self) -> run_summary.RunSummary:
-        return run_summary.summarize(self.config)
 
 
 def serialized_example(user_id: str, movie_id: str) -> bytes:
@@ -49,14 +20,8 @@ def serialized_example(user_id: str, movie_id: str) -> bytes:
         features.USER_ID: feature(user_id), features.MOVIE_ID: feature(movie_id)})).SerializeToString()
 
 
-@pytest.fixture(scope="module")
-def first_run(ratings_sample, tmp_path_factory):
-    run = Run(tmp_path_factory.mktemp("e2e"), ratings_sample)
-    return run, run()
-
-
-def test_first_run_executes_every_component_and_pushes(first_run):
-    run, result = first_run
+def test_first_run_executes_every_component_and_pushes(trained_run):
+    run, result = trained_run
     assert result.returncode == 0, result.stderr[-3000:]
     summary = run.summary()
     assert summary.components == {name: "ran" for name in ALL_COMPONENTS}
@@ -67,10 +32,15 @@ def test_first_run_executes_every_component_and_pushes(first_run):
     assert len(run.versions()) == 1
     assert f"push: pushed as version {run.versions()[0]}" in result.stdout
     assert "Component Trainer is finished." in result.stderr  # progress is shown
+    serving_dir = pathlib.Path(run.config.serving_dir)
+    for deploy_file in ("models.config", "batching_parameters.txt", "monitoring.config",
+                        "docker-compose.yaml", "kubernetes.yaml"):
+        assert (serving_dir / deploy_file).is_file(), deploy_file
+    assert 'base_path: "/models/movierec"' in (serving_dir / "models.config").read_text()
 
 
-def test_pushed_model_rates_known_and_unknown_users(first_run):
-    run, _ = first_run
+def test_pushed_model_rates_known_and_unknown_users(trained_run):
+    run, _ = trained_run
     model = tf.saved_model.load(f"{run.config.push_base}/{run.versions()[0]}")
     serve = model.signatures["serving_default"]
     known_user, known_movie = run.data.read_text().splitlines()[1].split(",")[:2]
@@ -83,8 +53,8 @@ def test_pushed_model_rates_known_and_unknown_users(first_run):
     assert "transform_features" in model.signatures
 
 
-def test_second_run_on_same_data_is_cached_and_pushes_nothing_new(first_run):
-    run, _ = first_run
+def test_second_run_on_same_data_is_cached_and_pushes_nothing_new(trained_run):
+    run, _ = trained_run
     result = run()
     assert result.returncode == 0, result.stderr[-3000:]
     states = run.summary().components
@@ -98,7 +68,7 @@ def test_second_run_on_same_data_is_cached_and_pushes_nothing_new(first_run):
 def test_out_of_range_rating_stops_at_validation(ratings_sample, tmp_path):
     lines = ratings_sample.read_text().splitlines()
     data = write_csv(tmp_path / "data" / "ratings.csv", lines[0], lines[1:2000] + ["1,1,7,881250949"])
-    run = Run(tmp_path, data)
+    run = PipelineRun(tmp_path, data)
     result = run()
     assert result.returncode == 1
     assert "Error: data validation found 1 anomaly: split 'train', feature 'rating': " \
@@ -114,14 +84,14 @@ def test_out_of_range_rating_stops_at_validation(ratings_sample, tmp_path):
 def test_unparseable_row_fails_naming_file_line_and_field(ratings_sample, tmp_path):
     lines = ratings_sample.read_text().splitlines()
     data = write_csv(tmp_path / "data" / "ratings.csv", lines[0], lines[1:100] + ["5,6,great,881250949"])
-    result = Run(tmp_path, data)()
+    result = PipelineRun(tmp_path, data)()
     assert result.returncode == 1
     assert f"Error: {data}:101: field 'rating': not a number: 'great'" in result.stderr
     assert not (tmp_path / "serving").exists()
 
 
 def test_beam_dag_runner_end_to_end(ratings_sample, tmp_path):
-    run = Run(tmp_path, ratings_sample, "--runner", "beam")
+    run = PipelineRun(tmp_path, ratings_sample, "--runner", "beam")
     result = run()
     assert result.returncode == 0, result.stderr[-3000:]
     summary = run.summary()
