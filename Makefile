@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: setup run test data lock clean
+.PHONY: setup run test data lock clean bench-serving
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ run: data
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Latency of the model pushed by `make run`, in-process and through `movierec serve`.
+bench-serving: $(STAMP)
+	$(BIN)/python -m benchmarks.serving_latency --model-dir runs/serving
 
 # Re-resolve the lock after editing requirements/requirements.in.
 lock:

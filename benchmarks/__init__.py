@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print numbers (speed and memory targets live here, not in tests)."""
