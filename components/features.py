@@ -19,6 +19,9 @@ AGE, GENDER, OCCUPATION, ZIP = "age", "gender", "occupation", "zip"
 MOVIES_COLUMNS = (MOVIE_ID, TITLE, YEAR, GENRES)
 USERS_COLUMNS = (USER_ID, AGE, GENDER, OCCUPATION, ZIP)
 GENRE_SEPARATOR = "|"
+# Transform-derived slices: the bucket of training ratings per user / per movie.
+USER_ACTIVITY, MOVIE_POPULARITY = "user_activity", "movie_popularity"
+SLICE_FEATURES = (USER_ACTIVITY, MOVIE_POPULARITY)
 # Side features ExampleGen joins onto each rating (absent when the side table or row is missing).
 MOVIE_FEATURES = (TITLE, YEAR, GENRES)
 USER_FEATURES = (AGE, GENDER, OCCUPATION)

@@ -24,9 +24,17 @@ RATINGS_FILE_PATTERN = "ratings*.csv"
 
 @dataclasses.dataclass(frozen=True)
 class EvaluationConfig:
-    """When a trained model is blessed: RMSE under a bound, and no worse than the last blessed one."""
+    """When a trained model is blessed: RMSE under a bound, and no worse than the last blessed one.
+
+    RMSE is also reported per bucket of user activity / movie popularity (training ratings per
+    ID; bucket upper bounds below); a slice whose RMSE rises by more than max_slice_rmse_increase
+    over the last blessed model blocks the push (None: report only).
+    """
     rmse_upper_bound: float = 1.0
     max_rmse_increase: float = 0.0
+    max_slice_rmse_increase: Optional[float] = 0.05
+    user_activity_bounds: Tuple[int, ...] = (0, 20, 50, 150)
+    movie_popularity_bounds: Tuple[int, ...] = (0, 10, 50, 200)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +103,11 @@ def from_dict(values: Dict[str, Any], base: PipelineConfig = PipelineConfig()) -
     for nested in ("hyperparameters", "evaluation"):
         if nested in values:
             values[nested] = _overlay(getattr(base, nested), values[nested] or {}, nested)
+    if "evaluation" in values:
+        evaluation = values["evaluation"]
+        values["evaluation"] = dataclasses.replace(
+            evaluation, user_activity_bounds=tuple(evaluation.user_activity_bounds),
+            movie_popularity_bounds=tuple(evaluation.movie_popularity_bounds))
     if "beam_pipeline_args" in values:
         values["beam_pipeline_args"] = tuple(values["beam_pipeline_args"])
     return _overlay(base, values, "config")
@@ -108,7 +121,12 @@ def load(path: pathlib.Path, base: PipelineConfig = PipelineConfig()) -> Pipelin
     return from_dict(values, base)
 
 
+def _plain(value):
+    """Tuples as lists, recursively, so the YAML has no Python-specific tags."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return list(map(_plain, value)) if isinstance(value, (list, tuple)) else value
+
+
 def to_yaml(config: PipelineConfig) -> str:
-    values = dataclasses.asdict(config)
-    values["beam_pipeline_args"] = list(config.beam_pipeline_args)
-    return yaml.safe_dump(values, sort_keys=False)
+    return yaml.safe_dump(_plain(dataclasses.asdict(config)), sort_keys=False)

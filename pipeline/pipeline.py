@@ -20,25 +20,39 @@ MAE = "mean_absolute_error"
 RMSE_TOLERANCE = 1e-10
 
 
+def _rmse_change(max_increase: float) -> tfma.GenericChangeThreshold:
+    return tfma.GenericChangeThreshold(direction=tfma.MetricDirection.LOWER_IS_BETTER,
+                                       absolute={"value": max_increase + RMSE_TOLERANCE})
+
+
 def eval_config(evaluation: configs.EvaluationConfig) -> tfma.EvalConfig:
-    """RMSE, MAE and example count over the eval split; RMSE gates the blessing."""
-    rmse_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(upper_bound={"value": evaluation.rmse_upper_bound}),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.LOWER_IS_BETTER,
-            absolute={"value": evaluation.max_rmse_increase + RMSE_TOLERANCE}))
+    """RMSE, MAE and example count, overall and per activity slice; RMSE gates the blessing.
+
+    Thresholds are per slice: `MetricConfig.threshold` would apply the overall bound to every slice.
+    """
+    slices = [tfma.SlicingSpec(feature_keys=[key]) for key in features.SLICE_FEATURES]
+    thresholds = [tfma.PerSliceMetricThreshold(
+        slicing_specs=[tfma.SlicingSpec()],
+        threshold=tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(upper_bound={"value": evaluation.rmse_upper_bound}),
+            change_threshold=_rmse_change(evaluation.max_rmse_increase)))]
+    if evaluation.max_slice_rmse_increase is not None:
+        thresholds.append(tfma.PerSliceMetricThreshold(
+            slicing_specs=slices,
+            threshold=tfma.MetricThreshold(change_threshold=_rmse_change(evaluation.max_slice_rmse_increase))))
+    rmse = tfma.MetricConfig(class_name="RootMeanSquaredError", config='"name": "%s"' % RMSE,
+                             per_slice_thresholds=thresholds)
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
             signature_name="serving_default",
             label_key=features.LABEL_KEY,
             prediction_key=features.LABEL_KEY,
             preprocessing_function_names=["transform_features"])],
-        slicing_specs=[tfma.SlicingSpec()],
+        slicing_specs=[tfma.SlicingSpec(), *slices],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
             tfma.MetricConfig(class_name="MeanAbsoluteError", config='"name": "%s"' % MAE),
-            tfma.MetricConfig(class_name="RootMeanSquaredError", config='"name": "%s"' % RMSE,
-                              threshold=rmse_threshold),
+            rmse,
         ])])
 
 
@@ -64,7 +78,9 @@ def create_pipeline(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
 
     transform = tfx.components.Transform(
         examples=examples, schema=schema_gen.outputs["schema"],
-        preprocessing_fn=configs.PREPROCESSING_FN)
+        preprocessing_fn=configs.PREPROCESSING_FN,
+        custom_config={"user_activity_bounds": list(config.evaluation.user_activity_bounds),
+                       "movie_popularity_bounds": list(config.evaluation.movie_popularity_bounds)})
     transform.add_upstream_node(validation_gate)
 
     trainer = tfx.components.Trainer(

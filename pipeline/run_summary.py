@@ -16,6 +16,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
 from components import pusher
+from components.embeddings import MAP_FILE
 from components.trainer import HISTORY_FILE
 from pipeline import configs
 from pipeline.pipeline import MAE, RMSE
@@ -41,6 +42,8 @@ class RunSummary:
     push_note: str
     pushed_destination: Optional[str]
     history: Dict[str, List[float]]
+    slices: Dict[str, Dict[str, Dict[str, float]]] = dataclasses.field(default_factory=dict)
+    model_run_dir: Optional[str] = None
 
     def render(self) -> str:
         lines = [f"Run {self.run_id}"]
@@ -53,6 +56,9 @@ class RunSummary:
         for key, label in (("rmse", "train RMSE per epoch"), ("val_rmse", "eval RMSE per epoch")):
             if self.history.get(key):
                 lines.append(f"  {label}: " + " ".join(f"{v:.3f}" for v in self.history[key]))
+        if self.model_run_dir:
+            lines.append(f"  training logs, embedding projector and map: {self.model_run_dir} "
+                         f"(tensorboard --logdir ...; {MAP_FILE})")
         if self.metrics:
             shown = ", ".join(f"{name} {value:.4f}" for name, value in self.metrics.items()
                               if name != "example_count")
@@ -61,6 +67,13 @@ class RunSummary:
             lines.append("  baseline (last blessed model): " + ", ".join(
                 f"{name} {value:.4f}" for name, value in self.baseline_metrics.items()
                 if name != "example_count"))
+        if self.slices:
+            lines.append("  RMSE by slice:")
+            for name, models in sorted(self.slices.items()):
+                candidate, baseline = models.get("candidate", {}), models.get("baseline", {})
+                line = (f"    {name}: {candidate.get(RMSE, float('nan')):.4f} on "
+                        f"{int(candidate.get('example_count', 0)):,} examples")
+                lines.append(line + (f" (last blessed {baseline[RMSE]:.4f})" if RMSE in baseline else ""))
         if self.blessed is not None:
             lines.append(f"  blessed: {'yes' if self.blessed else 'no'}"
                          + (" - " + "; ".join(self.blessing_notes) if self.blessing_notes else ""))
@@ -121,33 +134,39 @@ def _rows(statistics) -> Dict[str, int]:
     return rows
 
 
+def _slice_name(slice_key) -> str:
+    """"user_activity=21-50" for a TFMA slice key; "" for the overall slice."""
+    return ", ".join(f"{key.column}={key.bytes_value.decode() or key.int64_value}"
+                     for key in slice_key.single_slice_keys)
+
+
 def _metrics(evaluation_uri: str):
-    """Overall-slice metrics of the candidate and (if any) the baseline model."""
-    candidate, baseline = {}, {}
+    """{slice name: {model: {metric: value}}} for candidate and (if any) baseline model."""
+    by_slice = {}
     for slice_metrics in tfma.load_metrics(evaluation_uri):
-        if slice_metrics.slice_key.single_slice_keys:
-            continue
+        models = by_slice.setdefault(_slice_name(slice_metrics.slice_key), {})
         for entry in slice_metrics.metric_keys_and_values:
             if entry.key.is_diff or entry.key.name not in (RMSE, MAE, "example_count"):
                 continue
-            target = baseline if entry.key.model_name == "baseline" else candidate
-            target[entry.key.name] = entry.value.double_value.value
-    return candidate, baseline
+            model = "baseline" if entry.key.model_name == "baseline" else "candidate"
+            models.setdefault(model, {})[entry.key.name] = entry.value.double_value.value
+    return by_slice
 
 
-def _failure_note(failure) -> str:
+def _failure_note(slice_name: str, failure) -> str:
     name, value = failure.metric_key.name, failure.metric_value.double_value.value
+    where = f" on {slice_name}" if slice_name else ""
     if failure.metric_key.is_diff:
-        return f"{name} is {value:+.4f} vs the last blessed model (more than allowed)"
+        return f"{name}{where} is {value:+.4f} vs the last blessed model (more than allowed)"
     bound = failure.metric_threshold.value_threshold.upper_bound.value
-    return f"{name} {value:.4f} is above the bound {bound:g}"
+    return f"{name}{where} {value:.4f} is above the bound {bound:g}"
 
 
 def _blessing_notes(evaluation_uri: str, config: configs.PipelineConfig,
                     metrics: Dict[str, float], baseline: Dict[str, float]) -> List[str]:
     """Why the Evaluator blessed the model or not, in words."""
     validation = tfma.load_validation_result(evaluation_uri)
-    notes = [_failure_note(failure)
+    notes = [_failure_note(_slice_name(per_slice.slice_key), failure)
              for per_slice in validation.metric_validations_per_slice
              for failure in per_slice.failures]
     if notes or RMSE not in metrics:
@@ -184,9 +203,13 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
             summary.rows = _rows(outputs["statistics"])
         if "model_run" in outputs:
             summary.history = _history(outputs["model_run"])
+            summary.model_run_dir = outputs["model_run"].uri
         if "evaluation" in outputs:
-            uri = outputs["evaluation"].uri
-            summary.metrics, summary.baseline_metrics = _metrics(uri)
+            by_slice = _metrics(outputs["evaluation"].uri)
+            overall = by_slice.pop("", {})
+            summary.metrics = overall.get("candidate", {})
+            summary.baseline_metrics = overall.get("baseline", {})
+            summary.slices = by_slice
         if "blessing" in outputs:
             summary.blessed = bool(outputs["blessing"].get_int_custom_property("blessed"))
             summary.blessing_notes = _blessing_notes(

@@ -44,3 +44,19 @@ def test_printed_config_loads_back_unchanged(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(configs.to_yaml(config))
     assert configs.load(path) == config
+
+
+def test_eval_config_slices_and_thresholds():
+    from pipeline.pipeline import eval_config
+
+    evaluation = configs.EvaluationConfig(rmse_upper_bound=0.95, max_slice_rmse_increase=0.02)
+    config = eval_config(evaluation)
+    assert [list(s.feature_keys) for s in config.slicing_specs] == [[], ["user_activity"], ["movie_popularity"]]
+    (rmse,) = [m for m in config.metrics_specs[0].metrics if m.class_name == "RootMeanSquaredError"]
+    overall, sliced = rmse.per_slice_thresholds
+    assert [list(s.feature_keys) for s in overall.slicing_specs] == [[]]
+    assert overall.threshold.value_threshold.upper_bound.value == 0.95
+    assert sliced.threshold.change_threshold.absolute.value == pytest.approx(0.02)
+    assert not sliced.threshold.HasField("value_threshold")  # the bound is for the overall RMSE only
+    report_only = eval_config(configs.EvaluationConfig(max_slice_rmse_increase=None))
+    assert len(report_only.metrics_specs[0].metrics[2].per_slice_thresholds) == 1

@@ -15,12 +15,14 @@ RAW_SPEC = {
     features.RATING: tf.io.FixedLenFeature([1], tf.float32),
     features.TIMESTAMP: tf.io.FixedLenFeature([1], tf.int64),
     features.TITLE: tf.io.VarLenFeature(tf.string),
+    features.GENRES: tf.io.VarLenFeature(tf.string),
 }
 
 
 def row(user, movie, rating, title=None):
     return {features.USER_ID: [user], features.MOVIE_ID: [movie], features.RATING: [rating],
-            features.TIMESTAMP: [0], features.TITLE: [title] if title else []}
+            features.TIMESTAMP: [0], features.TITLE: [title] if title else [],
+            features.GENRES: [b"Drama", b"War"] if title else []}
 
 
 def test_vocabularies_and_oov(tmp_path):
@@ -39,6 +41,10 @@ def test_vocabularies_and_oov(tmp_path):
     assert [float(r[features.transformed_name(features.RATING)][0]) for r in transformed] == [4.0, 3.0, 5.0, 1.0]
     # Titles pass through for the catalogue; a movie without a side-table row gets "".
     assert [r[features.transformed_name(features.TITLE)][0] for r in transformed] == [b"One", b"One", b"", b"One"]
+    assert [r[features.transformed_name(features.GENRES)][0] for r in transformed] == [
+        b"Drama|War", b"Drama|War", b"", b"Drama|War"]
+    # Slices: u1 has 1 training rating, u2 has 3; m1 has 3, m2 has 1 (bounds 0, 20, ...).
+    assert {r[features.USER_ACTIVITY][0] for r in transformed} == {b"1-20"}
 
     output = tft.TFTransformOutput(str(tmp_path / "transform"))
     assert output.vocabulary_by_name(features.vocabulary_name(features.USER_ID)) == [b"u2", b"u1"]
@@ -50,3 +56,5 @@ def test_vocabularies_and_oov(tmp_path):
                     features.MOVIE_ID: tf.constant([[b"m2"], [b"m9"]])})
     assert served[user_xf].numpy().ravel().tolist() == [1, 2]
     assert served[movie_xf].numpy().ravel().tolist() == [1, 2]
+    # A user unseen in training is in the "0" activity bucket.
+    assert served[features.USER_ACTIVITY].numpy().ravel().tolist() == [b"1-20", b"0"]
