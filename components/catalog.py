@@ -16,6 +16,7 @@ SCAN_BATCH = 8192
 USER_XF = features.transformed_name(features.USER_ID)
 MOVIE_XF = features.transformed_name(features.MOVIE_ID)
 TITLE_XF = features.transformed_name(features.TITLE)
+GENRES_XF = features.transformed_name(features.GENRES)
 
 
 @dataclasses.dataclass
@@ -23,6 +24,7 @@ class Catalog:
     user_ids: np.ndarray      # [num_users] bytes, vocabulary order
     movie_ids: np.ndarray     # [num_movies] bytes, vocabulary order
     titles: np.ndarray        # [num_movies] bytes, b"" where unknown
+    genres: np.ndarray        # [num_movies] bytes, "|"-joined, b"" where unknown
     seen_row_splits: np.ndarray  # [num_users + 2] int64: ragged rows per user index, OOV last
     seen_movies: np.ndarray   # [ratings] int64 movie indices, grouped by user
 
@@ -44,13 +46,14 @@ def build(tf_transform_output: tft.TFTransformOutput, examples: tf.data.Dataset)
     user_ids = vocabulary(tf_transform_output, features.USER_ID)
     movie_ids = vocabulary(tf_transform_output, features.MOVIE_ID)
     titles = np.full(len(movie_ids), b"", dtype=object)
+    genres = np.full(len(movie_ids), b"", dtype=object)
     users, movies = [], []
     for batch in examples:
         user = batch[USER_XF].numpy().reshape(-1)
         movie = batch[MOVIE_XF].numpy().reshape(-1)
-        title = batch[TITLE_XF].numpy().reshape(-1)
         known = movie < len(movie_ids)
-        titles[movie[known]] = title[known]
+        titles[movie[known]] = batch[TITLE_XF].numpy().reshape(-1)[known]
+        genres[movie[known]] = batch[GENRES_XF].numpy().reshape(-1)[known]
         users.append(user)
         movies.append(movie)
     users = np.concatenate(users) if users else np.zeros(0, np.int64)
@@ -59,4 +62,4 @@ def build(tf_transform_output: tft.TFTransformOutput, examples: tf.data.Dataset)
     # One row per user index plus an empty row for the OOV index.
     counts = np.bincount(users, minlength=len(user_ids) + 1)[: len(user_ids) + 1]
     row_splits = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return Catalog(user_ids, movie_ids, titles, row_splits, movies[order].astype(np.int64))
+    return Catalog(user_ids, movie_ids, titles, genres, row_splits, movies[order].astype(np.int64))

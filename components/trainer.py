@@ -4,6 +4,7 @@ The export (see `export`) carries the Transform graph and a catalogue built from
 data, so its signatures take raw IDs and answer ratings, recommendations and similar items.
 """
 import json
+import os
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -11,9 +12,9 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from components import catalog, export, features
+from components import catalog, embeddings, export, features
+from components import model as model_lib
 from components.hyperparameters import Hyperparameters
-from components.model import build_model
 
 LABEL = features.transformed_name(features.LABEL_KEY)
 # Batches scanned to start the global bias at the training mean; the bias keeps training after.
@@ -69,7 +70,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                          hparams.batch_size, shuffle=True, seed=hparams.seed)
     evaluation = make_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
                               hparams.batch_size, shuffle=False, seed=hparams.seed)
-    model = build_model(
+    model = model_lib.build_model(
         num_users=tf_transform_output.vocabulary_size_by_name(features.vocabulary_name(features.USER_ID)),
         num_movies=tf_transform_output.vocabulary_size_by_name(features.vocabulary_name(features.MOVIE_ID)),
         global_mean=mean_label(train),
@@ -85,3 +86,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         tf_transform_output,
         scan_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output))
     export.save(model, tf_transform_output, movies_and_users, fn_args.serving_model_dir)
+    vectors = model_lib.movie_vectors(model).numpy()
+    embeddings.write_projector(fn_args.model_run_dir, movies_and_users, vectors)
+    embeddings.write_map(os.path.join(fn_args.model_run_dir, embeddings.MAP_FILE), movies_and_users, vectors)

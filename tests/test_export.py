@@ -19,6 +19,7 @@ RAW_SPEC = {
     features.MOVIE_ID: tf.io.FixedLenFeature([1], tf.string),
     features.RATING: tf.io.FixedLenFeature([1], tf.float32),
     features.TITLE: tf.io.VarLenFeature(tf.string),
+    features.GENRES: tf.io.VarLenFeature(tf.string),
 }
 TITLES = {"m1": "Alpha", "m2": "Beta", "m3": "Gamma", "m4": "alpha"}  # "Alpha" twice, by case
 # m1 is the most rated movie (3 ratings), m4 the least (1).
@@ -29,7 +30,8 @@ RATED = {"u1": ["m1", "m2"], "u2": ["m2", "m3"], "u3": ["m1", "m3", "m4"], "u4":
 def servable(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("export")
     rows = [{features.USER_ID: [u.encode()], features.MOVIE_ID: [m.encode()],
-             features.RATING: [4.0 if m in ("m1", "m3") else 2.0], features.TITLE: [TITLES[m].encode()]}
+             features.RATING: [4.0 if m in ("m1", "m3") else 2.0], features.TITLE: [TITLES[m].encode()],
+             features.GENRES: [b"Drama"]}
             for u, movies in RATED.items() for m in movies]
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
     with tft_beam.Context(temp_dir=tempfile.mkdtemp(dir=tmp)):

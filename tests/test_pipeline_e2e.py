@@ -37,6 +37,14 @@ def test_first_run_executes_every_component_and_pushes(trained_run):
                         "docker-compose.yaml", "kubernetes.yaml"):
         assert (serving_dir / deploy_file).is_file(), deploy_file
     assert 'base_path: "/models/movierec"' in (serving_dir / "models.config").read_text()
+    # Evaluator slices, training curves and the embedding exports are part of every run.
+    assert any(name.startswith("user_activity=") for name in summary.slices)
+    assert any(name.startswith("movie_popularity=") for name in summary.slices)
+    assert len(summary.history["val_rmse"]) == 3
+    model_run = pathlib.Path(summary.model_run_dir)
+    for exported in ("movie_vectors.tsv", "movie_metadata.tsv", "projector_config.pbtxt", "movie_map.png"):
+        assert (model_run / exported).is_file(), exported
+    assert "Toy Story" in (model_run / "movie_metadata.tsv").read_text()
 
 
 def test_pushed_model_rates_known_and_unknown_users(trained_run):
