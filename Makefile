@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: setup run test data lock clean bench-serving
+.PHONY: setup run test data lock clean bench-serving bench-accuracy
 
 setup: $(STAMP)
 
@@ -28,7 +28,7 @@ data: $(STAMP)
 	test -f $(DATA_DIR)/ratings.csv || $(BIN)/movierec data fetch movielens-100k --dest $(DATA_DIR)
 
 run: data
-	$(BIN)/movierec run --data $(DATA_DIR)/ratings.csv $(RUN_ARGS)
+	$(BIN)/movierec run --data $(DATA_DIR)/ratings.csv --config configs/movielens-100k.yaml $(RUN_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -36,6 +36,11 @@ test: $(STAMP)
 # Latency of the model pushed by `make run`, in-process and through `movierec serve`.
 bench-serving: $(STAMP)
 	$(BIN)/python -m benchmarks.serving_latency --model-dir runs/serving
+
+# Our pipeline against scikit-surprise's BaselineOnly / SVD / SVD++ on the same MovieLens-100K rows.
+bench-accuracy: data
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements/benchmarks.txt
+	$(BIN)/python -m benchmarks.accuracy --config configs/movielens-100k.yaml --data $(DATA_DIR)
 
 # Re-resolve the lock after editing requirements/requirements.in.
 lock:

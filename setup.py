@@ -24,5 +24,7 @@ setuptools.setup(
         "matplotlib>=3.8",
         "tabulate>=0.9",
     ],
+    # `pip install -e .[benchmarks]`: the classical baselines of benchmarks/accuracy.py.
+    extras_require={"benchmarks": ["scikit-surprise==1.1.5"]},
     entry_points={"console_scripts": ["movierec=movierec.cli:main"]},
 )

@@ -12,15 +12,12 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
+import portpicker
+from tabulate import tabulate
 
-import numpy as np  # noqa: E402
-import portpicker  # noqa: E402
-from tabulate import tabulate  # noqa: E402
-
-from components.pusher import served_versions  # noqa: E402
-from serving.client import GrpcBackend, SavedModelBackend  # noqa: E402
+from components.pusher import served_versions
+from serving.client import GrpcBackend, SavedModelBackend
 
 TARGETS_P99_MS = {"predict batch 1": 10.0, "recommend top-10": 20.0}
 

@@ -122,20 +122,20 @@ def _run_or_exit(action) -> None:
         raise click.ClickException(_one_line(e)) from e
 
 
-def _check_data(data_path: str) -> None:
+def _check_data(config) -> None:
     """Fails fast, before the pipeline starts, on missing data or files that are not ratings CSVs."""
     from components import records
-    from pipeline import configs
 
-    path = pathlib.Path(data_path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder (fetch data with `movierec data fetch`)")
-    files = sorted(path.glob(configs.RATINGS_FILE_PATTERN)) if path.is_dir() else [path]
-    if not files:
-        raise DataError(f"{path}: no {configs.RATINGS_FILE_PATTERN} files in this folder")
-    for file in files:
-        with open(file, "rb") as f:
-            records.check_header(f.readline(), str(file))
+    if not pathlib.Path(config.data).exists():
+        raise DataError(f"{config.data}: no such file or folder (fetch data with `movierec data fetch`)")
+    input_base, patterns = config.input_location()
+    for pattern in patterns.values():
+        files = sorted(pathlib.Path(input_base).glob(pattern))
+        if not files:
+            raise DataError(f"{input_base}: no {pattern} files in this folder")
+        for file in files:
+            with open(file, "rb") as f:
+                records.check_header(f.readline(), str(file))
 
 
 @main.command("config")
@@ -179,7 +179,7 @@ def run(data_path, pipeline_root, serving_dir, runner, config_file, beam_args, n
         pipeline_root=str(pathlib.Path(config.pipeline_root).resolve()),
         serving_dir=str(pathlib.Path(config.serving_dir).resolve()))
 
-    _run_or_exit(lambda: _check_data(config.data))
+    _run_or_exit(lambda: _check_data(config))
     log_file = _log_to_file_and_console(pathlib.Path(config.pipeline_root) / "logs")
     from pipeline import run_summary, runners
 

@@ -20,6 +20,8 @@ RUN_FN = "components.trainer.run_fn"
 LOCAL_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
 # Folders hold one or more ratings files; other CSVs beside them (movies.csv, users.csv) are not ratings.
 RATINGS_FILE_PATTERN = "ratings*.csv"
+SINGLE_SPLIT = "single_split"
+GIVEN_SPLITS = ("train", "eval")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,12 +68,19 @@ class PipelineConfig:
         """Where versions are pushed: TF Serving's model base path."""
         return str(pathlib.Path(self.serving_dir) / self.model_name)
 
-    def input_location(self) -> Tuple[str, str]:
-        """(input_base, file pattern) for ExampleGen: a single CSV file, or a folder of them."""
+    def input_location(self) -> Tuple[str, Dict[str, str]]:
+        """(input_base, {split name: file pattern}) for ExampleGen.
+
+        A CSV file or a folder of ratings*.csv is one split that ExampleGen hash-splits into
+        train and eval; a folder with `train/` and `eval/` subfolders gives the splits as they are
+        (for benchmarks against other libraries on the same rows).
+        """
         data = pathlib.Path(self.data).resolve()
-        if data.is_dir():
-            return str(data), RATINGS_FILE_PATTERN
-        return str(data.parent), data.name
+        if not data.is_dir():
+            return str(data.parent), {SINGLE_SPLIT: data.name}
+        if all((data / split).is_dir() for split in GIVEN_SPLITS):
+            return str(data), {split: f"{split}/{RATINGS_FILE_PATTERN}" for split in GIVEN_SPLITS}
+        return str(data), {SINGLE_SPLIT: RATINGS_FILE_PATTERN}
 
     def side_tables(self) -> Tuple[Optional[str], Optional[str]]:
         """(movies.csv, users.csv) to join, or None where there is none."""

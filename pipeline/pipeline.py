@@ -58,14 +58,16 @@ def eval_config(evaluation: configs.EvaluationConfig) -> tfma.EvalConfig:
 
 def create_pipeline(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
     """Builds the pipeline; every path and setting comes from `config`."""
-    input_base, pattern = config.input_location()
+    input_base, patterns = config.input_location()
+    hash_split = tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+        tfx.proto.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
+        tfx.proto.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets)]))
     example_gen_component = FileBasedExampleGen(
         input_base=input_base,
-        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="single_split",
-                                                                   pattern=pattern)]),
-        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
-            tfx.proto.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
-            tfx.proto.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets)])),
+        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name=name, pattern=pattern)
+                                             for name, pattern in patterns.items()]),
+        # Given train/eval folders are kept as they are; a single input is hash-split.
+        output_config=hash_split if configs.SINGLE_SPLIT in patterns else None,
         custom_config=example_gen.side_table_config(*config.side_tables()),
         custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen.Executor))
     examples = example_gen_component.outputs["examples"]

@@ -44,6 +44,7 @@ class RunSummary:
     history: Dict[str, List[float]]
     slices: Dict[str, Dict[str, Dict[str, float]]] = dataclasses.field(default_factory=dict)
     model_run_dir: Optional[str] = None
+    seconds: Dict[str, float] = dataclasses.field(default_factory=dict)
 
     def render(self) -> str:
         lines = [f"Run {self.run_id}"]
@@ -198,6 +199,8 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
     for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
         node = _node_name(store, execution.id)
         summary.components[node] = EXECUTION_STATES.get(execution.last_known_state, "unknown")
+        summary.seconds[node] = (execution.last_update_time_since_epoch
+                                 - execution.create_time_since_epoch) / 1000
         outputs = _outputs(store, execution.id)
         if "statistics" in outputs and node == "StatisticsGen":
             summary.rows = _rows(outputs["statistics"])

@@ -29,12 +29,16 @@ def test_bad_config_is_rejected(tmp_path, text, message):
         configs.load(path)
 
 
-def test_input_location_file_or_folder(tmp_path):
+def test_input_location_file_folder_or_given_splits(tmp_path):
     (tmp_path / "ratings.csv").write_text("")
     assert configs.PipelineConfig(data=str(tmp_path / "ratings.csv")).input_location() == (
-        str(tmp_path), "ratings.csv")
+        str(tmp_path), {"single_split": "ratings.csv"})
     assert configs.PipelineConfig(data=str(tmp_path)).input_location() == (
-        str(tmp_path), configs.RATINGS_FILE_PATTERN)
+        str(tmp_path), {"single_split": "ratings*.csv"})
+    (tmp_path / "train").mkdir()
+    (tmp_path / "eval").mkdir()
+    assert configs.PipelineConfig(data=str(tmp_path)).input_location() == (
+        str(tmp_path), {"train": "train/ratings*.csv", "eval": "eval/ratings*.csv"})
 
 
 def test_printed_config_loads_back_unchanged(tmp_path):

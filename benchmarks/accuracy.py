@@ -1,0 +1,124 @@
+"""Accuracy: our pipeline against scikit-surprise's classics on the same MovieLens-100K rows.
+
+    python -m benchmarks.accuracy [--config configs/movielens-100k.yaml] [--splits random temporal]
+
+For each split (random: numpy default_rng(0) 80/20; temporal: oldest 80% by timestamp for
+training, newest 20% for testing) it writes train/ and eval/ folders, runs the full pipeline on
+them (`movierec run`; TFMA's RMSE/MAE on eval, the Trainer's wall time as fit time), trains
+BaselineOnly, SVD and SVD++ (random_state=0) on the same training rows, and prints one table.
+Needs the benchmark extra: `pip install -r requirements/benchmarks.txt` (`make bench-accuracy`).
+"""
+import argparse
+import csv
+import dataclasses
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+from tabulate import tabulate
+
+from components import features
+from pipeline import configs, run_summary
+
+SPLITS = ("random", "temporal")
+TRAIN_FRACTION = 0.8
+
+
+def read_ratings(path: pathlib.Path):
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        return header, list(reader)
+
+
+def split_rows(rows, kind: str):
+    """(train rows, test rows) as specified in the module docstring."""
+    cut = int(len(rows) * TRAIN_FRACTION)
+    if kind == "random":
+        order = np.random.default_rng(0).permutation(len(rows))
+    else:
+        order = np.argsort([int(r[3]) for r in rows], kind="mergesort")
+    return [rows[i] for i in order[:cut]], [rows[i] for i in order[cut:]]
+
+
+def write_split(folder: pathlib.Path, source: pathlib.Path, header, train, test) -> None:
+    for name, rows in (("train", train), ("eval", test)):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        with open(folder / name / features.RATINGS_FILE, "w", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(rows)
+    for side_table in (features.MOVIES_FILE, features.USERS_FILE):
+        if (source / side_table).exists():
+            shutil.copy(source / side_table, folder / side_table)
+
+
+def run_pipeline(work: pathlib.Path, data: pathlib.Path, base: configs.PipelineConfig):
+    # The benchmark measures; it does not gate: the bound is relaxed so every run finishes.
+    config = base.replace(
+        data=str(data), pipeline_root=str(work / "pipeline"), serving_dir=str(work / "serving"),
+        evaluation=dataclasses.replace(base.evaluation, rmse_upper_bound=10.0, max_slice_rmse_increase=None))
+    config_file = work / "config.yaml"
+    config_file.write_text(configs.to_yaml(config))
+    result = subprocess.run([sys.executable, "-m", "movierec.cli", "run", "--config", str(config_file)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"pipeline failed on {data}:\n{result.stderr[-3000:]}")
+    summary = run_summary.summarize(config)
+    return (summary.metrics["root_mean_squared_error"], summary.metrics["mean_absolute_error"],
+            summary.seconds["Trainer"])
+
+
+def run_surprise(train, test):
+    try:
+        import surprise
+    except ImportError:
+        sys.exit("scikit-surprise is missing: pip install -r requirements/benchmarks.txt")
+    reader = surprise.Reader(rating_scale=(1, 5))
+    frame = pd.DataFrame({"user": [r[0] for r in train], "item": [r[1] for r in train],
+                          "rating": [float(r[2]) for r in train]})
+    trainset = surprise.Dataset.load_from_df(frame, reader).build_full_trainset()
+    testset = [(r[0], r[1], float(r[2])) for r in test]
+    results = {}
+    for name, algorithm in (("BaselineOnly", surprise.BaselineOnly(verbose=False)),
+                            ("SVD", surprise.SVD(random_state=0)),
+                            ("SVD++", surprise.SVDpp(random_state=0))):
+        start = time.perf_counter()
+        algorithm.fit(trainset)
+        seconds = time.perf_counter() - start
+        predictions = algorithm.test(testset)
+        results[name] = (surprise.accuracy.rmse(predictions, verbose=False),
+                         surprise.accuracy.mae(predictions, verbose=False), seconds)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=pathlib.Path, default=pathlib.Path("configs/movielens-100k.yaml"))
+    parser.add_argument("--data", type=pathlib.Path, default=pathlib.Path("data/movielens-100k"))
+    parser.add_argument("--work", type=pathlib.Path, default=pathlib.Path("runs/benchmark-accuracy"))
+    parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
+    args = parser.parse_args()
+    base = configs.load(args.config) if args.config.exists() else configs.PipelineConfig()
+    header, rows = read_ratings(args.data / features.RATINGS_FILE)
+
+    table = []
+    for kind in args.splits:
+        train, test = split_rows(rows, kind)
+        work = args.work / kind
+        shutil.rmtree(work, ignore_errors=True)
+        write_split(work / "data", args.data, header, train, test)
+        rmse, mae, seconds = run_pipeline(work, work / "data", base)
+        table.append((kind, f"movierec ({args.config.name})", rmse, mae, seconds))
+        for name, (rmse, mae, seconds) in run_surprise(train, test).items():
+            table.append((kind, f"surprise {name}", rmse, mae, seconds))
+        print(f"{kind}: {len(train):,} training / {len(test):,} test ratings", flush=True)
+    print(tabulate(table, headers=["split", "model", "RMSE", "MAE", "fit s"], floatfmt=".4f"))
+
+
+if __name__ == "__main__":
+    main()
