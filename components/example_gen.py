@@ -106,11 +106,7 @@ class _JoinSideTables(beam.DoFn):
 def read_ratings_file(path: str) -> Iterator[records.Rating]:
     """Reads one canonical ratings CSV, checking its header and every row."""
     with fileio.open(path, "rb") as f:
-        records.check_header(f.readline(), path)
-        for line_no, raw in enumerate(f, start=2):
-            text = records.decode_line(raw, path, line_no)
-            if text.strip():
-                yield records.parse_fields(text.split(","), path, line_no)
+        yield from records.read_ratings(f, path)
 
 
 class _RatingsCsvToExample(beam.PTransform):

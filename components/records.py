@@ -5,7 +5,7 @@ executor (which only enforces types: range checks there belong to ExampleValidat
 """
 import dataclasses
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Iterable, Iterator, Optional, Sequence, Tuple
 
 from components import features
 
@@ -95,3 +95,13 @@ def parse_fields(fields: Sequence[str], source: str, line: int,
         rating=parse_rating_value(rating, source, line, rating_range),
         timestamp=parse_timestamp(timestamp, source, line),
     )
+
+
+def read_ratings(lines: Iterable[bytes], source: str) -> Iterator[Rating]:
+    """Parses a canonical ratings CSV given as raw lines: header first, then one rating per line."""
+    lines = iter(lines)
+    check_header(next(lines, b""), source)
+    for line_no, raw in enumerate(lines, start=2):
+        text = decode_line(raw, source, line_no)
+        if text.strip():
+            yield parse_fields(text.split(","), source, line_no)

@@ -1,7 +1,9 @@
 """A component that stops the run when ExampleValidator found anomalies.
 
 ExampleValidator only records anomalies; on its own, Transform and Trainer would go on to train
-(and possibly push) a model on data that broke the schema. Transform is wired after this gate.
+(and possibly push) a model on data that broke the schema. The gate either fails the run, naming
+every anomaly, or passes the examples on as `validated_examples`: everything downstream (and the
+rolling window of spans in later runs) reads only data that passed validation.
 """
 import os
 from typing import List
@@ -9,6 +11,7 @@ from typing import List
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
+from tfx.utils import io_utils
 
 from movierec.errors import DataValidationError
 
@@ -38,11 +41,22 @@ def read_anomalies(artifact: tfx.types.standard_artifacts.ExampleAnomalies) -> L
 
 
 @tfx.dsl.components.component
-def ValidationGate(anomalies: tfx.dsl.components.InputArtifact[
-        tfx.types.standard_artifacts.ExampleAnomalies]) -> None:
-    """Fails the run, naming every anomaly, when the validated data broke the schema."""
+def ValidationGate(
+        examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
+        anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
+        validated_examples: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Examples],
+) -> None:
+    """Fails the run when the data broke the schema; otherwise passes the examples on."""
     found = read_anomalies(anomalies)
     if found:
         raise DataValidationError(
             f"data validation found {len(found)} anomal{'y' if len(found) == 1 else 'ies'}: "
             + "; ".join(found))
+    # A copy, not a reference: the output must be readable wherever the pipeline runs.
+    io_utils.copy_dir(examples.uri, validated_examples.uri)
+    validated_examples.split_names = examples.split_names
+    validated_examples.span = examples.span
+    validated_examples.version = examples.version
+    # Span, payload and file format are also custom properties that readers and resolvers use.
+    for key, value in examples.mlmd_artifact.custom_properties.items():
+        validated_examples.mlmd_artifact.custom_properties[key].CopyFrom(value)

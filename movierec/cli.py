@@ -115,6 +115,23 @@ def data_import(fmt: str, src: pathlib.Path, dest: pathlib.Path) -> None:
     _run_or_exit(lambda: click.echo(importers.import_dataset(fmt, src, dest, _rating_range()).describe()))
 
 
+@data.command("split-spans")
+@click.argument("src", type=click.Path(path_type=pathlib.Path))
+@click.option("--by", type=click.Choice(sorted(["day", "week", "month"])), default="month", show_default=True)
+@click.option("--dest", type=click.Path(path_type=pathlib.Path), required=True,
+              help="Output folder: span-<N>/ratings.csv, plus the side tables.")
+def data_split_spans(src: pathlib.Path, by: str, dest: pathlib.Path) -> None:
+    """Cut a canonical ratings CSV (or its folder) into time spans, oldest first."""
+    from movierec.data import spans
+
+    def split():
+        counts = spans.split_spans(src, dest, by)
+        click.echo(f"wrote {len(counts)} spans by {by} to {dest}: " + ", ".join(
+            f"span-{span} {count:,}" for span, count in counts.items()))
+
+    _run_or_exit(split)
+
+
 def _run_or_exit(action) -> None:
     try:
         action()
@@ -130,7 +147,7 @@ def _check_data(config) -> None:
         raise DataError(f"{config.data}: no such file or folder (fetch data with `movierec data fetch`)")
     input_base, patterns = config.input_location()
     for pattern in patterns.values():
-        files = sorted(pathlib.Path(input_base).glob(pattern))
+        files = sorted(pathlib.Path(input_base).glob(pattern.replace("{SPAN}", "*")))
         if not files:
             raise DataError(f"{input_base}: no {pattern} files in this folder")
         for file in files:

@@ -22,6 +22,7 @@ LOCAL_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_worke
 RATINGS_FILE_PATTERN = "ratings*.csv"
 SINGLE_SPLIT = "single_split"
 GIVEN_SPLITS = ("train", "eval")
+SPAN_PATTERN = "span-{SPAN}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +52,8 @@ class PipelineConfig:
     model_name: str = PIPELINE_NAME
     schema_dir: str = str(SCHEMA_DIR)
     metadata_path: Optional[str] = None
+    # With span-<N>/ folders: train on the newest rolling_spans spans that passed validation.
+    rolling_spans: int = 3
     # Hash split of ExampleGen: train/eval in proportion train_buckets : eval_buckets.
     train_buckets: int = 8
     eval_buckets: int = 2
@@ -71,16 +74,24 @@ class PipelineConfig:
     def input_location(self) -> Tuple[str, Dict[str, str]]:
         """(input_base, {split name: file pattern}) for ExampleGen.
 
-        A CSV file or a folder of ratings*.csv is one split that ExampleGen hash-splits into
-        train and eval; a folder with `train/` and `eval/` subfolders gives the splits as they are
-        (for benchmarks against other libraries on the same rows).
+        - a CSV file, or a folder of ratings*.csv: one split, hash-split into train and eval;
+        - a folder of `span-<N>/` folders: the newest span, hash-split (older spans were
+          ingested by earlier runs and reach training through the rolling window);
+        - a folder with `train/` and `eval/` folders: the splits as given (for benchmarks against
+          other libraries on the same rows).
         """
         data = pathlib.Path(self.data).resolve()
         if not data.is_dir():
             return str(data.parent), {SINGLE_SPLIT: data.name}
+        if self.uses_spans():
+            return str(data), {SINGLE_SPLIT: f"{SPAN_PATTERN}/{RATINGS_FILE_PATTERN}"}
         if all((data / split).is_dir() for split in GIVEN_SPLITS):
             return str(data), {split: f"{split}/{RATINGS_FILE_PATTERN}" for split in GIVEN_SPLITS}
         return str(data), {SINGLE_SPLIT: RATINGS_FILE_PATTERN}
+
+    def uses_spans(self) -> bool:
+        data = pathlib.Path(self.data)
+        return data.is_dir() and any(data.glob(SPAN_PATTERN.replace("{SPAN}", "*")))
 
     def side_tables(self) -> Tuple[Optional[str], Optional[str]]:
         """(movies.csv, users.csv) to join, or None where there is none."""

@@ -76,14 +76,28 @@ def create_pipeline(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
     schema_gen = tfx.components.ImportSchemaGen(schema_file=f"{config.schema_dir}/schema.pbtxt")
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    validation_gate = ValidationGate(anomalies=example_validator.outputs["anomalies"])
+    validation_gate = ValidationGate(examples=examples, anomalies=example_validator.outputs["anomalies"])
+    validated = validation_gate.outputs["validated_examples"]
+    training_examples, span_window = validated, []
+    if config.uses_spans():
+        span_window = [tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
+            config={"range_config": tfx.proto.RangeConfig(
+                rolling_range=tfx.proto.RollingRange(num_spans=config.rolling_spans))},
+            examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                                     producer_component_id=validation_gate.id,
+                                     output_key="validated_examples"),
+        ).with_id("rolling_span_window")]
+        # A channel named by producer id is resolved from ML Metadata, not wired: order it
+        # explicitly, so this run's newly validated span is in the window.
+        span_window[0].add_upstream_node(validation_gate)
+        training_examples = span_window[0].outputs["examples"]
 
     transform = tfx.components.Transform(
-        examples=examples, schema=schema_gen.outputs["schema"],
+        examples=training_examples, schema=schema_gen.outputs["schema"],
         preprocessing_fn=configs.PREPROCESSING_FN,
         custom_config={"user_activity_bounds": list(config.evaluation.user_activity_bounds),
                        "movie_popularity_bounds": list(config.evaluation.movie_popularity_bounds)})
-    transform.add_upstream_node(validation_gate)
 
     trainer = tfx.components.Trainer(
         run_fn=configs.RUN_FN,
@@ -99,7 +113,7 @@ def create_pipeline(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
     ).with_id("latest_blessed_model_resolver")
 
     evaluator = tfx.components.Evaluator(
-        examples=examples,
+        examples=validated,
         model=trainer.outputs["model"],
         baseline_model=latest_blessed_model.outputs["model"],
         eval_config=eval_config(config.evaluation))
@@ -115,7 +129,8 @@ def create_pipeline(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[example_gen_component, statistics_gen, schema_gen, example_validator,
-                    validation_gate, transform, trainer, latest_blessed_model, evaluator, model_pusher],
+                    validation_gate, *span_window, transform, trainer, latest_blessed_model,
+                    evaluator, model_pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             config.metadata_file),
