@@ -40,7 +40,7 @@ bench-serving: $(STAMP)
 # Our pipeline against scikit-surprise's BaselineOnly / SVD / SVD++ on the same MovieLens-100K rows.
 bench-accuracy: data
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements/benchmarks.txt
-	$(BIN)/python -m benchmarks.accuracy --config configs/movielens-100k.yaml --data $(DATA_DIR)
+	$(BIN)/python -m benchmarks.accuracy --data $(DATA_DIR)
 
 # Re-resolve the lock after editing requirements/requirements.in.
 lock:

@@ -1,6 +1,6 @@
 """Accuracy: our pipeline against scikit-surprise's classics on the same MovieLens-100K rows.
 
-    python -m benchmarks.accuracy [--config configs/movielens-100k.yaml] [--splits random temporal]
+    python -m benchmarks.accuracy [--splits random temporal]
 
 For each split (random: numpy default_rng(0) 80/20; temporal: oldest 80% by timestamp for
 training, newest 20% for testing) it writes train/ and eval/ folders, runs the full pipeline on
@@ -98,12 +98,16 @@ def run_surprise(train, test):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=pathlib.Path, default=pathlib.Path("configs/movielens-100k.yaml"))
+    parser.add_argument("--config", type=pathlib.Path, default=pathlib.Path("configs/movielens-100k.yaml"),
+                        help="pipeline settings for the random split")
+    parser.add_argument("--temporal-config", type=pathlib.Path,
+                        default=pathlib.Path("configs/movielens-100k-temporal.yaml"),
+                        help="pipeline settings for the temporal split")
     parser.add_argument("--data", type=pathlib.Path, default=pathlib.Path("data/movielens-100k"))
     parser.add_argument("--work", type=pathlib.Path, default=pathlib.Path("runs/benchmark-accuracy"))
     parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
     args = parser.parse_args()
-    base = configs.load(args.config) if args.config.exists() else configs.PipelineConfig()
+    settings = {"random": args.config, "temporal": args.temporal_config}
     header, rows = read_ratings(args.data / features.RATINGS_FILE)
 
     table = []
@@ -112,8 +116,8 @@ def main() -> None:
         work = args.work / kind
         shutil.rmtree(work, ignore_errors=True)
         write_split(work / "data", args.data, header, train, test)
-        rmse, mae, seconds = run_pipeline(work, work / "data", base)
-        table.append((kind, f"movierec ({args.config.name})", rmse, mae, seconds))
+        rmse, mae, seconds = run_pipeline(work, work / "data", configs.load(settings[kind]))
+        table.append((kind, f"movierec ({settings[kind].name})", rmse, mae, seconds))
         for name, (rmse, mae, seconds) in run_surprise(train, test).items():
             table.append((kind, f"surprise {name}", rmse, mae, seconds))
         print(f"{kind}: {len(train):,} training / {len(test):,} test ratings", flush=True)

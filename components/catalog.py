@@ -1,4 +1,4 @@
-"""The catalogue the exported model carries: IDs and titles by index, and who rated what.
+"""The catalogue the exported model carries: IDs and titles by index, and who rated what (how).
 
 Built by the Trainer from Transform's vocabularies and one pass over the transformed training
 examples, so serving needs no side files: recommendations come back with titles, and "exclude
@@ -17,6 +17,7 @@ USER_XF = features.transformed_name(features.USER_ID)
 MOVIE_XF = features.transformed_name(features.MOVIE_ID)
 TITLE_XF = features.transformed_name(features.TITLE)
 GENRES_XF = features.transformed_name(features.GENRES)
+RATING_XF = features.transformed_name(features.RATING)
 
 
 @dataclasses.dataclass
@@ -27,6 +28,7 @@ class Catalog:
     genres: np.ndarray        # [num_movies] bytes, "|"-joined, b"" where unknown
     seen_row_splits: np.ndarray  # [num_users + 2] int64: ragged rows per user index, OOV last
     seen_movies: np.ndarray   # [ratings] int64 movie indices, grouped by user
+    seen_ratings: np.ndarray  # [ratings] float32, the ratings given, aligned with seen_movies
 
     @property
     def num_users(self) -> int:
@@ -35,6 +37,10 @@ class Catalog:
     @property
     def num_movies(self) -> int:
         return len(self.movie_ids)
+
+    def seen_users(self) -> np.ndarray:
+        """[ratings] the user index of each entry of seen_movies / seen_ratings."""
+        return np.repeat(np.arange(len(self.seen_row_splits) - 1), np.diff(self.seen_row_splits))
 
 
 def vocabulary(tf_transform_output: tft.TFTransformOutput, key: str) -> np.ndarray:
@@ -47,7 +53,7 @@ def build(tf_transform_output: tft.TFTransformOutput, examples: tf.data.Dataset)
     movie_ids = vocabulary(tf_transform_output, features.MOVIE_ID)
     titles = np.full(len(movie_ids), b"", dtype=object)
     genres = np.full(len(movie_ids), b"", dtype=object)
-    users, movies = [], []
+    users, movies, ratings = [], [], []
     for batch in examples:
         user = batch[USER_XF].numpy().reshape(-1)
         movie = batch[MOVIE_XF].numpy().reshape(-1)
@@ -56,10 +62,13 @@ def build(tf_transform_output: tft.TFTransformOutput, examples: tf.data.Dataset)
         genres[movie[known]] = batch[GENRES_XF].numpy().reshape(-1)[known]
         users.append(user)
         movies.append(movie)
+        ratings.append(batch[RATING_XF].numpy().reshape(-1))
     users = np.concatenate(users) if users else np.zeros(0, np.int64)
     movies = np.concatenate(movies) if movies else np.zeros(0, np.int64)
+    ratings = np.concatenate(ratings).astype(np.float32) if ratings else np.zeros(0, np.float32)
     order = np.lexsort((movies, users))
     # One row per user index plus an empty row for the OOV index.
     counts = np.bincount(users, minlength=len(user_ids) + 1)[: len(user_ids) + 1]
     row_splits = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return Catalog(user_ids, movie_ids, titles, genres, row_splits, movies[order].astype(np.int64))
+    return Catalog(user_ids, movie_ids, titles, genres, row_splits, movies[order].astype(np.int64),
+                   ratings[order])

@@ -1,10 +1,16 @@
-"""The seed model: user and movie embeddings whose dot product, plus biases, predicts the rating.
+"""The rating models: the seed's user and movie embeddings with a dot product, and variants.
 
-rating = global_mean + user_bias[u] + movie_bias[m] + <user_vector[u], movie_vector[m]>
+mf:          rating = global_mean + user_bias[u] + movie_bias[m] + <user_vector[u], movie_vector[m]>
+neumf:       the same plus an MLP over [user_vector[u], movie_vector[m]]
+mf_autorec:  mf blended with an item-based AutoRec (see autorec.py) where both IDs are known
+Every variant clips its output to the training ratings' range.
 
 Out-of-vocabulary indices (IDs unseen in training) look up zeros, so an unknown user or movie
 falls back to the global mean plus whatever biases are known, instead of an untrained random row.
 """
+from typing import Tuple
+
+import numpy as np
 import tensorflow as tf
 
 from components import features
@@ -15,6 +21,11 @@ MOVIE_EMBEDDING = "movie_embedding"
 USER_BIAS = "user_bias"
 MOVIE_BIAS = "movie_bias"
 GLOBAL_MEAN = "global_mean"
+CLIP = features.LABEL_KEY
+MLP_OUTPUT = "mlp_output"
+AUTOREC_TABLE = "autorec_table"
+BLEND = "blended_rating"
+MODELS = ("mf", "neumf", "mf_autorec")
 
 
 class IdEmbedding(tf.keras.layers.Layer):
@@ -68,9 +79,75 @@ class GlobalBias(tf.keras.layers.Layer):
         return {**super().get_config(), "initial_value": self.initial_value}
 
 
-def build_model(num_users: int, num_movies: int, global_mean: float,
-                hparams: Hyperparameters) -> tf.keras.Model:
-    """Builds and compiles the rating model over transformed (vocabulary index) inputs."""
+class ClipRating(tf.keras.layers.Layer):
+    """Clips predictions to the range of ratings seen in training (no 5.3-star predictions)."""
+
+    def __init__(self, low: float, high: float, **kwargs):
+        super().__init__(**kwargs)
+        self.low, self.high = low, high
+
+    def call(self, rating):
+        return tf.clip_by_value(rating, self.low, self.high)
+
+    def get_config(self):
+        return {**super().get_config(), "low": self.low, "high": self.high}
+
+
+class PairTable(tf.keras.layers.Layer):
+    """A precomputed (movie x user) table of ratings, looked up per pair; (values, known)."""
+
+    def __init__(self, table: np.ndarray, **kwargs):
+        super().__init__(**kwargs)
+        self._initial = table
+
+    def build(self, input_shape):
+        self.table = self.add_weight(name="table", shape=self._initial.shape, trainable=False,
+                                     initializer=tf.keras.initializers.Constant(self._initial))
+        super().build(input_shape)
+
+    def call(self, indices):
+        user, movie = (tf.reshape(i, [-1]) for i in indices)
+        num_movies, num_users = self._initial.shape
+        known = (user < num_users) & (movie < num_movies)
+        cells = tf.stack([tf.where(known, movie, 0), tf.where(known, user, 0)], axis=1)
+        return tf.gather_nd(self.table, cells), known
+
+
+class Blend(tf.keras.layers.Layer):
+    """weight * AutoRec + (1 - weight) * MF where both IDs are known, else MF; then clipped."""
+
+    def __init__(self, weight: float, low: float, high: float, **kwargs):
+        super().__init__(**kwargs)
+        self.weight, self.low, self.high = weight, low, high
+
+    def call(self, inputs):
+        factorised, autorec, known = inputs
+        blended = tf.where(known, self.weight * autorec + (1.0 - self.weight) * factorised, factorised)
+        return tf.clip_by_value(blended, self.low, self.high)
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight, "low": self.low, "high": self.high}
+
+
+def _compile(model: tf.keras.Model, learning_rate: float) -> tf.keras.Model:
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(learning_rate),
+        loss=tf.keras.losses.MeanSquaredError(),
+        metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse"),
+                 tf.keras.metrics.MeanAbsoluteError(name="mae")])
+    return model
+
+
+def build_model(num_users: int, num_movies: int, global_mean: float, hparams: Hyperparameters,
+                rating_range: Tuple[float, float] = (0.5, 5.0)) -> tf.keras.Model:
+    """Builds and compiles the rating model over transformed (vocabulary index) inputs.
+
+    `hparams.model` picks the interaction: "mf" (and "mf_autorec", whose AutoRec part is
+    trained afterwards, see `with_autorec`) uses the dot product; "neumf" adds an MLP over the
+    concatenated user and movie vectors (NeuMF-style), for interactions a dot product misses.
+    """
+    if hparams.model not in MODELS:
+        raise ValueError(f"unknown model {hparams.model!r}; choose one of {', '.join(MODELS)}")
     user_index = tf.keras.Input(shape=(1,), dtype=tf.int64, name=features.transformed_name(features.USER_ID))
     movie_index = tf.keras.Input(shape=(1,), dtype=tf.int64, name=features.transformed_name(features.MOVIE_ID))
     initializer = tf.keras.initializers.RandomNormal(stddev=0.05, seed=hparams.seed)
@@ -78,19 +155,32 @@ def build_model(num_users: int, num_movies: int, global_mean: float,
                               name=USER_EMBEDDING)(user_index)
     movie_vector = IdEmbedding(num_movies, hparams.embedding_dim, hparams.l2, initializer,
                                name=MOVIE_EMBEDDING)(movie_index)
-    user_bias = IdEmbedding(num_users, 1, hparams.l2, "zeros", name=USER_BIAS)(user_index)
-    movie_bias = IdEmbedding(num_movies, 1, hparams.l2, "zeros", name=MOVIE_BIAS)(movie_index)
-    interaction = tf.keras.layers.Dot(axes=1, name="interaction")([user_vector, movie_vector])
-    offset = tf.keras.layers.Add(name="offset_from_mean")([user_bias, movie_bias, interaction])
-    rating = tf.keras.layers.Add(name=features.LABEL_KEY)([
+    user_bias = IdEmbedding(num_users, 1, hparams.bias_l2, "zeros", name=USER_BIAS)(user_index)
+    movie_bias = IdEmbedding(num_movies, 1, hparams.bias_l2, "zeros", name=MOVIE_BIAS)(movie_index)
+    terms = [user_bias, movie_bias, tf.keras.layers.Dot(axes=1, name="interaction")([user_vector, movie_vector])]
+    if hparams.model == "neumf":
+        hidden = tf.keras.layers.Concatenate(name="mlp_input")([user_vector, movie_vector])
+        for position, units in enumerate(hparams.mlp_layers):
+            hidden = tf.keras.layers.Dense(units, activation="relu", name=f"mlp_{position}",
+                                           kernel_regularizer=tf.keras.regularizers.l2(hparams.mlp_l2))(hidden)
+        terms.append(tf.keras.layers.Dense(1, name=MLP_OUTPUT)(hidden))
+    offset = tf.keras.layers.Add(name="offset_from_mean")(terms)
+    rating = tf.keras.layers.Add(name="unclipped_rating")([
         tf.keras.layers.Reshape(())(offset), GlobalBias(global_mean, name=GLOBAL_MEAN)(offset)])
-    model = tf.keras.Model(inputs=[user_index, movie_index], outputs=rating)
-    model.compile(
-        optimizer=tf.keras.optimizers.Adam(hparams.learning_rate),
-        loss=tf.keras.losses.MeanSquaredError(),
-        metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse"),
-                 tf.keras.metrics.MeanAbsoluteError(name="mae")])
-    return model
+    rating = ClipRating(*rating_range, name=CLIP)(rating)
+    return _compile(tf.keras.Model(inputs=[user_index, movie_index], outputs=rating), hparams.learning_rate)
+
+
+def with_autorec(model: tf.keras.Model, table: np.ndarray, weight: float) -> tf.keras.Model:
+    """The trained MF model blended with an AutoRec (movie x user) table, as one Keras model."""
+    clip = model.get_layer(CLIP)
+    autorec, known = PairTable(table, name=AUTOREC_TABLE)(model.inputs)
+    rating = Blend(weight, clip.low, clip.high, name=BLEND)([model.output, autorec, known])
+    return _compile(tf.keras.Model(inputs=model.inputs, outputs=rating), 0.0)
+
+
+def _layer(model: tf.keras.Model, name: str):
+    return next((layer for layer in model.layers if layer.name == name), None)
 
 
 def movie_vectors(model: tf.keras.Model) -> tf.Tensor:
@@ -106,12 +196,26 @@ def user_vectors(model: tf.keras.Model) -> tf.Tensor:
 def score_all_movies(model: tf.keras.Model, user_indices: tf.Tensor) -> tf.Tensor:
     """[batch, num_movies]: the model's rating of every known movie for each user index.
 
-    The same arithmetic as the model's forward pass, as one matrix product over the catalogue
-    instead of one forward pass per (user, movie) pair; unknown users get the bias ranking.
+    Dot-product models: the forward pass's arithmetic as one matrix product over the catalogue.
+    With an MLP, the model runs on every (user, movie) pair. Unknown users get the bias ranking.
     """
-    user_vector = model.get_layer(USER_EMBEDDING)(user_indices)
+    num_movies = movie_vectors(model).shape[0]
+    if _layer(model, MLP_OUTPUT) is not None:
+        batch = tf.shape(user_indices, tf.int64)[0]
+        users = tf.repeat(user_indices, num_movies)
+        movies = tf.tile(tf.range(num_movies, dtype=tf.int64), [batch])
+        return tf.reshape(model([users[:, tf.newaxis], movies[:, tf.newaxis]]), [batch, num_movies])
     user_bias = model.get_layer(USER_BIAS)(user_indices)
     movie_bias = tf.transpose(model.get_layer(MOVIE_BIAS).embeddings)
     global_bias = model.get_layer(GLOBAL_MEAN).bias
-    return (tf.matmul(user_vector, movie_vectors(model), transpose_b=True)
-            + user_bias + movie_bias + global_bias)
+    scores = model.get_layer(CLIP)(tf.matmul(model.get_layer(USER_EMBEDDING)(user_indices),
+                                             movie_vectors(model), transpose_b=True)
+                                   + user_bias + movie_bias + global_bias)
+    table = _layer(model, AUTOREC_TABLE)
+    if table is None:
+        return scores
+    num_users = table.table.shape[1]
+    known = user_indices < num_users
+    autorec = tf.transpose(tf.gather(table.table, tf.where(known, user_indices, 0), axis=1))
+    known_cells = tf.broadcast_to(known[:, tf.newaxis], tf.shape(scores))
+    return model.get_layer(BLEND)([scores, autorec, known_cells])

@@ -12,13 +12,11 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from components import catalog, embeddings, export, features
+from components import autorec, catalog, embeddings, export, features
 from components import model as model_lib
 from components.hyperparameters import Hyperparameters
 
 LABEL = features.transformed_name(features.LABEL_KEY)
-# Batches scanned to start the global bias at the training mean; the bias keeps training after.
-MEAN_ESTIMATE_BATCHES = 200
 HISTORY_FILE = "history.json"
 
 
@@ -46,14 +44,6 @@ def scan_dataset(file_pattern, data_accessor: tfx.components.DataAccessor,
         tf_transform_output.transformed_metadata.schema)
 
 
-def mean_label(dataset: tf.data.Dataset) -> float:
-    total, count = 0.0, 0
-    for _, label in dataset.take(MEAN_ESTIMATE_BATCHES):
-        total += float(tf.reduce_sum(label))
-        count += int(tf.size(label))
-    return total / max(count, 1)
-
-
 def _log_epoch(epochs: int):
     def log(epoch, logs):
         shown = ", ".join(f"{name} {value:.4f}" for name, value in sorted(logs.items()))
@@ -66,25 +56,32 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     hparams = Hyperparameters.from_dict(fn_args.custom_config or {})
     tf.keras.utils.set_random_seed(hparams.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    # One pass over the training data first: the catalogue, and the exact rating mean and range.
+    movies_and_users = catalog.build(
+        tf_transform_output,
+        scan_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output))
+    ratings = movies_and_users.seen_ratings
     train = make_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
                          hparams.batch_size, shuffle=True, seed=hparams.seed)
     evaluation = make_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
                               hparams.batch_size, shuffle=False, seed=hparams.seed)
     model = model_lib.build_model(
-        num_users=tf_transform_output.vocabulary_size_by_name(features.vocabulary_name(features.USER_ID)),
-        num_movies=tf_transform_output.vocabulary_size_by_name(features.vocabulary_name(features.MOVIE_ID)),
-        global_mean=mean_label(train),
-        hparams=hparams)
+        movies_and_users.num_users, movies_and_users.num_movies, float(ratings.mean()), hparams,
+        rating_range=(float(ratings.min()), float(ratings.max())))
     history = model.fit(
         train, epochs=hparams.epochs, validation_data=evaluation, verbose=0,
         callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
                    tf.keras.callbacks.LambdaCallback(on_epoch_end=_log_epoch(hparams.epochs))])
+    if hparams.model == "mf_autorec":
+        table = autorec.fit_table(movies_and_users.seen_users(), movies_and_users.seen_movies, ratings,
+                                  movies_and_users.num_users, movies_and_users.num_movies, hparams)
+        model = model_lib.with_autorec(model, table, hparams.blend_weight)
+        blended = model.evaluate(evaluation, verbose=0, return_dict=True)
+        logging.info("Epoch %d/%d: blended with AutoRec: val_rmse %.4f", hparams.epochs, hparams.epochs,
+                     blended["rmse"])
     # The run summary reads the per-epoch losses from here, beside the TensorBoard logs.
     with tf.io.gfile.GFile(f"{fn_args.model_run_dir}/{HISTORY_FILE}", "w") as f:
         json.dump(history.history, f)
-    movies_and_users = catalog.build(
-        tf_transform_output,
-        scan_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output))
     export.save(model, tf_transform_output, movies_and_users, fn_args.serving_model_dir)
     vectors = model_lib.movie_vectors(model).numpy()
     embeddings.write_projector(fn_args.model_run_dir, movies_and_users, vectors)

@@ -114,6 +114,9 @@ def _overlay(base, values: Dict[str, Any], what: str):
     unknown = set(values) - known
     if unknown:
         raise ValueError(f"unknown {what} keys: {sorted(unknown)}; known: {sorted(known)}")
+    # YAML has lists where the settings hold tuples.
+    values = {key: tuple(value) if isinstance(getattr(base, key), tuple) else value
+              for key, value in values.items()}
     return dataclasses.replace(base, **values)
 
 
@@ -123,13 +126,6 @@ def from_dict(values: Dict[str, Any], base: PipelineConfig = PipelineConfig()) -
     for nested in ("hyperparameters", "evaluation"):
         if nested in values:
             values[nested] = _overlay(getattr(base, nested), values[nested] or {}, nested)
-    if "evaluation" in values:
-        evaluation = values["evaluation"]
-        values["evaluation"] = dataclasses.replace(
-            evaluation, user_activity_bounds=tuple(evaluation.user_activity_bounds),
-            movie_popularity_bounds=tuple(evaluation.movie_popularity_bounds))
-    if "beam_pipeline_args" in values:
-        values["beam_pipeline_args"] = tuple(values["beam_pipeline_args"])
     return _overlay(base, values, "config")
 
 

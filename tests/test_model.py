@@ -5,7 +5,8 @@ import tensorflow as tf
 
 from components import features
 from components.hyperparameters import Hyperparameters
-from components.model import GLOBAL_MEAN, build_model
+from components import autorec
+from components.model import GLOBAL_MEAN, build_model, score_all_movies, with_autorec
 
 USER_XF = features.transformed_name(features.USER_ID)
 MOVIE_XF = features.transformed_name(features.MOVIE_ID)
@@ -45,3 +46,50 @@ def test_unknown_ids_fall_back_to_mean_and_known_biases():
     assert predict(7, oov_movie) == pytest.approx(global_mean + user_bias[7], abs=1e-5)
     assert predict(oov_user, oov_movie) == pytest.approx(global_mean, abs=1e-5)
     assert predict(7, 5) != pytest.approx(global_mean + user_bias[7] + movie_bias[5], abs=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["mf", "neumf"])
+def test_each_variant_learns_and_scores_the_catalogue_like_its_forward_pass(variant):
+    inputs, ratings = synthetic_ratings()
+    hparams = Hyperparameters(model=variant, embedding_dim=8, learning_rate=0.01, l2=0.001,
+                              mlp_layers=(16, 8))
+    model = build_model(40, 30, float(ratings.mean()), hparams, rating_range=(1.0, 5.0))
+    before = model.evaluate(inputs, ratings, verbose=0, return_dict=True)["rmse"]
+    model.fit(inputs, ratings, batch_size=64, epochs=10, verbose=0)
+    assert model.evaluate(inputs, ratings, verbose=0, return_dict=True)["rmse"] < 0.85 * before
+    assert_catalogue_scores_match(model, num_users=40, num_movies=30)
+
+
+def assert_catalogue_scores_match(model, num_users, num_movies):
+    users = np.array([0, 3, num_users])  # the last one is unknown
+    scores = score_all_movies(model, tf.constant(users, tf.int64)).numpy()
+    assert scores.shape == (3, num_movies)
+    pairs = {USER_XF: np.repeat(users, num_movies)[:, None], MOVIE_XF: np.tile(np.arange(num_movies), 3)[:, None]}
+    np.testing.assert_allclose(scores.reshape(-1), model(pairs).numpy(), rtol=1e-5, atol=1e-5)
+    assert scores.min() >= 1.0 and scores.max() <= 5.0  # clipped to the training range
+
+
+def test_mf_autorec_blend_fits_and_falls_back_to_mf_for_unknown_ids():
+    inputs, ratings = synthetic_ratings()
+    hparams = Hyperparameters(model="mf_autorec", embedding_dim=8, learning_rate=0.01, l2=0.001,
+                              autorec_hidden=16, autorec_l2=1.0, autorec_learning_rate=0.01,
+                              autorec_epochs=60, autorec_batch_size=8, autorec_ema=0.9, blend_weight=0.5)
+    model = build_model(40, 30, float(ratings.mean()), hparams, rating_range=(1.0, 5.0))
+    model.fit(inputs, ratings, batch_size=64, epochs=10, verbose=0)
+    users, movies = inputs[USER_XF][:, 0], inputs[MOVIE_XF][:, 0]
+    table = autorec.fit_table(users, movies, ratings, 40, 30, hparams)
+    assert table.shape == (30, 40)
+    # AutoRec learned the observed ratings clearly better than predicting their mean.
+    assert np.sqrt(np.mean((table[movies, users] - ratings) ** 2)) < 0.7 * np.std(ratings)
+    blended = with_autorec(model, table, hparams.blend_weight)
+    expected = np.clip(0.5 * table[movies, users] + 0.5 * model(inputs).numpy(), 1.0, 5.0)
+    np.testing.assert_allclose(blended(inputs).numpy(), expected, rtol=1e-5, atol=1e-5)
+    unknown = {USER_XF: np.array([[40]]), MOVIE_XF: np.array([[3]])}
+    assert blended(unknown).numpy()[0] == pytest.approx(model(unknown).numpy()[0], abs=1e-6)
+    assert_catalogue_scores_match(blended, num_users=40, num_movies=30)
+
+
+def test_autorec_refuses_a_catalogue_too_big_for_its_table():
+    with pytest.raises(ValueError, match="use model 'mf' or 'neumf'"):
+        autorec.fit_table(np.zeros(1, int), np.zeros(1, int), np.ones(1), 100_000, 1_000,
+                          Hyperparameters(model="mf_autorec"))
