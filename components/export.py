@@ -64,6 +64,13 @@ class RecommenderModule(tf.Module):
         self._user_ids = tf.constant(catalog.user_ids.astype(bytes), tf.string)
         self._movie_ids = tf.constant(catalog.movie_ids.astype(bytes), tf.string)
         self._titles = tf.constant(catalog.titles.astype(bytes), tf.string)
+        # What the next run warm-starts from (see warm_start.py): the tables and their IDs.
+        self.user_ids = tf.Variable(self._user_ids, trainable=False, name="user_ids")
+        self.movie_ids = tf.Variable(self._movie_ids, trainable=False, name="movie_ids")
+        self.warm_start_tables = {
+            name: model.get_layer(name).embeddings for name in (
+                model_lib.USER_EMBEDDING, model_lib.USER_BIAS, model_lib.MOVIE_EMBEDDING, model_lib.MOVIE_BIAS)}
+        self.warm_start_tables[model_lib.GLOBAL_MEAN] = model.get_layer(model_lib.GLOBAL_MEAN).bias
         self._seen_movies = tf.Variable(catalog.seen_movies, trainable=False, name="seen_movies")
         self._seen_row_splits = tf.Variable(catalog.seen_row_splits, trainable=False,
                                             name="seen_row_splits")

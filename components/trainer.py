@@ -12,7 +12,7 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from components import autorec, catalog, embeddings, export, features
+from components import autorec, catalog, embeddings, export, features, warm_start
 from components import model as model_lib
 from components.hyperparameters import Hyperparameters
 
@@ -68,6 +68,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     model = model_lib.build_model(
         movies_and_users.num_users, movies_and_users.num_movies, float(ratings.mean()), hparams,
         rating_range=(float(ratings.min()), float(ratings.max())))
+    if fn_args.base_model:
+        logging.info("Warm start: %s", warm_start.warm_start(model, fn_args.base_model, movies_and_users))
     history = model.fit(
         train, epochs=hparams.epochs, validation_data=evaluation, verbose=0,
         callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),

@@ -55,8 +55,7 @@ def ValidationGate(
     # A copy, not a reference: the output must be readable wherever the pipeline runs.
     io_utils.copy_dir(examples.uri, validated_examples.uri)
     validated_examples.split_names = examples.split_names
-    validated_examples.span = examples.span
-    validated_examples.version = examples.version
-    # Span, payload and file format are also custom properties that readers and resolvers use.
+    # ExampleGen keeps span, version, payload and file format as custom properties; readers and
+    # the span resolver need them on the copy too.
     for key, value in examples.mlmd_artifact.custom_properties.items():
         validated_examples.mlmd_artifact.custom_properties[key].CopyFrom(value)

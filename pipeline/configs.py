@@ -4,8 +4,10 @@ Every path and threshold the pipeline uses comes from here and is passed into `c
 nothing below reads globals or the environment.
 """
 import dataclasses
+import glob
+import os
 import pathlib
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
@@ -23,6 +25,36 @@ RATINGS_FILE_PATTERN = "ratings*.csv"
 SINGLE_SPLIT = "single_split"
 GIVEN_SPLITS = ("train", "eval")
 SPAN_PATTERN = "span-{SPAN}"
+
+
+def _remote(path: str) -> bool:
+    """gs://, s3:// and the like: read through TFX's filesystem layer, as the pipeline does."""
+    return "://" in path
+
+
+def _isdir(path: str) -> bool:
+    if _remote(path):
+        from tfx.dsl.io import fileio
+        return fileio.isdir(path)
+    return os.path.isdir(path)
+
+
+def _isfile(path: str) -> bool:
+    if _remote(path):
+        from tfx.dsl.io import fileio
+        return fileio.exists(path) and not fileio.isdir(path)
+    return os.path.isfile(path)
+
+
+def _glob(pattern: str) -> List[str]:
+    if _remote(pattern):
+        from tfx.dsl.io import fileio
+        return fileio.glob(pattern)
+    return glob.glob(pattern)
+
+
+def _absolute(path: str) -> str:
+    return path if _remote(path) else str(pathlib.Path(path).resolve())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,33 +112,37 @@ class PipelineConfig:
         - a folder with `train/` and `eval/` folders: the splits as given (for benchmarks against
           other libraries on the same rows).
         """
-        data = pathlib.Path(self.data).resolve()
-        if not data.is_dir():
-            return str(data.parent), {SINGLE_SPLIT: data.name}
+        data = _absolute(self.data)
+        if not _isdir(data):
+            return os.path.dirname(data), {SINGLE_SPLIT: os.path.basename(data)}
         if self.uses_spans():
-            return str(data), {SINGLE_SPLIT: f"{SPAN_PATTERN}/{RATINGS_FILE_PATTERN}"}
-        if all((data / split).is_dir() for split in GIVEN_SPLITS):
-            return str(data), {split: f"{split}/{RATINGS_FILE_PATTERN}" for split in GIVEN_SPLITS}
-        return str(data), {SINGLE_SPLIT: RATINGS_FILE_PATTERN}
+            return data, {SINGLE_SPLIT: f"{SPAN_PATTERN}/{RATINGS_FILE_PATTERN}"}
+        if all(_isdir(os.path.join(data, split)) for split in GIVEN_SPLITS):
+            return data, {split: f"{split}/{RATINGS_FILE_PATTERN}" for split in GIVEN_SPLITS}
+        return data, {SINGLE_SPLIT: RATINGS_FILE_PATTERN}
 
     def uses_spans(self) -> bool:
-        data = pathlib.Path(self.data)
-        return data.is_dir() and any(data.glob(SPAN_PATTERN.replace("{SPAN}", "*")))
+        return _isdir(self.data) and bool(_glob(os.path.join(self.data, SPAN_PATTERN.replace("{SPAN}", "*"))))
 
     def side_tables(self) -> Tuple[Optional[str], Optional[str]]:
         """(movies.csv, users.csv) to join, or None where there is none."""
-        folder = pathlib.Path(self.input_location()[0])
+        folder = self.input_location()[0]
 
         def resolve(given: Optional[str], default_name: str) -> Optional[str]:
-            path = pathlib.Path(given) if given else folder / default_name
-            if given and not path.is_file():
+            path = _absolute(given) if given else os.path.join(folder, default_name)
+            if given and not _isfile(path):
                 raise FileNotFoundError(f"{path}: no such side table")
-            return str(path.resolve()) if path.is_file() else None
+            return path if _isfile(path) else None
 
         return resolve(self.movies, features.MOVIES_FILE), resolve(self.users, features.USERS_FILE)
 
     def replace(self, **changes: Any) -> "PipelineConfig":
         return dataclasses.replace(self, **changes)
+
+    def absolute(self) -> "PipelineConfig":
+        """The same settings with local paths made absolute (URIs stay as they are)."""
+        return self.replace(data=_absolute(self.data), pipeline_root=_absolute(self.pipeline_root),
+                            serving_dir=_absolute(self.serving_dir))
 
 
 def _overlay(base, values: Dict[str, Any], what: str):

@@ -10,10 +10,11 @@ from tfx import v1 as tfx
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 
-from components import example_gen, features, pusher
+from components import example_gen, features, pusher, resolvers
 from components.validation_gate import ValidationGate
 from pipeline import configs
 
+LOCAL, KUBEFLOW_V2 = "local", "kubeflow-v2"
 RMSE = "root_mean_squared_error"
 MAE = "mean_absolute_error"
 # Change thresholds compare with a tolerance; this one only absorbs float rounding.
@@ -56,8 +57,62 @@ def eval_config(evaluation: configs.EvaluationConfig) -> tfma.EvalConfig:
         ])])
 
 
-def create_pipeline(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
-    """Builds the pipeline; every path and setting comes from `config`."""
+def _carried_over(config: configs.PipelineConfig, validation_gate, orchestrator: str):
+    """(training examples, {name: resolver}): what a run takes over from earlier runs.
+
+    Locally (and on Airflow): the rolling window of validated spans, and the analyzer cache and
+    warm-start model chosen so that a rerun on unchanged data is fully cached (resolvers.py).
+    Kubeflow v2 accepts only TFX's latest-artifact and latest-blessed-model resolvers there: it
+    trains on the newest validated span, with the latest cache and latest blessed model.
+    """
+    training_examples = validation_gate.outputs["validated_examples"]
+    channel = lambda artifact_type: tfx.dsl.Channel(type=artifact_type)
+    if orchestrator == KUBEFLOW_V2:
+        resolvers_by_name = {
+            "analyzer_cache": tfx.dsl.Resolver(
+                strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+                cache=channel(tfx.types.standard_artifacts.TransformCache)),
+            "base_model": tfx.dsl.Resolver(
+                strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+                model=channel(tfx.types.standard_artifacts.Model),
+                model_blessing=channel(tfx.types.standard_artifacts.ModelBlessing)),
+        }
+    else:
+        # Channels named by producer are resolved from ML Metadata, not wired: each resolver is
+        # ordered after the gate explicitly, so it sees this run's newly validated examples.
+        validated_channel = lambda: tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.Examples, producer_component_id=validation_gate.id,
+            output_key="validated_examples")
+        resolvers_by_name = {
+            "analyzer_cache": tfx.dsl.Resolver(
+                strategy_class=resolvers.AnalyzerCacheStrategy,
+                cache=channel(tfx.types.standard_artifacts.TransformCache), examples=validated_channel()),
+            "base_model": tfx.dsl.Resolver(
+                strategy_class=resolvers.WarmStartModelStrategy,
+                model=channel(tfx.types.standard_artifacts.Model),
+                model_blessing=channel(tfx.types.standard_artifacts.ModelBlessing),
+                examples=validated_channel()),
+        }
+        if config.uses_spans():
+            resolvers_by_name["span_window"] = tfx.dsl.Resolver(
+                strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
+                config={"range_config": tfx.proto.RangeConfig(
+                    rolling_range=tfx.proto.RollingRange(num_spans=config.rolling_spans))},
+                examples=validated_channel())
+            training_examples = resolvers_by_name["span_window"].outputs["examples"]
+        for resolver in resolvers_by_name.values():
+            resolver.add_upstream_node(validation_gate)
+    ids = {"analyzer_cache": "transform_analyzer_cache", "base_model": "warm_start_model",
+           "span_window": "rolling_span_window"}
+    return training_examples, {name: r.with_id(ids[name]) for name, r in resolvers_by_name.items()}
+
+
+def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -> tfx.dsl.Pipeline:
+    """Builds the pipeline; every path and setting comes from `config`.
+
+    `orchestrator` is LOCAL for LocalDagRunner, BeamDagRunner and Airflow, KUBEFLOW_V2 for
+    Kubeflow Pipelines v2 / Vertex (which supports fewer resolver strategies).
+    """
     input_base, patterns = config.input_location()
     hash_split = tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
         tfx.proto.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
@@ -78,23 +133,11 @@ def create_pipeline(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     validation_gate = ValidationGate(examples=examples, anomalies=example_validator.outputs["anomalies"])
     validated = validation_gate.outputs["validated_examples"]
-    training_examples, span_window = validated, []
-    if config.uses_spans():
-        span_window = [tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
-            config={"range_config": tfx.proto.RangeConfig(
-                rolling_range=tfx.proto.RollingRange(num_spans=config.rolling_spans))},
-            examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
-                                     producer_component_id=validation_gate.id,
-                                     output_key="validated_examples"),
-        ).with_id("rolling_span_window")]
-        # A channel named by producer id is resolved from ML Metadata, not wired: order it
-        # explicitly, so this run's newly validated span is in the window.
-        span_window[0].add_upstream_node(validation_gate)
-        training_examples = span_window[0].outputs["examples"]
+    training_examples, carried_over = _carried_over(config, validation_gate, orchestrator)
 
     transform = tfx.components.Transform(
         examples=training_examples, schema=schema_gen.outputs["schema"],
+        analyzer_cache=carried_over["analyzer_cache"].outputs["cache"],
         preprocessing_fn=configs.PREPROCESSING_FN,
         custom_config={"user_activity_bounds": list(config.evaluation.user_activity_bounds),
                        "movie_popularity_bounds": list(config.evaluation.movie_popularity_bounds)})
@@ -104,6 +147,7 @@ def create_pipeline(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
+        base_model=carried_over["base_model"].outputs["model"],
         custom_config=dataclasses.asdict(config.hyperparameters))
 
     latest_blessed_model = tfx.dsl.Resolver(
@@ -129,7 +173,7 @@ def create_pipeline(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[example_gen_component, statistics_gen, schema_gen, example_validator,
-                    validation_gate, *span_window, transform, trainer, latest_blessed_model,
+                    validation_gate, *carried_over.values(), transform, trainer, latest_blessed_model,
                     evaluator, model_pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(

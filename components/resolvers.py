@@ -1,0 +1,44 @@
+"""Resolver strategies for what a run carries over from earlier runs, chosen so that a rerun on
+unchanged data resolves exactly what the previous run did (and its components are cached).
+
+Both pick the newest artifact that is older than the newest validated examples: with a new span,
+that is what the last run left (its blessed model to warm-start from, its Transform analyzer
+cache); with no new data, it is what the last run itself started from, so Transform and Trainer
+see the same inputs again. (The plain "latest" strategies would hand a rerun the model or cache
+its previous run just produced, and retrain a model on data it was already trained on.)
+MLMD artifact IDs grow with creation, so "older" is a smaller ID. (A strategy must return every
+input key; only `model` / `cache` are used downstream.)
+"""
+from typing import Dict, List, Optional
+
+from tfx import types
+from tfx.dsl.components.common import resolver
+
+EXAMPLES = "examples"
+
+
+def _older_than_newest_examples(artifacts: List[types.Artifact],
+                                input_dict: Dict[str, List[types.Artifact]]) -> List[types.Artifact]:
+    examples = input_dict.get(EXAMPLES) or []
+    if not examples:
+        return []
+    newest = max(e.id for e in examples)
+    return sorted((a for a in artifacts if a.id < newest), key=lambda a: a.id)
+
+
+class WarmStartModelStrategy(resolver.ResolverStrategy):
+    """The newest blessed Model older than the newest examples; inputs model, model_blessing, examples."""
+
+    def resolve_artifacts(self, store, input_dict) -> Optional[Dict[str, List[types.Artifact]]]:
+        blessed = {b.get_int_custom_property("current_model_id") for b in input_dict["model_blessing"]
+                   if b.get_int_custom_property("blessed") == 1}
+        models = _older_than_newest_examples(
+            [m for m in input_dict["model"] if m.id in blessed], input_dict)
+        return {**input_dict, "model": models[-1:]}
+
+
+class AnalyzerCacheStrategy(resolver.ResolverStrategy):
+    """The newest TransformCache older than the newest examples; inputs cache, examples."""
+
+    def resolve_artifacts(self, store, input_dict) -> Optional[Dict[str, List[types.Artifact]]]:
+        return {**input_dict, "cache": _older_than_newest_examples(input_dict["cache"], input_dict)[-1:]}
