@@ -1,7 +1,8 @@
 """The `movierec` command line: data import, pipeline runs.
 
 Errors a user can act on (bad data, missing files, blocked pushes) print one line and exit non-zero:
-1 for errors, 3 when the run finished but the model was not blessed (so nothing was pushed).
+1 for errors, 3 when the run finished but the model was not blessed (so nothing was pushed),
+4 when another run holds the pipeline root.
 """
 import logging
 import os
@@ -23,6 +24,7 @@ from movierec.errors import DataError, MovierecError  # noqa: E402
 
 EXIT_ERROR = 1
 EXIT_NOT_BLESSED = 3
+EXIT_LOCKED = 4
 DATA_FORMATS = ("movielens-100k", "movielens-1m", "movielens-latest", "csv")
 
 
@@ -33,7 +35,7 @@ def _log_to_file_and_console(log_dir: pathlib.Path) -> pathlib.Path:
     file_handler = logging.FileHandler(log_file)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     console = logging.StreamHandler()
-    console.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    console.setFormatter(_ConsoleFormatter())
     console.addFilter(_ProgressFilter())
     logging.basicConfig(level=logging.INFO, handlers=[file_handler, console], force=True)
     # TensorFlow saves and restores absl's verbosity flag around some calls; with the flag left
@@ -56,7 +58,14 @@ class _ProgressFilter(logging.Filter):
             return True
         message = record.getMessage()
         return (message.startswith("Component ") and message.endswith(("is running.", "is finished."))
-                or message.startswith("Epoch "))
+                or message.startswith(("Epoch ", "AutoRec epoch", "Warm start")))
+
+
+class _ConsoleFormatter(logging.Formatter):
+    """Time and the first line only: tracebacks go to the log file, not the console."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{self.formatTime(record, '%H:%M:%S')} {record.getMessage().splitlines()[0]}"
 
 
 def _one_line(error: BaseException) -> str:
@@ -155,62 +164,126 @@ def _check_data(config) -> None:
                 records.check_header(f.readline(), str(file))
 
 
+def _settings(config_files, **overrides):
+    """Defaults, overlaid with each settings file in turn, then with the flags given; local
+    paths made absolute."""
+    from pipeline import configs
+
+    config = configs.PipelineConfig()
+    for config_file in config_files:
+        config = configs.load(config_file, config)
+    return config.replace(**{k: v for k, v in overrides.items() if v is not None}).absolute()
+
+
+CONFIG_OPTION = click.option(
+    "--config", "config_file", multiple=True, type=click.Path(exists=True, path_type=pathlib.Path),
+    help="YAML/JSON settings file, repeatable (later files win), e.g. configs/movielens-100k.yaml "
+         "--config configs/beam/local.yaml; `movierec config` prints every setting.")
 @main.command("config")
-@click.option("--config", "config_file", type=click.Path(exists=True, path_type=pathlib.Path),
-              help="A settings file to overlay on the defaults.")
+@CONFIG_OPTION
 def show_config(config_file) -> None:
     """Print the effective settings as YAML: a starting point for a --config file."""
     from pipeline import configs
 
-    config = configs.load(config_file) if config_file else configs.PipelineConfig()
-    click.echo(configs.to_yaml(config), nl=False)
+    click.echo(configs.to_yaml(_settings(config_file)), nl=False)
+
+
+ROOT_OPTION = click.option("--pipeline-root", help="Where artifacts and metadata go [default: runs/pipeline].")
 
 
 @main.command("run")
-@click.option("--data", "data_path", help="Ratings CSV, or a folder of ratings*.csv "
-              "[default: data/movielens-100k/ratings.csv].")
-@click.option("--pipeline-root", help="Where artifacts and metadata go [default: runs/pipeline].")
+@click.option("--data", "data_path", help="Ratings CSV; a folder of ratings*.csv; a folder of "
+              "span-<N>/ folders; or one with train/ and eval/ [default: data/movielens-100k/ratings.csv].")
+@ROOT_OPTION
 @click.option("--serving-dir", help="TF Serving model root; versions go to <dir>/<model name>/ "
               "[default: runs/serving].")
 @click.option("--runner", type=click.Choice(["local", "beam"]), default="local", show_default=True,
               help="TFX orchestrator: LocalDagRunner or BeamDagRunner.")
-@click.option("--config", "config_file", type=click.Path(exists=True, path_type=pathlib.Path),
-              help="YAML/JSON settings file; `movierec config` prints every setting.")
+@CONFIG_OPTION
 @click.option("--beam-arg", "beam_args", multiple=True,
               help="A Beam pipeline argument for data components (repeatable), "
                    "e.g. --beam-arg=--direct_running_mode=multi_processing.")
 @click.option("--no-cache", is_flag=True, help="Re-run every component even if its inputs are unchanged.")
-def run(data_path, pipeline_root, serving_dir, runner, config_file, beam_args, no_cache) -> None:
-    """Run the whole pipeline: ingest, validate, transform, train, evaluate, push."""
-    from pipeline import configs
+@click.option("--wait", is_flag=True, help="If another run holds the pipeline root, wait for it "
+              "instead of exiting.")
+def run(data_path, pipeline_root, serving_dir, runner, config_file, beam_args, no_cache, wait) -> None:
+    """Run the whole pipeline: ingest, validate, transform, train, evaluate, push.
 
-    config = configs.load(config_file) if config_file else configs.PipelineConfig()
-    overrides = {"data": data_path, "pipeline_root": pipeline_root, "serving_dir": serving_dir}
-    config = config.replace(**{k: v for k, v in overrides.items() if v is not None})
-    if beam_args:
-        config = config.replace(beam_pipeline_args=tuple(beam_args))
-    if no_cache:
-        config = config.replace(enable_cache=False)
-    config = config.replace(
-        data=str(pathlib.Path(config.data).resolve()),
-        pipeline_root=str(pathlib.Path(config.pipeline_root).resolve()),
-        serving_dir=str(pathlib.Path(config.serving_dir).resolve()))
+    Exit codes: 0 blessed (pushed, or already served); 1 error (bad data, validation anomalies,
+    a failing component); 3 not blessed, nothing pushed; 4 another run holds the pipeline root.
+    """
+    from movierec.runlock import RunLocked, run_lock
 
+    config = _settings(config_file, data=data_path, pipeline_root=pipeline_root, serving_dir=serving_dir,
+                       beam_pipeline_args=tuple(beam_args) or None, enable_cache=False if no_cache else None)
     _run_or_exit(lambda: _check_data(config))
+    try:
+        with run_lock(config.pipeline_root, wait=wait):
+            code = _run_locked(config, runner)
+    except RunLocked as e:
+        click.echo(f"Error: {e}", err=True)
+        _exit_now(EXIT_LOCKED)
+    _exit_now(code)
+
+
+def _run_locked(config, runner: str) -> int:
+    """One run, its summary and report; returns the exit code."""
     log_file = _log_to_file_and_console(pathlib.Path(config.pipeline_root) / "logs")
-    from pipeline import run_summary, runners
+    from pipeline import report, run_summary, runners
 
     try:
         runners.run(config, runner)
+        error = ""
     except Exception as e:  # a failed component: report it in one line, with the run's state
-        summary = run_summary.summarize(config)
-        if summary:
-            click.echo(summary.render(), err=True)
-        click.echo(f"Error: {_one_line(e)}\n(full log: {log_file})", err=True)
-        _exit_now(EXIT_ERROR)
+        error = _one_line(e)
     summary = run_summary.summarize(config)
-    click.echo(summary.render())
-    _exit_now(0 if summary.blessed else EXIT_NOT_BLESSED)
+    if summary:
+        summary.error = error
+        click.echo(summary.render(), err=bool(error))
+        click.echo(f"  report: {report.write_report(config, summary)}", err=bool(error))
+    if error:
+        click.echo(f"Error: {error}\n(full log: {log_file})", err=True)
+        return EXIT_ERROR
+    return 0 if summary.blessed else EXIT_NOT_BLESSED
+
+
+@main.command("report")
+@ROOT_OPTION
+@CONFIG_OPTION
+@click.option("--last", default=10, show_default=True, type=click.IntRange(min=1), help="How many runs.")
+def report_command(pipeline_root, config_file, last) -> None:
+    """List past runs (from ML Metadata) with their metrics, and plot RMSE across runs."""
+    from tabulate import tabulate
+
+    from pipeline import report
+
+    config = _settings(config_file, pipeline_root=pipeline_root)
+    if not pathlib.Path(config.metadata_file).exists():
+        raise click.ClickException(f"{config.pipeline_root}: no runs yet (no {config.metadata_file})")
+    rows, plot = report.history(config, last)
+    click.echo(tabulate(rows, headers=["run", "span", "ratings", "RMSE", "MAE", "blessed", "pushed",
+                                       "note"]))
+    if plot:
+        click.echo(f"RMSE across runs: {plot}")
+    click.echo(f"run reports: {report.reports_dir(config)}/<run>/report.html")
+
+
+@main.command("compile")
+@click.option("--target", type=click.Choice(["kubeflow-v2"]), default="kubeflow-v2", show_default=True)
+@CONFIG_OPTION
+@click.option("--data", "data_path", help="Ratings location the cluster reads (e.g. gs://bucket/ratings).")
+@ROOT_OPTION
+@click.option("--serving-dir", help="Where the cluster pushes versions (e.g. gs://bucket/serving).")
+@click.option("--image", required=True, help="Container image built from this repo's Dockerfile.")
+@click.option("--schedule", default="", help='Cron schedule for Vertex, e.g. "0 3 * * *".')
+@click.option("--output", type=click.Path(file_okay=False), default="build/kubeflow", show_default=True)
+def compile_command(target, config_file, data_path, pipeline_root, serving_dir, image, schedule, output) -> None:
+    """Compile the pipeline for Kubeflow Pipelines v2 / Vertex AI Pipelines (pipeline JSON)."""
+    from pipeline import kubeflow_v2_runner
+
+    config = _settings(config_file, data=data_path, pipeline_root=pipeline_root, serving_dir=serving_dir)
+    path = kubeflow_v2_runner.compile_pipeline(config, output, image, schedule)
+    click.echo(f"wrote {path}" + (f" and {kubeflow_v2_runner.SCHEDULE_FILE} ({schedule})" if schedule else ""))
 
 
 def _exit_now(code: int) -> None:

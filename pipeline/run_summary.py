@@ -45,6 +45,9 @@ class RunSummary:
     slices: Dict[str, Dict[str, Dict[str, float]]] = dataclasses.field(default_factory=dict)
     model_run_dir: Optional[str] = None
     seconds: Dict[str, float] = dataclasses.field(default_factory=dict)
+    span: Optional[int] = None
+    pushed_version: Optional[str] = None
+    error: str = ""
 
     def render(self) -> str:
         lines = [f"Run {self.run_id}"]
@@ -91,18 +94,16 @@ def connect(config: configs.PipelineConfig) -> metadata_store.MetadataStore:
     return metadata_store.MetadataStore(connection)
 
 
-def latest_run_id(store: metadata_store.MetadataStore, pipeline_name: str) -> Optional[str]:
-    """The newest pipeline_run context that holds executions of this pipeline."""
+def run_ids(store: metadata_store.MetadataStore, pipeline_name: str) -> List[str]:
+    """The pipeline_run contexts that hold executions of this pipeline, oldest first."""
     pipeline_context = store.get_context_by_type_and_name("pipeline", pipeline_name)
     if pipeline_context is None:
-        return None
+        return []
     ours = {e.id for e in store.get_executions_by_context(pipeline_context.id)}
     runs = sorted(store.get_contexts_by_type("pipeline_run"),
-                  key=lambda c: (c.create_time_since_epoch, c.id), reverse=True)
-    for run in runs:
-        if any(e.id in ours for e in store.get_executions_by_context(run.id)):
-            return run.name
-    return None
+                  key=lambda c: (c.create_time_since_epoch, c.id))
+    return [run.name for run in runs
+            if any(e.id in ours for e in store.get_executions_by_context(run.id))]
 
 
 def _node_name(store: metadata_store.MetadataStore, execution_id: int) -> str:
@@ -155,7 +156,8 @@ def _metrics(evaluation_uri: str):
 
 
 def _failure_note(slice_name: str, failure) -> str:
-    name, value = failure.metric_key.name, failure.metric_value.double_value.value
+    name = {RMSE: "RMSE", MAE: "MAE"}.get(failure.metric_key.name, failure.metric_key.name)
+    value = failure.metric_value.double_value.value
     where = f" on {slice_name}" if slice_name else ""
     if failure.metric_key.is_diff:
         return f"{name}{where} is {value:+.4f} vs the last blessed model (more than allowed)"
@@ -191,7 +193,7 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
     if not os.path.exists(config.metadata_file):
         return None
     store = connect(config)
-    run_id = run_id or latest_run_id(store, config.pipeline_name)
+    run_id = run_id or (run_ids(store, config.pipeline_name) or [None])[-1]
     run = store.get_context_by_type_and_name("pipeline_run", run_id) if run_id else None
     if run is None:
         return None
@@ -204,6 +206,9 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
         outputs = _outputs(store, execution.id)
         if "statistics" in outputs and node == "StatisticsGen":
             summary.rows = _rows(outputs["statistics"])
+        if "examples" in outputs and node == "FileBasedExampleGen":
+            # ExampleGen records the span as a custom property.
+            summary.span = outputs["examples"].get_int_custom_property("span")
         if "model_run" in outputs:
             summary.history = _history(outputs["model_run"])
             summary.model_run_dir = outputs["model_run"].uri
@@ -223,4 +228,5 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
             summary.push_note = pushed.get_string_custom_property(pusher.PUSH_NOTE)
             summary.pushed_destination = (
                 pushed.get_string_custom_property(pusher.PUSHED_DESTINATION) or None)
+            summary.pushed_version = pushed.get_string_custom_property(pusher.PUSHED_VERSION) or None
     return summary

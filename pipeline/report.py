@@ -1,0 +1,133 @@
+"""Run reports a person can read in a minute, and the history of runs.
+
+After every run: `<pipeline_root>/reports/<run id>/report.md` and `report.html` (the same text),
+with the training curve and the embedding map beside them. `history` lists past runs from ML
+Metadata with their metrics and plots RMSE across runs.
+"""
+import os
+import shutil
+from typing import List
+
+import markdown
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from tabulate import tabulate  # noqa: E402
+
+from components.embeddings import MAP_FILE  # noqa: E402
+from pipeline import configs, run_summary  # noqa: E402
+from pipeline.pipeline import MAE, RMSE  # noqa: E402
+
+REPORTS = "reports"
+CURVE_FILE = "training_curve.png"
+HISTORY_PLOT = "rmse_history.png"
+
+
+def reports_dir(config: configs.PipelineConfig) -> str:
+    return os.path.join(config.pipeline_root, REPORTS)
+
+
+def _folder_name(run_id: str) -> str:
+    return run_id.replace(":", "-")
+
+
+def _plot_curve(history, path: str) -> bool:
+    if not history.get("rmse"):
+        return False
+    figure, axes = plt.subplots(figsize=(6, 3.5), dpi=100)
+    epochs = range(1, len(history["rmse"]) + 1)
+    axes.plot(epochs, history["rmse"], marker="o", label="train RMSE")
+    if history.get("val_rmse"):
+        axes.plot(epochs, history["val_rmse"], marker="o", label="eval RMSE")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("RMSE")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return True
+
+
+def markdown_report(summary: run_summary.RunSummary, images: List[str]) -> str:
+    metric = lambda values, key: f"{values[key]:.4f}" if key in values else "-"
+    lines = [f"# movierec run {summary.run_id}", ""]
+    verdict = ("blessed" if summary.blessed else "not blessed") if summary.blessed is not None else "stopped"
+    lines += [f"**Result:** {verdict}; {summary.push_note or 'nothing pushed'}", ""]
+    if summary.error:
+        lines += [f"**Error:** {summary.error}", ""]
+    lines += ["## Data", ""]
+    if summary.rows:
+        span = f"span {summary.span}: " if summary.span else ""
+        lines += [f"{span}" + ", ".join(f"{split} {n:,}" for split, n in summary.rows.items())
+                  + f" ratings (total {sum(summary.rows.values()):,})", ""]
+    validation = summary.components.get("ValidationGate", "not reached")
+    lines += [f"Validation against the schema: {'passed' if validation in ('ran', 'cached') else validation}", ""]
+    if summary.metrics:
+        lines += ["## Evaluation", "", tabulate(
+            [["overall", metric(summary.metrics, RMSE), metric(summary.baseline_metrics, RMSE),
+              metric(summary.metrics, MAE), int(summary.metrics.get("example_count", 0))]]
+            + [[name, metric(models.get("candidate", {}), RMSE), metric(models.get("baseline", {}), RMSE),
+                metric(models.get("candidate", {}), MAE), int(models.get("candidate", {}).get("example_count", 0))]
+               for name, models in sorted(summary.slices.items())],
+            headers=["slice", "RMSE", "last blessed RMSE", "MAE", "examples"], tablefmt="github",
+            disable_numparse=True), ""]
+    if summary.blessing_notes:
+        lines += ["Why: " + "; ".join(summary.blessing_notes), ""]
+    lines += ["## Components", "", tabulate(
+        [[name, state, f"{summary.seconds.get(name, 0):.1f}"] for name, state in summary.components.items()],
+        headers=["component", "state", "seconds"], tablefmt="github"), ""]
+    for image in images:
+        lines += [f"![{image}]({image})", ""]
+    return "\n".join(lines)
+
+
+def write_report(config: configs.PipelineConfig, summary: run_summary.RunSummary) -> str:
+    """Writes the run's report folder; returns the HTML file's path."""
+    folder = os.path.join(reports_dir(config), _folder_name(summary.run_id))
+    os.makedirs(folder, exist_ok=True)
+    images = []
+    if _plot_curve(summary.history, os.path.join(folder, CURVE_FILE)):
+        images.append(CURVE_FILE)
+    if summary.model_run_dir and os.path.exists(os.path.join(summary.model_run_dir, MAP_FILE)):
+        shutil.copy(os.path.join(summary.model_run_dir, MAP_FILE), os.path.join(folder, MAP_FILE))
+        images.append(MAP_FILE)
+    text = markdown_report(summary, images)
+    with open(os.path.join(folder, "report.md"), "w") as f:
+        f.write(text)
+    html = markdown.markdown(text, extensions=["tables"])
+    path = os.path.join(folder, "report.html")
+    with open(path, "w") as f:
+        f.write(f"<!doctype html><html><head><meta charset='utf-8'><title>movierec {summary.run_id}"
+                f"</title><style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}"
+                f"table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px}}"
+                f"</style></head><body>{html}</body></html>")
+    return path
+
+
+def history(config: configs.PipelineConfig, last: int):
+    """(table rows, plot path) for the newest `last` runs of the pipeline, oldest first."""
+    store = run_summary.connect(config)
+    summaries = [run_summary.summarize(config, run_id)
+                 for run_id in run_summary.run_ids(store, config.pipeline_name)[-last:]]
+    rows = [[s.run_id, s.span or "", sum(s.rows.values()) or "",
+             f"{s.metrics[RMSE]:.4f}" if RMSE in s.metrics else "", f"{s.metrics[MAE]:.4f}" if MAE in s.metrics else "",
+             {True: "yes", False: "no", None: "-"}[s.blessed], s.pushed_version or "",
+             s.error or ("" if s.blessed else "; ".join(s.blessing_notes))] for s in summaries]
+    plotted = [(i, s.metrics[RMSE], bool(s.blessed)) for i, s in enumerate(summaries) if RMSE in s.metrics]
+    path = os.path.join(reports_dir(config), HISTORY_PLOT)
+    if plotted:
+        os.makedirs(reports_dir(config), exist_ok=True)
+        figure, axes = plt.subplots(figsize=(7, 3.5), dpi=100)
+        axes.plot([p[0] for p in plotted], [p[1] for p in plotted], color="grey", alpha=0.5)
+        for index, rmse, blessed in plotted:
+            axes.scatter(index, rmse, color="tab:green" if blessed else "tab:red", zorder=3)
+        axes.set_xticks([p[0] for p in plotted], [summaries[p[0]].run_id[5:16] for p in plotted],
+                        rotation=30, fontsize=7)
+        axes.set_ylabel("eval RMSE")
+        axes.set_title("RMSE by run (green: blessed, red: not)")
+        figure.tight_layout()
+        figure.savefig(path)
+        plt.close(figure)
+    return rows, (path if plotted else None)
