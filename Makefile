@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LOCK := requirements/lock.txt
 STAMP := $(VENV)/.installed
+AIRFLOW_STAMP := $(VENV)/.installed-airflow
 DATA_DIR ?= data/movielens-100k
 RUN_ARGS ?=
 PYTEST_ARGS ?=
@@ -24,13 +25,18 @@ $(STAMP): $(LOCK) setup.py
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# Airflow (for the DAG and its test) on top of the lock; not needed to run the pipeline.
+$(AIRFLOW_STAMP): requirements/airflow.txt $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements/airflow.txt
+	touch $(AIRFLOW_STAMP)
+
 data: $(STAMP)
 	test -f $(DATA_DIR)/ratings.csv || $(BIN)/movierec data fetch movielens-100k --dest $(DATA_DIR)
 
 run: data
 	$(BIN)/movierec run --data $(DATA_DIR)/ratings.csv --config configs/movielens-100k.yaml $(RUN_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(AIRFLOW_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Latency of the model pushed by `make run`, in-process and through `movierec serve`.

@@ -2,6 +2,7 @@
 import pytest
 
 from pipeline import configs
+from tests.conftest import REPO
 
 
 def test_yaml_overlay_keeps_unset_defaults(tmp_path):
@@ -64,3 +65,17 @@ def test_eval_config_slices_and_thresholds():
     assert not sliced.threshold.HasField("value_threshold")  # the bound is for the overall RMSE only
     report_only = eval_config(configs.EvaluationConfig(max_slice_rmse_increase=None))
     assert len(report_only.metrics_specs[0].metrics[2].per_slice_thresholds) == 1
+
+
+@pytest.mark.parametrize("name", ["local", "dataflow", "flink", "spark"])
+def test_beam_arg_sets_are_valid_beam_options(name):
+    """Every argument in configs/beam/*.yaml is one Beam knows (no typo silently dropped)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    args = list(configs.load(REPO / "configs" / "beam" / f"{name}.yaml").beam_pipeline_args)
+    known = set(PipelineOptions([]).get_all_options())
+    parsed = PipelineOptions(args).get_all_options(retain_unknown_options=True)
+    assert set(parsed) - known == set()
+    if name != "local":
+        assert parsed["setup_file"] == "./setup.py"
+        assert parsed["runner"] in ("DataflowRunner", "FlinkRunner", "SparkRunner")
