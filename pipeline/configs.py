@@ -22,39 +22,42 @@ RUN_FN = "components.trainer.run_fn"
 LOCAL_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
 # Folders hold one or more ratings files; other CSVs beside them (movies.csv, users.csv) are not ratings.
 RATINGS_FILE_PATTERN = "ratings*.csv"
+# Where the Dockerfile puts schema/ inside the image container-based orchestrators run.
+IMAGE_SCHEMA_DIR = "/movierec/schema"
+SCHEMA_FILE = "schema.pbtxt"
 SINGLE_SPLIT = "single_split"
 GIVEN_SPLITS = ("train", "eval")
 SPAN_PATTERN = "span-{SPAN}"
 
 
-def _remote(path: str) -> bool:
+def is_remote(path: str) -> bool:
     """gs://, s3:// and the like: read through TFX's filesystem layer, as the pipeline does."""
     return "://" in path
 
 
 def _isdir(path: str) -> bool:
-    if _remote(path):
+    if is_remote(path):
         from tfx.dsl.io import fileio
         return fileio.isdir(path)
     return os.path.isdir(path)
 
 
 def _isfile(path: str) -> bool:
-    if _remote(path):
+    if is_remote(path):
         from tfx.dsl.io import fileio
         return fileio.exists(path) and not fileio.isdir(path)
     return os.path.isfile(path)
 
 
 def _glob(pattern: str) -> List[str]:
-    if _remote(pattern):
+    if is_remote(pattern):
         from tfx.dsl.io import fileio
         return fileio.glob(pattern)
     return glob.glob(pattern)
 
 
 def _absolute(path: str) -> str:
-    return path if _remote(path) else str(pathlib.Path(path).resolve())
+    return path if is_remote(path) else str(pathlib.Path(path).resolve())
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,7 @@ from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 
 from components import example_gen, features, pusher, resolvers
+from components.schema_import import SchemaImport
 from components.validation_gate import ValidationGate
 from pipeline import configs
 
@@ -107,6 +108,14 @@ def _carried_over(config: configs.PipelineConfig, validation_gate, orchestrator:
     return training_examples, {name: r.with_id(ids[name]) for name, r in resolvers_by_name.items()}
 
 
+def _schema_import(config: configs.PipelineConfig, orchestrator: str) -> SchemaImport:
+    """The curated schema; container runs read the image's copy unless the config names a remote one."""
+    local = f"{config.schema_dir}/{configs.SCHEMA_FILE}"
+    in_image = orchestrator == KUBEFLOW_V2 and not configs.is_remote(config.schema_dir)
+    schema_file = f"{configs.IMAGE_SCHEMA_DIR}/{configs.SCHEMA_FILE}" if in_image else local
+    return SchemaImport(schema_file, content_of=local).with_id("ImportSchemaGen")
+
+
 def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -> tfx.dsl.Pipeline:
     """Builds the pipeline; every path and setting comes from `config`.
 
@@ -128,7 +137,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
     examples = example_gen_component.outputs["examples"]
 
     statistics_gen = tfx.components.StatisticsGen(examples=examples)
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=f"{config.schema_dir}/schema.pbtxt")
+    schema_gen = _schema_import(config, orchestrator)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     validation_gate = ValidationGate(examples=examples, anomalies=example_validator.outputs["anomalies"])

@@ -67,6 +67,18 @@ def test_eval_config_slices_and_thresholds():
     assert len(report_only.metrics_specs[0].metrics[2].per_slice_thresholds) == 1
 
 
+def test_schema_import_reruns_when_the_schema_content_changes(tmp_path):
+    from components.schema_import import CONTENT_DIGEST, SchemaImport
+
+    schema = tmp_path / "schema.pbtxt"
+    schema.write_text('feature { name: "rating" type: FLOAT }\n')
+    before = SchemaImport(str(schema)).exec_properties
+    schema.write_text('feature { name: "rating" type: INT }\n')
+    after = SchemaImport(str(schema)).exec_properties
+    # Same path, new content: a new cache key, so TFX runs the import again.
+    assert before["schema_file"] == after["schema_file"] and before[CONTENT_DIGEST] != after[CONTENT_DIGEST]
+
+
 @pytest.mark.parametrize("name", ["local", "dataflow", "flink", "spark"])
 def test_beam_arg_sets_are_valid_beam_options(name):
     """Every argument in configs/beam/*.yaml is one Beam knows (no typo silently dropped)."""

@@ -6,6 +6,7 @@ import sys
 
 from pipeline import configs, kubeflow_v2_runner
 from tests.cli import movierec
+from tests.conftest import REPO
 
 COMPONENTS = {"FileBasedExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
               "ValidationGate", "transform_analyzer_cache", "warm_start_model", "Transform",
@@ -63,6 +64,9 @@ def test_kubeflow_v2_pipeline_json(ratings_sample, tmp_path):
     images = {e["container"]["image"] for e in spec["pipelineSpec"]["deploymentSpec"]["executors"].values()
               if "container" in e}
     assert images == {"europe-docker.pkg.dev/acme/ml/movierec:1.0"}
+    # The container reads the schema the Dockerfile copies into the image, not this checkout's path.
+    assert f"{configs.IMAGE_SCHEMA_DIR}/{configs.SCHEMA_FILE}" in json.dumps(spec)
+    assert str(REPO / "schema") not in json.dumps(spec)
     schedule = json.loads((tmp_path / "kfp" / kubeflow_v2_runner.SCHEDULE_FILE).read_text())
     assert schedule["cron"] == "0 3 * * *" and schedule["max_concurrent_run_count"] == 1
 
