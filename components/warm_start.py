@@ -32,6 +32,8 @@ def _copy_rows(new: tf.Variable, old: np.ndarray, new_ids: np.ndarray, old_ids: 
 def warm_start(model: tf.keras.Model, base_model_dir: str, catalog: Catalog) -> str:
     """Copies the base export's rows into `model` by ID; returns what was done, for the log."""
     base = tf.saved_model.load(base_model_dir)
+    if not hasattr(base, "warm_start_tables"):
+        return f"not warm-started: {base_model_dir} predates warm-start tables (exported by an older movierec)"
     tables: Dict[str, tf.Variable] = base.warm_start_tables
     old_users = np.array(base.user_ids.numpy(), dtype=object)
     old_movies = np.array(base.movie_ids.numpy(), dtype=object)
