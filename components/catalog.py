@@ -5,6 +5,7 @@ examples, so serving needs no side files: recommendations come back with titles,
 what this user already rated" is answered inside the model.
 """
 import dataclasses
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -15,9 +16,13 @@ from components import features
 SCAN_BATCH = 8192
 USER_XF = features.transformed_name(features.USER_ID)
 MOVIE_XF = features.transformed_name(features.MOVIE_ID)
-TITLE_XF = features.transformed_name(features.TITLE)
-GENRES_XF = features.transformed_name(features.GENRES)
 RATING_XF = features.transformed_name(features.RATING)
+_TEXT = features.UNKNOWN_TEXT.encode()
+# What the catalogue records per movie / per user index: (Catalog attribute, feature, unknown value).
+MOVIE_FIELDS = (("titles", features.TITLE, _TEXT), ("genres", features.GENRES, _TEXT),
+                ("years", features.YEAR, features.UNKNOWN_INT))
+USER_FIELDS = (("ages", features.AGE, features.UNKNOWN_INT), ("genders", features.GENDER, _TEXT),
+               ("occupations", features.OCCUPATION, _TEXT))
 
 
 @dataclasses.dataclass
@@ -29,6 +34,11 @@ class Catalog:
     seen_row_splits: np.ndarray  # [num_users + 2] int64: ragged rows per user index, OOV last
     seen_movies: np.ndarray   # [ratings] int64 movie indices, grouped by user
     seen_ratings: np.ndarray  # [ratings] float32, the ratings given, aligned with seen_movies
+    # Side features by index (-1 / b"" where unknown); None when built without them.
+    years: Optional[np.ndarray] = None        # [num_movies] int
+    ages: Optional[np.ndarray] = None         # [num_users] int
+    genders: Optional[np.ndarray] = None      # [num_users] bytes
+    occupations: Optional[np.ndarray] = None  # [num_users] bytes
 
     @property
     def num_users(self) -> int:
@@ -51,15 +61,18 @@ def build(tf_transform_output: tft.TFTransformOutput, examples: tf.data.Dataset)
     """Scans batches of transformed training features (dicts) once."""
     user_ids = vocabulary(tf_transform_output, features.USER_ID)
     movie_ids = vocabulary(tf_transform_output, features.MOVIE_ID)
-    titles = np.full(len(movie_ids), b"", dtype=object)
-    genres = np.full(len(movie_ids), b"", dtype=object)
+    by_id = [(USER_XF, len(user_ids), USER_FIELDS), (MOVIE_XF, len(movie_ids), MOVIE_FIELDS)]
+    fields = {attribute: np.full(size, unknown, dtype=object)
+              for _, size, table in by_id for attribute, _, unknown in table}
     users, movies, ratings = [], [], []
     for batch in examples:
+        for index_key, size, table in by_id:
+            index = batch[index_key].numpy().reshape(-1)
+            known = index < size
+            for attribute, key, _ in table:
+                fields[attribute][index[known]] = batch[features.transformed_name(key)].numpy().reshape(-1)[known]
         user = batch[USER_XF].numpy().reshape(-1)
         movie = batch[MOVIE_XF].numpy().reshape(-1)
-        known = movie < len(movie_ids)
-        titles[movie[known]] = batch[TITLE_XF].numpy().reshape(-1)[known]
-        genres[movie[known]] = batch[GENRES_XF].numpy().reshape(-1)[known]
         users.append(user)
         movies.append(movie)
         ratings.append(batch[RATING_XF].numpy().reshape(-1))
@@ -70,5 +83,5 @@ def build(tf_transform_output: tft.TFTransformOutput, examples: tf.data.Dataset)
     # One row per user index plus an empty row for the OOV index.
     counts = np.bincount(users, minlength=len(user_ids) + 1)[: len(user_ids) + 1]
     row_splits = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return Catalog(user_ids, movie_ids, titles, genres, row_splits, movies[order].astype(np.int64),
-                   ratings[order])
+    return Catalog(user_ids=user_ids, movie_ids=movie_ids, seen_row_splits=row_splits,
+                   seen_movies=movies[order].astype(np.int64), seen_ratings=ratings[order], **fields)

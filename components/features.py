@@ -25,6 +25,8 @@ SLICE_FEATURES = (USER_ACTIVITY, MOVIE_POPULARITY)
 # Side features ExampleGen joins onto each rating (absent when the side table or row is missing).
 MOVIE_FEATURES = (TITLE, YEAR, GENRES)
 USER_FEATURES = (AGE, GENDER, OCCUPATION)
+# Unknown values of the side features after Transform (missing row, or missing side table).
+UNKNOWN_INT, UNKNOWN_TEXT = -1, ""
 
 
 def transformed_name(key: str) -> str:

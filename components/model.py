@@ -2,19 +2,22 @@
 
 mf:          rating = global_mean + user_bias[u] + movie_bias[m] + <user_vector[u], movie_vector[m]>
 neumf:       the same plus an MLP over [user_vector[u], movie_vector[m]]
+mf_side:     mf where each ID's vector also sums embeddings of its side features (movie genres
+             and decade; user age group, gender, occupation), see side_features.py
 mf_autorec:  mf blended with an item-based AutoRec (see autorec.py) where both IDs are known
 Every variant clips its output to the training ratings' range.
 
 Out-of-vocabulary indices (IDs unseen in training) look up zeros, so an unknown user or movie
 falls back to the global mean plus whatever biases are known, instead of an untrained random row.
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from components import features
 from components.hyperparameters import Hyperparameters
+from components.side_features import SideTables
 
 USER_EMBEDDING = "user_embedding"
 MOVIE_EMBEDDING = "movie_embedding"
@@ -25,7 +28,8 @@ CLIP = features.LABEL_KEY
 MLP_OUTPUT = "mlp_output"
 AUTOREC_TABLE = "autorec_table"
 BLEND = "blended_rating"
-MODELS = ("mf", "neumf", "mf_autorec")
+USER_SIDE, MOVIE_SIDE = "user_side", "movie_side"
+MODELS = ("mf", "neumf", "mf_autorec", "mf_side")
 
 
 class IdEmbedding(tf.keras.layers.Layer):
@@ -58,6 +62,58 @@ class IdEmbedding(tf.keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size, "dim": self.dim,
                 "l2": self.l2, "initializer": tf.keras.initializers.serialize(self.initializer)}
+
+
+class SideVectors(tf.keras.layers.Layer):
+    """Per-ID vectors from side features: one embedding per categorical field, summed, plus the
+    multi-hot-weighted mean of value (genre) embeddings; zeros for the OOV index.
+
+    The tables are non-trainable weights rather than constants, so large catalogues do not
+    bloat the serving graph. L2 applies to the vectors looked up in a training batch.
+    """
+
+    def __init__(self, tables: SideTables, dim: int, l2: float, initializer="random_normal", **kwargs):
+        super().__init__(**kwargs)
+        self.tables, self.dim, self.l2 = tables, dim, l2
+        self.initializer = tf.keras.initializers.get(initializer)
+
+    def build(self, input_shape):
+        offsets = np.cumsum([0, *self.tables.field_sizes[:-1]]).astype(np.int32)
+        rows = self.tables.categories + offsets
+        self.category_rows = self.add_weight(
+            name="category_rows", shape=rows.shape, dtype=tf.int32, trainable=False,
+            initializer=tf.keras.initializers.Constant(rows))
+        self.multi_hot = self.add_weight(
+            name="multi_hot", shape=self.tables.multi_hot.shape, trainable=False,
+            initializer=tf.keras.initializers.Constant(self.tables.multi_hot))
+        self.category_embeddings = self.add_weight(
+            name="category_embeddings", shape=(max(sum(self.tables.field_sizes), 1), self.dim),
+            initializer=self.initializer)
+        self.value_embeddings = self.add_weight(
+            name="value_embeddings", shape=(self.tables.multi_hot.shape[1], self.dim),
+            initializer=self.initializer)
+        super().build(input_shape)
+
+    @property
+    def num_ids(self) -> int:
+        return self.tables.categories.shape[0] - 1
+
+    def _vectors(self, rows: tf.Tensor) -> tf.Tensor:
+        categorical = tf.reduce_sum(tf.gather(self.category_embeddings, tf.gather(self.category_rows, rows)), axis=1)
+        return categorical + tf.matmul(tf.gather(self.multi_hot, rows), self.value_embeddings)
+
+    def all_vectors(self) -> tf.Tensor:
+        """[ids, dim]: the side vector of every known ID, by vocabulary index."""
+        return self._vectors(tf.range(self.num_ids))
+
+    def call(self, indices, training=None):
+        indices = tf.reshape(indices, [-1])
+        known = indices < self.num_ids
+        vectors = self._vectors(tf.where(known, indices, self.num_ids))
+        vectors *= tf.cast(known, vectors.dtype)[:, tf.newaxis]
+        if self.l2 and training:
+            self.add_loss(self.l2 * tf.reduce_mean(tf.reduce_sum(tf.square(vectors), axis=1)))
+        return vectors
 
 
 class GlobalBias(tf.keras.layers.Layer):
@@ -139,12 +195,14 @@ def _compile(model: tf.keras.Model, learning_rate: float) -> tf.keras.Model:
 
 
 def build_model(num_users: int, num_movies: int, global_mean: float, hparams: Hyperparameters,
-                rating_range: Tuple[float, float] = (0.5, 5.0)) -> tf.keras.Model:
+                rating_range: Tuple[float, float] = (0.5, 5.0), user_side: Optional[SideTables] = None,
+                movie_side: Optional[SideTables] = None) -> tf.keras.Model:
     """Builds and compiles the rating model over transformed (vocabulary index) inputs.
 
     `hparams.model` picks the interaction: "mf" (and "mf_autorec", whose AutoRec part is
     trained afterwards, see `with_autorec`) uses the dot product; "neumf" adds an MLP over the
-    concatenated user and movie vectors (NeuMF-style), for interactions a dot product misses.
+    concatenated user and movie vectors (NeuMF-style), for interactions a dot product misses;
+    "mf_side" adds side-feature vectors (`user_side`, `movie_side` tables) to the ID vectors.
     """
     if hparams.model not in MODELS:
         raise ValueError(f"unknown model {hparams.model!r}; choose one of {', '.join(MODELS)}")
@@ -155,6 +213,13 @@ def build_model(num_users: int, num_movies: int, global_mean: float, hparams: Hy
                               name=USER_EMBEDDING)(user_index)
     movie_vector = IdEmbedding(num_movies, hparams.embedding_dim, hparams.l2, initializer,
                                name=MOVIE_EMBEDDING)(movie_index)
+    if hparams.model == "mf_side":
+        if user_side is None or movie_side is None:
+            raise ValueError("model 'mf_side' needs the user and movie side tables")
+        user_vector = tf.keras.layers.Add(name="user_vector")([user_vector, SideVectors(
+            user_side, hparams.embedding_dim, hparams.side_l2, initializer, name=USER_SIDE)(user_index)])
+        movie_vector = tf.keras.layers.Add(name="movie_vector")([movie_vector, SideVectors(
+            movie_side, hparams.embedding_dim, hparams.side_l2, initializer, name=MOVIE_SIDE)(movie_index)])
     user_bias = IdEmbedding(num_users, 1, hparams.bias_l2, "zeros", name=USER_BIAS)(user_index)
     movie_bias = IdEmbedding(num_movies, 1, hparams.bias_l2, "zeros", name=MOVIE_BIAS)(movie_index)
     terms = [user_bias, movie_bias, tf.keras.layers.Dot(axes=1, name="interaction")([user_vector, movie_vector])]
@@ -183,14 +248,26 @@ def _layer(model: tf.keras.Model, name: str):
     return next((layer for layer in model.layers if layer.name == name), None)
 
 
+def _vectors(model: tf.keras.Model, embedding: str, side: str) -> tf.Tensor:
+    vectors = model.get_layer(embedding).embeddings
+    side_layer = _layer(model, side)
+    return vectors if side_layer is None else vectors + side_layer.all_vectors()
+
+
 def movie_vectors(model: tf.keras.Model) -> tf.Tensor:
-    """[num_movies, dim]: the learned movie embeddings, by vocabulary index."""
-    return model.get_layer(MOVIE_EMBEDDING).embeddings
+    """[num_movies, dim]: the learned movie vectors (ID embedding + side features), by index."""
+    return _vectors(model, MOVIE_EMBEDDING, MOVIE_SIDE)
 
 
 def user_vectors(model: tf.keras.Model) -> tf.Tensor:
-    """[num_users, dim]: the learned user embeddings, by vocabulary index."""
-    return model.get_layer(USER_EMBEDDING).embeddings
+    """[num_users, dim]: the learned user vectors (ID embedding + side features), by index."""
+    return _vectors(model, USER_EMBEDDING, USER_SIDE)
+
+
+def _user_vectors_of(model: tf.keras.Model, user_indices: tf.Tensor) -> tf.Tensor:
+    vectors = model.get_layer(USER_EMBEDDING)(user_indices)
+    side_layer = _layer(model, USER_SIDE)
+    return vectors if side_layer is None else vectors + side_layer(user_indices)
 
 
 def score_all_movies(model: tf.keras.Model, user_indices: tf.Tensor) -> tf.Tensor:
@@ -208,7 +285,7 @@ def score_all_movies(model: tf.keras.Model, user_indices: tf.Tensor) -> tf.Tenso
     user_bias = model.get_layer(USER_BIAS)(user_indices)
     movie_bias = tf.transpose(model.get_layer(MOVIE_BIAS).embeddings)
     global_bias = model.get_layer(GLOBAL_MEAN).bias
-    scores = model.get_layer(CLIP)(tf.matmul(model.get_layer(USER_EMBEDDING)(user_indices),
+    scores = model.get_layer(CLIP)(tf.matmul(_user_vectors_of(model, user_indices),
                                              movie_vectors(model), transpose_b=True)
                                    + user_bias + movie_bias + global_bias)
     table = _layer(model, AUTOREC_TABLE)

@@ -3,7 +3,8 @@
 Each ID becomes an index into a vocabulary written as a named file (`user_id_vocab`,
 `movie_id_vocab`) ordered by frequency; IDs not seen in training map to the one OOV bucket,
 index == vocabulary size, which the model treats as "unknown". Title and genres pass through
-(empty when unknown) so the Trainer can put them into the exported model's catalogue.
+(empty when unknown) so the Trainer can put them into the exported model's catalogue; so do
+year, age, gender and occupation, which the `mf_side` model embeds per ID (see side_features.py).
 
 `user_activity` and `movie_popularity` name the bucket of how many training ratings the user
 (movie) has, e.g. "21-50" or "0" for IDs new since training: the Evaluator slices RMSE by them,
@@ -55,6 +56,12 @@ def preprocessing_fn(inputs: Dict[str, tf.Tensor], custom_config: Optional[dict]
     outputs[features.transformed_name(features.LABEL_KEY)] = inputs[features.LABEL_KEY]
     outputs[features.transformed_name(features.TITLE)] = tft.sparse_tensor_to_dense_with_shape(
         inputs[features.TITLE], [None, 1], default_value="")
+    for key in (features.YEAR, features.AGE):
+        outputs[features.transformed_name(key)] = tft.sparse_tensor_to_dense_with_shape(
+            inputs[key], [None, 1], default_value=features.UNKNOWN_INT)
+    for key in (features.GENDER, features.OCCUPATION):
+        outputs[features.transformed_name(key)] = tft.sparse_tensor_to_dense_with_shape(
+            inputs[key], [None, 1], default_value=features.UNKNOWN_TEXT)
     genres = tf.RaggedTensor.from_sparse(inputs[features.GENRES])
     outputs[features.transformed_name(features.GENRES)] = tf.reshape(
         tf.strings.reduce_join(genres, axis=1, separator=features.GENRE_SEPARATOR), [-1, 1])

@@ -12,7 +12,7 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from components import autorec, catalog, embeddings, export, features, warm_start
+from components import autorec, catalog, embeddings, export, features, side_features, warm_start
 from components import model as model_lib
 from components.hyperparameters import Hyperparameters
 
@@ -67,7 +67,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                               hparams.batch_size, shuffle=False, seed=hparams.seed)
     model = model_lib.build_model(
         movies_and_users.num_users, movies_and_users.num_movies, float(ratings.mean()), hparams,
-        rating_range=(float(ratings.min()), float(ratings.max())))
+        rating_range=(float(ratings.min()), float(ratings.max())),
+        user_side=side_features.user_tables(movies_and_users),
+        movie_side=side_features.movie_tables(movies_and_users))
     if fn_args.base_model:
         logging.info("Warm start: %s", warm_start.warm_start(model, fn_args.base_model, movies_and_users))
     history = model.fit(

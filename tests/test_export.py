@@ -9,7 +9,7 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow.python.saved_model import loader_impl
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
-from components import catalog, export, features
+from components import catalog, export, features, side_features
 from components.hyperparameters import Hyperparameters
 from components.model import build_model
 from components.preprocessing import preprocessing_fn
@@ -20,18 +20,31 @@ RAW_SPEC = {
     features.RATING: tf.io.FixedLenFeature([1], tf.float32),
     features.TITLE: tf.io.VarLenFeature(tf.string),
     features.GENRES: tf.io.VarLenFeature(tf.string),
+    features.YEAR: tf.io.VarLenFeature(tf.int64),
+    features.AGE: tf.io.VarLenFeature(tf.int64),
+    features.GENDER: tf.io.VarLenFeature(tf.string),
+    features.OCCUPATION: tf.io.VarLenFeature(tf.string),
 }
 TITLES = {"m1": "Alpha", "m2": "Beta", "m3": "Gamma", "m4": "alpha"}  # "Alpha" twice, by case
 # m1 is the most rated movie (3 ratings), m4 the least (1).
 RATED = {"u1": ["m1", "m2"], "u2": ["m2", "m3"], "u3": ["m1", "m3", "m4"], "u4": ["m1"]}
+YEARS = {"m1": [1977], "m2": [1994], "m3": [], "m4": [1995]}  # m3's year is unknown
+USERS = {"u1": (24, b"F", b"writer"), "u2": (53, b"M", b"doctor"), "u3": (33, b"F", b"writer")}  # u4 unknown
 
 
-@pytest.fixture(scope="module")
-def servable(tmp_path_factory):
+def side_row(user, movie):
+    """The side features ExampleGen would have joined onto a rating; empty lists where unknown."""
+    keys = (features.AGE, features.GENDER, features.OCCUPATION)
+    values = USERS.get(user)
+    return {features.YEAR: YEARS[movie], **{key: [values[i]] if values else [] for i, key in enumerate(keys)}}
+
+
+@pytest.fixture(scope="module", params=["mf", "mf_side"])
+def servable(tmp_path_factory, request):
     tmp = tmp_path_factory.mktemp("export")
     rows = [{features.USER_ID: [u.encode()], features.MOVIE_ID: [m.encode()],
              features.RATING: [4.0 if m in ("m1", "m3") else 2.0], features.TITLE: [TITLES[m].encode()],
-             features.GENRES: [b"Drama"]}
+             features.GENRES: [b"Drama"], **side_row(u, m)}
             for u, movies in RATED.items() for m in movies]
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
     with tft_beam.Context(temp_dir=tempfile.mkdtemp(dir=tmp)):
@@ -44,7 +57,9 @@ def servable(tmp_path_factory):
     batch = {key: np.stack([r[key] for r in transformed]) for key in transformed[0]}
     movies_and_users = catalog.build(output, [{k: tf.constant(v) for k, v in batch.items()}])
     model = build_model(movies_and_users.num_users, movies_and_users.num_movies, 3.0,
-                        Hyperparameters(embedding_dim=4, learning_rate=0.05, l2=0.0))
+                        Hyperparameters(model=request.param, embedding_dim=4, learning_rate=0.05, l2=0.0),
+                        user_side=side_features.user_tables(movies_and_users),
+                        movie_side=side_features.movie_tables(movies_and_users))
     inputs = {k: batch[k] for k in (catalog.USER_XF, catalog.MOVIE_XF)}
     model.fit(inputs, batch[features.transformed_name(features.RATING)].reshape(-1), epochs=30, verbose=0)
     export.save(model, output, movies_and_users, str(tmp / "model"))
@@ -65,6 +80,26 @@ def test_catalogue_titles_and_seen_lists(servable):
         rated = {text(movies_and_users.movie_ids)[m] for m in seen[index].numpy()}
         assert rated == set(RATED[user])
     assert seen[len(movies_and_users.user_ids)].shape == (0,)  # OOV row is empty
+
+
+def test_catalogue_side_features_become_category_tables(servable):
+    _, _, movies_and_users = servable
+    movie_index = {m: i for i, m in enumerate(text(movies_and_users.movie_ids))}
+    user_index = {u: i for i, u in enumerate(text(movies_and_users.user_ids))}
+    assert movies_and_users.years[movie_index["m1"]] == 1977
+    assert movies_and_users.years[movie_index["m3"]] == features.UNKNOWN_INT
+    assert movies_and_users.occupations[user_index["u2"]] == b"doctor"
+    assert movies_and_users.genders[user_index["u4"]] == b""
+    movies = side_features.movie_tables(movies_and_users)
+    decades = movies.categories[:, 0]
+    assert decades[movie_index["m2"]] == decades[movie_index["m4"]] != decades[movie_index["m1"]]
+    assert decades[movie_index["m3"]] == 0 and decades[-1] == 0  # unknown year, OOV row
+    users = side_features.user_tables(movies_and_users)
+    assert users.categories.shape == (5, 3) and users.field_sizes[1:] == (3, 3)  # F/M, doctor/writer + unknown
+    writers = users.categories[[user_index["u1"], user_index["u3"]], 2]
+    assert writers[0] == writers[1] != users.categories[user_index["u2"], 2]
+    assert users.categories[user_index["u4"]].tolist() == [0, 0, 0]
+    np.testing.assert_allclose(movies.multi_hot[:-1].sum(axis=1), 1.0)  # every movie is a Drama
 
 
 def test_predict_rating_matches_serving_default_and_flags_unknown(servable):

@@ -6,7 +6,9 @@ import tensorflow as tf
 from components import features
 from components.hyperparameters import Hyperparameters
 from components import autorec
-from components.model import GLOBAL_MEAN, build_model, score_all_movies, with_autorec
+from components.model import (GLOBAL_MEAN, build_model, movie_vectors, score_all_movies,
+                              user_vectors, with_autorec)
+from components.side_features import SideTables
 
 USER_XF = features.transformed_name(features.USER_ID)
 MOVIE_XF = features.transformed_name(features.MOVIE_ID)
@@ -48,16 +50,46 @@ def test_unknown_ids_fall_back_to_mean_and_known_biases():
     assert predict(7, 5) != pytest.approx(global_mean + user_bias[7] + movie_bias[5], abs=1e-5)
 
 
-@pytest.mark.parametrize("variant", ["mf", "neumf"])
+def side_tables(num_ids, seed):
+    """Two categorical fields and a 3-value multi-hot field per ID, plus the OOV row."""
+    rng = np.random.default_rng(seed)
+    multi_hot = rng.integers(0, 2, (num_ids + 1, 3)).astype("float32")
+    multi_hot[-1] = 0
+    multi_hot /= np.maximum(multi_hot.sum(axis=1, keepdims=True), 1)
+    categories = np.stack([rng.integers(0, 4, num_ids + 1), rng.integers(0, 3, num_ids + 1)], axis=1)
+    categories[-1] = 0
+    return SideTables(categories.astype("int32"), (4, 3), multi_hot)
+
+
+@pytest.mark.parametrize("variant", ["mf", "neumf", "mf_side"])
 def test_each_variant_learns_and_scores_the_catalogue_like_its_forward_pass(variant):
     inputs, ratings = synthetic_ratings()
     hparams = Hyperparameters(model=variant, embedding_dim=8, learning_rate=0.01, l2=0.001,
-                              mlp_layers=(16, 8))
-    model = build_model(40, 30, float(ratings.mean()), hparams, rating_range=(1.0, 5.0))
+                              mlp_layers=(16, 8), side_l2=0.001)
+    model = build_model(40, 30, float(ratings.mean()), hparams, rating_range=(1.0, 5.0),
+                        user_side=side_tables(40, seed=1), movie_side=side_tables(30, seed=2))
     before = model.evaluate(inputs, ratings, verbose=0, return_dict=True)["rmse"]
     model.fit(inputs, ratings, batch_size=64, epochs=10, verbose=0)
     assert model.evaluate(inputs, ratings, verbose=0, return_dict=True)["rmse"] < 0.85 * before
     assert_catalogue_scores_match(model, num_users=40, num_movies=30)
+
+
+def test_mf_side_vectors_include_side_features_and_unknown_ids_stay_at_the_biases():
+    inputs, ratings = synthetic_ratings()
+    hparams = Hyperparameters(model="mf_side", embedding_dim=4, learning_rate=0.01)
+    plain = build_model(40, 30, 3.5, Hyperparameters(embedding_dim=4))
+    model = build_model(40, 30, 3.5, hparams, user_side=side_tables(40, 1), movie_side=side_tables(30, 2))
+    model.fit(inputs, ratings, batch_size=64, epochs=2, verbose=0)
+    ids_only = model.get_layer("movie_embedding").embeddings.numpy()
+    assert movie_vectors(model).shape == (30, 4) and user_vectors(model).shape == (40, 4)
+    assert not np.allclose(movie_vectors(model).numpy(), ids_only)
+    assert len(model.trainable_weights) > len(plain.trainable_weights)
+    predict = lambda u, m: float(model({USER_XF: np.array([[u]]), MOVIE_XF: np.array([[m]])})[0])
+    movie_bias = model.get_layer("movie_bias").embeddings.numpy()[:, 0]
+    global_mean = float(model.get_layer(GLOBAL_MEAN).bias.numpy())
+    assert predict(40, 5) == pytest.approx(global_mean + movie_bias[5], abs=1e-5)
+    with pytest.raises(ValueError, match="side tables"):
+        build_model(40, 30, 3.5, hparams)
 
 
 def assert_catalogue_scores_match(model, num_users, num_movies):
