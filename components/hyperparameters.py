@@ -6,7 +6,7 @@ from typing import Tuple
 @dataclasses.dataclass(frozen=True)
 class Hyperparameters:
     """What the Trainer is tuned by; passed from pipeline config through `custom_config`."""
-    model: str = "mf"            # mf | neumf | mf_autorec | mf_side (see model.py)
+    model: str = "mf"            # mf | neumf | mf_autorec (see model.py)
     embedding_dim: int = 32
     epochs: int = 10
     batch_size: int = 256
@@ -16,7 +16,8 @@ class Hyperparameters:
     seed: int = 0
     mlp_layers: Tuple[int, ...] = (64, 32)   # neumf
     mlp_l2: float = 1e-4
-    side_l2: float = 0.1         # mf_side: on the side-feature vectors looked up in a batch
+    side_features: bool = False  # add genre/decade and age/gender/occupation vectors to the IDs
+    side_l2: float = 0.1         # on the side-feature vectors looked up in a batch
     autorec_hidden: int = 500    # mf_autorec: the AutoRec part and its share of the blend
     autorec_l2: float = 300.0
     autorec_learning_rate: float = 6e-4

@@ -2,8 +2,8 @@
 
 mf:          rating = global_mean + user_bias[u] + movie_bias[m] + <user_vector[u], movie_vector[m]>
 neumf:       the same plus an MLP over [user_vector[u], movie_vector[m]]
-mf_side:     mf where each ID's vector also sums embeddings of its side features (movie genres
-             and decade; user age group, gender, occupation), see side_features.py
+With `side_features`, each ID's vector in any variant also sums embeddings of its side features
+(movie genres and decade; user age group, gender, occupation), see side_features.py.
 mf_autorec:  mf blended with an item-based AutoRec (see autorec.py) where both IDs are known
 Every variant clips its output to the training ratings' range.
 
@@ -29,7 +29,7 @@ MLP_OUTPUT = "mlp_output"
 AUTOREC_TABLE = "autorec_table"
 BLEND = "blended_rating"
 USER_SIDE, MOVIE_SIDE = "user_side", "movie_side"
-MODELS = ("mf", "neumf", "mf_autorec", "mf_side")
+MODELS = ("mf", "neumf", "mf_autorec")
 
 
 class IdEmbedding(tf.keras.layers.Layer):
@@ -202,7 +202,8 @@ def build_model(num_users: int, num_movies: int, global_mean: float, hparams: Hy
     `hparams.model` picks the interaction: "mf" (and "mf_autorec", whose AutoRec part is
     trained afterwards, see `with_autorec`) uses the dot product; "neumf" adds an MLP over the
     concatenated user and movie vectors (NeuMF-style), for interactions a dot product misses;
-    "mf_side" adds side-feature vectors (`user_side`, `movie_side` tables) to the ID vectors.
+    `hparams.side_features` adds side-feature vectors (`user_side`, `movie_side` tables) to the
+    ID vectors, whatever the interaction.
     """
     if hparams.model not in MODELS:
         raise ValueError(f"unknown model {hparams.model!r}; choose one of {', '.join(MODELS)}")
@@ -213,9 +214,9 @@ def build_model(num_users: int, num_movies: int, global_mean: float, hparams: Hy
                               name=USER_EMBEDDING)(user_index)
     movie_vector = IdEmbedding(num_movies, hparams.embedding_dim, hparams.l2, initializer,
                                name=MOVIE_EMBEDDING)(movie_index)
-    if hparams.model == "mf_side":
+    if hparams.side_features:
         if user_side is None or movie_side is None:
-            raise ValueError("model 'mf_side' needs the user and movie side tables")
+            raise ValueError("side_features needs the user and movie side tables")
         user_vector = tf.keras.layers.Add(name="user_vector")([user_vector, SideVectors(
             user_side, hparams.embedding_dim, hparams.side_l2, initializer, name=USER_SIDE)(user_index)])
         movie_vector = tf.keras.layers.Add(name="movie_vector")([movie_vector, SideVectors(

@@ -4,7 +4,7 @@ Each ID becomes an index into a vocabulary written as a named file (`user_id_voc
 `movie_id_vocab`) ordered by frequency; IDs not seen in training map to the one OOV bucket,
 index == vocabulary size, which the model treats as "unknown". Title and genres pass through
 (empty when unknown) so the Trainer can put them into the exported model's catalogue; so do
-year, age, gender and occupation, which the `mf_side` model embeds per ID (see side_features.py).
+year, age, gender and occupation, which models with `side_features` embed per ID (see side_features.py).
 
 `user_activity` and `movie_popularity` name the bucket of how many training ratings the user
 (movie) has, e.g. "21-50" or "0" for IDs new since training: the Evaluator slices RMSE by them,

@@ -1,4 +1,4 @@
-"""Side features by ID for the `mf_side` model: movie genres and decade; user age, gender, occupation.
+"""Side features by ID for models with `side_features`: movie genres and decade; user age, gender, occupation.
 
 They are properties of an ID, not of a rating, so the model holds them as tables indexed like
 its embeddings (built from the catalogue ExampleGen's join filled in) and serving still needs

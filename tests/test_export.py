@@ -1,30 +1,14 @@
 """The exported servable on a tiny catalogue we control: every signature, exclusions, unknown IDs."""
-import tempfile
-
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
 from tensorflow.python.saved_model import loader_impl
-from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
 from components import catalog, export, features, side_features
 from components.hyperparameters import Hyperparameters
 from components.model import build_model
-from components.preprocessing import preprocessing_fn
+from tests.transform import analyze_and_transform, raw_row
 
-RAW_SPEC = {
-    features.USER_ID: tf.io.FixedLenFeature([1], tf.string),
-    features.MOVIE_ID: tf.io.FixedLenFeature([1], tf.string),
-    features.RATING: tf.io.FixedLenFeature([1], tf.float32),
-    features.TITLE: tf.io.VarLenFeature(tf.string),
-    features.GENRES: tf.io.VarLenFeature(tf.string),
-    features.YEAR: tf.io.VarLenFeature(tf.int64),
-    features.AGE: tf.io.VarLenFeature(tf.int64),
-    features.GENDER: tf.io.VarLenFeature(tf.string),
-    features.OCCUPATION: tf.io.VarLenFeature(tf.string),
-}
 TITLES = {"m1": "Alpha", "m2": "Beta", "m3": "Gamma", "m4": "alpha"}  # "Alpha" twice, by case
 # m1 is the most rated movie (3 ratings), m4 the least (1).
 RATED = {"u1": ["m1", "m2"], "u2": ["m2", "m3"], "u3": ["m1", "m3", "m4"], "u4": ["m1"]}
@@ -39,25 +23,17 @@ def side_row(user, movie):
     return {features.YEAR: YEARS[movie], **{key: [values[i]] if values else [] for i, key in enumerate(keys)}}
 
 
-@pytest.fixture(scope="module", params=["mf", "mf_side"])
+@pytest.fixture(scope="module", params=[False, True], ids=["ids-only", "side-features"])
 def servable(tmp_path_factory, request):
     tmp = tmp_path_factory.mktemp("export")
-    rows = [{features.USER_ID: [u.encode()], features.MOVIE_ID: [m.encode()],
-             features.RATING: [4.0 if m in ("m1", "m3") else 2.0], features.TITLE: [TITLES[m].encode()],
-             features.GENRES: [b"Drama"], **side_row(u, m)}
+    rows = [raw_row(u.encode(), m.encode(), 4.0 if m in ("m1", "m3") else 2.0, title=TITLES[m].encode(),
+                    genres=b"Drama", **side_row(u, m))
             for u, movies in RATED.items() for m in movies]
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
-    with tft_beam.Context(temp_dir=tempfile.mkdtemp(dir=tmp)):
-        (transformed, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
-            preprocessing_fn)
-        _ = transform_fn | tft_beam.WriteTransformFn(str(tmp / "transform"))
-    # TFX's Transform also records the raw schema; the export parses requests with it.
-    metadata_io.write_metadata(metadata, str(tmp / "transform" / tft.TFTransformOutput.RAW_METADATA_DIR))
-    output = tft.TFTransformOutput(str(tmp / "transform"))
+    transformed, output = analyze_and_transform(rows, tmp)
     batch = {key: np.stack([r[key] for r in transformed]) for key in transformed[0]}
     movies_and_users = catalog.build(output, [{k: tf.constant(v) for k, v in batch.items()}])
     model = build_model(movies_and_users.num_users, movies_and_users.num_movies, 3.0,
-                        Hyperparameters(model=request.param, embedding_dim=4, learning_rate=0.05, l2=0.0),
+                        Hyperparameters(side_features=request.param, embedding_dim=4, learning_rate=0.05, l2=0.0),
                         user_side=side_features.user_tables(movies_and_users),
                         movie_side=side_features.movie_tables(movies_and_users))
     inputs = {k: batch[k] for k in (catalog.USER_XF, catalog.MOVIE_XF)}
@@ -161,6 +137,9 @@ def test_similar_movies_by_id_or_title(servable):
     assert b"m3" not in ids[0] and b"m1" not in ids[1]
     assert text(ids[2]) == ["", "", ""] and out["score"].numpy()[2].tolist() == [0, 0, 0]
     assert np.all(np.abs(out["score"].numpy()[:2]) <= 1.0 + 1e-6)
+    # "Title (year)", as MovieLens writes it, picks the film of that year.
+    dated = model.signatures["similar_movies"](movie=tf.constant(["Alpha (1995)", "alpha (1977)"]), k=tf.constant(1))
+    assert text(dated["query_movie_id"]) == ["m4", "m1"]
 
 
 def test_similar_users_and_bad_k(servable):

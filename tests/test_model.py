@@ -61,11 +61,11 @@ def side_tables(num_ids, seed):
     return SideTables(categories.astype("int32"), (4, 3), multi_hot)
 
 
-@pytest.mark.parametrize("variant", ["mf", "neumf", "mf_side"])
-def test_each_variant_learns_and_scores_the_catalogue_like_its_forward_pass(variant):
+@pytest.mark.parametrize("variant, side", [("mf", False), ("neumf", False), ("mf", True), ("neumf", True)])
+def test_each_variant_learns_and_scores_the_catalogue_like_its_forward_pass(variant, side):
     inputs, ratings = synthetic_ratings()
     hparams = Hyperparameters(model=variant, embedding_dim=8, learning_rate=0.01, l2=0.001,
-                              mlp_layers=(16, 8), side_l2=0.001)
+                              mlp_layers=(16, 8), side_features=side, side_l2=0.001)
     model = build_model(40, 30, float(ratings.mean()), hparams, rating_range=(1.0, 5.0),
                         user_side=side_tables(40, seed=1), movie_side=side_tables(30, seed=2))
     before = model.evaluate(inputs, ratings, verbose=0, return_dict=True)["rmse"]
@@ -74,9 +74,9 @@ def test_each_variant_learns_and_scores_the_catalogue_like_its_forward_pass(vari
     assert_catalogue_scores_match(model, num_users=40, num_movies=30)
 
 
-def test_mf_side_vectors_include_side_features_and_unknown_ids_stay_at_the_biases():
+def test_side_feature_vectors_add_to_the_ids_and_unknown_ids_stay_at_the_biases():
     inputs, ratings = synthetic_ratings()
-    hparams = Hyperparameters(model="mf_side", embedding_dim=4, learning_rate=0.01)
+    hparams = Hyperparameters(side_features=True, embedding_dim=4, learning_rate=0.01)
     plain = build_model(40, 30, 3.5, Hyperparameters(embedding_dim=4))
     model = build_model(40, 30, 3.5, hparams, user_side=side_tables(40, 1), movie_side=side_tables(30, 2))
     model.fit(inputs, ratings, batch_size=64, epochs=2, verbose=0)

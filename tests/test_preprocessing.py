@@ -1,38 +1,19 @@
 """preprocessing_fn through tf.Transform: vocabularies by frequency, one OOV bucket for unseen IDs."""
-import tempfile
-
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
-from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from components import features
-from components.preprocessing import preprocessing_fn
-
-RAW_SPEC = {
-    features.USER_ID: tf.io.FixedLenFeature([1], tf.string),
-    features.MOVIE_ID: tf.io.FixedLenFeature([1], tf.string),
-    features.RATING: tf.io.FixedLenFeature([1], tf.float32),
-    features.TIMESTAMP: tf.io.FixedLenFeature([1], tf.int64),
-    features.TITLE: tf.io.VarLenFeature(tf.string),
-    features.GENRES: tf.io.VarLenFeature(tf.string),
-}
+from tests.transform import analyze_and_transform, raw_row
 
 
 def row(user, movie, rating, title=None):
-    return {features.USER_ID: [user], features.MOVIE_ID: [movie], features.RATING: [rating],
-            features.TIMESTAMP: [0], features.TITLE: [title] if title else [],
-            features.GENRES: [b"Drama", b"War"] if title else []}
+    side = {features.TITLE: title, features.GENRES: [b"Drama", b"War"], features.YEAR: 1998} if title else {}
+    return raw_row(user, movie, rating, **side)
 
 
 def test_vocabularies_and_oov(tmp_path):
     rows = [row(b"u1", b"m1", 4.0, b"One"), row(b"u2", b"m1", 3.0, b"One"), row(b"u2", b"m2", 5.0),
             row(b"u2", b"m1", 1.0, b"One")]
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
-    with tft_beam.Context(temp_dir=tempfile.mkdtemp(dir=tmp_path)):
-        (transformed, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
-            preprocessing_fn)
-        _ = transform_fn | tft_beam.WriteTransformFn(str(tmp_path / "transform"))
+    transformed, output = analyze_and_transform(rows, tmp_path)
 
     user_xf, movie_xf = features.transformed_name(features.USER_ID), features.transformed_name(features.MOVIE_ID)
     # Most frequent first: u2 (3 ratings) -> 0, u1 -> 1; m1 (3) -> 0, m2 -> 1.
@@ -43,10 +24,12 @@ def test_vocabularies_and_oov(tmp_path):
     assert [r[features.transformed_name(features.TITLE)][0] for r in transformed] == [b"One", b"One", b"", b"One"]
     assert [r[features.transformed_name(features.GENRES)][0] for r in transformed] == [
         b"Drama|War", b"Drama|War", b"", b"Drama|War"]
+    # Side features the model may embed pass through too, with -1 / "" where unknown.
+    assert [int(r[features.transformed_name(features.YEAR)][0]) for r in transformed] == [1998, 1998, -1, 1998]
+    assert {r[features.transformed_name(features.OCCUPATION)][0] for r in transformed} == {b""}
     # Slices: u1 has 1 training rating, u2 has 3; m1 has 3, m2 has 1 (bounds 0, 20, ...).
     assert {r[features.USER_ACTIVITY][0] for r in transformed} == {b"1-20"}
 
-    output = tft.TFTransformOutput(str(tmp_path / "transform"))
     assert output.vocabulary_by_name(features.vocabulary_name(features.USER_ID)) == [b"u2", b"u1"]
     assert output.vocabulary_size_by_name(features.vocabulary_name(features.MOVIE_ID)) == 2
 
