@@ -41,13 +41,17 @@ def title_index(catalog: Catalog):
     """(lower-cased titles, movie indices): each title once, for its most-rated movie.
 
     Titles repeat (two films called "Cape Fear"); vocabulary order is by rating count, so the
-    first index seen for a title is the best-known film.
+    first index seen for a title is the best-known film. "Title (year)", as MovieLens writes
+    titles, finds the film of that year.
     """
+    years = catalog.years if catalog.years is not None else [features.UNKNOWN_INT] * catalog.num_movies
     index = {}
-    for position, title in enumerate(catalog.titles):
+    for position, (title, year) in enumerate(zip(catalog.titles, years)):
         key = title.decode("utf-8").lower()
         if key:
             index.setdefault(key.encode("utf-8"), position)
+            if year != features.UNKNOWN_INT:
+                index.setdefault(f"{key} ({year})".encode("utf-8"), position)
     return list(index) or [b""], list(index.values()) or [-1]
 
 
