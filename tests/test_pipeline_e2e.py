@@ -10,8 +10,8 @@ from tests.conftest import write_csv
 from tests.pipeline_runs import PipelineRun
 
 ALL_COMPONENTS = ["FileBasedExampleGen", "ImportSchemaGen", "latest_blessed_model_resolver",
-                  "StatisticsGen", "ExampleValidator", "ValidationGate", "Transform", "Trainer",
-                  "Evaluator", "Pusher"]
+                  "StatisticsGen", "ExampleValidator", "ValidationGate", "transform_analyzer_cache",
+                  "warm_start_model", "Transform", "Trainer", "Evaluator", "Pusher"]
 
 
 def serialized_example(user_id: str, movie_id: str) -> bytes:
