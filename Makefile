@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: setup run test data lock clean bench-serving bench-accuracy
+.PHONY: setup run test data lock clean bench-serving bench-accuracy bench-span-replay
 
 setup: $(STAMP)
 
@@ -47,6 +47,10 @@ bench-serving: $(STAMP)
 bench-accuracy: data
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements/benchmarks.txt
 	$(BIN)/python -m benchmarks.accuracy --data $(DATA_DIR)
+
+# MovieLens-100K replayed month by month through `movierec run`, one span per run.
+bench-span-replay: data
+	$(BIN)/python -m benchmarks.span_replay --data $(DATA_DIR)
 
 # Re-resolve the lock after editing requirements/requirements.in.
 lock:
