@@ -12,7 +12,8 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from components import autorec, catalog, embeddings, export, features, side_features, warm_start
+from components import (autorec, catalog, code_version, embeddings, export, features, side_features,
+                        warm_start)
 from components import model as model_lib
 from components.hyperparameters import Hyperparameters
 
@@ -53,7 +54,7 @@ def _log_epoch(epochs: int):
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Called by the TFX Trainer: trains, logs to TensorBoard, exports the serving model."""
-    hparams = Hyperparameters.from_dict(fn_args.custom_config or {})
+    hparams = Hyperparameters.from_dict(code_version.without_version(fn_args.custom_config or {}))
     tf.keras.utils.set_random_seed(hparams.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     # One pass over the training data first: the catalogue, and the exact rating mean and range.

@@ -10,7 +10,7 @@ from tfx import v1 as tfx
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 
-from components import example_gen, features, pusher, resolvers
+from components import code_version, example_gen, features, pusher, resolvers
 from components.schema_import import SchemaImport
 from components.validation_gate import ValidationGate
 from pipeline import configs
@@ -149,7 +149,8 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         analyzer_cache=carried_over["analyzer_cache"].outputs["cache"],
         preprocessing_fn=configs.PREPROCESSING_FN,
         custom_config={"user_activity_bounds": list(config.evaluation.user_activity_bounds),
-                       "movie_popularity_bounds": list(config.evaluation.movie_popularity_bounds)})
+                       "movie_popularity_bounds": list(config.evaluation.movie_popularity_bounds),
+                       code_version.KEY: code_version.digest()})
 
     trainer = tfx.components.Trainer(
         run_fn=configs.RUN_FN,
@@ -157,7 +158,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         base_model=carried_over["base_model"].outputs["model"],
-        custom_config=dataclasses.asdict(config.hyperparameters))
+        custom_config={**dataclasses.asdict(config.hyperparameters), code_version.KEY: code_version.digest()})
 
     latest_blessed_model = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,

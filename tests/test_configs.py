@@ -79,6 +79,27 @@ def test_schema_import_reruns_when_the_schema_content_changes(tmp_path):
     assert before["schema_file"] == after["schema_file"] and before[CONTENT_DIGEST] != after[CONTENT_DIGEST]
 
 
+def test_code_changes_reach_the_transform_and_trainer_cache_keys(tmp_path):
+    import json
+    import shutil
+
+    from components import code_version
+    from pipeline.pipeline import create_pipeline
+
+    copy = tmp_path / "components"
+    shutil.copytree(code_version.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = code_version.digest(copy)
+    assert before == code_version.digest()
+    (copy / "model.py").write_text((copy / "model.py").read_text() + "# an edit\n")
+    assert code_version.digest(copy) != before
+    config = configs.PipelineConfig(data=str(tmp_path), pipeline_root=str(tmp_path / "root"),
+                                    serving_dir=str(tmp_path / "serving"))
+    nodes = {node.id: node for node in create_pipeline(config).components}
+    for name in ("Transform", "Trainer"):
+        assert json.loads(nodes[name].exec_properties["custom_config"])[code_version.KEY] == before
+    assert code_version.without_version({code_version.KEY: before, "epochs": 3}) == {"epochs": 3}
+
+
 @pytest.mark.parametrize("name", ["local", "dataflow", "flink", "spark"])
 def test_beam_arg_sets_are_valid_beam_options(name):
     """Every argument in configs/beam/*.yaml is one Beam knows (no typo silently dropped)."""
