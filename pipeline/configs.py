@@ -65,12 +65,14 @@ class EvaluationConfig:
     """When a trained model is blessed: RMSE under a bound, and no worse than the last blessed one.
 
     RMSE is also reported per bucket of user activity / movie popularity (training ratings per
-    ID; bucket upper bounds below); a slice whose RMSE rises by more than max_slice_rmse_increase
-    over the last blessed model blocks the push (None: report only).
+    ID; bucket upper bounds below). With max_slice_rmse_increase set, a slice whose RMSE rises by
+    more than that over the last blessed model blocks the push. None (report only) is the default:
+    TFMA's thresholds take no minimum slice size, and slices of a few dozen ratings (new movies in
+    a run's eval split) moved by noise blocked models that were better overall.
     """
     rmse_upper_bound: float = 1.0
     max_rmse_increase: float = 0.0
-    max_slice_rmse_increase: Optional[float] = 0.05
+    max_slice_rmse_increase: Optional[float] = None
     user_activity_bounds: Tuple[int, ...] = (0, 20, 50, 150)
     movie_popularity_bounds: Tuple[int, ...] = (0, 10, 50, 200)
 
