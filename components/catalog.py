@@ -66,15 +66,14 @@ def build(tf_transform_output: tft.TFTransformOutput, examples: tf.data.Dataset)
               for _, size, table in by_id for attribute, _, unknown in table}
     users, movies, ratings = [], [], []
     for batch in examples:
+        indices = {}
         for index_key, size, table in by_id:
-            index = batch[index_key].numpy().reshape(-1)
+            index = indices[index_key] = batch[index_key].numpy().reshape(-1)
             known = index < size
             for attribute, key, _ in table:
                 fields[attribute][index[known]] = batch[features.transformed_name(key)].numpy().reshape(-1)[known]
-        user = batch[USER_XF].numpy().reshape(-1)
-        movie = batch[MOVIE_XF].numpy().reshape(-1)
-        users.append(user)
-        movies.append(movie)
+        users.append(indices[USER_XF])
+        movies.append(indices[MOVIE_XF])
         ratings.append(batch[RATING_XF].numpy().reshape(-1))
     users = np.concatenate(users) if users else np.zeros(0, np.int64)
     movies = np.concatenate(movies) if movies else np.zeros(0, np.int64)

@@ -63,6 +63,11 @@ def movie_tables(catalog: Catalog) -> SideTables:
                          _multi_hot(catalog.genres))
 
 
+def tables(catalog: Catalog):
+    """`build_model`'s user_side / movie_side keyword arguments."""
+    return {"user_side": user_tables(catalog), "movie_side": movie_tables(catalog)}
+
+
 def user_tables(catalog: Catalog) -> SideTables:
     genders, gender_count = _categories(catalog.genders)
     occupations, occupation_count = _categories(catalog.occupations)

@@ -69,8 +69,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     model = model_lib.build_model(
         movies_and_users.num_users, movies_and_users.num_movies, float(ratings.mean()), hparams,
         rating_range=(float(ratings.min()), float(ratings.max())),
-        user_side=side_features.user_tables(movies_and_users),
-        movie_side=side_features.movie_tables(movies_and_users))
+        **(side_features.tables(movies_and_users) if hparams.side_features else {}))
     if fn_args.base_model:
         logging.info("Warm start: %s", warm_start.warm_start(model, fn_args.base_model, movies_and_users))
     history = model.fit(

@@ -144,13 +144,14 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
     validated = validation_gate.outputs["validated_examples"]
     training_examples, carried_over = _carried_over(config, validation_gate, orchestrator)
 
+    code_digest = code_version.digest()
     transform = tfx.components.Transform(
         examples=training_examples, schema=schema_gen.outputs["schema"],
         analyzer_cache=carried_over["analyzer_cache"].outputs["cache"],
         preprocessing_fn=configs.PREPROCESSING_FN,
         custom_config={"user_activity_bounds": list(config.evaluation.user_activity_bounds),
                        "movie_popularity_bounds": list(config.evaluation.movie_popularity_bounds),
-                       code_version.KEY: code_version.digest()})
+                       code_version.KEY: code_digest})
 
     trainer = tfx.components.Trainer(
         run_fn=configs.RUN_FN,
@@ -158,7 +159,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         base_model=carried_over["base_model"].outputs["model"],
-        custom_config={**dataclasses.asdict(config.hyperparameters), code_version.KEY: code_version.digest()})
+        custom_config={**dataclasses.asdict(config.hyperparameters), code_version.KEY: code_digest})
 
     latest_blessed_model = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,

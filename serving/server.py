@@ -87,14 +87,20 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         except Exception as e:
             _abort(context, e)
 
+    def _signature_of_method(self, model_spec, kind: str, method: str):
+        """(servable, signature name) for a Regress/Classify request; BadRequest if the signature's
+        method is not `method` (with TF Serving's wording)."""
+        servable = self._repository.get(model_spec.name, _version(model_spec))
+        name = model_spec.signature_name or DEFAULT_SIGNATURE
+        _, signature_def = servable.signature(name)
+        if signature_def.method_name != method:
+            raise BadRequest(f"Expected {kind} signature method_name to be {method}. "
+                             f"Was: {signature_def.method_name}")
+        return servable, name
+
     def Regress(self, request, context):
         try:
-            servable = self._repository.get(request.model_spec.name, _version(request.model_spec))
-            name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-            _, signature_def = servable.signature(name)
-            if signature_def.method_name != REGRESS_METHOD:
-                raise BadRequest(f"Expected regression signature method_name to be {REGRESS_METHOD}. "
-                                 f"Was: {signature_def.method_name}")
+            servable, name = self._signature_of_method(request.model_spec, "regression", REGRESS_METHOD)
             examples = [e.SerializeToString() for e in request.input.example_list.examples]
             if not examples:
                 raise BadRequest("Input is empty: RegressionRequest needs input.example_list")
@@ -109,12 +115,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Classify(self, request, context):
         try:
-            servable = self._repository.get(request.model_spec.name, _version(request.model_spec))
-            name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-            _, signature_def = servable.signature(name)
-            # movierec models predict ratings: none of their signatures is a classifier.
-            raise BadRequest(f"Expected classification signature method_name to be {CLASSIFY_METHOD}. "
-                             f"Was: {signature_def.method_name}")
+            # movierec models predict ratings: none of their signatures is a classifier, so this
+            # raises NOT_FOUND or INVALID_ARGUMENT as TF Serving would.
+            self._signature_of_method(request.model_spec, "classification", CLASSIFY_METHOD)
+            raise BadRequest(f"model {request.model_spec.name} has no classification signature")
         except Exception as e:
             _abort(context, e)
 

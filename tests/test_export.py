@@ -34,8 +34,7 @@ def servable(tmp_path_factory, request):
     movies_and_users = catalog.build(output, [{k: tf.constant(v) for k, v in batch.items()}])
     model = build_model(movies_and_users.num_users, movies_and_users.num_movies, 3.0,
                         Hyperparameters(side_features=request.param, embedding_dim=4, learning_rate=0.05, l2=0.0),
-                        user_side=side_features.user_tables(movies_and_users),
-                        movie_side=side_features.movie_tables(movies_and_users))
+                        **side_features.tables(movies_and_users))
     inputs = {k: batch[k] for k in (catalog.USER_XF, catalog.MOVIE_XF)}
     model.fit(inputs, batch[features.transformed_name(features.RATING)].reshape(-1), epochs=30, verbose=0)
     export.save(model, output, movies_and_users, str(tmp / "model"))
