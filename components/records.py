@@ -33,11 +33,24 @@ class Rating:
         return (self.user_id, self.movie_id, format(self.rating, "g"), str(self.timestamp))
 
 
-def decode_line(raw: bytes, source: str, line: int) -> str:
+def decode_line(raw: bytes, source: str, line: int, columns: Sequence[str] = ()) -> str:
+    """The line as text; bytes that are not UTF-8 fail naming the field they are in (by `columns`)."""
     try:
         return raw.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError as e:
-        raise RowError(source, line, None, f"not valid UTF-8 ({e.reason})") from None
+        field = None
+        if columns:
+            undecodable = [i for i, value in enumerate(raw.split(b",")) if _not_utf8(value)]
+            field = columns[undecodable[0]] if undecodable and undecodable[0] < len(columns) else None
+        raise RowError(source, line, field, f"not valid UTF-8 ({e.reason})") from None
+
+
+def _not_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+        return False
+    except UnicodeDecodeError:
+        return True
 
 
 def check_header(first_line: bytes, source: str) -> None:
@@ -97,11 +110,25 @@ def parse_fields(fields: Sequence[str], source: str, line: int,
     )
 
 
+def parse_lines(lines: Iterable[bytes], source: str, first_line: int,
+                rating_range: Optional[Tuple[float, float]] = None) -> Iterator[Rating]:
+    """Parses rating rows given as raw lines (with their line ends), numbered from `first_line`.
+
+    A non-blank line without a line end can only be the end of a file cut short (a writer killed
+    mid-write): it is rejected, even if what is left of it happens to parse.
+    """
+    for line_no, raw in enumerate(lines, start=first_line):
+        text = decode_line(raw, source, line_no, features.RATINGS_COLUMNS)
+        if not text.strip():
+            continue
+        if not raw.endswith(b"\n"):
+            raise RowError(source, line_no, None, f"last line {text!r} has no line end: the file looks "
+                           "truncated (a complete file ends with a newline)")
+        yield parse_fields(text.split(","), source, line_no, rating_range)
+
+
 def read_ratings(lines: Iterable[bytes], source: str) -> Iterator[Rating]:
     """Parses a canonical ratings CSV given as raw lines: header first, then one rating per line."""
     lines = iter(lines)
     check_header(next(lines, b""), source)
-    for line_no, raw in enumerate(lines, start=2):
-        text = decode_line(raw, source, line_no)
-        if text.strip():
-            yield parse_fields(text.split(","), source, line_no)
+    yield from parse_lines(lines, source, 2)

@@ -4,12 +4,14 @@ ExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> Validation
 -> Trainer -> (latest blessed model) -> Evaluator -> Pusher
 """
 import dataclasses
+import pathlib
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 
+import schema
 from components import code_version, example_gen, features, pusher, resolvers
 from components.schema_import import SchemaImport
 from components.validation_gate import ValidationGate
@@ -116,6 +118,22 @@ def _schema_import(config: configs.PipelineConfig, orchestrator: str) -> SchemaI
     return SchemaImport(schema_file, content_of=local).with_id("ImportSchemaGen")
 
 
+def push(model, model_blessing, push_base: str) -> tfx.components.Pusher:
+    """The Pusher with the atomic executor (components/pusher.py), to a TF Serving model base path."""
+    return tfx.components.Pusher(
+        model=model, model_blessing=model_blessing,
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_base)),
+        custom_executor_spec=executor_spec.ExecutorClassSpec(pusher.Executor))
+
+
+def _rating_range(config: configs.PipelineConfig):
+    """The schema's rating range, enforced row by row at ingestion (a remote schema dir holds
+    the same schema this package ships)."""
+    local = None if configs.is_remote(config.schema_dir) else pathlib.Path(config.schema_dir, configs.SCHEMA_FILE)
+    return schema.float_range(features.RATING, local or schema.SCHEMA_FILE)
+
+
 def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -> tfx.dsl.Pipeline:
     """Builds the pipeline; every path and setting comes from `config`.
 
@@ -123,6 +141,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
     Kubeflow Pipelines v2 / Vertex (which supports fewer resolver strategies).
     """
     input_base, patterns = config.input_location()
+    code_digest = code_version.digest()
     hash_split = tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
         tfx.proto.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
         tfx.proto.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets)]))
@@ -132,7 +151,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
                                              for name, pattern in patterns.items()]),
         # Given train/eval folders are kept as they are; a single input is hash-split.
         output_config=hash_split if configs.SINGLE_SPLIT in patterns else None,
-        custom_config=example_gen.side_table_config(*config.side_tables()),
+        custom_config=example_gen.ingest_config(*config.side_tables(), _rating_range(config), code_digest),
         custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen.Executor))
     examples = example_gen_component.outputs["examples"]
 
@@ -144,7 +163,6 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
     validated = validation_gate.outputs["validated_examples"]
     training_examples, carried_over = _carried_over(config, validation_gate, orchestrator)
 
-    code_digest = code_version.digest()
     transform = tfx.components.Transform(
         examples=training_examples, schema=schema_gen.outputs["schema"],
         analyzer_cache=carried_over["analyzer_cache"].outputs["cache"],
@@ -173,12 +191,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         baseline_model=latest_blessed_model.outputs["model"],
         eval_config=eval_config(config.evaluation))
 
-    model_pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.push_base)),
-        custom_executor_spec=executor_spec.ExecutorClassSpec(pusher.Executor))
+    model_pusher = push(trainer.outputs["model"], evaluator.outputs["blessing"], config.push_base)
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

@@ -1,6 +1,7 @@
 """The whole pipeline through `movierec run` on a 3,000-rating MovieLens sample, in a temp dir."""
 import math
 import pathlib
+import shutil
 
 import pytest
 import tensorflow as tf
@@ -73,29 +74,36 @@ def test_second_run_on_same_data_is_cached_and_pushes_nothing_new(trained_run):
     assert len(run.versions()) == 1
 
 
-def test_out_of_range_rating_stops_at_validation(ratings_sample, tmp_path):
+def test_out_of_range_side_feature_stops_at_validation(ratings_sample, tmp_path):
+    """Rows that parse but break the schema (here a user aged 150) stop at ExampleValidator."""
     lines = ratings_sample.read_text().splitlines()
-    data = write_csv(tmp_path / "data" / "ratings.csv", lines[0], lines[1:2000] + ["1,1,7,881250949"])
+    data = write_csv(tmp_path / "data" / "ratings.csv", lines[0], lines[1:2000])
+    shutil.copy(ratings_sample.parent / "movies.csv", data.parent / "movies.csv")
+    users = (ratings_sample.parent / "users.csv").read_text().replace("\n196,49,", "\n196,150,")
+    (data.parent / "users.csv").write_text(users)
     run = PipelineRun(tmp_path, data)
     result = run()
     assert result.returncode == 1
-    assert "Error: data validation found 1 anomaly: split 'train', feature 'rating': " \
-           "Out-of-range values" in result.stderr or \
-           "Error: data validation found 1 anomaly: split 'eval', feature 'rating': " \
-           "Out-of-range values" in result.stderr
+    assert "Error: data validation found" in result.stderr
+    assert "feature 'age': Out-of-range values" in result.stderr
     states = run.summary().components
     assert states["ValidationGate"] == "failed"
     assert "Transform" not in states and "Pusher" not in states
     assert run.versions() == []
 
 
-def test_unparseable_row_fails_naming_file_line_and_field(ratings_sample, tmp_path):
+@pytest.mark.parametrize("bad_row, message", [
+    ("5,6,great,881250949", "101: field 'rating': not a number: 'great'"),
+    ("196,242,5,881250949", "101: field 'movie_id': duplicated row: user '196' already rated movie '242' on line 2"),
+])
+def test_bad_row_fails_naming_file_line_and_field(ratings_sample, tmp_path, bad_row, message):
     lines = ratings_sample.read_text().splitlines()
-    data = write_csv(tmp_path / "data" / "ratings.csv", lines[0], lines[1:100] + ["5,6,great,881250949"])
-    result = PipelineRun(tmp_path, data)()
+    data = write_csv(tmp_path / "data" / "ratings.csv", lines[0], lines[1:100] + [bad_row])
+    run = PipelineRun(tmp_path, data)
+    result = run()
     assert result.returncode == 1
-    assert f"Error: {data}:101: field 'rating': not a number: 'great'" in result.stderr
-    assert not (tmp_path / "serving").exists()
+    assert f"Error: {data}:{message}" in result.stderr
+    assert run.versions() == []
 
 
 def test_beam_dag_runner_end_to_end(ratings_sample, tmp_path):
