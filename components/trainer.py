@@ -5,12 +5,14 @@ data, so its signatures take raw IDs and answer ratings, recommendations and sim
 """
 import json
 import os
+import time
 
 import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
+from tensorflow_metadata.proto.v0 import schema_pb2
 
 from components import (autorec, catalog, code_version, embeddings, export, features, side_features,
                         warm_start)
@@ -19,21 +21,29 @@ from components.hyperparameters import Hyperparameters
 
 LABEL = features.transformed_name(features.LABEL_KEY)
 HISTORY_FILE = "history.json"
+EXAMPLES_PER_SECOND = "examples_per_second"
 
 
 def make_dataset(file_pattern, data_accessor: tfx.components.DataAccessor,
                  tf_transform_output: tft.TFTransformOutput, batch_size: int,
                  shuffle: bool, seed: int) -> tf.data.Dataset:
-    """Batches of (model inputs, rating) read once through the transformed examples."""
+    """Batches of (model inputs, rating) read once through the transformed examples.
+
+    Only the model's inputs and the label are parsed: the catalogue fields (titles, genres, ...)
+    ride along in every example and would otherwise be decoded again each epoch.
+    """
+    inputs = [features.transformed_name(key) for key in features.ID_FEATURES]
+    schema = schema_pb2.Schema()
+    schema.CopyFrom(tf_transform_output.transformed_metadata.schema)
+    del schema.feature[:]
+    schema.feature.extend(feature for feature in tf_transform_output.transformed_metadata.schema.feature
+                          if feature.name in (*inputs, LABEL))
     dataset = data_accessor.tf_dataset_factory(
         file_pattern,
         tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=LABEL, num_epochs=1,
                                        shuffle=shuffle, shuffle_seed=seed),
-        tf_transform_output.transformed_metadata.schema)
-    inputs = [features.transformed_name(key) for key in features.ID_FEATURES]
-    return dataset.map(
-        lambda feats, label: ({key: feats[key] for key in inputs}, tf.reshape(label, [-1]))
-    ).prefetch(tf.data.AUTOTUNE)
+        schema)
+    return dataset.map(lambda feats, label: (feats, tf.reshape(label, [-1]))).prefetch(tf.data.AUTOTUNE)
 
 
 def scan_dataset(file_pattern, data_accessor: tfx.components.DataAccessor,
@@ -47,9 +57,29 @@ def scan_dataset(file_pattern, data_accessor: tfx.components.DataAccessor,
 
 def _log_epoch(epochs: int):
     def log(epoch, logs):
-        shown = ", ".join(f"{name} {value:.4f}" for name, value in sorted(logs.items()))
+        shown = ", ".join(f"{name} {value:,.0f}" if name == EXAMPLES_PER_SECOND else f"{name} {value:.4f}"
+                          for name, value in sorted(logs.items()))
         logging.info("Epoch %d/%d: %s", epoch + 1, epochs, shown)
     return log
+
+
+class Throughput(tf.keras.callbacks.Callback):
+    """Adds each epoch's training examples per second (fitting only, not validation) to its logs,
+    so the history, TensorBoard and the epoch log line carry it; listed before the loggers."""
+
+    def __init__(self, examples: int):
+        super().__init__()
+        self.examples = examples
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started, self._fit_seconds = time.perf_counter(), None
+
+    def on_test_begin(self, logs=None):
+        self._fit_seconds = time.perf_counter() - self._started
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = self._fit_seconds or time.perf_counter() - self._started
+        logs[EXAMPLES_PER_SECOND] = self.examples / seconds
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -74,7 +104,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         logging.info("Warm start: %s", warm_start.warm_start(model, fn_args.base_model, movies_and_users))
     history = model.fit(
         train, epochs=hparams.epochs, validation_data=evaluation, verbose=0,
-        callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
+        callbacks=[Throughput(len(ratings)),
+                   tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
                    tf.keras.callbacks.LambdaCallback(on_epoch_end=_log_epoch(hparams.epochs))])
     if hparams.model == "mf_autorec":
         table = autorec.fit_table(movies_and_users.seen_users(), movies_and_users.seen_movies, ratings,

@@ -1,0 +1,156 @@
+"""Scale: the full pipeline on synthetic ratings at 100k, 1M and 10M, on this machine.
+
+    python -m benchmarks.scale [--sizes 100k,1m,10m] [--work runs/benchmark-scale]
+                               [--config configs/synthetic-scale.yaml] [--beam-arg=...]
+
+For each size: `movierec data synth` (MovieLens-shaped users x movies, cached between runs), then
+`movierec run` from an empty pipeline root. Prints per-component wall time (from ML Metadata),
+the whole run's wall time, peak RSS of the run's process tree (sampled every 0.2 s), rows/s,
+the Trainer's examples/s against plain Keras fitting the same model on the same training rows
+held in memory, and the 10M/1M time ratio. Targets (2 cores, 24 GB): 10M end to end <= 30 min,
+peak RSS <= 6 GB, 10M/1M <= 11.
+"""
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from typing import Dict, List
+
+import psutil
+from tabulate import tabulate
+
+from pipeline import configs, run_summary
+
+# (ratings, users, movies): MovieLens-100K, -1M and -10M shapes.
+SIZES = {"100k": (100_000, 943, 1_682), "1m": (1_000_000, 6_040, 3_706), "10m": (10_000_000, 69_878, 10_677)}
+MAIN_COMPONENTS = ("FileBasedExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator", "Pusher")
+
+
+def movierec(*args) -> List[str]:
+    return [sys.executable, "-m", "movierec.cli", *map(str, args)]
+
+
+class PeakRss:
+    """Peak resident memory of a process and all its descendants, summed, sampled in a thread."""
+
+    def __init__(self, pid: int, every_s: float = 0.2):
+        self.peak, self._root, self._every = 0, psutil.Process(pid), every_s
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self):
+        while not self._done.is_set():
+            try:
+                tree = [self._root, *self._root.children(recursive=True)]
+                total = 0
+                for process in tree:
+                    try:
+                        total += process.memory_info().rss
+                    except psutil.NoSuchProcess:
+                        pass
+                self.peak = max(self.peak, total)
+            except psutil.NoSuchProcess:
+                return
+            self._done.wait(self._every)
+
+    def stop(self) -> int:
+        self._done.set()
+        self._thread.join()
+        return self.peak
+
+
+def synthesize(size: str, work: pathlib.Path) -> pathlib.Path:
+    ratings, users, movies = SIZES[size]
+    data = work / f"synth-{size}"
+    if not (data / "ratings.csv").exists():
+        subprocess.run(movierec("data", "synth", "--ratings", ratings, "--users", users, "--movies", movies,
+                                "--seed", 0, "--dest", data), check=True)
+    return data
+
+
+def keras_in_memory(config: configs.PipelineConfig, epochs: int = 2) -> float:
+    """Examples/s of plain Keras fitting the pipeline's model on its training rows held in memory."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from components import catalog, side_features, trainer
+    from components import model as model_lib
+
+    store = run_summary.connect(config)
+    transform_graph = store.get_artifacts_by_type("TransformGraph")[-1].uri
+    transformed = [a.uri for a in store.get_artifacts_by_type("Examples") if "/Transform/" in a.uri][-1]
+    tft_output = tft.TFTransformOutput(transform_graph)
+    spec = tft_output.transformed_feature_spec()
+    files = tf.io.gfile.glob(f"{transformed}/Split-train/*")
+    batches = (tf.data.TFRecordDataset(files, compression_type="GZIP").batch(catalog.SCAN_BATCH)
+               .map(lambda serialized: tf.io.parse_example(serialized, spec)))
+    rows = catalog.build(tft_output, batches)
+    hparams = config.hyperparameters
+    model = model_lib.build_model(
+        rows.num_users, rows.num_movies, float(rows.seen_ratings.mean()), hparams,
+        rating_range=(float(rows.seen_ratings.min()), float(rows.seen_ratings.max())),
+        **(side_features.tables(rows) if hparams.side_features else {}))
+    inputs = {catalog.USER_XF: rows.seen_users()[:, None], catalog.MOVIE_XF: rows.seen_movies[:, None]}
+    history = model.fit(inputs, rows.seen_ratings, batch_size=hparams.batch_size, epochs=epochs, shuffle=True,
+                        verbose=0, callbacks=[trainer.Throughput(len(rows.seen_ratings))])
+    return max(history.history[trainer.EXAMPLES_PER_SECOND])
+
+
+def run_size(size: str, args) -> Dict:
+    data = synthesize(size, args.work)
+    root = args.work / f"run-{size}"
+    shutil.rmtree(root, ignore_errors=True)
+    config = configs.load(args.config).replace(
+        data=str(data), pipeline_root=str(root / "pipeline"), serving_dir=str(root / "serving")).absolute()
+    command = movierec("run", "--data", data, "--config", args.config, "--pipeline-root", config.pipeline_root,
+                       "--serving-dir", config.serving_dir, *[f"--beam-arg={a}" for a in args.beam_arg])
+    started = time.perf_counter()
+    with open(root.parent / f"run-{size}.log", "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        memory = PeakRss(process.pid)
+        code = process.wait()
+    seconds, peak = time.perf_counter() - started, memory.stop()
+    summary = run_summary.summarize(config)
+    trainer_rate = max((summary.history or {}).get("examples_per_second", [0]))
+    result = {"size": size, "ratings": SIZES[size][0], "exit_code": code, "seconds": seconds,
+              "peak_rss_gb": peak / 1e9, "rows_per_s": SIZES[size][0] / seconds,
+              "components": {name: summary.seconds.get(name, 0.0) for name in MAIN_COMPONENTS},
+              "eval_rmse": summary.metrics.get("root_mean_squared_error"),
+              "trainer_examples_per_s": trainer_rate,
+              "keras_in_memory_examples_per_s": keras_in_memory(config) if code == 0 else None}
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100k,1m,10m")
+    parser.add_argument("--work", type=pathlib.Path, default=pathlib.Path("runs/benchmark-scale"))
+    parser.add_argument("--config", type=pathlib.Path, default=pathlib.Path("configs/synthetic-scale.yaml"))
+    parser.add_argument("--beam-arg", action="append", default=[], help="passed to `movierec run --beam-arg`")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    results = [run_size(size, args) for size in args.sizes.split(",")]
+    (args.work / "results.json").write_text(json.dumps(results, indent=1))
+
+    headers = ["size", "exit", "total s", "peak RSS GB", "rows/s", *[c.replace("FileBased", "") for c in MAIN_COMPONENTS],
+               "eval RMSE", "trainer ex/s", "Keras in-memory ex/s"]
+    print(tabulate([[r["size"], r["exit_code"], f"{r['seconds']:.0f}", f"{r['peak_rss_gb']:.2f}",
+                     f"{r['rows_per_s']:,.0f}", *[f"{r['components'][c]:.0f}" for c in MAIN_COMPONENTS],
+                     f"{r['eval_rmse']:.4f}" if r["eval_rmse"] else "-", f"{r['trainer_examples_per_s']:,.0f}",
+                     f"{r['keras_in_memory_examples_per_s']:,.0f}" if r["keras_in_memory_examples_per_s"] else "-"]
+                    for r in results], headers=headers))
+    by_size = {r["size"]: r["seconds"] for r in results}
+    if "1m" in by_size and "10m" in by_size:
+        print(f"10M / 1M wall time: {by_size['10m'] / by_size['1m']:.1f} (target <= 11)")
+
+
+if __name__ == "__main__":
+    main()
