@@ -4,13 +4,19 @@ TFX's filesystem Pusher copies straight into `<base>/<version>/`, so TF Serving 
 half-copied version, and a rerun whose Trainer was cached pushes the already-serving model again
 as a new version. Here a version is staged in a hidden folder and renamed into place when
 complete, and a model whose SavedModel fingerprint is already served is not pushed again.
+A push that fails (a full disk, a folder that cannot be written) removes its staging folder and
+says where it failed; the versions already served are untouched. Staging folders of pushes whose
+process died (killed mid-copy) are removed by the next push from this machine.
 After a push, the TF Serving deploy files beside the versions are refreshed (serving.deploy).
 """
 import os
+import re
+import socket
 import time
 import uuid
 from typing import Any, Dict, List, Optional
 
+import tensorflow as tf
 from absl import logging
 from tfx import types
 from tfx.components.pusher import executor as tfx_pusher
@@ -19,10 +25,13 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from movierec.errors import MovierecError
 from serving import deploy
 
 FINGERPRINT_FILE = "fingerprint.pb"
 STAGING_PREFIX = ".incoming-"
+# .incoming-<version>-<host>-<pid>-<uuid>: whose staging folder it is, to tell a dead push's leftovers.
+STAGING_OWNER = re.compile(re.escape(STAGING_PREFIX) + r"\d+-(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{32}$")
 # Custom properties of the PushedModel artifact, read by the run summary.
 PUSHED = "pushed"
 PUSHED_VERSION = "pushed_version"
@@ -61,17 +70,45 @@ def version_serving(base: str, model_dir: str) -> Optional[int]:
     return None
 
 
+class PushError(MovierecError):
+    """A push that could not complete; nothing was published."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _remove_dead_staging(base: str) -> None:
+    """Removes staging folders left by pushes from this machine whose process is gone."""
+    for name in fileio.listdir(base):
+        owner = STAGING_OWNER.match(name.rstrip("/"))
+        if owner and owner["host"] == socket.gethostname() and not _alive(int(owner["pid"])):
+            fileio.rmtree(os.path.join(base, name.rstrip("/")))
+
+
 def publish(model_dir: str, base: str) -> int:
     """Copies a SavedModel to `<base>/<version>` atomically; versions only increase."""
-    fileio.makedirs(base)
-    versions = served_versions(base)
-    version = max(int(time.time()), versions[-1] + 1 if versions else 0)
-    staging = os.path.join(base, f"{STAGING_PREFIX}{version}-{uuid.uuid4().hex}")
+    staging = None
     try:
+        fileio.makedirs(base)
+        _remove_dead_staging(base)
+        versions = served_versions(base)
+        version = max(int(time.time()), versions[-1] + 1 if versions else 0)
+        staging = os.path.join(
+            base, f"{STAGING_PREFIX}{version}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}")
         io_utils.copy_dir(model_dir, staging)
         fileio.rename(staging, os.path.join(base, str(version)))
+    except (OSError, tf.errors.OpError) as e:  # fileio raises TensorFlow's errors for local files too
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise PushError(f"{base}: push failed, served versions unchanged ({reason})") from e
     finally:
-        if fileio.exists(staging):
+        if staging and fileio.exists(staging):
             fileio.rmtree(staging)
     return version
 

@@ -26,6 +26,8 @@ EXIT_ERROR = 1
 EXIT_NOT_BLESSED = 3
 EXIT_LOCKED = 4
 DATA_FORMATS = ("movielens-100k", "movielens-1m", "movielens-latest", "csv")
+# The CLI's own notices, shown on the console with the progress lines.
+NOTICES = logging.getLogger("movierec")
 
 
 def _log_to_file_and_console(log_dir: pathlib.Path) -> pathlib.Path:
@@ -51,10 +53,10 @@ def _log_to_file_and_console(log_dir: pathlib.Path) -> pathlib.Path:
 
 
 class _ProgressFilter(logging.Filter):
-    """Passes progress lines (components starting/finishing, training epochs) and errors."""
+    """Passes progress lines (components starting/finishing, training epochs), errors and notices."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR:
+        if record.levelno >= logging.ERROR or record.name == NOTICES.name:
             return True
         message = record.getMessage()
         return (message.startswith("Component ") and message.endswith(("is running.", "is finished."))
@@ -141,6 +143,30 @@ def data_split_spans(src: pathlib.Path, by: str, dest: pathlib.Path) -> None:
     _run_or_exit(split)
 
 
+@data.command("synth")
+@click.option("--ratings", type=click.IntRange(min=1), required=True, help="How many ratings.")
+@click.option("--users", type=click.IntRange(min=1), required=True)
+@click.option("--movies", type=click.IntRange(min=1), required=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--factors", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Latent factors behind the ratings.")
+@click.option("--spans", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Cut the history into this many equal time spans (span-<N>/ratings.csv).")
+@click.option("--dest", type=click.Path(path_type=pathlib.Path), required=True)
+def data_synth(ratings, users, movies, seed, factors, spans, dest) -> None:
+    """Generate realistic synthetic ratings (latent factors, biases, long tail) of any size."""
+    from movierec.data import synth
+
+    def generate():
+        started = time.monotonic()
+        per_span = synth.synthesize(synth.SynthSpec(ratings, users, movies, seed, factors, spans), dest)
+        click.echo(f"wrote {ratings:,} ratings ({users:,} users, {movies:,} movies) to {dest} in "
+                   f"{time.monotonic() - started:.0f} s" + (": " + ", ".join(
+                       f"span-{n} {count:,}" for n, count in per_span.items()) if spans > 1 else ""))
+
+    _run_or_exit(generate)
+
+
 def _run_or_exit(action) -> None:
     try:
         action()
@@ -162,6 +188,24 @@ def _check_data(config) -> None:
         for file in files:
             with open(file, "rb") as f:
                 records.check_header(f.readline(), str(file))
+
+
+def _check_writable(config) -> None:
+    """Fails fast, before the pipeline starts, on a pipeline root or serving dir that cannot be
+    written: creates each folder and a file in it. Trying is the only reliable test: permission
+    bits do not bind root, and say nothing of read-only mounts or a file where a folder should be."""
+    from pipeline import configs
+
+    for folder in (config.pipeline_root, config.serving_dir, config.push_base):
+        if configs.is_remote(folder):
+            continue
+        probe = pathlib.Path(folder) / f".write-probe-{os.getpid()}"
+        try:
+            probe.parent.mkdir(parents=True, exist_ok=True)
+            probe.touch()
+            probe.unlink()
+        except OSError as e:
+            raise MovierecError(f"{folder}: cannot write there ({e.strerror or e})") from e
 
 
 def _settings(config_files, **overrides):
@@ -216,7 +260,7 @@ def run(data_path, pipeline_root, serving_dir, runner, config_file, beam_args, n
 
     config = _settings(config_file, data=data_path, pipeline_root=pipeline_root, serving_dir=serving_dir,
                        beam_pipeline_args=tuple(beam_args) or None, enable_cache=False if no_cache else None)
-    _run_or_exit(lambda: _check_data(config))
+    _run_or_exit(lambda: (_check_data(config), _check_writable(config)))
     try:
         with run_lock(config.pipeline_root, wait=wait):
             code = _run_locked(config, runner)
@@ -229,9 +273,12 @@ def run(data_path, pipeline_root, serving_dir, runner, config_file, beam_args, n
 def _run_locked(config, runner: str) -> int:
     """One run, its summary and report; returns the exit code."""
     log_file = _log_to_file_and_console(pathlib.Path(config.pipeline_root) / "logs")
-    from pipeline import report, run_summary, runners
+    from pipeline import recovery, report, run_summary, runners
 
     try:
+        for abandoned in recovery.abandon_interrupted(config):
+            NOTICES.warning("Interrupted run: %s never finished; marked abandoned, partial outputs removed",
+                            abandoned)
         runners.run(config, runner)
         error = ""
     except Exception as e:  # a failed component: report it in one line, with the run's state

@@ -27,6 +27,9 @@ EXECUTION_STATES = {
     metadata_store_pb2.Execution.FAILED: "failed",
     metadata_store_pb2.Execution.RUNNING: "running",
 }
+# Custom property of an execution a killed run left running, set by the next run (recovery.py):
+# why it never finished. Such executions are shown as "abandoned".
+ABANDONED = "abandoned"
 
 
 @dataclasses.dataclass
@@ -87,10 +90,11 @@ class RunSummary:
         return "\n".join(lines)
 
 
-def connect(config: configs.PipelineConfig) -> metadata_store.MetadataStore:
+def connect(config: configs.PipelineConfig, readonly: bool = True) -> metadata_store.MetadataStore:
     connection = metadata_store_pb2.ConnectionConfig()
     connection.sqlite.filename_uri = config.metadata_file
-    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    connection.sqlite.connection_mode = (metadata_store_pb2.SqliteMetadataSourceConfig.READONLY if readonly
+                                         else metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE)
     return metadata_store.MetadataStore(connection)
 
 
@@ -106,11 +110,23 @@ def run_ids(store: metadata_store.MetadataStore, pipeline_name: str) -> List[str
             if any(e.id in ours for e in store.get_executions_by_context(run.id))]
 
 
-def _node_name(store: metadata_store.MetadataStore, execution_id: int) -> str:
-    for context in store.get_contexts_by_execution(execution_id):
-        if context.type == "node":
-            return context.name.split(".", 1)[-1]
-    return str(execution_id)
+def execution_context(store: metadata_store.MetadataStore, execution_id: int,
+                      context_type: str) -> Optional[str]:
+    """The name of an execution's context of a type: "node" ("movierec.Transform"), "pipeline_run"."""
+    return next((context.name for context in store.get_contexts_by_execution(execution_id)
+                 if context.type == context_type), None)
+
+
+def node_name(store: metadata_store.MetadataStore, execution_id: int) -> str:
+    """The component an execution belongs to ("Transform")."""
+    name = execution_context(store, execution_id, "node")
+    return name.split(".", 1)[-1] if name else str(execution_id)
+
+
+def _state(execution: metadata_store_pb2.Execution) -> str:
+    if ABANDONED in execution.custom_properties:
+        return ABANDONED
+    return EXECUTION_STATES.get(execution.last_known_state, "unknown")
 
 
 def _outputs(store: metadata_store.MetadataStore, execution_id: int):
@@ -199,8 +215,10 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
         return None
     summary = RunSummary(run_id, {}, {}, {}, {}, None, [], None, "", None, {})
     for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
-        node = _node_name(store, execution.id)
-        summary.components[node] = EXECUTION_STATES.get(execution.last_known_state, "unknown")
+        node = node_name(store, execution.id)
+        summary.components[node] = _state(execution)
+        if ABANDONED in execution.custom_properties:
+            summary.error = execution.custom_properties[ABANDONED].string_value
         summary.seconds[node] = (execution.last_update_time_since_epoch
                                  - execution.create_time_since_epoch) / 1000
         outputs = _outputs(store, execution.id)

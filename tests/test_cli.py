@@ -1,4 +1,6 @@
 """CLI errors are one clear line with a non-zero exit code; data commands write the canonical layout."""
+import pytest
+
 from tests.cli import movierec
 from tests.conftest import write_csv
 
@@ -23,6 +25,19 @@ def test_run_with_an_empty_folder(tmp_path):
     result = movierec("run", "--data", tmp_path, "--pipeline-root", tmp_path / "p")
     assert result.returncode == 1
     assert f"{tmp_path}: no ratings*.csv files in this folder" in result.stderr
+
+
+@pytest.mark.parametrize("flag", ["--pipeline-root", "--serving-dir"])
+def test_run_with_a_folder_it_cannot_write_fails_before_the_pipeline_starts(tmp_path, flag):
+    """A folder under a regular file cannot be created, even by root (for whom permission bits
+    do not count): the run must say so up front, not fail after training."""
+    data = write_csv(tmp_path / "ratings.csv", "user_id,movie_id,rating,timestamp", ["1,2,3,880000000"])
+    (tmp_path / "file").write_text("")
+    folders = {"--pipeline-root": tmp_path / "p", "--serving-dir": tmp_path / "s", flag: tmp_path / "file" / "x"}
+    result = movierec("run", "--data", data, *[arg for pair in folders.items() for arg in pair])
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"Error: {tmp_path / 'file' / 'x'}: cannot write there (Not a directory)"
+    assert not (tmp_path / "p" / "metadata.sqlite").exists()
 
 
 def test_data_import_reports_bad_rows_and_writes_nothing(tmp_path):

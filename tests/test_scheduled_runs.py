@@ -1,12 +1,17 @@
 """Scheduled runs: MovieLens replayed as monthly spans through `movierec run`, run by run."""
+import contextlib
+import os
 import pathlib
 import shutil
+import signal
+import subprocess
+import time
 
 import pytest
 
 from components import pusher
 from pipeline import configs, report, run_summary
-from tests.cli import movierec
+from tests.cli import MOVIEREC, movierec
 from tests.conftest import write_csv
 
 # Small and quick; a tolerance on the change threshold absorbs noise on tiny eval splits.
@@ -34,15 +39,52 @@ class Replay:
     def add_span(self, number: int, corrupt: bool = False):
         target = self.data / f"span-{number}"
         shutil.copytree(self.spans / f"span-{number}", target)
-        if corrupt:
+        if corrupt:  # a rating by a new user aged 150: it parses, but breaks the schema
             lines = (target / "ratings.csv").read_text().splitlines()
-            write_csv(target / "ratings.csv", lines[0], lines[1:] + ["1,1,9,880000000"])
+            write_csv(target / "ratings.csv", lines[0], lines[1:] + ["99999,1,4,880000000"])
+            with open(self.data / "users.csv", "a") as users:
+                users.write("99999,150,M,other,00000\n")
+
+    def command(self):
+        return ["run", "--data", self.data, "--config", self.config_file,
+                "--pipeline-root", self.config.pipeline_root, "--serving-dir", self.config.serving_dir]
 
     def run(self, extra_config: str = ""):
         if extra_config:
             self.config_file.write_text(REPLAY_CONFIG + extra_config)
-        return movierec("run", "--data", self.data, "--config", self.config_file,
-                        "--pipeline-root", self.config.pipeline_root, "--serving-dir", self.config.serving_dir)
+        return movierec(*self.command())
+
+    def run_killed_during(self, component: str) -> int:
+        """`movierec run`, SIGKILLed with its whole process group once `component`'s executor
+        started (its log says "Going to run a new execution" after "Component <component> is
+        running."); returns that execution's ID, which the kill leaves RUNNING in ML Metadata."""
+        logs = pathlib.Path(self.config.pipeline_root) / "logs"
+        earlier_logs = set(logs.glob("*.log"))
+        stderr = self.root / f"killed-during-{component}.stderr"
+        with open(stderr, "w") as err:
+            process = subprocess.Popen([*MOVIEREC, *map(str, self.command())], stdout=subprocess.DEVNULL,
+                                       stderr=err, start_new_session=True)
+        started, deadline = False, time.monotonic() + 900
+        try:
+            while not started and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.5)
+                log = next(iter(set(logs.glob("*.log")) - earlier_logs), None)
+                started = log is not None and "Going to run a new execution" in log.read_text().partition(
+                    f"Component {component} is running.")[2]
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        assert started and process.returncode == -signal.SIGKILL, stderr.read_text()[-3000:]
+        store = run_summary.connect(self.config)
+        running = [e.id for e in store.get_executions() if e.last_known_state == e.RUNNING]
+        assert [run_summary.node_name(store, e) for e in running] == [component]
+        assert self.leftovers(component, running[0])
+        return running[0]
+
+    def leftovers(self, component: str, execution: int):
+        """The folders TFX gave one execution of `component` (outputs, scratch space)."""
+        return list((pathlib.Path(self.config.pipeline_root) / component).glob(f"**/{execution}"))
 
     def versions(self):
         return pusher.served_versions(self.config.push_base)
@@ -73,28 +115,41 @@ def test_span_replay(spans, tmp_path):
     assert "Validation against the schema: passed" in report_html.read_text()
     assert (report_html.parent / "training_curve.png").is_file() and (report_html.parent / "movie_map.png").is_file()
 
-    # Nothing new: a cheap no-op.
-    again = replay.run()
-    assert again.returncode == 0, again.stderr[-3000:]
-    states = replay.summary().components
-    assert {states[c] for c in ("FileBasedExampleGen", "Transform", "Trainer")} == {"cached"}
-    assert replay.versions() == [v1]
-
-    # A new span: warm start from v1, evaluated against v1, pushed as v2.
+    # A new span, and two runs SIGKILLed on it, during Transform and then during Trainer: each
+    # leaves a RUNNING execution and partial outputs. The run after each marks that execution
+    # abandoned and removes its outputs; the third run warm-starts from v1, is evaluated against
+    # v1, and pushes once: v2.
     replay.add_span(2)
+    killed = [replay.run_killed_during("Transform"), replay.run_killed_during("Trainer")]
     second = replay.run()
     assert second.returncode == 0, second.stderr[-3000:]
+    assert "Interrupted run: Trainer of run" in second.stderr
     summary = replay.summary()
     assert summary.span == 2 and summary.baseline_metrics and summary.blessed
     assert "Warm start: warm-started from" in second.stderr
     assert len(replay.versions()) == 2
     v2 = replay.versions()[1]
+    store = run_summary.connect(replay.config)
+    assert sorted(e.id for e in store.get_executions() if run_summary.ABANDONED in e.custom_properties) == killed
+    # TFX records outputs only for an execution that completed, so no run could reuse theirs.
+    assert not [e for e in store.get_events_by_execution_ids(killed) if e.type == e.OUTPUT]
+    assert not replay.leftovers("Transform", killed[0]) and not replay.leftovers("Trainer", killed[1])
+    runs = run_summary.run_ids(store, replay.config.pipeline_name)
+    assert [run_summary.summarize(replay.config, run).components[component]
+            for run, component in zip(runs[-3:-1], ("Transform", "Trainer"))] == ["abandoned", "abandoned"]
+
+    # Nothing new: a cheap no-op, and the model is already served.
+    again = replay.run()
+    assert again.returncode == 0, again.stderr[-3000:]
+    states = replay.summary().components
+    assert {states[c] for c in ("FileBasedExampleGen", "Transform", "Trainer")} == {"cached"}
+    assert replay.versions() == [v1, v2]
 
     # A corrupted span is stopped at validation: nothing trained, nothing pushed.
     replay.add_span(3, corrupt=True)
     third = replay.run()
     assert third.returncode == 1
-    assert "data validation found" in third.stderr and "feature 'rating'" in third.stderr
+    assert "data validation found" in third.stderr and "feature 'age'" in third.stderr
     assert replay.summary().components["ValidationGate"] == "failed"
     assert replay.versions() == [v1, v2]
 
@@ -111,5 +166,6 @@ def test_span_replay(spans, tmp_path):
     history = movierec("report", "--pipeline-root", replay.config.pipeline_root, "--last", "10")
     assert history.returncode == 0, history.stderr
     lines = [line for line in history.stdout.splitlines() if line.startswith("20")]
-    assert len(lines) == 5
+    assert len(lines) == 7
+    assert [line for line in lines if "did not finish: its run was killed" in line] == lines[1:3]
     assert (pathlib.Path(report.reports_dir(replay.config)) / report.HISTORY_PLOT).is_file()
