@@ -1,6 +1,7 @@
 """Bad ratings files at ingestion: each case fails naming the file, line and field.
 
-These run the ExampleGen executor's Beam transform (the code a pipeline run uses) on real files;
+These run the ExampleGen executor's code (its chunk parsing, and its Beam transform where the
+case needs it) on real files;
 tests/test_pipeline_e2e.py checks through `movierec run` that such a failure pushes nothing.
 """
 import apache_beam as beam
@@ -30,10 +31,19 @@ def ingest(folder, movies=None, users=None):
     return [tf.train.Example.FromString(record.numpy()) for record in tf.data.TFRecordDataset(str(output))]
 
 
+def parse_file(path):
+    """What each Beam worker does with its chunks of the file: a bad row raises."""
+    for chunk in example_gen.plan_chunks((0, str(path)), RATING_RANGE):
+        list(example_gen.parse_chunk(chunk))
+
+
 def rejected(tmp_path, content: bytes) -> str:
+    """The error for a ratings file: row by row checks first (fast), then the whole transform,
+    which adds the check for duplicates across rows."""
     path = tmp_path / features.RATINGS_FILE
     path.write_bytes(content)
     with pytest.raises(Exception) as raised:
+        parse_file(path)
         ingest(tmp_path)
     error = raised.value
     while error is not None and not isinstance(error, records.RowError):
