@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: setup run test data lock clean bench-serving bench-accuracy bench-span-replay
+.PHONY: setup run test data lock clean bench-serving bench-serving-load bench-catalog bench-accuracy bench-span-replay bench-scale
 
 setup: $(STAMP)
 
@@ -43,10 +43,32 @@ test: $(STAMP) $(AIRFLOW_STAMP)
 bench-serving: $(STAMP)
 	$(BIN)/python -m benchmarks.serving_latency --model-dir runs/serving
 
+# 8 concurrent clients x 1000 mixed requests on the model pushed by `make run`, a new version pushed
+# during the run, then malformed requests: requests/s, latency per request kind, errors, the swap.
+bench-serving-load: $(STAMP)
+	$(BIN)/python -m benchmarks.serving_load --model-dir runs/serving
+
+# Recommendation over a catalogue of 100k+ movies, end to end: synthetic ratings (4-8 min), the real
+# pipeline (~18 min on 2 cores), then serving latency and load on the pushed model. 150,000 movies
+# are generated because the long tail leaves some unrated: ~116,500 reach the training vocabulary.
+CATALOG_DIR ?= runs/catalog-100k
+bench-catalog: $(STAMP)
+	test -f $(CATALOG_DIR)/data/ratings.csv || $(BIN)/movierec data synth --ratings 1000000 --users 20000 \
+		--movies 150000 --seed 0 --dest $(CATALOG_DIR)/data
+	$(BIN)/movierec run --data $(CATALOG_DIR)/data --config configs/synthetic-scale.yaml \
+		--pipeline-root $(CATALOG_DIR)/pipeline --serving-dir $(CATALOG_DIR)/serving
+	$(BIN)/python -m benchmarks.serving_latency --model-dir $(CATALOG_DIR)/serving
+	$(BIN)/python -m benchmarks.serving_load --model-dir $(CATALOG_DIR)/serving
+
 # Our pipeline against scikit-surprise's BaselineOnly / SVD / SVD++ on the same MovieLens-100K rows.
 bench-accuracy: data
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements/benchmarks.txt
 	$(BIN)/python -m benchmarks.accuracy --data $(DATA_DIR)
+
+# The full pipeline on synthetic 100k / 1M / 10M ratings: per-component time, peak RSS, rows/s.
+SCALE_SIZES ?= 100k,1m,10m
+bench-scale: $(STAMP)
+	$(BIN)/python -m benchmarks.scale --sizes $(SCALE_SIZES)
 
 # MovieLens-100K replayed month by month through `movierec run`, one span per run.
 bench-span-replay: data

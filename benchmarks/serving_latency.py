@@ -18,6 +18,7 @@ from tabulate import tabulate
 
 from components.pusher import served_versions
 from serving.client import GrpcBackend, SavedModelBackend
+from serving.loadgen import known_ids
 
 TARGETS_P99_MS = {"predict batch 1": 10.0, "recommend top-10": 20.0}
 
@@ -56,10 +57,12 @@ def measure(call, requests: int, warmup: int):
     return np.percentile(ms, 50), np.percentile(ms, 99), requests / elapsed
 
 
-def start_server(model_dir: str):
+def start_server(model_dir: str, poll_seconds: float = 2.0):
+    """`movierec serve` on 127.0.0.1, and a client for it once it answers."""
     port = portpicker.pick_unused_port()
     process = subprocess.Popen([sys.executable, "-m", "movierec.cli", "serve", "--model-dir", model_dir,
-                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                "--port", str(port), "--poll-seconds", str(poll_seconds)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     backend = GrpcBackend(f"127.0.0.1:{port}", timeout_s=30)
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -100,7 +103,9 @@ def main() -> None:
         target = TARGETS_P99_MS.get(name)
         verdict = "" if target is None else ("ok" if sp99 <= target else "MISSED") + f" (p99 <= {target:g} ms)"
         rows.append((name, lp50, lp99, lqps, sp50, sp99, sqps, sp50 / lp50, verdict))
-    print(f"model {base} version {local.last_version}, {args.requests} sequential requests each")
+    catalogue = known_ids(os.path.join(base, str(local.last_version)))
+    print(f"model {base} version {local.last_version} ({len(catalogue.movies):,} movies, "
+          f"{len(catalogue.users):,} users), {args.requests} sequential requests each")
     print(tabulate(rows, floatfmt=".2f", headers=[
         "call", "in-process p50 ms", "p99 ms", "req/s", "server p50 ms", "p99 ms", "req/s",
         "overhead (p50)", "target"]))

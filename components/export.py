@@ -1,9 +1,11 @@
 """The exported SavedModel: one servable for ratings, top-K recommendations and similar items.
 
-Every signature takes raw string IDs (or serialized tf.Examples) and maps them through the
-Transform graph, so clients never see vocabulary indices. Only stock TF ops are used: the model
-loads in the standard tensorflow/serving image. Unknown IDs never fail: they map to the OOV
-index, whose vectors are zeros, and each response says whether the ID was known.
+Every signature takes raw string IDs (or serialized tf.Examples) and maps them to indices with
+Transform's vocabularies, so clients never see vocabulary indices. Only stock TF ops are used: the
+model loads in the standard tensorflow/serving image. What no request changes (the ID tables, the
+vectors of the whole catalogue) is set up at export or load, not per request. Unknown IDs never
+fail: they map to the OOV index, whose vectors are zeros, and each response says whether the ID
+was known.
 
 Signatures (inputs -> outputs):
 - serving_default:    examples [B] (serialized tf.Example with user_id, movie_id) -> rating [B]
@@ -18,6 +20,7 @@ Signatures (inputs -> outputs):
 """
 import os
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow.core.protobuf import saved_model_pb2
@@ -55,6 +58,16 @@ def title_index(catalog: Catalog):
     return list(index) or [b""], list(index.values()) or [-1]
 
 
+def index_table(ids: np.ndarray) -> tf.lookup.StaticHashTable:
+    """Raw ID -> vocabulary index (OOV -> vocabulary size), as Transform maps IDs, but initialized
+    once when the model loads: Transform's tables are initialized inside its function, so calling
+    its layer re-reads the vocabulary files every time (~5 ms an ID feature at 20k-100k IDs)."""
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(ids.astype(bytes), tf.string),
+                                            tf.range(len(ids), dtype=tf.int64)),
+        default_value=len(ids))
+
+
 class RecommenderModule(tf.Module):
     """The Keras model, the Transform layer and the catalogue, with the serving functions."""
 
@@ -75,6 +88,14 @@ class RecommenderModule(tf.Module):
             name: model.get_layer(name).embeddings for name in (
                 model_lib.USER_EMBEDDING, model_lib.USER_BIAS, model_lib.MOVIE_EMBEDDING, model_lib.MOVIE_BIAS)}
         self.warm_start_tables[model_lib.GLOBAL_MEAN] = model.get_layer(model_lib.GLOBAL_MEAN).bias
+        self._index_tables = {features.USER_ID: index_table(catalog.user_ids),
+                              features.MOVIE_ID: index_table(catalog.movie_ids)}
+        # With side features each is a pass over the whole catalogue (~20 ms at 100k movies).
+        self._movie_vectors = tf.Variable(model_lib.movie_vectors(model), trainable=False, name="movie_vectors")
+        self._unit_movie_vectors = tf.Variable(tf.math.l2_normalize(self._movie_vectors, axis=1),
+                                               trainable=False, name="unit_movie_vectors")
+        self._unit_user_vectors = tf.Variable(tf.math.l2_normalize(model_lib.user_vectors(model), axis=1),
+                                              trainable=False, name="unit_user_vectors")
         self._seen_movies = tf.Variable(catalog.seen_movies, trainable=False, name="seen_movies")
         self._seen_row_splits = tf.Variable(catalog.seen_row_splits, trainable=False,
                                             name="seen_row_splits")
@@ -88,8 +109,7 @@ class RecommenderModule(tf.Module):
 
     def _index(self, key: str, ids: tf.Tensor) -> tf.Tensor:
         """Vocabulary indices of raw IDs of feature `key`, any shape; OOV -> vocabulary size."""
-        transformed = self.tft_layer({key: tf.reshape(ids, [-1, 1])})
-        return tf.reshape(transformed[features.transformed_name(key)], tf.shape(ids, tf.int64))
+        return self._index_tables[key].lookup(ids)
 
     def _clip_k(self, k: tf.Tensor, catalogue_size: int) -> tf.Tensor:
         tf.debugging.assert_positive(k, message="k must be at least 1")
@@ -127,7 +147,7 @@ class RecommenderModule(tf.Module):
                                   tf.TensorSpec([None, None], tf.string, name="exclude_movie_ids")])
     def recommend(self, user_id, k, exclude_seen, exclude_movie_ids):
         user_index = self._index(features.USER_ID, user_id)
-        scores = model_lib.score_all_movies(self.model, user_index)
+        scores = model_lib.score_all_movies(self.model, user_index, self._movie_vectors)
         excluded = self._index(features.MOVIE_ID, exclude_movie_ids)
         tf.debugging.Assert(
             (tf.size(excluded) == 0) | (tf.shape(excluded)[0] == tf.shape(user_index)[0]),
@@ -148,19 +168,18 @@ class RecommenderModule(tf.Module):
                 "score": top.values,
                 "known_user": user_index < self._num_users}
 
-    def _nearest(self, vectors: tf.Tensor, query: tf.Tensor, k: tf.Tensor):
-        """Top-k cosine neighbours of query indices, excluding self; (top, known).
+    def _nearest(self, normalized: tf.Variable, query: tf.Tensor, k: tf.Tensor):
+        """Top-k cosine neighbours of query indices among unit vectors, excluding self; (top, known).
 
         Rows for unknown queries are meaningless; callers blank them with `_only_known`.
         """
-        normalized = tf.math.l2_normalize(vectors, axis=1)
-        known = query < tf.cast(tf.shape(vectors)[0], tf.int64)
+        known = query < tf.cast(tf.shape(normalized)[0], tf.int64)
         safe = tf.where(known, query, tf.zeros_like(query))
         similarity = tf.matmul(tf.gather(normalized, safe), normalized, transpose_b=True)
         self_cells = tf.stack([tf.range(tf.shape(query, tf.int64)[0]), safe], axis=1)
         similarity = tf.tensor_scatter_nd_update(
             similarity, self_cells, tf.fill([tf.shape(query)[0]], tf.constant(-2.0, similarity.dtype)))
-        top = tf.math.top_k(similarity, self._clip_k(k, tf.shape(vectors)[0] - 1))
+        top = tf.math.top_k(similarity, self._clip_k(k, tf.shape(normalized)[0] - 1))
         return top, known
 
     @staticmethod
@@ -174,7 +193,7 @@ class RecommenderModule(tf.Module):
         by_id = self._index(features.MOVIE_ID, movie)
         by_title = self._title_index.lookup(tf.strings.lower(tf.strings.strip(movie), encoding="utf-8"))
         query = tf.where((by_id >= self._num_movies) & (by_title >= 0), by_title, by_id)
-        top, found = self._nearest(model_lib.movie_vectors(self.model), query, k)
+        top, found = self._nearest(self._unit_movie_vectors, query, k)
         movie_ids, scores = self._only_known(found, tf.gather(self._movie_ids, top.indices), top.values)
         titles, _ = self._only_known(found, tf.gather(self._titles, top.indices), top.values)
         safe = tf.where(found, query, tf.zeros_like(query))
@@ -187,8 +206,7 @@ class RecommenderModule(tf.Module):
 
     @tf.function(input_signature=[_IDS, _K])
     def similar_users(self, user_id, k):
-        top, known = self._nearest(model_lib.user_vectors(self.model),
-                                   self._index(features.USER_ID, user_id), k)
+        top, known = self._nearest(self._unit_user_vectors, self._index(features.USER_ID, user_id), k)
         user_ids, scores = self._only_known(known, tf.gather(self._user_ids, top.indices), top.values)
         return {features.USER_ID: user_ids, "score": scores, "known_user": known}
 

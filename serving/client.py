@@ -11,9 +11,10 @@ from typing import Dict, List, Optional, Sequence
 import grpc
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc)
+                                     prediction_service_pb2_grpc, regression_pb2)
 
 from components import features
 from components.pusher import served_versions
@@ -22,26 +23,51 @@ DEFAULT_SERVER = "localhost:8500"
 DEFAULT_MODEL = "movierec"
 
 
+def rating_example(user_id: str, movie_id: str) -> bytes:
+    """A serialized tf.Example with the two IDs: the input of `serving_default` and Regress."""
+    feature = lambda value: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+    return tf.train.Example(features=tf.train.Features(feature={
+        features.USER_ID: feature(user_id), features.MOVIE_ID: feature(movie_id)})).SerializeToString()
+
+
+def predict_request(model_name: str, signature: str, inputs: Dict[str, object]) -> predict_pb2.PredictRequest:
+    """A PredictRequest; each input is an array (converted) or a TensorProto (sent as it is)."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature
+    for key, value in inputs.items():
+        request.inputs[key].CopyFrom(value if isinstance(value, tensor_pb2.TensorProto)
+                                     else tf.make_tensor_proto(value))
+    return request
+
+
 class GrpcBackend:
     """Signatures called through PredictionService.Predict on a TF Serving endpoint."""
 
     def __init__(self, target: str = DEFAULT_SERVER, model_name: str = DEFAULT_MODEL,
                  timeout_s: float = 10.0):
-        self.channel = grpc.insecure_channel(target)
+        self.target, self.channel = target, grpc.insecure_channel(target)
         self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
         self.model_name, self.timeout_s = model_name, timeout_s
         self.last_version: Optional[int] = None
 
     def call(self, signature: str, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = self.model_name
-        request.model_spec.signature_name = signature
-        for key, value in inputs.items():
-            request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-        response = self.prediction.Predict(request, timeout=self.timeout_s)
+        response = self.prediction.Predict(predict_request(self.model_name, signature, inputs),
+                                           timeout=self.timeout_s)
         self.last_version = response.model_spec.version.value
         return {key: tf.make_ndarray(proto) for key, proto in response.outputs.items()}
+
+    def regress(self, examples: Sequence[bytes], signature: str = "regress") -> np.ndarray:
+        """Ratings of serialized tf.Examples through the Regress API."""
+        request = regression_pb2.RegressionRequest()
+        request.model_spec.name = self.model_name
+        request.model_spec.signature_name = signature
+        for example in examples:
+            request.input.example_list.examples.add().ParseFromString(example)
+        response = self.prediction.Regress(request, timeout=self.timeout_s)
+        self.last_version = response.model_spec.version.value
+        return np.array([r.value for r in response.result.regressions], np.float32)
 
     def status(self) -> get_model_status_pb2.GetModelStatusResponse:
         request = get_model_status_pb2.GetModelStatusRequest()
@@ -51,7 +77,9 @@ class GrpcBackend:
     def metadata(self) -> get_model_metadata_pb2.GetModelMetadataResponse:
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         request.model_spec.name = self.model_name
-        return self.prediction.GetModelMetadata(request, timeout=self.timeout_s)
+        response = self.prediction.GetModelMetadata(request, timeout=self.timeout_s)
+        self.last_version = response.model_spec.version.value
+        return response
 
     def close(self) -> None:
         self.channel.close()

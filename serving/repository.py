@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from typing import Callable, Dict, List, Optional
 
 import tensorflow as tf
@@ -91,6 +92,7 @@ class ModelRepository:
             if self._states.get(name, {}).get(newest, VersionState(newest, "")).state == "END":
                 continue  # failed before; retried only when a newer version appears
             self._set_state(name, VersionState(newest, "LOADING"))
+            started = time.monotonic()
             try:
                 servable = load(name, newest, os.path.join(model_dir, str(newest)))
                 for request in warmup_requests(servable.path):
@@ -99,12 +101,14 @@ class ModelRepository:
                 logging.exception("Loading %s version %d failed", name, newest)
                 self._set_state(name, VersionState(newest, "END", f"{type(e).__name__}: {e}"))
                 continue
-            with self._lock:
+            with self._lock:  # one step: GetModelStatus never disagrees with what answers requests
                 self._serving[name] = servable
-            self._set_state(name, VersionState(newest, "AVAILABLE"))
-            if current:
-                self._set_state(name, VersionState(current.version, "END"))
-            logging.info("Serving %s version %d from %s", name, newest, servable.path)
+                states = self._states.setdefault(name, {})
+                states[newest] = VersionState(newest, "AVAILABLE")
+                if current:
+                    states[current.version] = VersionState(current.version, "END")
+            logging.info("Serving %s version %d from %s (loaded and warmed up in %.1f s)",
+                         name, newest, servable.path, time.monotonic() - started)
 
     def _set_state(self, name: str, state: VersionState) -> None:
         with self._lock:

@@ -62,17 +62,24 @@ def run_signature(servable: Servable, name: str, inputs: Dict[str, np.ndarray]) 
     if expected != given:
         raise BadRequest(f"input size does not match signature: {len(given)}!={len(expected)} "
                          f"len({{{', '.join(sorted(given))}}}) != len({{{', '.join(sorted(expected))}}})")
-    arguments = {}
+    arguments, batch_sizes = {}, {}
     for key, value in inputs.items():
         tensor_info = signature_def.inputs[key]
         dtype = tf.dtypes.as_dtype(tensor_info.dtype)
-        if (dtype == tf.string) != (value.dtype.kind in "SOU"):
-            raise BadRequest(f"Expects arg[{key}] to be {dtype.name} but {value.dtype} is provided")
+        given = tf.string if value.dtype.kind in "SOU" else tf.dtypes.as_dtype(value.dtype)
+        if given != dtype:  # no silent casts: TF Serving rejects an int64 `k` for an int32 input
+            raise BadRequest(f"Expects arg[{key}] to be {dtype.name} but {given.name} is provided")
         expected_shape = tf.TensorShape(tensor_info.tensor_shape)
         if not expected_shape.is_compatible_with(value.shape):
             raise BadRequest(f"arg[{key}] has shape {list(value.shape)}, "
                              f"the signature expects {expected_shape}")
+        if expected_shape.rank and expected_shape[0] is None:
+            batch_sizes[key] = value.shape[0]
         arguments[key] = tf.constant(value, dtype=dtype)
+    if len(set(batch_sizes.values())) > 1:
+        # A model may broadcast [2] user IDs against [1] movie ID; TF Serving's batching refuses.
+        raise BadRequest("input tensors must have equal 0th-dimension size: " + ", ".join(
+            f"{key} {size}" for key, size in sorted(batch_sizes.items())))
     return function(**arguments)
 
 

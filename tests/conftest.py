@@ -13,6 +13,7 @@ import schema  # noqa: E402
 from components import features  # noqa: E402
 from movierec.data import fetch  # noqa: E402
 from tests.pipeline_runs import PipelineRun  # noqa: E402
+from tests.serving_server import Server  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -51,3 +52,18 @@ def trained_run(ratings_sample, tmp_path_factory):
     """One pipeline run on the sample, shared by the e2e and serving tests: (Run, its result)."""
     run = PipelineRun(tmp_path_factory.mktemp("trained"), ratings_sample)
     return run, run()
+
+
+@pytest.fixture(scope="session")
+def server(trained_run, tmp_path_factory):
+    """`movierec serve` on a copy of the pushed model, started once (that takes ~20 s). Tests must
+    not depend on which version it serves: the load test pushes a copy of the model as a new one."""
+    run, result = trained_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    serving_dir = tmp_path_factory.mktemp("serving") / "models"
+    shutil.copytree(run.config.serving_dir, serving_dir)
+    server = Server(str(serving_dir), serving_dir.parent / "server.log")
+    server.wait_until_available()
+    yield server
+    server.stop()
+    assert server.process.returncode == 0  # SIGTERM shuts down cleanly

@@ -1,0 +1,430 @@
+"""Mixed-request load on a TF Serving endpoint, shared by the serving load test and benchmark.
+
+`LoadRun` starts client threads, each with its own gRPC channel, that send a fixed number of
+requests cycling through every call a movierec client makes: Predict on each serving signature,
+Regress, GetModelMetadata and GetModelStatus. Every call has a deadline and the run an overall
+timeout, so a stuck server fails the run instead of hanging it. Each answer is checked for
+plausibility, so a wrong answer counts as an error like a failed call. `flood` sends malformed
+requests and checks each gets the status code TF Serving answers with.
+"""
+import collections
+import dataclasses
+import itertools
+import os
+import threading
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
+                                     get_model_status_pb2, regression_pb2)
+
+from components import features
+from components.pusher import publish, served_versions
+from serving.client import GrpcBackend, RecommenderClient, predict_request, rating_example
+
+UNKNOWN_USER = "load-unknown-user"
+
+
+class WrongAnswer(Exception):
+    """A call that succeeded with an answer that cannot be right."""
+
+
+def _check(condition: bool, what: str) -> None:
+    if not condition:
+        raise WrongAnswer(what)
+
+
+@dataclasses.dataclass(frozen=True)
+class Ids:
+    """IDs the model knows, to draw requests from."""
+    users: Sequence[str]
+    movies: Sequence[str]
+
+
+def known_ids(version_dir: str) -> Ids:
+    """Every user and movie ID of a pushed version: its vocabularies, shipped as SavedModel assets."""
+    def vocabulary(key: str) -> List[str]:
+        with open(os.path.join(version_dir, "assets", features.vocabulary_name(key)), encoding="utf-8") as f:
+            return [line.strip() for line in f if line.strip()]
+    return Ids(vocabulary(features.USER_ID), vocabulary(features.MOVIE_ID))
+
+
+# --- the request kinds: each makes one call, checks the answer, returns the version that answered --
+
+
+def _serving_default(client: RecommenderClient, user: str, movie: str) -> Optional[int]:
+    examples = np.array([rating_example(user, movie)], dtype=object)
+    rating = client.backend.call("serving_default", {"examples": examples})[features.LABEL_KEY]
+    _check(rating.shape == (1,) and np.isfinite(rating).all(), "serving_default rating")
+    return client.backend.last_version
+
+
+def _predict_rating(client: RecommenderClient, user: str, movie: str) -> Optional[int]:
+    known, unknown = client.predict([user, UNKNOWN_USER], [movie, movie])
+    _check(known.known_user and known.known_movie and not unknown.known_user, "predict_rating known flags")
+    _check(np.isfinite([known.rating, unknown.rating]).all(), "predict_rating rating")
+    return client.backend.last_version
+
+
+def _recommend(client: RecommenderClient, user: str, movie: str) -> Optional[int]:
+    answer = client.recommend(user, k=10, exclude_seen=True, exclude=[movie])
+    scores = [item.score for item in answer.items]
+    _check(answer.known and scores and scores == sorted(scores, reverse=True), "recommend ranking")
+    _check(movie not in {item.id for item in answer.items}, "recommend returned an excluded movie")
+    return client.backend.last_version
+
+
+def _similar_movies(client: RecommenderClient, user: str, movie: str) -> Optional[int]:
+    answer = client.similar_movies(movie, k=10)
+    _check(answer.known and answer.items and answer.query == movie, "similar_movies of a known movie")
+    return client.backend.last_version
+
+
+def _similar_users(client: RecommenderClient, user: str, movie: str) -> Optional[int]:
+    answer = client.similar_users(user, k=10)
+    _check(answer.known and answer.items and user not in {item.id for item in answer.items}, "similar_users")
+    return client.backend.last_version
+
+
+def _regress(client: RecommenderClient, user: str, movie: str) -> Optional[int]:
+    values = client.backend.regress([rating_example(user, movie), rating_example(UNKNOWN_USER, movie)])
+    _check(values.shape == (2,) and np.isfinite(values).all(), "Regress values")
+    return client.backend.last_version
+
+
+def _metadata(client: RecommenderClient, user: str, movie: str) -> Optional[int]:
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    client.backend.metadata().metadata["signature_def"].Unpack(signatures)
+    _check("recommend" in signatures.signature_def, "GetModelMetadata signatures")
+    return client.backend.last_version
+
+
+def _status(client: RecommenderClient, user: str, movie: str) -> Optional[int]:
+    available = [s.version for s in client.backend.status().model_version_status if s.state == s.AVAILABLE]
+    _check(bool(available), "GetModelStatus: no AVAILABLE version")
+    return None  # lists every version; the swap check follows the versions that answered
+
+
+KINDS: Dict[str, Callable[[RecommenderClient, str, str], Optional[int]]] = {
+    "predict serving_default": _serving_default, "predict predict_rating": _predict_rating,
+    "predict recommend": _recommend, "predict similar_movies": _similar_movies,
+    "predict similar_users": _similar_users, "regress": _regress, "metadata": _metadata, "status": _status}
+
+
+@dataclasses.dataclass
+class Call:
+    kind: str
+    started_s: float  # since the run started
+    seconds: float
+    version: Optional[int]  # the version that answered; None for status and failed calls
+    error: str = ""
+
+
+@dataclasses.dataclass
+class LoadResult:
+    calls: List[List[Call]]  # per client, in the order sent
+    elapsed_s: float
+    timed_out: bool
+
+    def all_calls(self) -> List[Call]:
+        return list(itertools.chain.from_iterable(self.calls))
+
+    def errors(self) -> List[Call]:
+        return [call for call in self.all_calls() if call.error]
+
+    def clients_that_went_back(self) -> List[int]:
+        """Clients answered by an older version after a newer one: a swap must be one-way."""
+        went_back = []
+        for client, calls in enumerate(self.calls):
+            versions = [call.version for call in calls if call.version is not None]
+            if any(later < earlier for earlier, later in zip(versions, versions[1:])):
+                went_back.append(client)
+        return went_back
+
+    def latency_ms(self) -> Dict[str, np.ndarray]:
+        """Latencies of the successful calls, by kind."""
+        return {kind: np.array([c.seconds * 1000 for c in self.all_calls() if c.kind == kind and not c.error])
+                for kind in KINDS}
+
+    def requests_per_s(self) -> float:
+        return len(self.all_calls()) / self.elapsed_s
+
+
+class ClientThreads:
+    """`count` threads, each with its own gRPC channel, running `work(number, backend, stop)`."""
+
+    def __init__(self, target: str, model_name: str, count: int, call_timeout_s: float):
+        self.target, self.model_name, self.call_timeout_s = target, model_name, call_timeout_s
+        self.stop = threading.Event()
+        self.threads: List[threading.Thread] = []
+        self.count = count
+
+    def start(self, work: Callable[[int, GrpcBackend, threading.Event], None]) -> None:
+        def run(number: int) -> None:
+            backend = GrpcBackend(self.target, self.model_name, timeout_s=self.call_timeout_s)
+            try:
+                work(number, backend, self.stop)
+            finally:
+                backend.close()
+
+        self.threads = [threading.Thread(target=run, args=(n,), name=f"load-client-{n}", daemon=True)
+                        for n in range(self.count)]
+        for thread in self.threads:
+            thread.start()
+
+    def running(self) -> bool:
+        return any(thread.is_alive() for thread in self.threads)
+
+    def join(self, timeout_s: float) -> bool:
+        """Waits for every thread; past the timeout they stop after their current call. True if
+        they had to be stopped."""
+        deadline = time.monotonic() + timeout_s
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        timed_out = self.running()
+        if timed_out:
+            self.stop.set()
+            for thread in self.threads:
+                thread.join(self.call_timeout_s + 1)
+        return timed_out
+
+
+class LoadRun:
+    """`clients` threads x `requests_per_client` mixed requests against `target`."""
+
+    def __init__(self, target: str, model_name: str, ids: Ids, clients: int = 8,
+                 requests_per_client: int = 1000, call_timeout_s: float = 10.0, seed: int = 0):
+        self.ids, self.requests_per_client, self.seed = ids, requests_per_client, seed
+        self._threads = ClientThreads(target, model_name, clients, call_timeout_s)
+        self._calls: List[List[Call]] = [[] for _ in range(clients)]
+        self._started = 0.0
+
+    @property
+    def total(self) -> int:
+        return len(self._calls) * self.requests_per_client
+
+    @property
+    def completed(self) -> int:
+        return sum(len(calls) for calls in self._calls)
+
+    def start(self) -> None:
+        self._started = time.perf_counter()
+        self._threads.start(self._client)
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self._started
+
+    def wait_for(self, completed: int, timeout_s: float) -> bool:
+        """Blocks until at least `completed` requests are answered; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while self.completed < completed and time.monotonic() < deadline and self._threads.running():
+            time.sleep(0.05)
+        return self.completed >= completed
+
+    def join(self, timeout_s: float) -> LoadResult:
+        timed_out = self._threads.join(timeout_s)
+        return LoadResult([list(calls) for calls in self._calls], time.perf_counter() - self._started, timed_out)
+
+    def _client(self, number: int, backend: GrpcBackend, stop: threading.Event) -> None:
+        rng = np.random.default_rng(self.seed + number)
+        client, kinds = RecommenderClient(backend), list(KINDS.items())
+        for sent in range(self.requests_per_client):
+            if stop.is_set():
+                return
+            kind, call = kinds[(number + sent) % len(kinds)]
+            user = self.ids.users[rng.integers(len(self.ids.users))]
+            movie = self.ids.movies[rng.integers(len(self.ids.movies))]
+            started = time.perf_counter()
+            try:
+                version, error = call(client, user, movie), ""
+            except grpc.RpcError as e:
+                version, error = None, f"{e.code().name}: {e.details()}"
+            except Exception as e:  # a wrong answer, or a client-side failure: counted, not fatal
+                version, error = None, f"{type(e).__name__}: {e}"
+            self._calls[number].append(
+                Call(kind, started - self._started, time.perf_counter() - started, version, error))
+
+
+@dataclasses.dataclass
+class Swap:
+    old: int
+    new: int
+    pushed_at_s: float  # since the load started
+    first_new_answer_s: Optional[float]  # the first call the new version answered, if any
+    answered_by: Dict[int, int]  # version -> successful calls
+
+
+# When the new version is pushed: a quarter of the way in, as loading and warming up a version while
+# 8 clients keep the server busy takes 10-25 s on 2 shared cores, and it must land mid-load.
+PUSH_AFTER = 0.25
+
+
+def load_with_swap(load: LoadRun, model_base: str, timeout_s: float) -> Tuple[LoadResult, Swap]:
+    """Runs the load and, PUSH_AFTER of the way through, publishes a copy of the served version as
+    the next one (pusher.publish: staged, then renamed into place, as a pipeline push does)."""
+    load.start()
+    load.wait_for(int(load.total * PUSH_AFTER), timeout_s)
+    old = served_versions(model_base)[-1]
+    pushed_at = load.elapsed_s()
+    new = publish(os.path.join(model_base, str(old)), model_base)
+    result = load.join(max(0.0, timeout_s - pushed_at))
+    answered = [call for call in result.all_calls() if call.version is not None]
+    first_new = min((call.started_s for call in answered if call.version == new), default=None)
+    return result, Swap(old, new, pushed_at, first_new, dict(collections.Counter(c.version for c in answered)))
+
+
+# --- malformed requests ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Malformed:
+    name: str
+    expected: grpc.StatusCode
+    send: Callable[[GrpcBackend], object]  # makes the call on the backend's stubs
+
+
+def _predict(signature: str, model: str, version: Optional[int] = None, **inputs):
+    request = predict_request(model, signature, inputs)
+    if version is not None:
+        request.model_spec.version.value = version
+    return lambda backend: backend.prediction.Predict(request, timeout=backend.timeout_s)
+
+
+def _regress_request(model: str, signature: str, examples: Sequence[bytes]):
+    request = regression_pb2.RegressionRequest()
+    request.model_spec.name, request.model_spec.signature_name = model, signature
+    for example in examples:
+        request.input.example_list.examples.add().ParseFromString(example)
+    return lambda backend: backend.prediction.Regress(request, timeout=backend.timeout_s)
+
+
+def _status_request(model: str, version: Optional[int] = None):
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = model
+    if version is not None:
+        request.model_spec.version.value = version
+    return lambda backend: backend.models.GetModelStatus(request, timeout=backend.timeout_s)
+
+
+def _metadata_request(model: str, field: str):
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=[field])
+    request.model_spec.name = model
+    return lambda backend: backend.prediction.GetModelMetadata(request, timeout=backend.timeout_s)
+
+
+def _tensor(dtype, dims: Sequence[int], **values) -> tensor_pb2.TensorProto:
+    """A TensorProto built by hand, so its values can disagree with its shape (fewer values are
+    fine: the last one repeats; more, or a partial element, are not)."""
+    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims])
+    return tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape, **values)
+
+
+def malformed_requests(model: str, user: str, movie: str) -> List[Malformed]:
+    """Requests TF Serving refuses: unknown model, version or signature -> NOT_FOUND; input that
+    does not fit the signature -> INVALID_ARGUMENT. The server must answer each and stay up."""
+    not_found, invalid = grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT
+    ids = {"user_id": [user], "movie_id": [movie]}
+    no_exclusions = {"exclude_seen": False, "exclude_movie_ids": np.zeros([1, 0], dtype=object)}
+    recommend = lambda **inputs: _predict("recommend", model, **{"user_id": [user], "k": np.int32(5),
+                                                                 **no_exclusions, **inputs})
+    example = rating_example(user, movie)
+    return [
+        Malformed("unknown model", not_found, _predict("predict_rating", "no-such-model", **ids)),
+        Malformed("unknown version", not_found, _predict("predict_rating", model, version=1, **ids)),
+        Malformed("unknown signature", not_found, _predict("no_such_signature", model, **ids)),
+        Malformed("status of an unknown model", not_found, _status_request("no-such-model")),
+        Malformed("status of an unknown version", not_found, _status_request(model, version=1)),
+        Malformed("metadata of an unknown model", not_found, _metadata_request("no-such-model", "signature_def")),
+        Malformed("Regress on an unknown model", not_found, _regress_request("no-such-model", "regress", [example])),
+        Malformed("unsupported metadata field", invalid, _metadata_request(model, "no_such_field")),
+        Malformed("missing input", invalid, _predict("predict_rating", model, user_id=[user])),
+        Malformed("no inputs", invalid, _predict("predict_rating", model)),
+        Malformed("wrong input key", invalid, _predict("predict_rating", model, user=[user], movie_id=[movie])),
+        Malformed("extra input", invalid, _predict("predict_rating", model, k=np.int32(1), **ids)),
+        Malformed("float IDs", invalid, _predict("predict_rating", model, user_id=[1.5], movie_id=[movie])),
+        Malformed("int64 k", invalid, recommend(k=np.int64(5))),
+        Malformed("float k", invalid, recommend(k=np.float32(5))),
+        Malformed("int exclude_seen", invalid, recommend(exclude_seen=np.int32(1))),
+        Malformed("IDs of rank 2", invalid, _predict("predict_rating", model, user_id=[[user]], movie_id=[[movie]])),
+        Malformed("scalar IDs", invalid, _predict("predict_rating", model, user_id=user, movie_id=movie)),
+        Malformed("k as a vector", invalid, recommend(k=np.array([5], np.int32))),
+        Malformed("exclusions of rank 1", invalid, recommend(exclude_movie_ids=np.array([movie], dtype=object))),
+        Malformed("2 users, 1 movie", invalid, _predict(
+            "predict_rating", model, user_id=[user, user], movie_id=[movie])),
+        Malformed("exclusion rows != users", invalid, recommend(
+            user_id=[user, user], exclude_movie_ids=np.array([[movie]], dtype=object))),
+        Malformed("k = 0", invalid, recommend(k=np.int32(0))),
+        Malformed("negative k", invalid, _predict("similar_users", model, user_id=[user], k=np.int32(-3))),
+        Malformed("more values than the shape holds", invalid, _predict(
+            "predict_rating", model, user_id=_tensor(types_pb2.DT_STRING, [1], string_val=[user.encode()] * 3),
+            movie_id=[movie])),
+        Malformed("truncated tensor_content", invalid, _predict(
+            "recommend", model, **{"user_id": [user], "exclude_seen": False,
+                                   "exclude_movie_ids": np.zeros([1, 0], dtype=object),
+                                   "k": _tensor(types_pb2.DT_INT32, [], tensor_content=b"\x05\x00")})),
+        Malformed("not a tf.Example", invalid, _predict("serving_default", model, examples=[b"\xff not a proto"])),
+        Malformed("tf.Example without movie_id", invalid, _predict("serving_default", model, examples=[
+            tf.train.Example(features=tf.train.Features(feature={features.USER_ID: tf.train.Feature(
+                bytes_list=tf.train.BytesList(value=[user.encode()]))})).SerializeToString()])),
+        Malformed("unknown output filter", invalid, _with_output_filter(
+            predict_request(model, "predict_rating", ids), "no_such_output")),
+        Malformed("Regress without examples", invalid, _regress_request(model, "regress", [])),
+        Malformed("Regress on a Predict signature", invalid, _regress_request(model, "recommend", [example])),
+        Malformed("Classify on a regression model", invalid, _classify_request(model)),
+    ]
+
+
+def _with_output_filter(request, output: str):
+    request.output_filter.append(output)
+    return lambda backend: backend.prediction.Predict(request, timeout=backend.timeout_s)
+
+
+def _classify_request(model: str):
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = model
+    return lambda backend: backend.prediction.Classify(request, timeout=backend.timeout_s)
+
+
+def answer_code(backend: GrpcBackend, request: Malformed) -> Tuple[grpc.StatusCode, str]:
+    """The status code (and message) the server answers a malformed request with; OK if it did not fail."""
+    try:
+        request.send(backend)
+    except grpc.RpcError as e:
+        return e.code(), e.details()
+    return grpc.StatusCode.OK, ""
+
+
+@dataclasses.dataclass
+class FloodResult:
+    sent: int
+    wrong_codes: List[str]  # "<request>: expected X, got Y (<message>)"
+    elapsed_s: float
+    timed_out: bool
+
+
+def flood(target: str, requests: List[Malformed], clients: int = 8, rounds: int = 10,
+          call_timeout_s: float = 10.0, timeout_s: float = 120.0) -> FloodResult:
+    """Every client sends every malformed request `rounds` times, concurrently."""
+    wrong: List[List[str]] = [[] for _ in range(clients)]
+    sent = [0] * clients
+
+    def client(number: int, backend: GrpcBackend, stop: threading.Event) -> None:
+        for request in itertools.chain.from_iterable(itertools.repeat(requests, rounds)):
+            if stop.is_set():
+                return
+            code, details = answer_code(backend, request)
+            sent[number] += 1
+            if code != request.expected:
+                wrong[number].append(f"{request.name}: expected {request.expected.name}, "
+                                     f"got {code.name} ({details})")
+
+    started = time.perf_counter()
+    threads = ClientThreads(target, "", clients, call_timeout_s)
+    threads.start(client)
+    timed_out = threads.join(timeout_s)
+    return FloodResult(sum(sent), list(itertools.chain.from_iterable(wrong)),
+                       time.perf_counter() - started, timed_out)
