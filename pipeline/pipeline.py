@@ -167,6 +167,9 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         examples=training_examples, schema=schema_gen.outputs["schema"],
         analyzer_cache=carried_over["analyzer_cache"].outputs["cache"],
         preprocessing_fn=configs.PREPROCESSING_FN,
+        # Pre- and post-transform statistics would run TFDV twice more over the data; StatisticsGen
+        # and ExampleValidator already check the raw examples and nothing reads the transformed stats.
+        disable_statistics=True,
         custom_config={"user_activity_bounds": list(config.evaluation.user_activity_bounds),
                        "movie_popularity_bounds": list(config.evaluation.movie_popularity_bounds),
                        code_version.KEY: code_digest})
