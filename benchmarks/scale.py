@@ -77,29 +77,31 @@ def synthesize(size: str, work: pathlib.Path) -> pathlib.Path:
 def keras_in_memory(config: configs.PipelineConfig, epochs: int = 2) -> float:
     """Examples/s of plain Keras fitting the pipeline's model on its training rows held in memory."""
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    import tensorflow as tf
     import tensorflow_transform as tft
+    from tfx import v1 as tfx
+    from tfx.components.util import examples_utils, tfxio_utils
+    from tfx.proto import example_gen_pb2
 
     from components import catalog, side_features, trainer
     from components import model as model_lib
 
     store = run_summary.connect(config)
-    transform_graph = store.get_artifacts_by_type("TransformGraph")[-1].uri
-    transformed = [a.uri for a in store.get_artifacts_by_type("Examples") if "/Transform/" in a.uri][-1]
-    tft_output = tft.TFTransformOutput(transform_graph)
-    spec = tft_output.transformed_feature_spec()
-    files = tf.io.gfile.glob(f"{transformed}/Split-train/*")
-    batches = (tf.data.TFRecordDataset(files, compression_type="GZIP").batch(catalog.SCAN_BATCH)
-               .map(lambda serialized: tf.io.parse_example(serialized, spec)))
-    rows = catalog.build(tft_output, batches)
+    tft_output = tft.TFTransformOutput(store.get_artifacts_by_type("TransformGraph")[-1].uri)
+    examples = tfx.types.standard_artifacts.Examples()
+    examples.uri = [a.uri for a in store.get_artifacts_by_type("Examples") if "/FileBasedExampleGen/" in a.uri][-1]
+    examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
+    accessor = tfx.components.DataAccessor(
+        tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], []),
+        record_batch_factory=None, data_view_decode_fn=None)
+    rows = catalog.build(tft_output, trainer.transformed_dataset(
+        [f"{examples.uri}/Split-train/*"], accessor, tft_output, catalog.SCAN_BATCH))
     hparams = config.hyperparameters
     model = model_lib.build_model(
         rows.num_users, rows.num_movies, float(rows.seen_ratings.mean()), hparams,
         rating_range=(float(rows.seen_ratings.min()), float(rows.seen_ratings.max())),
         **(side_features.tables(rows) if hparams.side_features else {}))
-    inputs = {catalog.USER_XF: rows.seen_users()[:, None], catalog.MOVIE_XF: rows.seen_movies[:, None]}
-    history = model.fit(inputs, rows.seen_ratings, batch_size=hparams.batch_size, epochs=epochs, shuffle=True,
-                        verbose=0, callbacks=[trainer.Throughput(len(rows.seen_ratings))])
+    history = model.fit(rows.training_inputs(), rows.seen_ratings, batch_size=hparams.batch_size, epochs=epochs,
+                        shuffle=True, verbose=0, callbacks=[trainer.Throughput(len(rows.seen_ratings))])
     return max(history.history[trainer.EXAMPLES_PER_SECOND])
 
 

@@ -5,7 +5,7 @@ examples, so serving needs no side files: recommendations come back with titles,
 what this user already rated" is answered inside the model.
 """
 import dataclasses
-from typing import Optional
+from typing import Dict, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -51,6 +51,10 @@ class Catalog:
     def seen_users(self) -> np.ndarray:
         """[ratings] the user index of each entry of seen_movies / seen_ratings."""
         return np.repeat(np.arange(len(self.seen_row_splits) - 1), np.diff(self.seen_row_splits))
+
+    def training_inputs(self) -> Dict[str, np.ndarray]:
+        """The model's inputs for every (user, movie) rated, aligned with seen_ratings."""
+        return {USER_XF: self.seen_users()[:, np.newaxis], MOVIE_XF: self.seen_movies[:, np.newaxis]}
 
 
 def vocabulary(tf_transform_output: tft.TFTransformOutput, key: str) -> np.ndarray:
