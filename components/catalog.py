@@ -58,7 +58,8 @@ class Catalog:
 
 
 def vocabulary(tf_transform_output: tft.TFTransformOutput, key: str) -> np.ndarray:
-    return np.array(tf_transform_output.vocabulary_by_name(features.vocabulary_name(key)), dtype=object)
+    return np.array([features.vocabulary_id(line) for line in
+                     tf_transform_output.vocabulary_by_name(features.vocabulary_name(key))], dtype=object)
 
 
 def build(tf_transform_output: tft.TFTransformOutput, examples: tf.data.Dataset) -> Catalog:

@@ -37,3 +37,13 @@ def transformed_name(key: str) -> str:
 def vocabulary_name(key: str) -> str:
     """Name of the vocabulary file Transform writes for an ID feature."""
     return f"{key}_vocab"
+
+
+# Vocabulary lines are "<count> <token>": a space inside an ID is stored as this marker
+# (tf.Transform's own convention for frequency vocabularies).
+SPACE_MARKER = "__SPACE__"
+
+
+def vocabulary_id(line: bytes) -> bytes:
+    """The ID on a vocabulary line "<count> <token>"."""
+    return line.split(b" ", 1)[1].replace(SPACE_MARKER.encode(), b" ")

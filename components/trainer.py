@@ -91,7 +91,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     if fn_args.base_model:
         logging.info("Warm start: %s", warm_start.warm_start(model, fn_args.base_model, movies_and_users))
     # Training batches come from the catalogue's (user, movie, rating) arrays, ~20 bytes a rating
-    # that the exported model carries anyway: ~4x the examples/s of re-reading the records each
+    # that the exported model carries anyway: ~5x the examples/s of re-reading the records each
     # epoch, and Keras reshuffles them fully every epoch.
     history = model.fit(
         movies_and_users.training_inputs(), ratings, batch_size=hparams.batch_size, shuffle=True,

@@ -48,8 +48,8 @@ class Ids:
 def known_ids(version_dir: str) -> Ids:
     """Every user and movie ID of a pushed version: its vocabularies, shipped as SavedModel assets."""
     def vocabulary(key: str) -> List[str]:
-        with open(os.path.join(version_dir, "assets", features.vocabulary_name(key)), encoding="utf-8") as f:
-            return [line.strip() for line in f if line.strip()]
+        with open(os.path.join(version_dir, "assets", features.vocabulary_name(key)), "rb") as f:
+            return [features.vocabulary_id(line.rstrip(b"\n")).decode("utf-8") for line in f if line.strip()]
     return Ids(vocabulary(features.USER_ID), vocabulary(features.MOVIE_ID))
 
 

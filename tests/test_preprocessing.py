@@ -1,7 +1,7 @@
 """preprocessing_fn through tf.Transform: vocabularies by frequency, one OOV bucket for unseen IDs."""
 import tensorflow as tf
 
-from components import features
+from components import catalog, features
 from tests.transform import analyze_and_transform, raw_row
 
 
@@ -30,7 +30,7 @@ def test_vocabularies_and_oov(tmp_path):
     # Slices: u1 has 1 training rating, u2 has 3; m1 has 3, m2 has 1 (bounds 0, 20, ...).
     assert {r[features.USER_ACTIVITY][0] for r in transformed} == {b"1-20"}
 
-    assert output.vocabulary_by_name(features.vocabulary_name(features.USER_ID)) == [b"u2", b"u1"]
+    assert output.vocabulary_by_name(features.vocabulary_name(features.USER_ID)) == [b"3 u2", b"1 u1"]
     assert output.vocabulary_size_by_name(features.vocabulary_name(features.MOVIE_ID)) == 2
 
     # At serving time only the IDs arrive; an unseen ID maps to the OOV bucket == vocabulary size.
@@ -40,4 +40,17 @@ def test_vocabularies_and_oov(tmp_path):
     assert served[user_xf].numpy().ravel().tolist() == [1, 2]
     assert served[movie_xf].numpy().ravel().tolist() == [1, 2]
     # A user unseen in training is in the "0" activity bucket.
+    assert served[features.USER_ACTIVITY].numpy().ravel().tolist() == [b"1-20", b"0"]
+
+
+def test_ids_with_spaces_keep_their_index_and_count(tmp_path):
+    """Vocabulary lines are "<count> <id>": an ID with a space still round-trips (catalog) and
+    maps to its own index and activity bucket."""
+    rows = [row(b"ann lee", b"m1", 4.0), row(b"ann lee", b"m2", 3.0), row(b"bo", b"m1", 5.0)]
+    _, output = analyze_and_transform(rows, tmp_path)
+    assert catalog.vocabulary(output, features.USER_ID).tolist() == [b"ann lee", b"bo"]
+
+    served = output.transform_features_layer()({features.USER_ID: tf.constant([[b"ann lee"], [b"ann"]]),
+                                                features.MOVIE_ID: tf.constant([[b"m1"], [b"m1"]])})
+    assert served[features.transformed_name(features.USER_ID)].numpy().ravel().tolist() == [0, 2]
     assert served[features.USER_ACTIVITY].numpy().ravel().tolist() == [b"1-20", b"0"]
