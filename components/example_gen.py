@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import tensorflow as tf
 from tfx import types
-from tfx.components.example_gen import base_example_gen_executor, write_split
+from tfx.components.example_gen import write_split
 from tfx.components.example_gen import utils as example_gen_utils
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.dsl.io import fileio
@@ -343,18 +343,21 @@ class _RatingsCsvToExample(beam.PTransform):
 
 @dataclasses.dataclass(frozen=True)
 class SplitLayout:
-    """Where examples go: split folders, and TFX's hash buckets when one input is split by hash."""
+    """Where examples go: split folders, and the cumulative hash buckets when one input is split."""
     uris: List[str]
     buckets: List[int]
-    split_config: example_gen_pb2.SplitConfig
 
-    def partitions(self, records: List[bytes]) -> np.ndarray:
-        """Each record's split index, exactly as TFX's own ExampleGen assigns it."""
+    def partitions(self, rows: Rows) -> np.ndarray:
+        """Each row's split index, by a hash of its (user_id, movie_id) pair.
+
+        TFX hashes the serialized example, but tf.Example's feature map serializes in no fixed
+        order, so the same data would split differently from run to run. A rating keyed by its
+        pair (unique, see check_no_duplicates) stays in its split across reruns and new spans.
+        """
         if not self.buckets:
-            return np.zeros(len(records), np.int64)
-        return np.array([base_example_gen_executor._PartitionFn(record, len(self.buckets), self.buckets,
-                                                                self.split_config)
-                         for record in records], np.int64)
+            return np.zeros(len(rows.lines), np.int64)
+        bucket = rows.pair_hashes() % np.uint64(self.buckets[-1])
+        return np.searchsorted(np.array(self.buckets, np.uint64), bucket, side="right")
 
 
 class _WriteChunkSplits(beam.DoFn):
@@ -375,7 +378,7 @@ class _WriteChunkSplits(beam.DoFn):
 
     def process(self, rows: Rows) -> None:
         records = self._encoder.encode(rows)
-        partitions = self._layout.partitions(records)
+        partitions = self._layout.partitions(rows)
         options = tf.io.TFRecordOptions(compression_type="GZIP", compression_level=GZIP_LEVEL)
         for split, uri in enumerate(self._layout.uris):
             path = os.path.join(uri, f"{write_split.DEFAULT_TF_RECORD_FILE_NAME}-"
@@ -390,7 +393,8 @@ class Executor(BaseExampleGenExecutor):
     """FileBasedExampleGen executor for the canonical `user_id,movie_id,rating,timestamp` CSV.
 
     `Do` is TFX's own but for the writing: each chunk is written to its split's files where it
-    is encoded (see _WriteChunkSplits); splits, file names and format are those TFX produces.
+    is encoded (see _WriteChunkSplits), and a hash split is keyed on the (user, movie) pair rather
+    than the serialized bytes (see SplitLayout). Split names, file names and format are TFX's.
     """
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
@@ -411,11 +415,13 @@ class Executor(BaseExampleGenExecutor):
             fileio.makedirs(uri)
         settings = _ingest_settings(exec_properties)
         hash_split = output_config.split_config
+        if hash_split.partition_feature_name:
+            raise ValueError("partition_feature_name is not supported: ratings split by (user_id, movie_id)")
         if hash_split.splits:
             buckets = list(itertools.accumulate(split.hash_buckets for split in hash_split.splits))
-            inputs = [(input_config.splits[0].pattern, SplitLayout(uris, buckets, hash_split))]
+            inputs = [(input_config.splits[0].pattern, SplitLayout(uris, buckets))]
         else:
-            inputs = [(split.pattern, SplitLayout([uri], [], hash_split))
+            inputs = [(split.pattern, SplitLayout([uri], []))
                       for split, uri in zip(input_config.splits, uris)]
         with self._make_beam_pipeline() as pipeline:
             for index, (pattern, layout) in enumerate(inputs):

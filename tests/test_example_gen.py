@@ -1,8 +1,7 @@
-"""The ExampleGen executor's own writing: splits as TFX assigns them, every row exactly once."""
+"""The ExampleGen executor's own writing: stable hash splits, every row exactly once."""
 import collections
 
 import tensorflow as tf
-from tfx.components.example_gen import base_example_gen_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs as specs
 from tfx.utils import proto_utils
@@ -43,20 +42,30 @@ def pair(record: bytes):
     return feature[features.USER_ID].bytes_list.value[0], feature[features.MOVIE_ID].bytes_list.value[0]
 
 
-def test_hash_split_matches_tfx_and_keeps_every_row_once(tmp_path, monkeypatch):
-    """Chunks of ~8 KB (one file each per split); each example is in the split TFX's partition picks."""
+def splits_of_pairs(by_split):
+    return {pair(record): split for split, records in by_split.items() for record in records}
+
+
+def test_hash_split_is_stable_and_keeps_every_row_once(tmp_path, monkeypatch):
+    """Chunks of ~8 KB (one file each per split). A rating's split depends on its (user, movie)
+    pair only: the same on a rerun, and unchanged when another file (a new span) is added."""
     monkeypatch.setattr(example_gen, "CHUNK_BYTES", 8 << 10)
     rows = [f"u{i // 50},m{i % 50},{1 + i % 5},{i}" for i in range(4_000)]
-    write_csv(tmp_path / "in" / features.RATINGS_FILE, HEADER, rows)
-    by_split, files = run_executor(tmp_path / "in", [("single_split", features.RATINGS_FILE)], HASH_SPLIT)
+    write_csv(tmp_path / "in" / "ratings-1.csv", HEADER, rows)
+    first, files = run_executor(tmp_path / "in", [("single_split", "ratings-*.csv")], HASH_SPLIT)
 
     assert len(files["train"]) == len(files["eval"]) > 5
     assert not [f for split_files in files.values() for f in split_files if f.endswith(".tmp")]
-    written = collections.Counter(pair(r) for records in by_split.values() for r in records)
+    written = collections.Counter(pair(r) for records in first.values() for r in records)
     assert len(written) == len(rows) and set(written.values()) == {1}
-    for index, split in enumerate(("train", "eval")):
-        assert {base_example_gen_executor._PartitionFn(r, 2, [3, 4], HASH_SPLIT) for r in by_split[split]} == {index}
-    assert 0.2 < len(by_split["eval"]) / len(rows) < 0.3
+    assert 0.2 < len(first["eval"]) / len(rows) < 0.3
+
+    write_csv(tmp_path / "again" / "ratings-1.csv", HEADER, rows)
+    write_csv(tmp_path / "again" / "ratings-2.csv", HEADER, [f"u{i},new,4,1" for i in range(500)])
+    again, _ = run_executor(tmp_path / "again", [("single_split", "ratings-*.csv")], HASH_SPLIT)
+    first_splits, again_splits = splits_of_pairs(first), splits_of_pairs(again)
+    assert {p: again_splits[p] for p in first_splits} == first_splits
+    assert len(again_splits) == len(rows) + 500
 
 
 def test_given_splits_are_kept_as_they_are(tmp_path):
