@@ -169,9 +169,8 @@ def _parse_columns(raw: bytes, chunk: Chunk) -> Optional[Rows]:
 
 def _parse_lines(raw: bytes, chunk: Chunk) -> Rows:
     """The exact path: raises RowError at the first bad line (records.parse_lines)."""
-    lines = raw.splitlines(keepends=True)
-    numbered = [(chunk.first_line + i, rating) for i, line in enumerate(lines)
-                for rating in records.parse_lines([line], chunk.path, chunk.first_line + i, chunk.rating_range)]
+    numbered = list(records.parse_lines(raw.splitlines(keepends=True), chunk.path, chunk.first_line,
+                                        chunk.rating_range))
     return Rows(chunk.path, chunk.file_index, np.array([n for n, _ in numbered], np.int64),
                 np.array([r.user_id for _, r in numbered], object),
                 np.array([r.movie_id for _, r in numbered], object),

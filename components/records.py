@@ -111,8 +111,9 @@ def parse_fields(fields: Sequence[str], source: str, line: int,
 
 
 def parse_lines(lines: Iterable[bytes], source: str, first_line: int,
-                rating_range: Optional[Tuple[float, float]] = None) -> Iterator[Rating]:
-    """Parses rating rows given as raw lines (with their line ends), numbered from `first_line`.
+                rating_range: Optional[Tuple[float, float]] = None) -> Iterator[Tuple[int, Rating]]:
+    """(line number, rating) of rating rows given as raw lines (with their line ends), numbered
+    from `first_line`; blank lines are skipped.
 
     A non-blank line without a line end can only be the end of a file cut short (a writer killed
     mid-write): it is rejected, even if what is left of it happens to parse.
@@ -124,11 +125,12 @@ def parse_lines(lines: Iterable[bytes], source: str, first_line: int,
         if not raw.endswith(b"\n"):
             raise RowError(source, line_no, None, f"last line {text!r} has no line end: the file looks "
                            "truncated (a complete file ends with a newline)")
-        yield parse_fields(text.split(","), source, line_no, rating_range)
+        yield line_no, parse_fields(text.split(","), source, line_no, rating_range)
 
 
 def read_ratings(lines: Iterable[bytes], source: str) -> Iterator[Rating]:
     """Parses a canonical ratings CSV given as raw lines: header first, then one rating per line."""
     lines = iter(lines)
     check_header(next(lines, b""), source)
-    yield from parse_lines(lines, source, 2)
+    for _, rating in parse_lines(lines, source, 2):
+        yield rating
