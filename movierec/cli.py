@@ -187,7 +187,7 @@ def _check_data(config) -> None:
             raise DataError(f"{input_base}: no {pattern} files in this folder")
         for file in files:
             with open(file, "rb") as f:
-                records.check_header(f.readline(), str(file))
+                records.read_header(f.readline(), str(file))
 
 
 def _check_writable(config) -> None:
