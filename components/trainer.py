@@ -25,16 +25,18 @@ EXAMPLES_PER_SECOND = "examples_per_second"
 
 def transformed_dataset(file_pattern, data_accessor: tfx.components.DataAccessor,
                         tf_transform_output: tft.TFTransformOutput, batch_size: int) -> tf.data.Dataset:
-    """Batches of Transform's features of raw examples, once, in file order.
+    """Batches of Transform's features of raw examples, and their raw timestamp, once, in file order.
 
     Transform does not materialize its output (see pipeline.py): its graph runs here, inside
-    tf.data, which reads and parses in C++ rather than element by element in Beam.
+    tf.data, which reads and parses in C++ rather than element by element in Beam. The timestamp
+    tells the catalogue which of a re-rated pair's ratings is the newest (catalog.build).
     """
     tft_layer = tf_transform_output.transform_features_layer()
     raw = data_accessor.tf_dataset_factory(
         file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1, shuffle=False),
         tf_transform_output.raw_metadata.schema)
-    return raw.map(tft_layer, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return raw.map(lambda batch: {**tft_layer(batch), features.TIMESTAMP: batch[features.TIMESTAMP]},
+                   num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def evaluation_dataset(file_pattern, data_accessor: tfx.components.DataAccessor,

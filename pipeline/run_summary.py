@@ -15,7 +15,7 @@ from tensorflow_data_validation.utils import stats_util
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
-from components import pusher
+from components import example_gen, pusher
 from components.embeddings import MAP_FILE
 from components.trainer import HISTORY_FILE
 from pipeline import configs
@@ -51,6 +51,8 @@ class RunSummary:
     span: Optional[int] = None
     pushed_version: Optional[str] = None
     error: str = ""
+    # The side tables ExampleGen joined: {"movies": path or None, "users": path or None}.
+    side_tables: Dict[str, Optional[str]] = dataclasses.field(default_factory=dict)
 
     def render(self) -> str:
         lines = [f"Run {self.run_id}"]
@@ -60,6 +62,9 @@ class RunSummary:
             lines.append("  rows ingested: " + ", ".join(
                 f"{split} {count:,}" for split, count in self.rows.items())
                 + f" (total {sum(self.rows.values()):,})")
+        if self.side_tables:
+            lines.append("  side tables joined: " + ", ".join(
+                f"{name} {path or 'none'}" for name, path in self.side_tables.items()))
         for key, label in (("rmse", "train RMSE per epoch"), ("val_rmse", "eval RMSE per epoch")):
             if self.history.get(key):
                 lines.append(f"  {label}: " + " ".join(f"{v:.3f}" for v in self.history[key]))
@@ -227,6 +232,8 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
         if "examples" in outputs and node == "FileBasedExampleGen":
             # ExampleGen records the span as a custom property.
             summary.span = outputs["examples"].get_int_custom_property("span")
+            joined = outputs["examples"].get_string_custom_property(example_gen.SIDE_TABLES_PROPERTY)
+            summary.side_tables = json.loads(joined) if joined else {}
         if "model_run" in outputs:
             summary.history = _history(outputs["model_run"])
             summary.model_run_dir = outputs["model_run"].uri

@@ -31,6 +31,7 @@ def servable(tmp_path_factory, request):
             for u, movies in RATED.items() for m in movies]
     transformed, output = analyze_and_transform(rows, tmp)
     batch = {key: np.stack([r[key] for r in transformed]) for key in transformed[0]}
+    batch[features.TIMESTAMP] = np.array([r[features.TIMESTAMP] for r in rows])
     movies_and_users = catalog.build(output, [{k: tf.constant(v) for k, v in batch.items()}])
     model = build_model(movies_and_users.num_users, movies_and_users.num_movies, 3.0,
                         Hyperparameters(side_features=request.param, embedding_dim=4, learning_rate=0.05, l2=0.0),

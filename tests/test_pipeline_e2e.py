@@ -28,6 +28,9 @@ def test_first_run_executes_every_component_and_pushes(trained_run):
     assert summary.components == {name: "ran" for name in ALL_COMPONENTS}
     assert sum(summary.rows.values()) == 3000 and set(summary.rows) == {"train", "eval"}
     assert summary.blessed and summary.pushed
+    assert summary.side_tables == {"movies": str(run.data.parent / "movies.csv"),
+                                   "users": str(run.data.parent / "users.csv")}
+    assert f"side tables joined: movies {run.data.parent / 'movies.csv'}, users " in summary.render()
     assert 0 < summary.metrics["root_mean_squared_error"] < 1.6
     assert summary.metrics["example_count"] == summary.rows["eval"]
     assert len(run.versions()) == 1
