@@ -1,4 +1,5 @@
 """The whole pipeline through `movierec run` on a 3,000-rating MovieLens sample, in a temp dir."""
+import csv
 import math
 import pathlib
 import shutil
@@ -7,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from components import features
+from tests import test_csv_variants as variants
 from tests.conftest import write_csv
 from tests.pipeline_runs import PipelineRun
 
@@ -116,3 +118,25 @@ def test_beam_dag_runner_end_to_end(ratings_sample, tmp_path):
     summary = run.summary()
     assert summary.components == {name: "ran" for name in ALL_COMPONENTS}
     assert summary.blessed and summary.pushed and len(run.versions()) == 1
+
+
+def test_files_as_tools_write_them_go_through_movierec_run(ratings_sample, tmp_path):
+    """The sample's 3,000 ratings split over files written by the csv module, pandas, Excel's CSV
+    UTF-8 layout and by hand (tests/test_csv_variants.py), side tables beside them: every row is
+    ingested and both side tables are joined."""
+    with open(ratings_sample, newline="") as f:
+        sample = [(u, m, float(r), int(t)) for u, m, r, t in list(csv.reader(f))[1:]]
+    data = tmp_path / "data"
+    data.mkdir()
+    for side_table in (features.MOVIES_FILE, features.USERS_FILE):
+        shutil.copy(ratings_sample.parent / side_table, data / side_table)
+    for index, (name, writer) in enumerate(variants.WRITERS.items()):
+        writer(data / f"ratings-{name}.csv", sample[index::len(variants.WRITERS)])
+    expected = sum(len(variants.referee(path)) for path in data.glob("ratings-*.csv"))
+    assert expected == len(sample) == 3000
+    run = PipelineRun(tmp_path / "run", data)
+    result = run()
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = run.summary()
+    assert sum(summary.rows.values()) == expected
+    assert summary.side_tables == {"movies": str(data / "movies.csv"), "users": str(data / "users.csv")}
