@@ -1,6 +1,7 @@
 """The ExampleGen executor's own writing: stable hash splits (also across spans), every row exactly once."""
 import collections
 
+import pytest
 import tensorflow as tf
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs as specs
@@ -89,3 +90,16 @@ def test_a_pair_rerated_in_a_later_span_stays_in_its_split(tmp_path):
     second, _ = run_executor(tmp_path, [("single_split", "span-2/ratings.csv")], HASH_SPLIT)
     rerated = {p: split for p, split in splits_of_pairs(first).items() if p[1] == b"m0"}
     assert splits_of_pairs(second) == rerated and set(rerated.values()) == {"train", "eval"}
+
+
+def test_a_rating_in_two_given_splits_is_refused(tmp_path):
+    """Given train/ and eval/ folders are checked for duplicates together: a model is never
+    evaluated on a rating it trained on. A file both split patterns match is refused too."""
+    write_csv(tmp_path / "in" / "train" / features.RATINGS_FILE, HEADER, ["u1,m1,4,1", "u1,m2,3,2"])
+    write_csv(tmp_path / "in" / "eval" / features.RATINGS_FILE, HEADER, ["u2,m1,5,3", "u1,m2,2,4"])
+    with pytest.raises(Exception, match=r"eval/ratings.csv:3: field 'movie_id': duplicated row: user 'u1' already "
+                                        r"rated movie 'm2' on .*train/ratings.csv:3"):
+        run_executor(tmp_path / "in", [("train", "train/*.csv"), ("eval", "eval/*.csv")])
+    with pytest.raises(ValueError, match=r"train/ratings.csv: matched by the split patterns 'train/\*.csv' and "
+                                         r"'\*/ratings.csv': its ratings would be in two splits"):
+        run_executor(tmp_path / "in", [("train", "train/*.csv"), ("eval", "*/ratings.csv")])
