@@ -17,6 +17,7 @@ import portpicker
 from tabulate import tabulate
 
 from components.pusher import served_versions
+from serving import contract
 from serving.client import GrpcBackend, SavedModelBackend
 from serving.loadgen import known_ids
 
@@ -25,9 +26,7 @@ TARGETS_P99_MS = {"predict batch 1": 10.0, "recommend top-10": 20.0}
 
 def workloads(backend, rng: np.random.Generator):
     """(name, callable) pairs; IDs drawn from the model's own catalogue, plus unknown ones."""
-    catalogue = backend.call("recommend", {
-        "user_id": np.array(["benchmark-unknown"], dtype=object), "k": np.array(100, np.int32),
-        "exclude_seen": np.array(False), "exclude_movie_ids": np.zeros([1, 0], dtype=object)})
+    catalogue = backend.call("recommend", contract.recommend_inputs(["benchmark-unknown"], [100], [False], [[]]))
     movies = [m for m in catalogue["movie_id"].reshape(-1)]
     users = [str(u).encode() for u in range(1, 200)]
 
@@ -36,9 +35,7 @@ def workloads(backend, rng: np.random.Generator):
             "user_id": np.array(rng.choice(users, batch), dtype=object),
             "movie_id": np.array(rng.choice(movies, batch), dtype=object)})
 
-    recommend = lambda: backend.call("recommend", {
-        "user_id": np.array([rng.choice(users)], dtype=object), "k": np.array(10, np.int32),
-        "exclude_seen": np.array(True), "exclude_movie_ids": np.zeros([1, 0], dtype=object)})
+    recommend = lambda: backend.call("recommend", contract.recommend_inputs([rng.choice(users)], [10], [True], [[]]))
     return [("predict batch 1", predict(1)), ("predict batch 100", predict(100)),
             ("recommend top-10", recommend)]
 

@@ -5,18 +5,21 @@ Transform's vocabularies, so clients never see vocabulary indices. Only stock TF
 model loads in the standard tensorflow/serving image. What no request changes (the ID tables, the
 vectors of the whole catalogue) is set up at export or load, not per request. Unknown IDs never
 fail: they map to the OOV index, whose vectors are zeros, and each response says whether the ID
-was known.
+was known. Every input is batch-major with one batch size B, so TF Serving's batching can merge
+requests (serving/contract.py says why and what that means for k and exclusions).
 
 Signatures (inputs -> outputs):
 - serving_default:    examples [B] (serialized tf.Example with user_id, movie_id) -> rating [B]
 - regress:            inputs [B] (same tf.Examples) -> outputs [B]; TF Serving's Regress API
 - transform_features: examples [B] -> transformed features (used by TFMA)
 - predict_rating:     user_id [B], movie_id [B] -> rating, known_user, known_movie [B]
-- recommend:          user_id [B], k [], exclude_seen [], exclude_movie_ids [B, E] (pad with "")
-                      -> movie_id, title, score [B, k]; known_user [B]
-- similar_movies:     movie [B] (an ID, or a title, case-insensitive), k []
-                      -> movie_id, title, score [B, k]; query_movie_id, query_title, found [B]
-- similar_users:      user_id [B], k [] -> user_id, score [B, k]; known_user [B]
+- recommend:          user_id [B], k [B], exclude_seen [B], exclude_movie_ids [B, E] (E >= 1,
+                      each row "" first, padded with "")
+                      -> movie_id, title, score [B, K]; known_user [B]
+- similar_movies:     movie [B] (an ID, or a title, case-insensitive), k [B]
+                      -> movie_id, title, score [B, K]; query_movie_id, query_title, found [B]
+- similar_users:      user_id [B], k [B] -> user_id, score [B, K]; known_user [B]
+K is the batch's largest k (capped at the catalogue); a row past its own k holds "" and -inf.
 """
 import os
 
@@ -28,16 +31,16 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from components import features, model as model_lib
 from components.catalog import Catalog
+from serving import contract
 
 USER_XF = features.transformed_name(features.USER_ID)
 MOVIE_XF = features.transformed_name(features.MOVIE_ID)
-REGRESS_METHOD = "tensorflow/serving/regress"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 UNKNOWN_ID = "warmup-unknown-id"
 
 _EXAMPLES = tf.TensorSpec([None], tf.string, name="examples")
 _IDS = tf.TensorSpec([None], tf.string)
-_K = tf.TensorSpec([], tf.int32, name="k")
+_K = tf.TensorSpec([None], tf.int32, name="k")
 
 
 def title_index(catalog: Catalog):
@@ -111,9 +114,21 @@ class RecommenderModule(tf.Module):
         """Vocabulary indices of raw IDs of feature `key`, any shape; OOV -> vocabulary size."""
         return self._index_tables[key].lookup(ids)
 
-    def _clip_k(self, k: tf.Tensor, catalogue_size: int) -> tf.Tensor:
+    @staticmethod
+    def _top_k(scores: tf.Tensor, k: tf.Tensor, candidates) -> tuple:
+        """Top-k per row with one k per row: ranks to the batch's largest k (at most
+        `candidates`), and marks the columns past each row's own k, which callers fill with
+        "" / -inf. (values, indices, in_k [B, K])."""
+        tf.debugging.Assert(tf.shape(k)[0] == tf.shape(scores)[0], ["k needs one value per row"])
         tf.debugging.assert_positive(k, message="k must be at least 1")
-        return tf.minimum(k, catalogue_size)
+        largest = tf.minimum(tf.reduce_max(tf.concat([k, [0]], 0)), candidates)
+        top = tf.math.top_k(scores, largest)
+        in_k = tf.range(largest)[tf.newaxis, :] < k[:, tf.newaxis]
+        return tf.where(in_k, top.values, tf.constant(-float("inf"), scores.dtype)), top.indices, in_k
+
+    def _ranked(self, names: tf.Tensor, indices: tf.Tensor, in_k: tf.Tensor) -> tf.Tensor:
+        """Names (IDs, titles) of ranked indices, "" past each row's k."""
+        return tf.where(in_k, tf.gather(names, indices), tf.constant(contract.NO_MOVIE))
 
     def _rate(self, user_index: tf.Tensor, movie_index: tf.Tensor) -> tf.Tensor:
         return self.model({USER_XF: user_index[:, tf.newaxis], MOVIE_XF: movie_index[:, tf.newaxis]})
@@ -143,33 +158,40 @@ class RecommenderModule(tf.Module):
                 "known_user": user_index < self._num_users,
                 "known_movie": movie_index < self._num_movies}
 
-    @tf.function(input_signature=[_IDS, _K, tf.TensorSpec([], tf.bool, name="exclude_seen"),
+    @tf.function(input_signature=[_IDS, _K, tf.TensorSpec([None], tf.bool, name="exclude_seen"),
                                   tf.TensorSpec([None, None], tf.string, name="exclude_movie_ids")])
     def recommend(self, user_id, k, exclude_seen, exclude_movie_ids):
         user_index = self._index(features.USER_ID, user_id)
         scores = model_lib.score_all_movies(self.model, user_index, self._movie_vectors)
-        excluded = self._index(features.MOVIE_ID, exclude_movie_ids)
+        batch = tf.shape(user_id)[0]
         tf.debugging.Assert(
-            (tf.size(excluded) == 0) | (tf.shape(excluded)[0] == tf.shape(user_index)[0]),
-            ["exclude_movie_ids needs one row per user_id"])
+            (tf.shape(exclude_seen)[0] == batch) & (tf.shape(exclude_movie_ids)[0] == batch),
+            ["exclude_seen and exclude_movie_ids need one row per user_id"])
+        tf.debugging.Assert(
+            (tf.shape(exclude_movie_ids)[1] > 0)
+            & tf.reduce_all(exclude_movie_ids[:, :1] == contract.NO_MOVIE),
+            ["exclude_movie_ids: every row must start with an empty ID (TF Serving pads it with its first element)"])
+        excluded = self._index(features.MOVIE_ID, exclude_movie_ids)
         rows = tf.repeat(tf.range(tf.shape(excluded, tf.int64)[0]), tf.shape(excluded, tf.int64)[1])
         cells = tf.stack([rows, tf.reshape(excluded, [-1])], axis=1)
         seen = tf.RaggedTensor.from_row_splits(self._seen_movies, self._seen_row_splits)
         seen_for_users = tf.gather(seen, user_index)
         seen_cells = tf.stack([seen_for_users.value_rowids(), seen_for_users.flat_values], axis=1)
-        cells = tf.cond(exclude_seen, lambda: tf.concat([cells, seen_cells], 0), lambda: cells)
+        seen_cells = tf.boolean_mask(seen_cells, tf.gather(exclude_seen, seen_for_users.value_rowids()))
+        cells = tf.concat([cells, seen_cells], 0)
         # Padding ("") and unknown IDs map to the OOV index: nothing to exclude there.
         cells = tf.boolean_mask(cells, cells[:, 1] < self._num_movies)
         scores = tf.tensor_scatter_nd_update(
             scores, cells, tf.fill([tf.shape(cells)[0]], tf.constant(-float("inf"), scores.dtype)))
-        top = tf.math.top_k(scores, self._clip_k(k, self._num_movies))
-        return {features.MOVIE_ID: tf.gather(self._movie_ids, top.indices),
-                features.TITLE: tf.gather(self._titles, top.indices),
-                "score": top.values,
+        values, indices, in_k = self._top_k(scores, k, self._num_movies)
+        return {features.MOVIE_ID: self._ranked(self._movie_ids, indices, in_k),
+                features.TITLE: self._ranked(self._titles, indices, in_k),
+                "score": values,
                 "known_user": user_index < self._num_users}
 
     def _nearest(self, normalized: tf.Variable, query: tf.Tensor, k: tf.Tensor):
-        """Top-k cosine neighbours of query indices among unit vectors, excluding self; (top, known).
+        """Top-k cosine neighbours of query indices among unit vectors, excluding self;
+        (scores, indices, in_k, known) as `_top_k` gives them.
 
         Rows for unknown queries are meaningless; callers blank them with `_only_known`.
         """
@@ -179,8 +201,7 @@ class RecommenderModule(tf.Module):
         self_cells = tf.stack([tf.range(tf.shape(query, tf.int64)[0]), safe], axis=1)
         similarity = tf.tensor_scatter_nd_update(
             similarity, self_cells, tf.fill([tf.shape(query)[0]], tf.constant(-2.0, similarity.dtype)))
-        top = tf.math.top_k(similarity, self._clip_k(k, tf.shape(normalized)[0] - 1))
-        return top, known
+        return (*self._top_k(similarity, k, tf.shape(normalized)[0] - 1), known)
 
     @staticmethod
     def _only_known(known: tf.Tensor, ids: tf.Tensor, scores: tf.Tensor):
@@ -193,9 +214,9 @@ class RecommenderModule(tf.Module):
         by_id = self._index(features.MOVIE_ID, movie)
         by_title = self._title_index.lookup(tf.strings.lower(tf.strings.strip(movie), encoding="utf-8"))
         query = tf.where((by_id >= self._num_movies) & (by_title >= 0), by_title, by_id)
-        top, found = self._nearest(self._unit_movie_vectors, query, k)
-        movie_ids, scores = self._only_known(found, tf.gather(self._movie_ids, top.indices), top.values)
-        titles, _ = self._only_known(found, tf.gather(self._titles, top.indices), top.values)
+        values, indices, in_k, found = self._nearest(self._unit_movie_vectors, query, k)
+        movie_ids, scores = self._only_known(found, self._ranked(self._movie_ids, indices, in_k), values)
+        titles, _ = self._only_known(found, self._ranked(self._titles, indices, in_k), values)
         safe = tf.where(found, query, tf.zeros_like(query))
         return {features.MOVIE_ID: movie_ids,
                 features.TITLE: titles,
@@ -206,8 +227,9 @@ class RecommenderModule(tf.Module):
 
     @tf.function(input_signature=[_IDS, _K])
     def similar_users(self, user_id, k):
-        top, known = self._nearest(self._unit_user_vectors, self._index(features.USER_ID, user_id), k)
-        user_ids, scores = self._only_known(known, tf.gather(self._user_ids, top.indices), top.values)
+        values, indices, in_k, known = self._nearest(
+            self._unit_user_vectors, self._index(features.USER_ID, user_id), k)
+        user_ids, scores = self._only_known(known, self._ranked(self._user_ids, indices, in_k), values)
         return {features.USER_ID: user_ids, "score": scores, "known_user": known}
 
     def signatures(self):
@@ -229,35 +251,17 @@ def mark_regression_signature(export_dir: str, name: str = "regress") -> None:
     with tf.io.gfile.GFile(path, "rb") as f:
         saved_model.ParseFromString(f.read())
     for meta_graph in saved_model.meta_graphs:
-        meta_graph.signature_def[name].method_name = REGRESS_METHOD
+        meta_graph.signature_def[name].method_name = contract.REGRESS_METHOD
     with tf.io.gfile.GFile(path, "wb") as f:
         f.write(saved_model.SerializeToString())
 
 
-def _example(user_id: str, movie_id: str) -> bytes:
-    feature = lambda value: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
-    return tf.train.Example(features=tf.train.Features(feature={
-        features.USER_ID: feature(user_id), features.MOVIE_ID: feature(movie_id)})).SerializeToString()
-
-
 def warmup_requests(catalog: Catalog):
-    """(signature, inputs) pairs covering every serving signature, with known and unknown IDs."""
+    """(signature, inputs) pairs covering every client signature, with a known and an unknown
+    user, two ks (as a merged batch has) and exclusions."""
     user = catalog.user_ids[0].decode() if catalog.num_users else UNKNOWN_ID
     movie = catalog.movie_ids[0].decode() if catalog.num_movies else UNKNOWN_ID
-    users, movies = [user, UNKNOWN_ID], [movie, movie]
-    examples = [_example(u, m) for u, m in zip(users, movies)]
-    return [
-        ("serving_default", {"examples": tf.make_tensor_proto(examples)}),
-        ("regress", {"inputs": tf.make_tensor_proto(examples)}),
-        ("predict_rating", {"user_id": tf.make_tensor_proto(users),
-                            "movie_id": tf.make_tensor_proto(movies)}),
-        ("recommend", {"user_id": tf.make_tensor_proto(users), "k": tf.make_tensor_proto(10),
-                       "exclude_seen": tf.make_tensor_proto(True),
-                       "exclude_movie_ids": tf.make_tensor_proto([[movie], [""]])}),
-        ("similar_movies", {"movie": tf.make_tensor_proto([movie, UNKNOWN_ID]),
-                            "k": tf.make_tensor_proto(10)}),
-        ("similar_users", {"user_id": tf.make_tensor_proto(users), "k": tf.make_tensor_proto(10)}),
-    ]
+    return contract.signature_inputs([user, UNKNOWN_ID], [movie, movie], [10, 3])
 
 
 def write_warmup(export_dir: str, catalog: Catalog) -> None:
@@ -269,8 +273,8 @@ def write_warmup(export_dir: str, catalog: Catalog) -> None:
             # TF Serving runs warmup requests against the version being loaded, whatever name.
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(signature_name=signature))
-            for key, tensor in inputs.items():
-                request.inputs[key].CopyFrom(tensor)
+            for key, value in inputs.items():
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())

@@ -18,16 +18,10 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 
 from components import features
 from components.pusher import served_versions
+from serving import contract
 
 DEFAULT_SERVER = "localhost:8500"
 DEFAULT_MODEL = "movierec"
-
-
-def rating_example(user_id: str, movie_id: str) -> bytes:
-    """A serialized tf.Example with the two IDs: the input of `serving_default` and Regress."""
-    feature = lambda value: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
-    return tf.train.Example(features=tf.train.Features(feature={
-        features.USER_ID: feature(user_id), features.MOVIE_ID: feature(movie_id)})).SerializeToString()
 
 
 def predict_request(model_name: str, signature: str, inputs: Dict[str, object]) -> predict_pb2.PredictRequest:
@@ -137,34 +131,42 @@ class RecommenderClient:
         self.backend = backend
 
     def predict(self, user_ids: Sequence[str], movie_ids: Sequence[str]) -> List[Rating]:
-        out = self.backend.call("predict_rating", {
-            "user_id": np.array(user_ids, dtype=object), "movie_id": np.array(movie_ids, dtype=object)})
-        return [Rating(u, m, float(r), bool(ku), bool(km)) for u, m, r, ku, km in zip(
-            user_ids, movie_ids, out[features.LABEL_KEY], out["known_user"], out["known_movie"])]
+        """Ratings of (user, movie) pairs, sent MAX_BATCH_SIZE pairs a request (the most one
+        batched request may carry)."""
+        ratings = []
+        for start in range(0, len(user_ids), contract.MAX_BATCH_SIZE):
+            users = list(user_ids[start:start + contract.MAX_BATCH_SIZE])
+            movies = list(movie_ids[start:start + contract.MAX_BATCH_SIZE])
+            out = self.backend.call(contract.PREDICT_RATING, {
+                "user_id": np.array(users, dtype=object), "movie_id": np.array(movies, dtype=object)})
+            ratings += [Rating(u, m, float(r), bool(ku), bool(km)) for u, m, r, ku, km in zip(
+                users, movies, out[features.LABEL_KEY], out["known_user"], out["known_movie"])]
+        return ratings
 
     def recommend(self, user_id: str, k: int = 10, exclude_seen: bool = False,
                   exclude: Sequence[str] = ()) -> Answer:
-        out = self.backend.call("recommend", {
-            "user_id": np.array([user_id], dtype=object), "k": np.array(k, dtype=np.int32),
-            "exclude_seen": np.array(exclude_seen),
-            "exclude_movie_ids": np.array([list(exclude)], dtype=object).reshape(1, len(exclude))})
+        """Top-k movies; excluded movies are left out even where fewer than k remain."""
+        out = self.backend.call(contract.RECOMMEND,
+                                contract.recommend_inputs([user_id], [k], [exclude_seen], [exclude]))
         items = [Item(i, float(s), t) for i, s, t in zip(
-            _text(out[features.MOVIE_ID]), out["score"].reshape(-1), _text(out[features.TITLE]))
+            _text(contract.top_columns(out[features.MOVIE_ID][0], k)),
+            contract.top_columns(out["score"][0], k), _text(contract.top_columns(out[features.TITLE][0], k)))
             if np.isfinite(s)]
         return Answer(user_id, bool(out["known_user"][0]), items)
 
     def similar_movies(self, movie: str, k: int = 10) -> Answer:
-        out = self.backend.call("similar_movies", {
-            "movie": np.array([movie], dtype=object), "k": np.array(k, dtype=np.int32)})
+        out = self.backend.call(contract.SIMILAR_MOVIES, {
+            "movie": np.array([movie], dtype=object), "k": np.array([k], dtype=np.int32)})
         found = bool(out["found"][0])
         items = [Item(i, float(s), t) for i, s, t in zip(
-            _text(out[features.MOVIE_ID]), out["score"].reshape(-1), _text(out[features.TITLE]))] if found else []
+            _text(contract.top_columns(out[features.MOVIE_ID][0], k)), contract.top_columns(out["score"][0], k),
+            _text(contract.top_columns(out[features.TITLE][0], k)))] if found else []
         return Answer(_text(out["query_movie_id"])[0] or movie, found, items, _text(out["query_title"])[0])
 
     def similar_users(self, user_id: str, k: int = 10) -> Answer:
-        out = self.backend.call("similar_users", {
-            "user_id": np.array([user_id], dtype=object), "k": np.array(k, dtype=np.int32)})
+        out = self.backend.call(contract.SIMILAR_USERS, {
+            "user_id": np.array([user_id], dtype=object), "k": np.array([k], dtype=np.int32)})
         known = bool(out["known_user"][0])
-        items = [Item(i, float(s)) for i, s in zip(_text(out[features.USER_ID]), out["score"].reshape(-1))] \
-            if known else []
+        items = [Item(i, float(s)) for i, s in zip(_text(contract.top_columns(out[features.USER_ID][0], k)),
+                                                   contract.top_columns(out["score"][0], k))] if known else []
         return Answer(user_id, known, items)

@@ -24,7 +24,8 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 
 from components import features
 from components.pusher import publish, served_versions
-from serving.client import GrpcBackend, RecommenderClient, predict_request, rating_example
+from serving import contract
+from serving.client import GrpcBackend, RecommenderClient, predict_request
 
 UNKNOWN_USER = "load-unknown-user"
 
@@ -57,7 +58,7 @@ def known_ids(version_dir: str) -> Ids:
 
 
 def _serving_default(client: RecommenderClient, user: str, movie: str) -> Optional[int]:
-    examples = np.array([rating_example(user, movie)], dtype=object)
+    examples = np.array([contract.example(user, movie)], dtype=object)
     rating = client.backend.call("serving_default", {"examples": examples})[features.LABEL_KEY]
     _check(rating.shape == (1,) and np.isfinite(rating).all(), "serving_default rating")
     return client.backend.last_version
@@ -91,7 +92,7 @@ def _similar_users(client: RecommenderClient, user: str, movie: str) -> Optional
 
 
 def _regress(client: RecommenderClient, user: str, movie: str) -> Optional[int]:
-    values = client.backend.regress([rating_example(user, movie), rating_example(UNKNOWN_USER, movie)])
+    values = client.backend.regress([contract.example(user, movie), contract.example(UNKNOWN_USER, movie)])
     _check(values.shape == (2,) and np.isfinite(values).all(), "Regress values")
     return client.backend.last_version
 
@@ -328,10 +329,10 @@ def malformed_requests(model: str, user: str, movie: str) -> List[Malformed]:
     does not fit the signature -> INVALID_ARGUMENT. The server must answer each and stay up."""
     not_found, invalid = grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT
     ids = {"user_id": [user], "movie_id": [movie]}
-    no_exclusions = {"exclude_seen": False, "exclude_movie_ids": np.zeros([1, 0], dtype=object)}
-    recommend = lambda **inputs: _predict("recommend", model, **{"user_id": [user], "k": np.int32(5),
+    no_exclusions = {"exclude_seen": [False], "exclude_movie_ids": contract.exclusions([[]])}
+    recommend = lambda **inputs: _predict("recommend", model, **{"user_id": [user], "k": np.array([5], np.int32),
                                                                  **no_exclusions, **inputs})
-    example = rating_example(user, movie)
+    example = contract.example(user, movie)
     return [
         Malformed("unknown model", not_found, _predict("predict_rating", "no-such-model", **ids)),
         Malformed("unknown version", not_found, _predict("predict_rating", model, version=1, **ids)),
@@ -344,28 +345,34 @@ def malformed_requests(model: str, user: str, movie: str) -> List[Malformed]:
         Malformed("missing input", invalid, _predict("predict_rating", model, user_id=[user])),
         Malformed("no inputs", invalid, _predict("predict_rating", model)),
         Malformed("wrong input key", invalid, _predict("predict_rating", model, user=[user], movie_id=[movie])),
-        Malformed("extra input", invalid, _predict("predict_rating", model, k=np.int32(1), **ids)),
+        Malformed("extra input", invalid, _predict("predict_rating", model, k=np.array([1], np.int32), **ids)),
         Malformed("float IDs", invalid, _predict("predict_rating", model, user_id=[1.5], movie_id=[movie])),
-        Malformed("int64 k", invalid, recommend(k=np.int64(5))),
-        Malformed("float k", invalid, recommend(k=np.float32(5))),
-        Malformed("int exclude_seen", invalid, recommend(exclude_seen=np.int32(1))),
+        Malformed("int64 k", invalid, recommend(k=np.array([5], np.int64))),
+        Malformed("float k", invalid, recommend(k=np.array([5], np.float32))),
+        Malformed("int exclude_seen", invalid, recommend(exclude_seen=np.array([1], np.int32))),
         Malformed("IDs of rank 2", invalid, _predict("predict_rating", model, user_id=[[user]], movie_id=[[movie]])),
         Malformed("scalar IDs", invalid, _predict("predict_rating", model, user_id=user, movie_id=movie)),
-        Malformed("k as a vector", invalid, recommend(k=np.array([5], np.int32))),
+        Malformed("scalar k", invalid, recommend(k=np.int32(5))),
+        Malformed("scalar exclude_seen", invalid, recommend(exclude_seen=False)),
+        Malformed("2 users, 1 k", invalid, recommend(
+            user_id=[user, user], exclude_seen=[False, False], exclude_movie_ids=contract.exclusions([[], []]))),
         Malformed("exclusions of rank 1", invalid, recommend(exclude_movie_ids=np.array([movie], dtype=object))),
+        Malformed("exclusions without the leading empty ID", invalid, recommend(
+            exclude_movie_ids=np.array([[movie]], dtype=object))),
         Malformed("2 users, 1 movie", invalid, _predict(
             "predict_rating", model, user_id=[user, user], movie_id=[movie])),
         Malformed("exclusion rows != users", invalid, recommend(
-            user_id=[user, user], exclude_movie_ids=np.array([[movie]], dtype=object))),
-        Malformed("k = 0", invalid, recommend(k=np.int32(0))),
-        Malformed("negative k", invalid, _predict("similar_users", model, user_id=[user], k=np.int32(-3))),
+            user_id=[user, user], k=np.array([5, 5], np.int32), exclude_seen=[False, False],
+            exclude_movie_ids=contract.exclusions([[movie]]))),
+        Malformed("k = 0", invalid, recommend(k=np.array([0], np.int32))),
+        Malformed("negative k", invalid, _predict("similar_users", model, user_id=[user],
+                                                  k=np.array([-3], np.int32))),
         Malformed("more values than the shape holds", invalid, _predict(
             "predict_rating", model, user_id=_tensor(types_pb2.DT_STRING, [1], string_val=[user.encode()] * 3),
             movie_id=[movie])),
         Malformed("truncated tensor_content", invalid, _predict(
-            "recommend", model, **{"user_id": [user], "exclude_seen": False,
-                                   "exclude_movie_ids": np.zeros([1, 0], dtype=object),
-                                   "k": _tensor(types_pb2.DT_INT32, [], tensor_content=b"\x05\x00")})),
+            "recommend", model, **{"user_id": [user], **no_exclusions,
+                                   "k": _tensor(types_pb2.DT_INT32, [1], tensor_content=b"\x05\x00")})),
         Malformed("not a tf.Example", invalid, _predict("serving_default", model, examples=[b"\xff not a proto"])),
         Malformed("tf.Example without movie_id", invalid, _predict("serving_default", model, examples=[
             tf.train.Example(features=tf.train.Features(feature={features.USER_ID: tf.train.Feature(

@@ -7,8 +7,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, regression_pb2
 
 from components import features, pusher
-from serving import loadgen
-from serving.client import GrpcBackend, RecommenderClient, rating_example
+from serving import contract, loadgen
+from serving.client import GrpcBackend, RecommenderClient
 from serving.client import predict_request as build_predict_request
 from serving.repository import warmup_requests
 from tests.cli import movierec
@@ -42,7 +42,7 @@ def test_status_and_metadata(server):
 
 def test_every_signature_answers(server, ratings_sample):
     user, movie = ratings_sample.read_text().splitlines()[1].split(",")[:2]
-    example = rating_example(user, movie)
+    example = contract.example(user, movie)
     call = lambda request: outputs(server.predictions.Predict(request, timeout=10))
 
     by_example = call(predict_request("serving_default", examples=[example]))[features.LABEL_KEY]
@@ -51,13 +51,12 @@ def test_every_signature_answers(server, ratings_sample):
     assert by_id["known_user"].tolist() == [True, False]
     assert np.all(np.isfinite(by_id[features.LABEL_KEY]))
 
-    top = call(predict_request("recommend", user_id=[user], k=np.int32(5), exclude_seen=True,
-                               exclude_movie_ids=np.array([[movie]], dtype=object)))
+    top = call(predict_request("recommend", **contract.recommend_inputs([user], [5], [True], [[movie]])))
     assert top[features.MOVIE_ID].shape == (1, 5) and movie.encode() not in top[features.MOVIE_ID][0]
     assert all(title for title in top[features.TITLE][0])  # titles come from the joined movies.csv
-    similar = call(predict_request("similar_movies", movie=[movie], k=np.int32(3)))
+    similar = call(predict_request("similar_movies", movie=[movie], k=np.array([3], np.int32)))
     assert similar["found"].tolist() == [True] and similar[features.MOVIE_ID].shape == (1, 3)
-    users = call(predict_request("similar_users", user_id=[user], k=np.int32(3)))
+    users = call(predict_request("similar_users", user_id=[user], k=np.array([3], np.int32)))
     assert users["known_user"].tolist() == [True] and user.encode() not in users[features.USER_ID][0]
 
     regression = regression_pb2.RegressionRequest()
@@ -69,11 +68,11 @@ def test_every_signature_answers(server, ratings_sample):
 
 def test_unknown_ids_get_fallbacks_not_errors(server):
     call = lambda request: outputs(server.predictions.Predict(request, timeout=10))
-    top = call(predict_request("recommend", user_id=["stranger-1", "stranger-2"], k=np.int32(4),
-                               exclude_seen=False, exclude_movie_ids=np.zeros([2, 0], dtype=object)))
+    top = call(predict_request("recommend", **contract.recommend_inputs(
+        ["stranger-1", "stranger-2"], [4, 4], [False, False], [[], []])))
     assert top["known_user"].tolist() == [False, False]
     assert top[features.MOVIE_ID][0].tolist() == top[features.MOVIE_ID][1].tolist()  # bias ranking
-    similar = call(predict_request("similar_movies", movie=["no such film"], k=np.int32(3)))
+    similar = call(predict_request("similar_movies", movie=["no such film"], k=np.array([3], np.int32)))
     assert similar["found"].tolist() == [False]
 
 
