@@ -149,7 +149,9 @@ def _json_value(value, as_bytes: bool):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _json_tensor(array: np.ndarray, as_bytes: bool):
+def _json_tensor(array, as_bytes: bool):
+    if not isinstance(array, np.ndarray):  # an element of an object (string) array
+        return _json_value(array, as_bytes)
     if array.ndim == 0:
         return _json_value(array.item() if array.dtype != object else array[()], as_bytes)
     return [_json_tensor(row, as_bytes) for row in array]
