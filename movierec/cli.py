@@ -254,7 +254,8 @@ def run(data_path, pipeline_root, serving_dir, runner, config_file, beam_args, n
     """Run the whole pipeline: ingest, validate, transform, train, evaluate, push.
 
     Exit codes: 0 blessed (pushed, or already served); 1 error (bad data, validation anomalies,
-    a failing component); 3 not blessed, nothing pushed; 4 another run holds the pipeline root.
+    a failing component); 3 not blessed (by the Evaluator, or infra validation: TF Serving could
+    not serve it), nothing pushed; 4 another run holds the pipeline root.
     """
     from movierec.runlock import RunLocked, run_lock
 
@@ -291,6 +292,10 @@ def _run_locked(config, runner: str) -> int:
     if error:
         click.echo(f"Error: {error}\n(full log: {log_file})", err=True)
         return EXIT_ERROR
+    if summary.blessed and summary.infra_blessed is False:
+        # A model TF Serving could not serve is never pushed: "not blessed", with the reason.
+        click.echo(f"Not pushed: TF Serving could not serve the model: {summary.infra_note}", err=True)
+        return EXIT_NOT_BLESSED
     return 0 if summary.blessed else EXIT_NOT_BLESSED
 
 

@@ -1,7 +1,7 @@
 """The movierec TFX pipeline, as a pure function of its config.
 
 ExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> ValidationGate -> Transform
--> Trainer -> (latest blessed model) -> Evaluator -> Pusher
+-> Trainer -> (latest blessed model) -> Evaluator -> InfraValidator -> Pusher
 """
 import dataclasses
 import pathlib
@@ -13,6 +13,7 @@ from tfx.dsl.components.base import executor_spec
 
 import schema
 from components import code_version, example_gen, features, pusher, resolvers
+from components.infra_validator.component import InfraValidator
 from components.schema_import import SchemaImport
 from components.validation_gate import ValidationGate
 from pipeline import configs
@@ -118,10 +119,11 @@ def _schema_import(config: configs.PipelineConfig, orchestrator: str) -> SchemaI
     return SchemaImport(schema_file, content_of=local).with_id("ImportSchemaGen")
 
 
-def push(model, model_blessing, push_base: str) -> tfx.components.Pusher:
-    """The Pusher with the atomic executor (components/pusher.py), to a TF Serving model base path."""
+def push(model, model_blessing, infra_blessing, push_base: str) -> tfx.components.Pusher:
+    """The Pusher with the atomic executor (components/pusher.py), to a TF Serving model base path;
+    it pushes only a model both the Evaluator and the InfraValidator blessed."""
     return tfx.components.Pusher(
-        model=model, model_blessing=model_blessing,
+        model=model, model_blessing=model_blessing, infra_blessing=infra_blessing,
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_base)),
         custom_executor_spec=executor_spec.ExecutorClassSpec(pusher.Executor))
@@ -197,14 +199,17 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         baseline_model=latest_blessed_model.outputs["model"],
         eval_config=eval_config(config.evaluation))
 
-    model_pusher = push(trainer.outputs["model"], evaluator.outputs["blessing"], config.push_base)
+    infra_validator = InfraValidator(model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+                                     model_name=config.model_name, model_server=config.model_server)
+    model_pusher = push(trainer.outputs["model"], evaluator.outputs["blessing"],
+                        infra_validator.outputs["blessing"], config.push_base)
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[example_gen_component, statistics_gen, schema_gen, example_validator,
                     validation_gate, *carried_over.values(), transform, trainer, latest_blessed_model,
-                    evaluator, model_pusher],
+                    evaluator, infra_validator, model_pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             config.metadata_file),

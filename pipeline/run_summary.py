@@ -16,6 +16,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
 from components import pusher
+from components import infra_validator
 from components.embeddings import MAP_FILE
 from components.trainer import HISTORY_FILE
 from pipeline import configs
@@ -51,6 +52,8 @@ class RunSummary:
     span: Optional[int] = None
     pushed_version: Optional[str] = None
     error: str = ""
+    infra_blessed: Optional[bool] = None
+    infra_note: str = ""
 
     def render(self) -> str:
         lines = [f"Run {self.run_id}"]
@@ -84,6 +87,8 @@ class RunSummary:
         if self.blessed is not None:
             lines.append(f"  blessed: {'yes' if self.blessed else 'no'}"
                          + (" - " + "; ".join(self.blessing_notes) if self.blessing_notes else ""))
+        if self.infra_blessed is not None:
+            lines.append(f"  infra validation: {'passed' if self.infra_blessed else 'failed'} - {self.infra_note}")
         if self.pushed is not None:
             lines.append(f"  push: {self.push_note}"
                          + (f" ({self.pushed_destination})" if self.pushed_destination else ""))
@@ -236,7 +241,10 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
             summary.metrics = overall.get("candidate", {})
             summary.baseline_metrics = overall.get("baseline", {})
             summary.slices = by_slice
-        if "blessing" in outputs:
+        if "blessing" in outputs and outputs["blessing"].type_name == "InfraBlessing":
+            summary.infra_blessed = bool(outputs["blessing"].get_int_custom_property(infra_validator.BLESSED))
+            summary.infra_note = infra_validator.note(outputs["blessing"])
+        elif "blessing" in outputs:
             summary.blessed = bool(outputs["blessing"].get_int_custom_property("blessed"))
             summary.blessing_notes = _blessing_notes(
                 outputs["evaluation"].uri, config, summary.metrics, summary.baseline_metrics)

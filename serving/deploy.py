@@ -36,7 +36,8 @@ from tfx.dsl.io import fileio
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import contract
-from serving.tf_serving_config import BatchingParameters, MonitoringConfig
+from serving.protos.monitoring_config_pb2 import MonitoringConfig
+from serving.protos.session_bundle_config_pb2 import BatchingParameters
 
 # The TF Serving release that matches the TensorFlow the models are trained and exported with.
 TF_SERVING_IMAGE = "tensorflow/serving:2.16.1"

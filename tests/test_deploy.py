@@ -6,7 +6,8 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import contract, deploy
-from serving.tf_serving_config import BatchingParameters, MonitoringConfig
+from serving.protos.monitoring_config_pb2 import MonitoringConfig
+from serving.protos.session_bundle_config_pb2 import BatchingParameters
 
 
 @pytest.fixture(scope="module")
