@@ -324,8 +324,8 @@ def _tensor(dtype, dims: Sequence[int], **values) -> tensor_pb2.TensorProto:
 
 
 def malformed_requests(model: str, user: str, movie: str) -> List[Malformed]:
-    """Requests TF Serving refuses: unknown model, version or signature -> NOT_FOUND; input that
-    does not fit the signature -> INVALID_ARGUMENT. The server must answer each and stay up."""
+    """Requests TF Serving refuses: unknown model or version -> NOT_FOUND; unknown Predict
+    signature -> FAILED_PRECONDITION; input that does not fit the signature -> INVALID_ARGUMENT. The server must answer each and stay up."""
     not_found, invalid = grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT
     ids = {"user_id": [user], "movie_id": [movie]}
     no_exclusions = {"exclude_seen": False, "exclude_movie_ids": np.zeros([1, 0], dtype=object)}
@@ -335,7 +335,8 @@ def malformed_requests(model: str, user: str, movie: str) -> List[Malformed]:
     return [
         Malformed("unknown model", not_found, _predict("predict_rating", "no-such-model", **ids)),
         Malformed("unknown version", not_found, _predict("predict_rating", model, version=1, **ids)),
-        Malformed("unknown signature", not_found, _predict("no_such_signature", model, **ids)),
+        Malformed("unknown signature", grpc.StatusCode.FAILED_PRECONDITION,  # predict_util.cc RunPredict
+                  _predict("no_such_signature", model, **ids)),
         Malformed("status of an unknown model", not_found, _status_request("no-such-model")),
         Malformed("status of an unknown version", not_found, _status_request(model, version=1)),
         Malformed("metadata of an unknown model", not_found, _metadata_request("no-such-model", "signature_def")),
