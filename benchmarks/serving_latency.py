@@ -145,7 +145,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work_dir:
         for batching in (False, True):
             label = f"batching {'on' if batching else 'off'}"
-            server = ServerProcess(deploy_flags(model_dir, work_dir, batching), work_dir, label.replace(" ", "-"))
+            # No load retries: a model the server cannot load fails at once instead of after 5 x 60 s.
+            server = ServerProcess([*deploy_flags(model_dir, work_dir, batching), "--max_num_load_retries=0"],
+                                   work_dir, label.replace(" ", "-"))
             if server.error:
                 failures.append(f"{label}: server did not start: {server.error}")
                 server.stop()

@@ -82,7 +82,7 @@ def main() -> None:
                                    args.call_timeout)
             result, swap = loadgen.load_with_swap(load, base, args.timeout)
             print_load(result, swap)
-            requests = loadgen.malformed_requests(args.model_name, ids.users[0], ids.movies[0])
+            requests = loadgen.malformed_requests(args.model_name, ids.users[0], ids.movies[0], batching=False)
             flooded = loadgen.flood(backend.target, requests, args.clients, args.flood_rounds,
                                     args.call_timeout, args.timeout)
             print(f"malformed requests: {flooded.sent:,} ({len(requests)} kinds) in {flooded.elapsed_s:.1f} s, "

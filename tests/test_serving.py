@@ -13,7 +13,7 @@ from serving.rest_client import RestBackend
 from serving.client import predict_request as build_predict_request
 from serving.server import warmup_records
 from tests.cli import movierec
-from tests.serving_server import MODEL
+from tests.serving_server import BATCHING, MODEL
 
 
 def predict_request(signature, model=MODEL, **inputs):
@@ -82,7 +82,7 @@ def test_not_found_and_invalid_argument_codes(server):
     """Each malformed request once (tests/test_serving_load.py floods them concurrently)."""
     backend = GrpcBackend(server.address, MODEL)
     wrong = {}
-    for request in loadgen.malformed_requests(MODEL, "1", "1"):
+    for request in loadgen.malformed_requests(MODEL, "1", "1", BATCHING):
         code, details = loadgen.answer_code(backend, request)
         if code != request.expected:
             wrong[request.name] = f"expected {request.expected.name}, got {code.name}: {details}"
