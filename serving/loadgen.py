@@ -324,9 +324,11 @@ def _tensor(dtype, dims: Sequence[int], **values) -> tensor_pb2.TensorProto:
     return tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape, **values)
 
 
-def malformed_requests(model: str, user: str, movie: str) -> List[Malformed]:
-    """Requests TF Serving refuses: unknown model, version or signature -> NOT_FOUND; input that
-    does not fit the signature -> INVALID_ARGUMENT. The server must answer each and stay up."""
+def malformed_requests(model: str, user: str, movie: str, batching: bool = True) -> List[Malformed]:
+    """Requests TF Serving refuses: unknown model or version -> NOT_FOUND; unknown Predict
+    signature -> FAILED_PRECONDITION; input that does not fit the signature -> INVALID_ARGUMENT.
+    Inputs of different batch sizes are refused only by the batching session (`batching`); without
+    it TF Serving runs them and the model broadcasts. The server must answer each and stay up."""
     not_found, invalid = grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT
     ids = {"user_id": [user], "movie_id": [movie]}
     no_exclusions = {"exclude_seen": [False], "exclude_movie_ids": contract.exclusions([[]])}
@@ -336,7 +338,8 @@ def malformed_requests(model: str, user: str, movie: str) -> List[Malformed]:
     return [
         Malformed("unknown model", not_found, _predict("predict_rating", "no-such-model", **ids)),
         Malformed("unknown version", not_found, _predict("predict_rating", model, version=1, **ids)),
-        Malformed("unknown signature", not_found, _predict("no_such_signature", model, **ids)),
+        Malformed("unknown signature", grpc.StatusCode.FAILED_PRECONDITION,  # predict_util.cc RunPredict
+                  _predict("no_such_signature", model, **ids)),
         Malformed("status of an unknown model", not_found, _status_request("no-such-model")),
         Malformed("status of an unknown version", not_found, _status_request(model, version=1)),
         Malformed("metadata of an unknown model", not_found, _metadata_request("no-such-model", "signature_def")),
@@ -359,8 +362,6 @@ def malformed_requests(model: str, user: str, movie: str) -> List[Malformed]:
         Malformed("exclusions of rank 1", invalid, recommend(exclude_movie_ids=np.array([movie], dtype=object))),
         Malformed("exclusions without the leading empty ID", invalid, recommend(
             exclude_movie_ids=np.array([[movie]], dtype=object))),
-        Malformed("2 users, 1 movie", invalid, _predict(
-            "predict_rating", model, user_id=[user, user], movie_id=[movie])),
         Malformed("exclusion rows != users", invalid, recommend(
             user_id=[user, user], k=np.array([5, 5], np.int32), exclude_seen=[False, False],
             exclude_movie_ids=contract.exclusions([[movie]]))),
@@ -382,7 +383,8 @@ def malformed_requests(model: str, user: str, movie: str) -> List[Malformed]:
         Malformed("Regress without examples", invalid, _regress_request(model, "regress", [])),
         Malformed("Regress on a Predict signature", invalid, _regress_request(model, "recommend", [example])),
         Malformed("Classify on a regression model", invalid, _classify_request(model)),
-    ]
+    ] + ([Malformed("2 users, 1 movie", invalid, _predict(  # batching_util.h ComputeTensorBatchSize
+        "predict_rating", model, user_id=[user, user], movie_id=[movie]))] if batching else [])
 
 
 def _with_output_filter(request, output: str):

@@ -8,8 +8,9 @@ them a version policy asks for, follow sources/storage_path/file_system_storage_
 import logging
 import os
 import re
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
+import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
@@ -117,3 +118,24 @@ def aspired_versions(model: model_server_config_pb2.ModelConfig) -> Dict[int, st
         return {v: found[v] for v in policy.specific.versions if v in found}
     count = policy.latest.num_versions if kind == "latest" and policy.latest.num_versions else 1
     return {v: found[v] for v in sorted(found)[-count:]}
+
+
+def deploy_flags(serving_dir: str, work_dir, batching: bool = True) -> List[str]:
+    """The flags the pushed docker-compose.yaml gives tensorflow_model_server, for a local
+    `movierec serve` (tests, benchmarks): its /models mount mapped to `serving_dir` (models.config
+    rewritten into `work_dir`), ports and poll interval left to the caller, batching optional."""
+    with open(f"{serving_dir}/docker-compose.yaml") as f:
+        (service,) = yaml.safe_load(f)["services"].values()
+    mount = service["volumes"][0].split(":")[1]
+    config = os.path.join(work_dir, "models.config")
+    with open(f"{serving_dir}/models.config") as f, open(config, "w") as out:
+        out.write(f.read().replace(f'"{mount}/', f'"{serving_dir}/'))
+    flags = []
+    for flag in service["command"]:
+        name = flag.split("=")[0]
+        if name in ("--port", "--rest_api_port", "--file_system_poll_wait_seconds"):
+            continue
+        if name in ("--enable_batching", "--batching_parameters_file") and not batching:
+            continue
+        flags.append(flag.replace(f"={mount}/models.config", f"={config}").replace(f"={mount}/", f"={serving_dir}/"))
+    return flags

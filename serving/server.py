@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import os
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import grpc
 import numpy as np
@@ -23,6 +23,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      model_service_pb2_grpc, predict_pb2, prediction_log_pb2,
                                      prediction_service_pb2_grpc, regression_pb2, status_pb2)
 
+from components.export import WARMUP_FILE
 from serving import batching
 from serving.metrics import Metrics, REQUEST_LATENCY, RUNTIME_LATENCY
 from serving.repository import ModelRepository
@@ -32,7 +33,6 @@ DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
 REGRESS_METHOD = "tensorflow/serving/regress"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000  # saved_model_warmup_util.h WarmupConsts::kMaxNumRecords
 STATES = {"LOADING": get_model_status_pb2.ModelVersionStatus.LOADING,
           "AVAILABLE": get_model_status_pb2.ModelVersionStatus.AVAILABLE,
@@ -245,6 +245,25 @@ def replay_warmup(servable: Servable, log: prediction_log_pb2.PredictionLog) -> 
                            f"Unsupported log_type for warmup: {kind}")
 
 
+def warmup_records(version_dir: str) -> List[prediction_log_pb2.PredictionLog]:
+    """The version's warmup requests (none without the file); an unparsable record or more than
+    1,000 records fail the load (saved_model_warmup_util.cc RunSavedModelWarmup)."""
+    file = os.path.join(version_dir, WARMUP_FILE)
+    if not tf.io.gfile.exists(file):
+        return []
+    logs = []
+    for record in tf.data.TFRecordDataset(file).as_numpy_iterator():
+        log = prediction_log_pb2.PredictionLog()
+        try:
+            log.ParseFromString(record)
+        except Exception as e:
+            raise invalid_argument(f"Failed to parse warmup record from {file}") from e
+        logs.append(log)
+        if len(logs) > MAX_WARMUP_RECORDS:
+            raise invalid_argument(f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {file}")
+    return logs
+
+
 class Loader:
     """Loads a version as the server is configured: batching queues, then the warmup replay."""
 
@@ -276,22 +295,9 @@ class Loader:
         return lambda inputs: servable.execute(signature_name, inputs)
 
     def _warm_up(self, servable: Servable) -> None:
-        file = os.path.join(servable.path, WARMUP_FILE)
-        if not tf.io.gfile.exists(file):
-            return
-        count = 0
-        for record in tf.data.TFRecordDataset(file).as_numpy_iterator():
-            log = prediction_log_pb2.PredictionLog()
-            try:
-                log.ParseFromString(record)
-            except Exception as e:
-                raise invalid_argument(f"Failed to parse warmup record from {file}") from e
+        for log in warmup_records(servable.path):
             for _ in range(self.warmup_iterations):
                 replay_warmup(servable, log)
-            count += 1
-            if count > MAX_WARMUP_RECORDS:
-                raise invalid_argument(f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) "
-                                       f"at {file}")
 
     @staticmethod
     def unload(servable: Servable) -> None:

@@ -9,10 +9,11 @@ from tensorflow_serving.apis import get_model_metadata_pb2, regression_pb2
 from components import features, pusher
 from serving import contract, loadgen
 from serving.client import GrpcBackend, RecommenderClient
+from serving.rest_client import RestBackend
 from serving.client import predict_request as build_predict_request
-from serving.repository import warmup_requests
+from serving.server import warmup_records
 from tests.cli import movierec
-from tests.serving_server import MODEL
+from tests.serving_server import BATCHING, MODEL
 
 
 def predict_request(signature, model=MODEL, **inputs):
@@ -80,7 +81,7 @@ def test_not_found_and_invalid_argument_codes(server):
     """Each malformed request once (tests/test_serving_load.py floods them concurrently)."""
     backend = GrpcBackend(server.address, MODEL)
     wrong = {}
-    for request in loadgen.malformed_requests(MODEL, "1", "1"):
+    for request in loadgen.malformed_requests(MODEL, "1", "1", BATCHING):
         code, details = loadgen.answer_code(backend, request)
         if code != request.expected:
             wrong[request.name] = f"expected {request.expected.name}, got {code.name}: {details}"
@@ -92,7 +93,7 @@ def test_not_found_and_invalid_argument_codes(server):
 
 def test_warmup_requests_are_answered(server):
     version = pusher.served_versions(server.model_base)[-1]
-    logs = warmup_requests(f"{server.model_base}/{version}")
+    logs = warmup_records(f"{server.model_base}/{version}")
     assert len(logs) >= 6
     for log in logs:
         request = log.predict_log.request
@@ -110,3 +111,33 @@ def test_client_commands_print_tables_and_json(server):
     assert "AVAILABLE" in status.stdout
     down = movierec("status", "--server", "127.0.0.1:1")
     assert down.returncode == 1 and "UNAVAILABLE" in down.stderr
+
+
+def test_rest_api_gives_the_grpc_answers(server):
+    """The REST contract: the client's own requests sent as TF Serving columnar JSON answer what
+    gRPC answers; status, metadata, row format, Regress and error bodies as TF Serving sends them."""
+    version = pusher.served_versions(server.model_base)[-1]
+    status, body = server.rest(f"/v1/models/{MODEL}")
+    assert status == 200 and body["model_version_status"][0] == {
+        "version": str(version), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+    status, body = server.rest(f"/v1/models/{MODEL}/versions/{version}/metadata")
+    assert status == 200 and "recommend" in body["metadata"]["signature_def"]["signature_def"]
+
+    rest, grpc_backend = RestBackend("127.0.0.1", server.rest_port, MODEL), GrpcBackend(server.address, MODEL)
+    by_rest, by_grpc = RecommenderClient(rest), RecommenderClient(grpc_backend)
+    assert by_rest.recommend("1", 5, True, ["50"]) == by_grpc.recommend("1", 5, True, ["50"])
+    assert by_rest.predict(["1", "nobody"], ["50", "50"]) == by_grpc.predict(["1", "nobody"], ["50", "50"])
+    assert by_rest.similar_movies("1", 3) == by_grpc.similar_movies("1", 3)
+
+    status, body = server.rest(f"/v1/models/{MODEL}:predict", {"signature_name": "predict_rating", "instances": [
+        {"user_id": "1", "movie_id": "50"}, {"user_id": "nobody", "movie_id": "50"}]})
+    assert status == 200 and [row["known_user"] for row in body["predictions"]] == [True, False]
+    status, body = server.rest(f"/v1/models/{MODEL}:regress", {"signature_name": "regress", "examples": [
+        {features.USER_ID: "1", features.MOVIE_ID: "50"}]})
+    assert status == 200 and body["results"][0] == pytest.approx(by_grpc.predict(["1"], ["50"])[0].rating, abs=1e-5)
+    assert server.rest(f"/v1/models/{MODEL}:predict", {"signature_name": "nope", "instances": [1]}) == (
+        400, {"error": 'Serving signature name: "nope" not found in signature def'})
+    status, page = server.rest_text("/monitoring/prometheus/metrics")
+    assert status == 200 and f':tensorflow:serving:request_count{{model_name="{MODEL}",status="OK"}}' in page
+    rest.close()
+    grpc_backend.close()

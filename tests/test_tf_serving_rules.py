@@ -300,6 +300,10 @@ def test_unknown_model_and_version_are_not_found(served):
     request.model_spec.version.value = 1
     assert code_of(lambda: served.predictions.Predict(request, timeout=10)) == (
         grpc.StatusCode.NOT_FOUND, "Servable not found for request: Specific(good, 1)")
+    request.model_spec.ClearField("version")
+    request.model_spec.version_label = "canary"
+    assert code_of(lambda: served.predictions.Predict(request, timeout=10)) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "Unrecognized servable version label: canary")
     assert code_of(lambda: served.status("nope")) == (
         grpc.StatusCode.NOT_FOUND, "Could not find any versions of model nope")
 
