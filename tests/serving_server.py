@@ -15,9 +15,9 @@ from serving.model_config import deploy_flags
 from tests.cli import MOVIEREC
 
 MODEL = "movierec"
-# The pushed model's contract and batching_parameters.txt must let TF Serving batch it (issue 13
-# parts 1-2, branch tfs-contract); until then the server runs the deploy flags without batching.
-BATCHING = False
+# The pushed model's contract (every input batch-major, serving/contract.py) and its
+# batching_parameters.txt let TF Serving batch it: the server runs the deploy flags as pushed.
+BATCHING = True
 
 
 class Server:

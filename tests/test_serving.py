@@ -1,5 +1,6 @@
 """Contract tests: the real tensorflow-serving-api stubs against `movierec serve` on a pushed model."""
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -141,3 +142,46 @@ def test_rest_api_gives_the_grpc_answers(server):
     assert status == 200 and f':tensorflow:serving:request_count{{model_name="{MODEL}",status="OK"}}' in page
     rest.close()
     grpc_backend.close()
+
+
+def test_concurrent_recommend_calls_are_batched_and_each_gets_its_own_answer(server, ratings_sample):
+    """With batching on, concurrent calls of one signature are merged into one batch
+    (batching/batching_session.cc `BatchingSession::MergeInputTensors`; exclusion widths padded,
+    `pad_variable_length_inputs`) and the outputs cut back per call (`SplitOutputTensors`). Each
+    call's first k columns must equal its answer alone; a response wider than its own k, padded
+    with "" / -inf, shows it was merged with a call asking for more."""
+    rows = [line.split(",")[:2] for line in ratings_sample.read_text().splitlines()[1:200]]
+    users = sorted({user for user, _ in rows})[:12]
+    movies = [movie for _, movie in rows]
+    calls = [contract.recommend_inputs([user], [(2, 5, 10)[i % 3]], [i % 2 == 0], [movies[i:i + i % 4]])
+             for i, user in enumerate(users)]
+    backend = GrpcBackend(server.address, MODEL)
+    alone = [backend.call("recommend", inputs) for inputs in calls]
+    backend.close()
+    answers, errors = [], []
+
+    def client(number):
+        own = GrpcBackend(server.address, MODEL)
+        try:
+            for i in [*range(number, len(calls)), *range(number)] * 3:
+                answers.append((i, own.call("recommend", calls[i])))
+        except Exception as e:  # noqa: BLE001 - every failure is reported below
+            errors.append(repr(e))
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == [] and len(answers) == 8 * 3 * len(calls)
+    widened = 0
+    for i, answer in answers:
+        k = int(calls[i]["k"][0])
+        assert answer[features.MOVIE_ID].shape[1] >= k
+        assert answer[features.MOVIE_ID][0][:k].tolist() == alone[i][features.MOVIE_ID][0][:k].tolist()
+        np.testing.assert_allclose(answer["score"][0][:k], alone[i]["score"][0][:k], rtol=1e-5)
+        assert set(answer[features.MOVIE_ID][0][k:].tolist()) <= {b""} and np.all(np.isneginf(answer["score"][0][k:]))
+        widened += answer[features.MOVIE_ID].shape[1] > k
+    assert widened > 0
