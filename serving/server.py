@@ -138,7 +138,7 @@ def predict(servable: Servable, request: predict_pb2.PredictRequest) -> predict_
     return response
 
 
-def _examples(request, kind: str) -> np.ndarray:
+def _examples(request) -> np.ndarray:
     """util.cc InputToSerializedExampleTensor: the request's tf.Examples, serialized."""
     which = request.input.WhichOneof("kind")
     if which == "example_list_with_context":
@@ -175,7 +175,7 @@ def regress(servable: Servable, request: regression_pb2.RegressionRequest,
                                          check_method, (1,))
     if "outputs" not in signature.outputs:
         raise invalid_argument(f"No regression outputs found in SignatureDef: {signature}")
-    examples = _examples(request, "regression")
+    examples = _examples(request)
     inputs = {"inputs": examples}
     check_inputs(signature, inputs)
     values = servable.run(name, inputs)["outputs"]
@@ -200,7 +200,7 @@ def classify(servable: Servable, request: classification_pb2.ClassificationReque
     if not {"classes", "scores"} & set(signature.outputs):
         raise invalid_argument('Expected classification signature outputs to contain at least one of "classes" '
                                f'or "scores". Signature was: {signature}')
-    examples = _examples(request, "classification")
+    examples = _examples(request)
     inputs = {"inputs": examples}
     check_inputs(signature, inputs)
     outputs = servable.run(name, inputs)
