@@ -26,7 +26,7 @@ from serving.status import ServingError
 from tests import tfs_models
 from tests.cli import MOVIEREC
 
-BATCHING = """max_batch_size { value: 4 }
+BATCHING_PARAMETERS = """max_batch_size { value: 4 }
 batch_timeout_micros { value: 20000 }
 max_enqueued_batches { value: 100 }
 pad_variable_length_inputs: true
@@ -94,7 +94,7 @@ def root(tmp_path_factory):
     (root / "good" / "not-a-version").mkdir()
     tfs_models.save(str(root / "other" / "3"))
     (root / "models.config").write_text(models_config("good", root=root))
-    (root / "batching_parameters.txt").write_text(BATCHING)
+    (root / "batching_parameters.txt").write_text(BATCHING_PARAMETERS)
     (root / "monitoring.config").write_text(MONITORING)
     return root
 
