@@ -21,8 +21,8 @@ import numpy as np
 import portpicker
 from tabulate import tabulate
 
-from components.pusher import served_versions
 from serving.client import GrpcBackend, RecommenderClient, SavedModelBackend
+from serving.contract import served_versions
 from serving.loadgen import known_ids
 from serving.model_config import deploy_flags
 from serving.rest_client import RestBackend

@@ -11,28 +11,17 @@ from typing import Dict, List, Optional, Sequence
 import grpc
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
-                                     model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc, regression_pb2)
+                                     model_service_pb2_grpc, prediction_service_pb2_grpc)
 
-from components import features
-from components.pusher import served_versions
 from serving import contract
+from serving.contract import predict_request, regression_request
+from serving.contract import (FOUND, K, KNOWN_MOVIE, KNOWN_USER, MOVIE,
+                              MOVIE_ID, QUERY_MOVIE_ID, QUERY_TITLE, RATING, SCORE, TITLE, USER_ID,
+                              served_versions)
 
 DEFAULT_SERVER = "localhost:8500"
 DEFAULT_MODEL = "movierec"
-
-
-def predict_request(model_name: str, signature: str, inputs: Dict[str, object]) -> predict_pb2.PredictRequest:
-    """A PredictRequest; each input is an array (converted) or a TensorProto (sent as it is)."""
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model_name
-    request.model_spec.signature_name = signature
-    for key, value in inputs.items():
-        request.inputs[key].CopyFrom(value if isinstance(value, tensor_pb2.TensorProto)
-                                     else tf.make_tensor_proto(value))
-    return request
 
 
 class GrpcBackend:
@@ -52,14 +41,10 @@ class GrpcBackend:
         self.last_version = response.model_spec.version.value
         return {key: tf.make_ndarray(proto) for key, proto in response.outputs.items()}
 
-    def regress(self, examples: Sequence[bytes], signature: str = "regress") -> np.ndarray:
+    def regress(self, examples: Sequence[bytes], signature: str = contract.REGRESS) -> np.ndarray:
         """Ratings of serialized tf.Examples through the Regress API."""
-        request = regression_pb2.RegressionRequest()
-        request.model_spec.name = self.model_name
-        request.model_spec.signature_name = signature
-        for example in examples:
-            request.input.example_list.examples.add().ParseFromString(example)
-        response = self.prediction.Regress(request, timeout=self.timeout_s)
+        response = self.prediction.Regress(regression_request(self.model_name, signature, examples),
+                                           timeout=self.timeout_s)
         self.last_version = response.model_spec.version.value
         return np.array([r.value for r in response.result.regressions], np.float32)
 
@@ -138,9 +123,9 @@ class RecommenderClient:
             users = list(user_ids[start:start + contract.MAX_BATCH_SIZE])
             movies = list(movie_ids[start:start + contract.MAX_BATCH_SIZE])
             out = self.backend.call(contract.PREDICT_RATING, {
-                "user_id": np.array(users, dtype=object), "movie_id": np.array(movies, dtype=object)})
+                USER_ID: np.array(users, dtype=object), MOVIE_ID: np.array(movies, dtype=object)})
             ratings += [Rating(u, m, float(r), bool(ku), bool(km)) for u, m, r, ku, km in zip(
-                users, movies, out[features.LABEL_KEY], out["known_user"], out["known_movie"])]
+                users, movies, out[RATING], out[KNOWN_USER], out[KNOWN_MOVIE])]
         return ratings
 
     def recommend(self, user_id: str, k: int = 10, exclude_seen: bool = False,
@@ -148,25 +133,24 @@ class RecommenderClient:
         """Top-k movies; excluded movies are left out even where fewer than k remain."""
         out = self.backend.call(contract.RECOMMEND,
                                 contract.recommend_inputs([user_id], [k], [exclude_seen], [exclude]))
-        items = [Item(i, float(s), t) for i, s, t in zip(
-            _text(contract.top_columns(out[features.MOVIE_ID][0], k)),
-            contract.top_columns(out["score"][0], k), _text(contract.top_columns(out[features.TITLE][0], k)))
-            if np.isfinite(s)]
-        return Answer(user_id, bool(out["known_user"][0]), items)
+        top = lambda key: contract.top_columns(out[key][0], k)
+        items = [Item(i, float(s), t) for i, s, t in zip(_text(top(MOVIE_ID)), top(SCORE), _text(top(TITLE)))
+                 if np.isfinite(s)]
+        return Answer(user_id, bool(out[KNOWN_USER][0]), items)
 
     def similar_movies(self, movie: str, k: int = 10) -> Answer:
         out = self.backend.call(contract.SIMILAR_MOVIES, {
-            "movie": np.array([movie], dtype=object), "k": np.array([k], dtype=np.int32)})
-        found = bool(out["found"][0])
-        items = [Item(i, float(s), t) for i, s, t in zip(
-            _text(contract.top_columns(out[features.MOVIE_ID][0], k)), contract.top_columns(out["score"][0], k),
-            _text(contract.top_columns(out[features.TITLE][0], k)))] if found else []
-        return Answer(_text(out["query_movie_id"])[0] or movie, found, items, _text(out["query_title"])[0])
+            MOVIE: np.array([movie], dtype=object), K: np.array([k], dtype=np.int32)})
+        found = bool(out[FOUND][0])
+        top = lambda key: contract.top_columns(out[key][0], k)
+        items = [Item(i, float(s), t) for i, s, t in zip(_text(top(MOVIE_ID)), top(SCORE), _text(top(TITLE)))] \
+            if found else []
+        return Answer(_text(out[QUERY_MOVIE_ID])[0] or movie, found, items, _text(out[QUERY_TITLE])[0])
 
     def similar_users(self, user_id: str, k: int = 10) -> Answer:
         out = self.backend.call(contract.SIMILAR_USERS, {
-            "user_id": np.array([user_id], dtype=object), "k": np.array([k], dtype=np.int32)})
-        known = bool(out["known_user"][0])
-        items = [Item(i, float(s)) for i, s in zip(_text(contract.top_columns(out[features.USER_ID][0], k)),
-                                                   contract.top_columns(out["score"][0], k))] if known else []
+            USER_ID: np.array([user_id], dtype=object), K: np.array([k], dtype=np.int32)})
+        known = bool(out[KNOWN_USER][0])
+        top = lambda key: contract.top_columns(out[key][0], k)
+        items = [Item(i, float(s)) for i, s in zip(_text(top(USER_ID)), top(SCORE))] if known else []
         return Answer(user_id, known, items)

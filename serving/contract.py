@@ -1,5 +1,9 @@
-"""The serving contract: what a request to each signature looks like, shared by the export (its
-warmup file), the client library, the load generator and infra validation (its canary requests).
+"""What a pushed movierec model promises its clients: the one place for names and layout.
+
+The export (models/export.py) builds signatures with these names, the Pusher lays out versions
+this way, and everything under serving/ (client, server, load generator) reads only this module
+to learn them. It imports TensorFlow's protos but never TFX or tf.Transform, so a gRPC client does
+not load the pipeline stack.
 
 Every input of every signature is batch-major with one batch size B, because that is the only
 shape TF Serving's batching accepts (tensorflow/serving 2.16.1):
@@ -19,38 +23,128 @@ shape TF Serving's batching accepts (tensorflow/serving 2.16.1):
   tensor in a batch of non-empty ones ("Got empty tensor in batch of non-empty tensors."). So
   every row of `exclude_movie_ids` starts with "" (E >= 1): padding then adds "" (nothing to
   exclude), never another row's movie. The model refuses rows that do not start with "".
-- Requests carry at most MAX_BATCH_SIZE rows: large-batch splitting stays off (see deploy.py), as
+- Requests carry at most MAX_BATCH_SIZE rows: large-batch splitting stays off (components/pusher/deploy.py), as
   it would concatenate the parts of one request answered in different batches, whose K may differ
   (`SplitInputTask`'s done callback: `tensor::Concat` of the parts).
 """
+import os
 from typing import Dict, List, Sequence
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
+from tensorflow_serving.apis import predict_pb2, regression_pb2
 
-from components import features
+from movierec.data import features
 
-SERVING_DEFAULT, REGRESS = "serving_default", "regress"
-PREDICT_RATING, RECOMMEND = "predict_rating", "recommend"
-SIMILAR_MOVIES, SIMILAR_USERS = "similar_movies", "similar_users"
-# The Regress API's method name (tensorflow_serving/servables/tensorflow/regressor.cc
-# `PreProcessRegression` refuses other signatures for Regress).
+# Signatures.
+SERVING_DEFAULT = "serving_default"
+REGRESS = "regress"
+TRANSFORM_FEATURES = "transform_features"
+PREDICT_RATING = "predict_rating"
+RECOMMEND = "recommend"
+SIMILAR_MOVIES = "similar_movies"
+SIMILAR_USERS = "similar_users"
+# What clients call; transform_features exists for TFMA.
+CLIENT_SIGNATURES = (SERVING_DEFAULT, REGRESS, PREDICT_RATING, RECOMMEND, SIMILAR_MOVIES, SIMILAR_USERS)
+
+# TF Serving's method names (tensorflow/cc/saved_model/signature_constants.h): its Regress and
+# Classify APIs only accept signatures whose method_name is theirs.
+PREDICT_METHOD = "tensorflow/serving/predict"
 REGRESS_METHOD = "tensorflow/serving/regress"
-# Most rows in one request = batching's max_batch_size (serving/deploy.py); a larger request is
-# refused with INVALID_ARGUMENT "Task size N is larger than maximum input batch size 256" by
-# TensorFlow's tensorflow/core/kernels/batching_util/shared_batch_scheduler.h
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+
+# Most rows in one request = batching's max_batch_size (components/pusher/deploy.py); a larger
+# request is refused with INVALID_ARGUMENT "Task size N is larger than maximum input batch size
+# 256" by TensorFlow's tensorflow/core/kernels/batching_util/shared_batch_scheduler.h
 # `Queue::ValidateBatchTaskQueueCapacity` (input_batch_size_limit = max_batch_size there).
 MAX_BATCH_SIZE = 256
 # The leading column of every exclude_movie_ids row and its padding: "" excludes nothing.
 NO_MOVIE = ""
 
+# GetModelMetadata's one supported field (servables/tensorflow/get_model_metadata_impl.cc).
+SIGNATURE_DEF = "signature_def"
 
-def example(user_id: str, movie_id: str) -> bytes:
-    """A serialized tf.Example with the two IDs: the input of `serving_default`, `regress`
-    (the Regress API) and `transform_features`."""
+# Inputs.
+EXAMPLES = "examples"  # serving_default, transform_features: serialized tf.Example [B]
+INPUTS = "inputs"  # regress: serialized tf.Example [B] (the Regress API's fixed name)
+USER_ID, MOVIE_ID = features.USER_ID, features.MOVIE_ID
+MOVIE = "movie"  # similar_movies: an ID or a title
+K = "k"
+EXCLUDE_SEEN = "exclude_seen"
+EXCLUDE_MOVIE_IDS = "exclude_movie_ids"
+
+# Outputs.
+RATING = features.LABEL_KEY
+OUTPUTS = "outputs"  # regress (the Regress API's fixed name)
+TITLE = features.TITLE
+SCORE = "score"
+KNOWN_USER, KNOWN_MOVIE = "known_user", "known_movie"
+QUERY_MOVIE_ID, QUERY_TITLE, FOUND = "query_movie_id", "query_title", "found"
+
+# TF Serving replays this file of PredictionLog records before a version serves
+# (servables/tensorflow/saved_model_warmup_util.cc).
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+
+
+def rating_example(user_id: str, movie_id: str) -> bytes:
+    """A serialized tf.Example with the two IDs: the input of `serving_default` and Regress."""
     feature = lambda value: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
     return tf.train.Example(features=tf.train.Features(feature={
-        features.USER_ID: feature(user_id), features.MOVIE_ID: feature(movie_id)})).SerializeToString()
+        USER_ID: feature(user_id), MOVIE_ID: feature(movie_id)})).SerializeToString()
+
+
+def predict_request(model_name: str, signature: str, inputs: Dict[str, object]) -> predict_pb2.PredictRequest:
+    """A PredictRequest; each input is an array (converted) or a TensorProto (sent as it is)."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature
+    for key, value in inputs.items():
+        request.inputs[key].CopyFrom(value if isinstance(value, tensor_pb2.TensorProto)
+                                     else tf.make_tensor_proto(value))
+    return request
+
+
+def regression_request(model_name: str, signature: str, examples) -> regression_pb2.RegressionRequest:
+    """A RegressionRequest (the Regress API) for serialized tf.Examples."""
+    request = regression_pb2.RegressionRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature
+    for example in examples:
+        request.input.example_list.examples.add().ParseFromString(example)
+    return request
+
+
+def served_versions(base: str) -> List[int]:
+    """Numeric version folders under a TF Serving model base path, oldest first.
+
+    TF Serving counts only children whose names parse as integers as versions
+    (sources/storage_path/file_system_storage_path_source.cc), so staging folders are invisible.
+    """
+    if not tf.io.gfile.isdir(base):
+        return []
+    return sorted(int(name.rstrip("/")) for name in tf.io.gfile.listdir(base) if name.rstrip("/").isdigit())
+
+
+def model_names(serving_dir: str) -> List[str]:
+    """Models under a serving dir: the folders that hold numeric versions."""
+    if not tf.io.gfile.isdir(serving_dir):
+        return []
+    return sorted(name.rstrip("/") for name in tf.io.gfile.listdir(serving_dir)
+                  if served_versions(os.path.join(serving_dir, name.rstrip("/"))))
+
+
+# Each version carries its catalogue's IDs as these variables (models/export.py RecommenderModule),
+# readable from the SavedModel's checkpoint without loading the graph.
+USER_IDS_VARIABLE, MOVIE_IDS_VARIABLE = "user_ids", "movie_ids"
+
+
+def catalogue_ids(version_dir: str):
+    """(user IDs, movie IDs) the version knows, as str, in vocabulary order."""
+    reader = tf.train.load_checkpoint(os.path.join(version_dir, "variables", "variables"))
+    read = lambda name: [value.decode("utf-8") for value in
+                         reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE")]
+    return read(USER_IDS_VARIABLE), read(MOVIE_IDS_VARIABLE)
 
 
 def exclusions(rows: Sequence[Sequence[str]]) -> np.ndarray:
@@ -66,8 +160,8 @@ def exclusions(rows: Sequence[Sequence[str]]) -> np.ndarray:
 def recommend_inputs(user_ids: Sequence[str], ks: Sequence[int], exclude_seen: Sequence[bool],
                      exclude: Sequence[Sequence[str]]) -> Dict[str, np.ndarray]:
     """The inputs of `recommend` for B rows: one k, one exclude_seen, one exclusion list each."""
-    return {"user_id": np.array(user_ids, dtype=object), "k": np.array(ks, np.int32),
-            "exclude_seen": np.array(exclude_seen, bool), "exclude_movie_ids": exclusions(exclude)}
+    return {USER_ID: np.array(user_ids, dtype=object), K: np.array(ks, np.int32),
+            EXCLUDE_SEEN: np.array(exclude_seen, bool), EXCLUDE_MOVIE_IDS: exclusions(exclude)}
 
 
 def top_columns(values: np.ndarray, k: int) -> np.ndarray:
@@ -82,16 +176,16 @@ def signature_inputs(users: Sequence[str], movies: Sequence[str],
     validation's canary requests. The first row excludes its movie and what the user has seen.
     `transform_features` is TFMA's preprocessing signature, not a client's: it parses complete
     labelled examples, so it has no request here."""
-    examples = np.array([example(u, m) for u, m in zip(users, movies)], dtype=object)
+    examples = np.array([rating_example(u, m) for u, m in zip(users, movies)], dtype=object)
     users_, movies_ = np.array(users, dtype=object), np.array(movies, dtype=object)
     ks_ = np.array(ks, np.int32)
     first_only = [i == 0 for i in range(len(users))]
     return [
-        (SERVING_DEFAULT, {"examples": examples}),
-        (REGRESS, {"inputs": examples}),
-        (PREDICT_RATING, {"user_id": users_, "movie_id": movies_}),
+        (SERVING_DEFAULT, {EXAMPLES: examples}),
+        (REGRESS, {INPUTS: examples}),
+        (PREDICT_RATING, {USER_ID: users_, MOVIE_ID: movies_}),
         (RECOMMEND, recommend_inputs(users, ks, first_only,
                                      [[m] if first else [] for m, first in zip(movies, first_only)])),
-        (SIMILAR_MOVIES, {"movie": movies_, "k": ks_}),
-        (SIMILAR_USERS, {"user_id": users_, "k": ks_}),
+        (SIMILAR_MOVIES, {MOVIE: movies_, K: ks_}),
+        (SIMILAR_USERS, {USER_ID: users_, K: ks_}),
     ]

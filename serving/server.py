@@ -23,16 +23,13 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      model_service_pb2_grpc, predict_pb2, prediction_log_pb2,
                                      prediction_service_pb2_grpc, regression_pb2, status_pb2)
 
-from components.export import WARMUP_FILE
 from serving import batching
+from serving.contract import CLASSIFY_METHOD, PREDICT_METHOD, REGRESS_METHOD, SIGNATURE_DEF, WARMUP_FILE
+from serving.contract import SERVING_DEFAULT as DEFAULT_SIGNATURE
 from serving.metrics import Metrics, REQUEST_LATENCY, RUNTIME_LATENCY
 from serving.repository import ModelRepository
 from serving.status import ServingError, failed_precondition, invalid_argument
 
-DEFAULT_SIGNATURE = "serving_default"
-PREDICT_METHOD = "tensorflow/serving/predict"
-REGRESS_METHOD = "tensorflow/serving/regress"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
 MAX_WARMUP_RECORDS = 1000  # saved_model_warmup_util.h WarmupConsts::kMaxNumRecords
 STATES = {"LOADING": get_model_status_pb2.ModelVersionStatus.LOADING,
           "AVAILABLE": get_model_status_pb2.ModelVersionStatus.AVAILABLE,
@@ -138,7 +135,7 @@ def predict(servable: Servable, request: predict_pb2.PredictRequest) -> predict_
     return response
 
 
-def _examples(request, kind: str) -> np.ndarray:
+def _examples(request) -> np.ndarray:
     """util.cc InputToSerializedExampleTensor: the request's tf.Examples, serialized."""
     which = request.input.WhichOneof("kind")
     if which == "example_list_with_context":
@@ -175,7 +172,7 @@ def regress(servable: Servable, request: regression_pb2.RegressionRequest,
                                          check_method, (1,))
     if "outputs" not in signature.outputs:
         raise invalid_argument(f"No regression outputs found in SignatureDef: {signature}")
-    examples = _examples(request, "regression")
+    examples = _examples(request)
     inputs = {"inputs": examples}
     check_inputs(signature, inputs)
     values = servable.run(name, inputs)["outputs"]
@@ -200,7 +197,7 @@ def classify(servable: Servable, request: classification_pb2.ClassificationReque
     if not {"classes", "scores"} & set(signature.outputs):
         raise invalid_argument('Expected classification signature outputs to contain at least one of "classes" '
                                f'or "scores". Signature was: {signature}')
-    examples = _examples(request, "classification")
+    examples = _examples(request)
     inputs = {"inputs": examples}
     check_inputs(signature, inputs)
     outputs = servable.run(name, inputs)
@@ -343,7 +340,7 @@ class Core:
         if not request.metadata_field:
             raise invalid_argument("GetModelMetadataRequest must specify at least one metadata_field")
         for field in request.metadata_field:
-            if field != "signature_def":
+            if field != SIGNATURE_DEF:
                 raise invalid_argument(f"Metadata field {field} is not supported")
         servable = self.servable(request.model_spec)
         response = get_model_metadata_pb2.GetModelMetadataResponse()
@@ -351,7 +348,7 @@ class Core:
         signatures = get_model_metadata_pb2.SignatureDefMap()
         for key, signature_def in servable.signature_defs.items():
             signatures.signature_def[key].CopyFrom(signature_def)
-        response.metadata["signature_def"].Pack(signatures)
+        response.metadata[SIGNATURE_DEF].Pack(signatures)
         return response
 
     def status(self, request) -> get_model_status_pb2.GetModelStatusResponse:

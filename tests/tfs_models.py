@@ -10,7 +10,7 @@ import os
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-from components.export import WARMUP_FILE
+from serving.contract import WARMUP_FILE
 
 MOVIES = [b"m1", b"m2", b"m3", b"m4", b"m5"]
 SCORES = [5.0, 4.0, 3.0, 2.0, 1.0]

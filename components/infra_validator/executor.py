@@ -1,7 +1,7 @@
 """InfraValidator executor: serve the candidate as production would, send canaries, bless or not.
 
 The candidate is copied as version 1 of `<model_name>` into a scratch serving dir that gets the
-deploy files a push writes (serving/deploy.py: models.config, batching_parameters.txt,
+deploy files a push writes (components/pusher/deploy.py: models.config, batching_parameters.txt,
 monitoring.config), and a model server is started on it with production's flags
 (`deploy.server_args`: batching on, warmup on) on free 127.0.0.1 ports. The server is the real
 `tensorflow_model_server` when one is configured or on PATH, else `movierec serve`, its stand-in
@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Sequence
 import grpc
 import numpy as np
 import portpicker
+import tensorflow as tf
 from absl import logging
 from tfx import types
 from tfx.dsl.components.base import base_executor
@@ -33,9 +34,12 @@ from tfx.types import artifact_utils
 from tfx.components.util import model_utils
 from tfx.utils import io_utils, path_utils
 
+from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc,
+                                     prediction_service_pb2_grpc)
+
 from components.infra_validator import BLESSED, BLESSED_FILE, NOT_BLESSED_FILE, NOTE
-from serving import contract, deploy
-from serving.client import GrpcBackend
+from components.pusher import deploy
+from serving import contract
 
 DEFAULT_TIMEOUT_SECONDS = 300
 SERVER_BINARY = "tensorflow_model_server"
@@ -63,7 +67,25 @@ def _last_line(path: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
-def wait_until_available(process: subprocess.Popen, log_path: str, backend: GrpcBackend, name: str,
+class Stubs:
+    """TF Serving's gRPC stubs on one channel, every call with a deadline."""
+
+    def __init__(self, address: str, model_name: str, timeout_s: float = 30):
+        self.channel = grpc.insecure_channel(address)
+        self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
+        self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.model_name, self.timeout_s = model_name, timeout_s
+
+    def status(self):
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = self.model_name
+        return self.models.GetModelStatus(request, timeout=self.timeout_s)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def wait_until_available(process: subprocess.Popen, log_path: str, stubs: Stubs, name: str,
                          deadline: float) -> None:
     """Until a version of the model is AVAILABLE; InfraValidationFailed if the server exits, the
     version ends (failed load or warmup) or the deadline passes."""
@@ -71,7 +93,7 @@ def wait_until_available(process: subprocess.Popen, log_path: str, backend: Grpc
         if process.poll() is not None:
             raise InfraValidationFailed(f"{name} exited with code {process.returncode}: {_last_line(log_path)}")
         try:
-            statuses = backend.status().model_version_status
+            statuses = stubs.status().model_version_status
         except grpc.RpcError:  # not listening yet, or the model not known yet
             statuses = []
         if any(s.state == s.AVAILABLE for s in statuses):
@@ -84,21 +106,25 @@ def wait_until_available(process: subprocess.Popen, log_path: str, backend: Grpc
         time.sleep(0.2)
 
 
-def send_canaries(backend: GrpcBackend) -> List[str]:
+def send_canaries(stubs: Stubs) -> List[str]:
     """One request per client signature (Regress through the Regress API); the signatures answered."""
     answered = []
     for signature, inputs in contract.signature_inputs(CANARY_USERS, CANARY_MOVIES, CANARY_KS):
         rows = len(CANARY_USERS)
         try:
             if signature == contract.REGRESS:
-                outputs = {"outputs": backend.regress(list(inputs["inputs"]), signature)}
+                response = stubs.predictions.Regress(contract.regression_request(
+                    stubs.model_name, signature, list(inputs[contract.INPUTS])), timeout=stubs.timeout_s)
+                outputs = {contract.OUTPUTS: [r.value for r in response.result.regressions]}
             else:
-                outputs = backend.call(signature, inputs)
+                response = stubs.predictions.Predict(contract.predict_request(stubs.model_name, signature, inputs),
+                                                     timeout=stubs.timeout_s)
+                outputs = {key: tf.make_ndarray(proto) for key, proto in response.outputs.items()}
         except grpc.RpcError as e:
             raise InfraValidationFailed(
                 f"canary request to '{signature}' failed: {e.code().name}: {e.details()}") from e
         wrong = sorted(key for key, value in outputs.items() if np.ndim(value) < 1 or len(value) != rows)
-        if wrong:
+        if wrong or not outputs:
             raise InfraValidationFailed(f"canary request to '{signature}': outputs {wrong} do not have "
                                         f"one row per input row ({rows})")
         answered.append(signature)
@@ -118,12 +144,12 @@ def validate(model_path: str, model_name: str, model_server: str, timeout_s: flo
     logging.info("Infra validation: %s", " ".join(argv))
     with open(log_path, "w") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    backend = GrpcBackend(f"127.0.0.1:{grpc_port}", model_name, timeout_s=30)
+    stubs = Stubs(f"127.0.0.1:{grpc_port}", model_name)
     try:
-        wait_until_available(process, log_path, backend, name, started + timeout_s)
-        answered = send_canaries(backend)
+        wait_until_available(process, log_path, stubs, name, started + timeout_s)
+        answered = send_canaries(stubs)
     finally:
-        backend.close()
+        stubs.close()
         # Nothing to shut down gracefully in a scratch server; its SIGTERM grace (gRPC, REST, the
         # version poller) cost ~5-9 s of every run.
         process.kill()
