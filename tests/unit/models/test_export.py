@@ -236,8 +236,8 @@ def test_signature_methods_and_warmup_file(servable):
     signature_defs = loader_impl.parse_saved_model(path).meta_graphs[0].signature_def
     assert signature_defs["regress"].method_name == "tensorflow/serving/regress"
     assert signature_defs["recommend"].method_name == "tensorflow/serving/predict"
-    from serving.repository import warmup_requests
-    logs = warmup_requests(path)
+    from serving.server import warmup_records
+    logs = warmup_records(path)
     assert {log.predict_log.request.model_spec.signature_name for log in logs} == {
         "serving_default", "regress", "predict_rating", "recommend", "similar_movies", "similar_users"}
     for log in logs:
