@@ -16,6 +16,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
 from components.example_gen import executor as example_gen
+from components import infra_validator
 from components.pusher import executor as pusher
 from models.artifacts import HISTORY_FILE, MAP_FILE
 from pipeline import configs
@@ -53,6 +54,8 @@ class RunSummary:
     error: str = ""
     # The side tables ExampleGen joined: {"movies": path or None, "users": path or None}.
     side_tables: Dict[str, Optional[str]] = dataclasses.field(default_factory=dict)
+    infra_blessed: Optional[bool] = None
+    infra_note: str = ""
 
     def render(self) -> str:
         lines = [f"Run {self.run_id}"]
@@ -89,6 +92,8 @@ class RunSummary:
         if self.blessed is not None:
             lines.append(f"  blessed: {'yes' if self.blessed else 'no'}"
                          + (" - " + "; ".join(self.blessing_notes) if self.blessing_notes else ""))
+        if self.infra_blessed is not None:
+            lines.append(f"  infra validation: {'passed' if self.infra_blessed else 'failed'} - {self.infra_note}")
         if self.pushed is not None:
             lines.append(f"  push: {self.push_note}"
                          + (f" ({self.pushed_destination})" if self.pushed_destination else ""))
@@ -243,7 +248,10 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
             summary.metrics = overall.get("candidate", {})
             summary.baseline_metrics = overall.get("baseline", {})
             summary.slices = by_slice
-        if "blessing" in outputs:
+        if "blessing" in outputs and outputs["blessing"].type_name == "InfraBlessing":
+            summary.infra_blessed = bool(outputs["blessing"].get_int_custom_property(infra_validator.BLESSED))
+            summary.infra_note = infra_validator.note(outputs["blessing"])
+        elif "blessing" in outputs:
             summary.blessed = bool(outputs["blessing"].get_int_custom_property("blessed"))
             summary.blessing_notes = _blessing_notes(
                 outputs["evaluation"].uri, config, summary.metrics, summary.baseline_metrics)

@@ -9,18 +9,13 @@ import tensorflow as tf
 
 from movierec.data import features
 from tests.unit.components import test_csv_variants as variants
+from serving import contract
 from tests.conftest import write_csv
 from tests.pipeline_runs import PipelineRun
 
 ALL_COMPONENTS = ["RatingsExampleGen", "ImportSchemaGen", "latest_blessed_model_resolver",
                   "StatisticsGen", "ExampleValidator", "ValidationGate", "transform_analyzer_cache",
-                  "warm_start_model", "Transform", "Trainer", "Evaluator", "Pusher"]
-
-
-def serialized_example(user_id: str, movie_id: str) -> bytes:
-    feature = lambda value: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
-    return tf.train.Example(features=tf.train.Features(feature={
-        features.USER_ID: feature(user_id), features.MOVIE_ID: feature(movie_id)})).SerializeToString()
+                  "warm_start_model", "Transform", "Trainer", "Evaluator", "InfraValidator", "Pusher"]
 
 
 def test_first_run_executes_every_component_and_pushes(trained_run):
@@ -33,6 +28,12 @@ def test_first_run_executes_every_component_and_pushes(trained_run):
     assert summary.side_tables == {"movies": str(run.data.parent / "movies.csv"),
                                    "users": str(run.data.parent / "users.csv")}
     assert f"side tables joined: movies {run.data.parent / 'movies.csv'}, users " in summary.render()
+    # Infra validation served the candidate with the production deploy files before the push, and
+    # one canary request per client signature was answered.
+    assert summary.infra_blessed, summary.infra_note
+    assert ("infra validation: passed - served by movierec serve with batching and warmup; canary requests "
+            "to serving_default, regress, predict_rating, recommend, similar_movies, similar_users answered"
+            ) in result.stdout
     assert 0 < summary.metrics["root_mean_squared_error"] < 1.6
     assert summary.metrics["example_count"] == summary.rows["eval"]
     assert len(run.versions()) == 1
@@ -58,9 +59,9 @@ def test_pushed_model_rates_known_and_unknown_users(trained_run):
     model = tf.saved_model.load(f"{run.config.push_base}/{run.versions()[0]}")
     serve = model.signatures["serving_default"]
     known_user, known_movie = run.data.read_text().splitlines()[1].split(",")[:2]
-    requests = [serialized_example(known_user, known_movie),
-                serialized_example("no-such-user", known_movie),
-                serialized_example("no-such-user", "no-such-movie")]
+    requests = [contract.rating_example(known_user, known_movie),
+                contract.rating_example("no-such-user", known_movie),
+                contract.rating_example("no-such-user", "no-such-movie")]
     ratings = serve(examples=tf.constant(requests))[features.LABEL_KEY].numpy()
     assert ratings.shape == (3,)
     assert all(math.isfinite(r) and 0.5 <= r <= 5.5 for r in ratings)
