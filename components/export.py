@@ -14,11 +14,14 @@ Signatures (inputs -> outputs):
 - predict_rating:     user_id [B], movie_id [B] -> rating, known_user, known_movie [B]
 - recommend:          user_id [B], k [], exclude_seen [], exclude_movie_ids [B, E] (pad with "")
                       -> movie_id, title, score [B, k]; known_user [B]
+                      score: the predicted rating, or with a retrieval head (retrieval.py) its
+                      ranking score, comparable within a user's list only
 - similar_movies:     movie [B] (an ID, or a title, case-insensitive), k []
                       -> movie_id, title, score [B, k]; query_movie_id, query_title, found [B]
 - similar_users:      user_id [B], k [] -> user_id, score [B, k]; known_user [B]
 """
 import os
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -26,7 +29,7 @@ import tensorflow_transform as tft
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-from components import features, model as model_lib
+from components import features, model as model_lib, retrieval
 from components.catalog import Catalog
 
 USER_XF = features.transformed_name(features.USER_ID)
@@ -72,7 +75,8 @@ class RecommenderModule(tf.Module):
     """The Keras model, the Transform layer and the catalogue, with the serving functions."""
 
     def __init__(self, model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
-                 catalog: Catalog):
+                 catalog: Catalog, retrieval_tables: Optional[retrieval.Tables] = None):
+        """`retrieval_tables`: `recommend` ranks with that head; None ranks by predicted rating."""
         super().__init__()
         self.model = model
         self.tft_layer = tf_transform_output.transform_features_layer()
@@ -99,6 +103,9 @@ class RecommenderModule(tf.Module):
         self._seen_movies = tf.Variable(catalog.seen_movies, trainable=False, name="seen_movies")
         self._seen_row_splits = tf.Variable(catalog.seen_row_splits, trainable=False,
                                             name="seen_row_splits")
+        self._retrieval = None if retrieval_tables is None else (
+            tf.Variable(retrieval_tables.history, trainable=False, name="retrieval_history"),
+            tf.Variable(retrieval_tables.candidates, trainable=False, name="retrieval_candidates"))
         titles, indices = title_index(catalog)
         self._title_index = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(tf.constant(titles, tf.string),
@@ -147,15 +154,18 @@ class RecommenderModule(tf.Module):
                                   tf.TensorSpec([None, None], tf.string, name="exclude_movie_ids")])
     def recommend(self, user_id, k, exclude_seen, exclude_movie_ids):
         user_index = self._index(features.USER_ID, user_id)
-        scores = model_lib.score_all_movies(self.model, user_index, self._movie_vectors)
+        seen = tf.RaggedTensor.from_row_splits(self._seen_movies, self._seen_row_splits)
+        seen_for_users = tf.gather(seen, user_index)
+        if self._retrieval is None:
+            scores = model_lib.score_all_movies(self.model, user_index, self._movie_vectors)
+        else:
+            scores = retrieval.score_all_movies(*self._retrieval, seen_for_users)
         excluded = self._index(features.MOVIE_ID, exclude_movie_ids)
         tf.debugging.Assert(
             (tf.size(excluded) == 0) | (tf.shape(excluded)[0] == tf.shape(user_index)[0]),
             ["exclude_movie_ids needs one row per user_id"])
         rows = tf.repeat(tf.range(tf.shape(excluded, tf.int64)[0]), tf.shape(excluded, tf.int64)[1])
         cells = tf.stack([rows, tf.reshape(excluded, [-1])], axis=1)
-        seen = tf.RaggedTensor.from_row_splits(self._seen_movies, self._seen_row_splits)
-        seen_for_users = tf.gather(seen, user_index)
         seen_cells = tf.stack([seen_for_users.value_rowids(), seen_for_users.flat_values], axis=1)
         cells = tf.cond(exclude_seen, lambda: tf.concat([cells, seen_cells], 0), lambda: cells)
         # Padding ("") and unknown IDs map to the OOV index: nothing to exclude there.
@@ -277,9 +287,9 @@ def write_warmup(export_dir: str, catalog: Catalog) -> None:
 
 
 def save(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput, catalog: Catalog,
-         export_dir: str) -> None:
+         export_dir: str, retrieval_tables: Optional[retrieval.Tables] = None) -> None:
     """Saves the servable SavedModel with all signatures and its warmup requests."""
-    module = RecommenderModule(model, tf_transform_output, catalog)
+    module = RecommenderModule(model, tf_transform_output, catalog, retrieval_tables)
     tf.saved_model.save(module, export_dir, signatures=module.signatures())
     mark_regression_signature(export_dir)
     write_warmup(export_dir, catalog)
