@@ -83,6 +83,13 @@ def test_users_without_history_get_the_most_rated_movies_in_order(planted):
     listed = [movies_and_users.movie_ids.tolist().index(m) for m in answer[features.MOVIE_ID].numpy()[0]]
     listed_counts = [counts[m] for m in listed]
     assert listed_counts == sorted(counts.values(), reverse=True)[:5]
+    # Not by relying on the vocabulary's most-rated-first order: with the least rated movie at
+    # index 0, an empty history still ranks by count.
+    movies = np.repeat(np.arange(6), np.arange(1, 7))  # movie i rated i + 1 times
+    tables = retrieval.fit(np.arange(len(movies)) % 4, movies, 6, l2=1.0, dim=2)
+    nobody = tf.RaggedTensor.from_row_lengths(tf.zeros([0], tf.int64), [0])
+    scores = retrieval.score_all_movies(tables.history, tables.candidates, nobody).numpy()[0]
+    assert np.argsort(-scores).tolist() == [5, 4, 3, 2, 1, 0]
 
 
 def op_types(graph_def):
