@@ -16,12 +16,15 @@ Signatures (inputs -> outputs):
 - recommend:          user_id [B], k [B], exclude_seen [B], exclude_movie_ids [B, E] (E >= 1,
                       each row "" first, padded with "")
                       -> movie_id, title, score [B, K]; known_user [B]
+                      score: the predicted rating, or with a retrieval head (retrieval.py) its
+                      ranking score, comparable within a user's list only
 - similar_movies:     movie [B] (an ID, or a title, case-insensitive), k [B]
                       -> movie_id, title, score [B, K]; query_movie_id, query_title, found [B]
 - similar_users:      user_id [B], k [B] -> user_id, score [B, K]; known_user [B]
 K is the batch's largest k (capped at the catalogue); a row past its own k holds "" and -inf.
 """
 import os
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -29,7 +32,7 @@ import tensorflow_transform as tft
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-from models import model as model_lib, scoring
+from models import model as model_lib, retrieval, scoring
 from models.catalog import Catalog
 from models.features import MOVIE_XF, USER_XF
 from movierec.data import features
@@ -76,7 +79,8 @@ class RecommenderModule(tf.Module):
     """The Keras model, the Transform layer and the catalogue, with the serving functions."""
 
     def __init__(self, model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
-                 catalog: Catalog):
+                 catalog: Catalog, retrieval_tables: Optional[retrieval.Tables] = None):
+        """`retrieval_tables`: `recommend` ranks with that head; None ranks by predicted rating."""
         super().__init__()
         self.model = model
         self.tft_layer = tf_transform_output.transform_features_layer()
@@ -103,6 +107,9 @@ class RecommenderModule(tf.Module):
         self._seen_movies = tf.Variable(catalog.seen_movies, trainable=False, name="seen_movies")
         self._seen_row_splits = tf.Variable(catalog.seen_row_splits, trainable=False,
                                             name="seen_row_splits")
+        self._retrieval = None if retrieval_tables is None else (
+            tf.Variable(retrieval_tables.history, trainable=False, name="retrieval_history"),
+            tf.Variable(retrieval_tables.candidates, trainable=False, name="retrieval_candidates"))
         titles, indices = title_index(catalog)
         self._title_index = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(tf.constant(titles, tf.string),
@@ -147,7 +154,12 @@ class RecommenderModule(tf.Module):
                                   tf.TensorSpec([None, None], tf.string, name=EXCLUDE_MOVIE_IDS)])
     def recommend(self, user_id, k, exclude_seen, exclude_movie_ids):
         user_index = self._index(features.USER_ID, user_id)
-        scores = scoring.score_all_movies(self.model, user_index, self._movie_vectors)
+        seen = tf.RaggedTensor.from_row_splits(self._seen_movies, self._seen_row_splits)
+        seen_for_users = tf.gather(seen, user_index)
+        if self._retrieval is None:
+            scores = scoring.score_all_movies(self.model, user_index, self._movie_vectors)
+        else:
+            scores = retrieval.score_all_movies(*self._retrieval, seen_for_users)
         batch = tf.shape(user_id)[0]
         tf.debugging.Assert(
             (tf.shape(exclude_seen)[0] == batch) & (tf.shape(exclude_movie_ids)[0] == batch),
@@ -159,8 +171,6 @@ class RecommenderModule(tf.Module):
         excluded = self._index(features.MOVIE_ID, exclude_movie_ids)
         rows = tf.repeat(tf.range(tf.shape(excluded, tf.int64)[0]), tf.shape(excluded, tf.int64)[1])
         cells = tf.stack([rows, tf.reshape(excluded, [-1])], axis=1)
-        seen = tf.RaggedTensor.from_row_splits(self._seen_movies, self._seen_row_splits)
-        seen_for_users = tf.gather(seen, user_index)
         seen_cells = tf.stack([seen_for_users.value_rowids(), seen_for_users.flat_values], axis=1)
         seen_cells = tf.boolean_mask(seen_cells, tf.gather(exclude_seen, seen_for_users.value_rowids()))
         # Padding ("") and unknown IDs map to the OOV index: nothing to exclude there.
@@ -242,9 +252,9 @@ def write_warmup(export_dir: str, catalog: Catalog) -> None:
 
 
 def save(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput, catalog: Catalog,
-         export_dir: str) -> None:
+         export_dir: str, retrieval_tables: Optional[retrieval.Tables] = None) -> None:
     """Saves the servable SavedModel with all signatures and its warmup requests."""
-    module = RecommenderModule(model, tf_transform_output, catalog)
+    module = RecommenderModule(model, tf_transform_output, catalog, retrieval_tables)
     tf.saved_model.save(module, export_dir, signatures=module.signatures())
     mark_regression_signature(export_dir)
     write_warmup(export_dir, catalog)
