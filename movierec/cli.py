@@ -2,7 +2,7 @@
 
 Errors a user can act on (bad data, missing files, blocked pushes) print one line and exit non-zero:
 1 for errors, 3 when the run finished but the model was not blessed (so nothing was pushed),
-4 when another run holds the pipeline root.
+4 when another run holds the pipeline (its root, or its shared metadata database).
 """
 import logging
 import os
@@ -262,11 +262,14 @@ def run(data_path, pipeline_root, serving_dir, runner, config_file, beam_args, n
                        beam_pipeline_args=tuple(beam_args) or None, enable_cache=False if no_cache else None)
     _run_or_exit(lambda: (_check_data(config), _check_writable(config)))
     try:
-        with run_lock(config.pipeline_root, wait=wait):
+        with run_lock(config, wait=wait):
             code = _run_locked(config, runner)
     except RunLocked as e:
         click.echo(f"Error: {e}", err=True)
         _exit_now(EXIT_LOCKED)
+    except MovierecError as e:  # the metadata database cannot be reached for the lock
+        click.echo(f"Error: {e}", err=True)
+        _exit_now(EXIT_ERROR)
     _exit_now(code)
 
 
@@ -302,10 +305,10 @@ def report_command(pipeline_root, config_file, last) -> None:
     """List past runs (from ML Metadata) with their metrics, and plot RMSE across runs."""
     from tabulate import tabulate
 
-    from pipeline import report
+    from pipeline import metadata, report
 
     config = _settings(config_file, pipeline_root=pipeline_root)
-    if not pathlib.Path(config.metadata_file).exists():
+    if not metadata.exists(config):
         raise click.ClickException(f"{config.pipeline_root}: no runs yet (no {config.metadata_file})")
     rows, plot = report.history(config, last)
     click.echo(tabulate(rows, headers=["run", "span", "ratings", "RMSE", "MAE", "blessed", "pushed",

@@ -67,3 +67,16 @@ def server(trained_run, tmp_path_factory):
     yield server
     server.stop()
     assert server.process.returncode == 0  # SIGTERM shuts down cleanly
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory):
+    """A MariaDB server for the session; its metadata user's password is in the environment the
+    `movierec` commands the tests start inherit."""
+    from tests.mariadb import PASSWORD_ENV, MariaDB
+
+    server = MariaDB(tmp_path_factory.mktemp("mariadb"))
+    os.environ[PASSWORD_ENV] = server.password
+    yield server
+    server.stop()
+    del os.environ[PASSWORD_ENV]

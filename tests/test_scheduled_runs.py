@@ -10,7 +10,7 @@ import time
 import pytest
 
 from components import pusher
-from pipeline import configs, report, run_summary
+from pipeline import configs, metadata, report, run_summary
 from tests.cli import MOVIEREC, movierec
 from tests.conftest import write_csv
 
@@ -76,7 +76,7 @@ class Replay:
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         assert started and process.returncode == -signal.SIGKILL, stderr.read_text()[-3000:]
-        store = run_summary.connect(self.config)
+        store = metadata.connect(self.config)
         running = [e.id for e in store.get_executions() if e.last_known_state == e.RUNNING]
         assert [run_summary.node_name(store, e) for e in running] == [component]
         assert self.leftovers(component, running[0])
@@ -129,7 +129,7 @@ def test_span_replay(spans, tmp_path):
     assert "Warm start: warm-started from" in second.stderr
     assert len(replay.versions()) == 2
     v2 = replay.versions()[1]
-    store = run_summary.connect(replay.config)
+    store = metadata.connect(replay.config)
     assert sorted(e.id for e in store.get_executions() if run_summary.ABANDONED in e.custom_properties) == killed
     # TFX records outputs only for an execution that completed, so no run could reuse theirs.
     assert not [e for e in store.get_events_by_execution_ids(killed) if e.type == e.OUTPUT]
