@@ -112,3 +112,7 @@ def test_beam_arg_sets_are_valid_beam_options(name):
     if name != "local":
         assert parsed["setup_file"] == "./setup.py"
         assert parsed["runner"] in ("DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner")
+    if parsed.get("runner") in ("FlinkRunner", "SparkRunner", "PortableRunner"):
+        # Beam 2.59's PortableRunner.JobServiceHandle.run gives the job's state stream this
+        # deadline; Beam's default of 60 s failed the first Transform job on the portable runner.
+        assert int(parsed["job_server_timeout"]) >= 3600
