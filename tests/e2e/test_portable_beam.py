@@ -41,7 +41,7 @@ class BeamServices:
 
     def __init__(self, folder: pathlib.Path):
         self.folder, self.boot_dir = folder, folder / "boot"
-        self.boot_dir.mkdir()
+        self.boot_dir.mkdir(parents=True)
         self.job_port, self.pool_port = portpicker.pick_unused_port(), portpicker.pick_unused_port()
         boot = folder / "boot.sh"  # the pool runs one executable, with no arguments of ours
         boot.write_text(f"#!/bin/sh\nexec {sys.executable} {REPO / 'tests' / 'beam_sdk_boot.py'} \"$@\"\n")
