@@ -203,5 +203,6 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
                     validation_gate, *carried_over.values(), transform, trainer, latest_blessed_model,
                     evaluator, pusher],
         enable_cache=config.enable_cache,
-        metadata_connection_config=metadata.connection_config(config),
+        # Kubeflow Pipelines / Vertex keep their own ML Metadata: no settings (or password) needed.
+        metadata_connection_config=None if orchestrator == KUBEFLOW_V2 else metadata.connection_config(config),
         beam_pipeline_args=list(config.beam_pipeline_args))

@@ -32,3 +32,18 @@ def test_metadata_settings_are_validated_and_select_the_connection(tmp_path, mon
         path.write_text(text + "\n")
         with pytest.raises(ValueError, match=message.replace("(", r"\(")):
             configs.load(path)
+
+
+def test_the_local_orchestrators_get_the_configured_store_and_kubeflow_none(tmp_path, monkeypatch):
+    from pipeline.pipeline import KUBEFLOW_V2, LOCAL, create_pipeline
+
+    config = configs.PipelineConfig(
+        data=str(tmp_path), pipeline_root=str(tmp_path / "root"), serving_dir=str(tmp_path / "serving"),
+        metadata=configs.MetadataConfig(kind="mysql", host="db.internal", database="mlmd", user="ml",
+                                        password_env="MLMD_PASSWORD"))
+    monkeypatch.delenv("MLMD_PASSWORD", raising=False)
+    # Vertex / Kubeflow bring their own ML Metadata: compiling needs no database password.
+    assert create_pipeline(config, KUBEFLOW_V2).metadata_connection_config is None
+    monkeypatch.setenv("MLMD_PASSWORD", "s3cret")
+    mysql = create_pipeline(config, LOCAL).metadata_connection_config.mysql
+    assert (mysql.host, mysql.database, mysql.password) == ("db.internal", "mlmd", "s3cret")
