@@ -8,6 +8,7 @@ import logging
 import os
 import pathlib
 import sys
+import tempfile
 import time
 import warnings
 
@@ -31,7 +32,8 @@ NOTICES = logging.getLogger("movierec")
 
 
 def _log_to_file_and_console(log_dir: pathlib.Path) -> pathlib.Path:
-    """Everything goes to a log file under the pipeline root; the console shows progress only."""
+    """Everything goes to a log file (a local one: logging appends as it goes, which object
+    stores cannot); the console shows progress only."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
     file_handler = logging.FileHandler(log_file)
@@ -175,37 +177,47 @@ def _run_or_exit(action) -> None:
 
 
 def _check_data(config) -> None:
-    """Fails fast, before the pipeline starts, on missing data or files that are not ratings CSVs."""
-    from components import records
+    """Fails fast, before the pipeline starts, on missing data or files that are not ratings CSVs;
+    local or in a bucket (gs://, s3://), read through the filesystems the pipeline uses."""
+    from tfx.dsl.io import fileio
 
-    if not pathlib.Path(config.data).exists():
+    from components import records
+    from movierec import paths
+
+    if not paths.exists(config.data):
         raise DataError(f"{config.data}: no such file or folder (fetch data with `movierec data fetch`)")
     input_base, patterns = config.input_location()
     for pattern in patterns.values():
-        files = sorted(pathlib.Path(input_base).glob(pattern.replace("{SPAN}", "*")))
+        files = paths.glob(paths.join(input_base, pattern.replace("{SPAN}", "*")))
         if not files:
             raise DataError(f"{input_base}: no {pattern} files in this folder")
         for file in files:
-            with open(file, "rb") as f:
-                records.check_header(f.readline(), str(file))
+            with fileio.open(file, "rb") as f:
+                records.check_header(f.readline(), file)
 
 
 def _check_writable(config) -> None:
     """Fails fast, before the pipeline starts, on a pipeline root or serving dir that cannot be
-    written: creates each folder and a file in it. Trying is the only reliable test: permission
-    bits do not bind root, and say nothing of read-only mounts or a file where a folder should be."""
-    from pipeline import configs
+    written: creates each folder and a file in it, local or in a bucket. Trying is the only
+    reliable test: permission bits do not bind root, and say nothing of read-only mounts, a file
+    where a folder should be, or a bucket's access rules."""
+    import tensorflow as tf
+    from tfx.dsl.io import fileio
+
+    from movierec import paths
 
     for folder in (config.pipeline_root, config.serving_dir, config.push_base):
-        if configs.is_remote(folder):
-            continue
-        probe = pathlib.Path(folder) / f".write-probe-{os.getpid()}"
+        probe = paths.join(folder, f".write-probe-{os.getpid()}")
         try:
-            probe.parent.mkdir(parents=True, exist_ok=True)
-            probe.touch()
-            probe.unlink()
+            fileio.makedirs(folder)
+            paths.write_bytes(probe, b"")
+            fileio.remove(probe)
         except OSError as e:
             raise MovierecError(f"{folder}: cannot write there ({e.strerror or e})") from e
+        except tf.errors.OpError as e:  # TensorFlow's filesystems, which fileio uses, raise these
+            # as "<path>; <reason>" (local) or with the store's reason (remote).
+            reason = e.message.strip().splitlines()[0].rsplit("; ", 1)[-1]
+            raise MovierecError(f"{folder}: cannot write there ({reason})") from e
 
 
 def _settings(config_files, **overrides):
@@ -258,11 +270,16 @@ def run(data_path, pipeline_root, serving_dir, runner, config_file, beam_args, n
     """
     from movierec.runlock import RunLocked, run_lock
 
+    from movierec import paths
+
     config = _settings(config_file, data=data_path, pipeline_root=pipeline_root, serving_dir=serving_dir,
                        beam_pipeline_args=tuple(beam_args) or None, enable_cache=False if no_cache else None)
-    _run_or_exit(lambda: (_check_data(config), _check_writable(config)))
+    _run_or_exit(lambda: (config.metadata_file, paths.register_filesystems(*config.uris()),
+                          _check_data(config), _check_writable(config)))
     try:
-        with run_lock(config.pipeline_root, wait=wait):
+        # One run at a time per metadata store: the lock lives beside it (the pipeline root,
+        # unless that is remote and metadata_path names a local file).
+        with run_lock(paths.parent(config.metadata_file), wait=wait):
             code = _run_locked(config, runner)
     except RunLocked as e:
         click.echo(f"Error: {e}", err=True)
@@ -272,7 +289,12 @@ def run(data_path, pipeline_root, serving_dir, runner, config_file, beam_args, n
 
 def _run_locked(config, runner: str) -> int:
     """One run, its summary and report; returns the exit code."""
-    log_file = _log_to_file_and_console(pathlib.Path(config.pipeline_root) / "logs")
+    from movierec import paths
+
+    remote_logs = paths.join(config.pipeline_root, "logs") if paths.is_remote(config.pipeline_root) else None
+    log_file = _log_to_file_and_console(
+        pathlib.Path(tempfile.mkdtemp(prefix="movierec-log-")) if remote_logs else
+        pathlib.Path(config.pipeline_root) / "logs")
     from pipeline import recovery, report, run_summary, runners
 
     try:
@@ -288,6 +310,9 @@ def _run_locked(config, runner: str) -> int:
         summary.error = error
         click.echo(summary.render(), err=bool(error))
         click.echo(f"  report: {report.write_report(config, summary)}", err=bool(error))
+    if remote_logs:  # the whole log, copied beside the run's artifacts once it is complete
+        logging.shutdown()
+        log_file = _upload(log_file, remote_logs)
     if error:
         click.echo(f"Error: {error}\n(full log: {log_file})", err=True)
         return EXIT_ERROR
@@ -305,7 +330,7 @@ def report_command(pipeline_root, config_file, last) -> None:
     from pipeline import report
 
     config = _settings(config_file, pipeline_root=pipeline_root)
-    if not pathlib.Path(config.metadata_file).exists():
+    if not os.path.exists(config.metadata_file):  # SQLite: always a local file
         raise click.ClickException(f"{config.pipeline_root}: no runs yet (no {config.metadata_file})")
     rows, plot = report.history(config, last)
     click.echo(tabulate(rows, headers=["run", "span", "ratings", "RMSE", "MAE", "blessed", "pushed",
@@ -331,6 +356,17 @@ def compile_command(target, config_file, data_path, pipeline_root, serving_dir, 
     config = _settings(config_file, data=data_path, pipeline_root=pipeline_root, serving_dir=serving_dir)
     path = kubeflow_v2_runner.compile_pipeline(config, output, image, schedule)
     click.echo(f"wrote {path}" + (f" and {kubeflow_v2_runner.SCHEDULE_FILE} ({schedule})" if schedule else ""))
+
+
+def _upload(local_file: pathlib.Path, remote_dir: str) -> str:
+    from tfx.dsl.io import fileio
+
+    from movierec import paths
+
+    destination = paths.join(remote_dir, local_file.name)
+    fileio.makedirs(remote_dir)
+    fileio.copy(str(local_file), destination, overwrite=True)
+    return destination
 
 
 def _exit_now(code: int) -> None:

@@ -15,6 +15,7 @@ import schema
 from components import code_version, example_gen, features, pusher, resolvers
 from components.schema_import import SchemaImport
 from components.validation_gate import ValidationGate
+from movierec import paths
 from pipeline import configs
 
 LOCAL, KUBEFLOW_V2 = "local", "kubeflow-v2"
@@ -140,6 +141,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
     `orchestrator` is LOCAL for LocalDagRunner, BeamDagRunner and Airflow, KUBEFLOW_V2 for
     Kubeflow Pipelines v2 / Vertex (which supports fewer resolver strategies).
     """
+    paths.register_filesystems(*config.uris())
     input_base, patterns = config.input_location()
     code_digest = code_version.digest()
     hash_split = tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
