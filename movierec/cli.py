@@ -2,7 +2,7 @@
 
 Errors a user can act on (bad data, missing files, blocked pushes) print one line and exit non-zero:
 1 for errors, 3 when the run finished but the model was not blessed (so nothing was pushed),
-4 when another run holds the pipeline root.
+4 when another run holds the pipeline (its root, or its shared metadata database).
 """
 import logging
 import os
@@ -268,22 +268,23 @@ def run(data_path, pipeline_root, serving_dir, runner, config_file, beam_args, n
     Exit codes: 0 blessed (pushed, or already served); 1 error (bad data, validation anomalies,
     a failing component); 3 not blessed, nothing pushed; 4 another run holds the pipeline root.
     """
-    from movierec.runlock import RunLocked, run_lock
-
     from movierec import paths
+    from movierec.runlock import RunLocked, run_lock
 
     config = _settings(config_file, data=data_path, pipeline_root=pipeline_root, serving_dir=serving_dir,
                        beam_pipeline_args=tuple(beam_args) or None, enable_cache=False if no_cache else None)
-    _run_or_exit(lambda: (config.metadata_file, paths.register_filesystems(*config.uris()),
+    _run_or_exit(lambda: (config.metadata.kind == "mysql" or config.metadata_file,  # SQLite: a local file
+                          paths.register_filesystems(*config.uris()),
                           _check_data(config), _check_writable(config)))
     try:
-        # One run at a time per metadata store: the lock lives beside it (the pipeline root,
-        # unless that is remote and metadata_path names a local file).
-        with run_lock(paths.parent(config.metadata_file), wait=wait):
+        with run_lock(config, wait=wait):
             code = _run_locked(config, runner)
     except RunLocked as e:
         click.echo(f"Error: {e}", err=True)
         _exit_now(EXIT_LOCKED)
+    except MovierecError as e:  # the metadata database cannot be reached for the lock
+        click.echo(f"Error: {e}", err=True)
+        _exit_now(EXIT_ERROR)
     _exit_now(code)
 
 
@@ -327,10 +328,10 @@ def report_command(pipeline_root, config_file, last) -> None:
     """List past runs (from ML Metadata) with their metrics, and plot RMSE across runs."""
     from tabulate import tabulate
 
-    from pipeline import report
+    from pipeline import metadata, report
 
     config = _settings(config_file, pipeline_root=pipeline_root)
-    if not os.path.exists(config.metadata_file):  # SQLite: always a local file
+    if not metadata.exists(config):
         raise click.ClickException(f"{config.pipeline_root}: no runs yet (no {config.metadata_file})")
     rows, plot = report.history(config, last)
     click.echo(tabulate(rows, headers=["run", "span", "ratings", "RMSE", "MAE", "blessed", "pushed",

@@ -51,6 +51,43 @@ class EvaluationConfig:
     movie_popularity_bounds: Tuple[int, ...] = (0, 10, 50, 200)
 
 
+METADATA_KINDS = ("sqlite", "mysql")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetadataConfig:
+    """Where ML Metadata lives: the run history, the cache and what later runs resolve (last
+    blessed model, analyzer cache) all come from it.
+
+    sqlite (default): a file, `<pipeline_root>/metadata.sqlite` unless `path` is set; one machine.
+    mysql: a MySQL or MariaDB database that several machines or schedulers share (they must also
+    share the pipeline root, where the artifacts the metadata points at live). The password is
+    read from the environment variable named by `password_env` when a run connects, so settings
+    files can be printed and committed without it. The run lock is then a named lock in that
+    database (see movierec/runlock.py).
+    """
+    kind: str = "sqlite"
+    path: Optional[str] = None
+    host: str = ""
+    port: int = 3306
+    database: str = ""
+    user: str = ""
+    password_env: Optional[str] = "MOVIEREC_METADATA_PASSWORD"
+
+    def __post_init__(self):
+        if self.kind not in METADATA_KINDS:
+            raise ValueError(f"metadata.kind: {self.kind!r} is not one of {', '.join(METADATA_KINDS)}")
+        if self.kind == "sqlite":
+            return
+        missing = [name for name in ("host", "database", "user") if not getattr(self, name)]
+        if missing:
+            raise ValueError(f"metadata.{missing[0]}: required with metadata.kind mysql")
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 < self.port < 65536:
+            raise ValueError(f"metadata.port: {self.port!r} is not a TCP port number")
+        if self.path:
+            raise ValueError("metadata.path: only for metadata.kind sqlite (a file)")
+
+
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     data: str = "data/movielens-100k/ratings.csv"
@@ -62,7 +99,6 @@ class PipelineConfig:
     pipeline_name: str = PIPELINE_NAME
     model_name: str = PIPELINE_NAME
     schema_dir: str = str(SCHEMA_DIR)
-    metadata_path: Optional[str] = None
     # With span-<N>/ folders: train on the newest rolling_spans spans that passed validation.
     rolling_spans: int = 3
     # Hash split of ExampleGen: train/eval in proportion train_buckets : eval_buckets.
@@ -70,22 +106,23 @@ class PipelineConfig:
     eval_buckets: int = 2
     hyperparameters: Hyperparameters = Hyperparameters()
     evaluation: EvaluationConfig = EvaluationConfig()
+    metadata: MetadataConfig = MetadataConfig()
     beam_pipeline_args: Tuple[str, ...] = ()
     enable_cache: bool = True
 
     @property
     def metadata_file(self) -> str:
-        """ML Metadata's SQLite file: `metadata_path`, else beside the artifacts. SQLite needs a
+        """ML Metadata's SQLite file: `metadata.path`, else beside the artifacts. SQLite needs a
         local filesystem (file locks, in-place page writes), so a remote pipeline root needs
-        `metadata_path` set to a local file."""
-        if self.metadata_path:
-            if paths.is_remote(self.metadata_path):
-                raise ValueError(f"metadata_path {self.metadata_path}: ML Metadata's SQLite file must be "
+        `metadata.path` set to a local file (or metadata.kind mysql)."""
+        if self.metadata.path:
+            if paths.is_remote(self.metadata.path):
+                raise ValueError(f"metadata.path {self.metadata.path}: ML Metadata's SQLite file must be "
                                  "on a local filesystem")
-            return self.metadata_path
+            return self.metadata.path
         if paths.is_remote(self.pipeline_root):
             raise ValueError(f"pipeline_root {self.pipeline_root} is remote, and ML Metadata's SQLite file "
-                             "cannot live there: set metadata_path to a local file")
+                             "cannot live there: set metadata.path to a local file")
         return paths.join(self.pipeline_root, METADATA_FILE)
 
     @property
@@ -136,8 +173,11 @@ class PipelineConfig:
 
     def absolute(self) -> "PipelineConfig":
         """The same settings with local paths made absolute (URIs stay as they are)."""
+        metadata = self.metadata
+        if metadata.path:
+            metadata = dataclasses.replace(metadata, path=paths.absolute(metadata.path))
         return self.replace(data=paths.absolute(self.data), pipeline_root=paths.absolute(self.pipeline_root),
-                            serving_dir=paths.absolute(self.serving_dir))
+                            serving_dir=paths.absolute(self.serving_dir), metadata=metadata)
 
 
 def _overlay(base, values: Dict[str, Any], what: str):
@@ -154,7 +194,7 @@ def _overlay(base, values: Dict[str, Any], what: str):
 def from_dict(values: Dict[str, Any], base: PipelineConfig = PipelineConfig()) -> PipelineConfig:
     """Overlays a (possibly nested) dict of settings on `base`, rejecting unknown keys."""
     values = dict(values)
-    for nested in ("hyperparameters", "evaluation"):
+    for nested in ("hyperparameters", "evaluation", "metadata"):
         if nested in values:
             values[nested] = _overlay(getattr(base, nested), values[nested] or {}, nested)
     return _overlay(base, values, "config")

@@ -16,7 +16,7 @@ from components import code_version, example_gen, features, pusher, resolvers
 from components.schema_import import SchemaImport
 from components.validation_gate import ValidationGate
 from movierec import paths
-from pipeline import configs
+from pipeline import configs, metadata
 
 LOCAL, KUBEFLOW_V2 = "local", "kubeflow-v2"
 RMSE = "root_mean_squared_error"
@@ -208,6 +208,5 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
                     validation_gate, *carried_over.values(), transform, trainer, latest_blessed_model,
                     evaluator, model_pusher],
         enable_cache=config.enable_cache,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_file),
+        metadata_connection_config=metadata.connection_config(config),
         beam_pipeline_args=list(config.beam_pipeline_args))

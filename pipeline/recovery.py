@@ -9,7 +9,6 @@ as running forever, and its partial outputs would stay on disk. The next run, ho
 deletes the folders TFX gave them.
 """
 import datetime
-import os
 from typing import List
 
 from ml_metadata.proto import metadata_store_pb2
@@ -17,7 +16,7 @@ from tfx.dsl.io import fileio
 from tfx.orchestration.portable import outputs_utils
 
 from movierec import paths
-from pipeline import configs, run_summary
+from pipeline import configs, metadata, run_summary
 
 ACTIVE_STATES = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
 
@@ -37,9 +36,9 @@ def abandon_interrupted(config: configs.PipelineConfig) -> List[str]:
     """Marks executions of this pipeline still NEW or RUNNING as abandoned (CANCELED, with the
     reason as a custom property) and removes their partial outputs; returns "<node> of run <id>"
     for each. Only while holding the run lock."""
-    if not os.path.exists(config.metadata_file):  # SQLite: always a local file
+    if not metadata.exists(config):
         return []
-    store = run_summary.connect(config, readonly=False)
+    store = metadata.connect(config, readonly=False)
     pipeline = store.get_context_by_type_and_name("pipeline", config.pipeline_name)
     if pipeline is None:
         return []

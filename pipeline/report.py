@@ -13,12 +13,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from tabulate import tabulate  # noqa: E402
-
 from tfx.dsl.io import fileio  # noqa: E402
 
 from components.embeddings import MAP_FILE  # noqa: E402
 from movierec import paths  # noqa: E402
-from pipeline import configs, run_summary  # noqa: E402
+from pipeline import configs, metadata, run_summary  # noqa: E402
 from pipeline.pipeline import MAE, RMSE  # noqa: E402
 
 REPORTS = "reports"
@@ -115,7 +114,7 @@ def write_report(config: configs.PipelineConfig, summary: run_summary.RunSummary
 
 def history(config: configs.PipelineConfig, last: int):
     """(table rows, plot path) for the newest `last` runs of the pipeline, oldest first."""
-    store = run_summary.connect(config)
+    store = metadata.connect(config)
     summaries = [run_summary.summarize(config, run_id)
                  for run_id in run_summary.run_ids(store, config.pipeline_name)[-last:]]
     rows = [[s.run_id, s.span or "", sum(s.rows.values()) or "",

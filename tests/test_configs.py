@@ -100,7 +100,7 @@ def test_code_changes_reach_the_transform_and_trainer_cache_keys(tmp_path):
     assert code_version.without_version({code_version.KEY: before, "epochs": 3}) == {"epochs": 3}
 
 
-@pytest.mark.parametrize("name", ["local", "dataflow", "flink", "spark"])
+@pytest.mark.parametrize("name", ["local", "dataflow", "flink", "spark", "portable"])
 def test_beam_arg_sets_are_valid_beam_options(name):
     """Every argument in configs/beam/*.yaml is one Beam knows (no typo silently dropped)."""
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -111,4 +111,8 @@ def test_beam_arg_sets_are_valid_beam_options(name):
     assert set(parsed) - known == set()
     if name != "local":
         assert parsed["setup_file"] == "./setup.py"
-        assert parsed["runner"] in ("DataflowRunner", "FlinkRunner", "SparkRunner")
+        assert parsed["runner"] in ("DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner")
+    if parsed.get("runner") in ("FlinkRunner", "SparkRunner", "PortableRunner"):
+        # Beam 2.59's PortableRunner.JobServiceHandle.run gives the job's state stream this
+        # deadline; Beam's default of 60 s failed the first Transform job on the portable runner.
+        assert int(parsed["job_server_timeout"]) >= 3600
