@@ -7,9 +7,11 @@ Errors a user can act on (bad data, missing files, blocked pushes) print one lin
 import logging
 import os
 import pathlib
+import shutil
 import sys
 import tempfile
 import time
+import traceback
 import warnings
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -20,7 +22,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 import click  # noqa: E402
 
-from movierec import serving_commands  # noqa: E402
+from movierec import paths, serving_commands  # noqa: E402
 from movierec.errors import DataError, MovierecError  # noqa: E402
 
 EXIT_ERROR = 1
@@ -367,6 +369,7 @@ def _upload(local_file: pathlib.Path, remote_dir: str) -> str:
     destination = paths.join(remote_dir, local_file.name)
     fileio.makedirs(remote_dir)
     fileio.copy(str(local_file), destination, overwrite=True)
+    shutil.rmtree(local_file.parent)
     return destination
 
 
@@ -382,5 +385,25 @@ def _exit_now(code: int) -> None:
 for _command in serving_commands.COMMANDS:
     main.add_command(_command)
 
+
+def entry() -> None:
+    """The `movierec` command. A process that used tensorflow-io's s3:// filesystem aborts in
+    its teardown ("pure virtual method called", exit 134; tensorflow/io#2039, open for
+    tensorflow-io 0.37.1 with TensorFlow 2.16), so such a process exits without one."""
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_ERROR)
+    except BaseException:
+        if not paths.tensorflow_io_loaded():
+            raise
+        traceback.print_exc()
+        code = EXIT_ERROR
+    if paths.tensorflow_io_loaded():
+        _exit_now(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    entry()

@@ -13,6 +13,7 @@ import os
 import pathlib
 import posixpath
 import re
+import sys
 from typing import List
 
 # A URI scheme as RFC 3986 spells it, followed by "://".
@@ -45,6 +46,12 @@ def register_filesystems(*paths: str) -> None:
     and with it TFX's fileio, can read and write it. Importing it registers the schemes."""
     if any(scheme(path) in _TENSORFLOW_IO_SCHEMES for path in paths):
         import tensorflow_io  # noqa: F401
+
+
+def tensorflow_io_loaded() -> bool:
+    """Whether this process loaded tensorflow-io's filesystems (and so must skip its teardown:
+    movierec.cli.entry)."""
+    return "tensorflow_io" in sys.modules
 
 
 def join(base: str, *parts: str) -> str:
