@@ -76,7 +76,7 @@ class _ConsoleFormatter(logging.Formatter):
 
 def _one_line(error: BaseException) -> str:
     """The most specific message in an exception chain (Beam and TFX wrap executor errors)."""
-    from components.records import RowError
+    from movierec.data.records import RowError
 
     seen = error
     while seen is not None:
@@ -98,7 +98,7 @@ def data() -> None:
 
 def _rating_range():
     import schema
-    from components import features
+    from movierec.data import features
 
     return schema.float_range(features.RATING)
 
@@ -183,8 +183,8 @@ def _check_data(config) -> None:
     local or in a bucket (gs://, s3://), read through the filesystems the pipeline uses."""
     from tfx.dsl.io import fileio
 
-    from components import records
     from movierec import paths
+    from movierec.data import records
 
     if not paths.exists(config.data):
         raise DataError(f"{config.data}: no such file or folder (fetch data with `movierec data fetch`)")

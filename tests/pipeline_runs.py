@@ -7,8 +7,8 @@ import signal
 import subprocess
 import time
 
-from components import pusher
 from pipeline import configs, metadata, run_summary
+from serving import contract
 from tests.cli import MOVIEREC, movierec
 
 # A small sample trains a rough model: the bound only has to be met, not be tight.
@@ -35,7 +35,7 @@ class PipelineRun:
                         "--serving-dir", self.config.serving_dir, *self.extra)
 
     def versions(self):
-        return pusher.served_versions(self.config.push_base)
+        return contract.served_versions(self.config.push_base)
 
     def summary(self) -> run_summary.RunSummary:
         return run_summary.summarize(self.config)
@@ -137,7 +137,7 @@ class Replay:
         return list((pathlib.Path(self.config.pipeline_root) / component).glob(f"**/{execution}"))
 
     def versions(self):
-        return pusher.served_versions(self.config.push_base)
+        return contract.served_versions(self.config.push_base)
 
     def summary(self):
         return run_summary.summarize(self.config)
