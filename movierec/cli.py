@@ -183,7 +183,6 @@ def _check_data(config) -> None:
     local or in a bucket (gs://, s3://), read through the filesystems the pipeline uses."""
     from tfx.dsl.io import fileio
 
-    from movierec import paths
     from movierec.data import records
 
     if not paths.exists(config.data):
@@ -206,7 +205,6 @@ def _check_writable(config) -> None:
     import tensorflow as tf
     from tfx.dsl.io import fileio
 
-    from movierec import paths
 
     for folder in (config.pipeline_root, config.serving_dir, config.push_base):
         probe = paths.join(folder, f".write-probe-{os.getpid()}")
@@ -224,13 +222,15 @@ def _check_writable(config) -> None:
 
 def _settings(config_files, **overrides):
     """Defaults, overlaid with each settings file in turn, then with the flags given; local
-    paths made absolute."""
+    paths made absolute, and the filesystems their schemes need loaded (s3://)."""
     from pipeline import configs
 
     config = configs.PipelineConfig()
     for config_file in config_files:
         config = configs.load(config_file, config)
-    return config.replace(**{k: v for k, v in overrides.items() if v is not None}).absolute()
+    config = config.replace(**{k: v for k, v in overrides.items() if v is not None}).absolute()
+    paths.register_filesystems(*config.uris())
+    return config
 
 
 CONFIG_OPTION = click.option(
@@ -270,13 +270,11 @@ def run(data_path, pipeline_root, serving_dir, runner, config_file, beam_args, n
     Exit codes: 0 blessed (pushed, or already served); 1 error (bad data, validation anomalies,
     a failing component); 3 not blessed, nothing pushed; 4 another run holds the pipeline root.
     """
-    from movierec import paths
     from movierec.runlock import RunLocked, run_lock
 
     config = _settings(config_file, data=data_path, pipeline_root=pipeline_root, serving_dir=serving_dir,
                        beam_pipeline_args=tuple(beam_args) or None, enable_cache=False if no_cache else None)
     _run_or_exit(lambda: (config.metadata.kind == "mysql" or config.metadata_file,  # SQLite: a local file
-                          paths.register_filesystems(*config.uris()),
                           _check_data(config), _check_writable(config)))
     try:
         with run_lock(config, wait=wait):
@@ -292,7 +290,6 @@ def run(data_path, pipeline_root, serving_dir, runner, config_file, beam_args, n
 
 def _run_locked(config, runner: str) -> int:
     """One run, its summary and report; returns the exit code."""
-    from movierec import paths
 
     remote_logs = paths.join(config.pipeline_root, "logs") if paths.is_remote(config.pipeline_root) else None
     log_file = _log_to_file_and_console(
@@ -333,7 +330,11 @@ def report_command(pipeline_root, config_file, last) -> None:
     from pipeline import metadata, report
 
     config = _settings(config_file, pipeline_root=pipeline_root)
-    if not metadata.exists(config):
+    try:
+        found = metadata.exists(config)
+    except ValueError as e:  # a remote pipeline root and no local metadata.path
+        raise click.ClickException(str(e)) from e
+    if not found:
         raise click.ClickException(f"{config.pipeline_root}: no runs yet (no {config.metadata_file})")
     rows, plot = report.history(config, last)
     click.echo(tabulate(rows, headers=["run", "span", "ratings", "RMSE", "MAE", "blessed", "pushed",
@@ -364,7 +365,6 @@ def compile_command(target, config_file, data_path, pipeline_root, serving_dir, 
 def _upload(local_file: pathlib.Path, remote_dir: str) -> str:
     from tfx.dsl.io import fileio
 
-    from movierec import paths
 
     destination = paths.join(remote_dir, local_file.name)
     fileio.makedirs(remote_dir)
