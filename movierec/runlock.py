@@ -17,6 +17,7 @@ import pathlib
 
 import fasteners
 
+from movierec import paths
 from movierec.errors import MovierecError
 
 LOCK_FILE = ".run.lock"
@@ -39,7 +40,9 @@ def run_lock(config, wait: bool = False):
     """Holds the run lock of `config` (a PipelineConfig) for the duration; refuses (or waits) if held."""
     if config.metadata.kind == "mysql":
         return _database_lock(config, wait)
-    return _file_lock(config.pipeline_root, wait)
+    # Beside the SQLite file: the pipeline root, or where metadata.path puts it (a remote
+    # pipeline root holds no file locks).
+    return _file_lock(paths.parent(config.metadata_file), wait)
 
 
 @contextlib.contextmanager

@@ -6,10 +6,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pathlib  # noqa: E402
 import shutil  # noqa: E402
+import sys  # noqa: E402
 
 import pytest  # noqa: E402
 
 import schema  # noqa: E402
+from movierec import paths  # noqa: E402
 from movierec.data import features  # noqa: E402
 from movierec.data import fetch  # noqa: E402
 from tests.pipeline_runs import PipelineRun, write_csv  # noqa: E402
@@ -17,6 +19,7 @@ from tests.cli import movierec  # noqa: E402
 from tests.serving_server import Server  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+EXIT_STATUS = pytest.StashKey[int]()
 E2E_DIR = pathlib.Path(__file__).resolve().parent / "e2e"
 
 
@@ -93,3 +96,26 @@ def mariadb(tmp_path_factory):
     yield server
     server.stop()
     del os.environ[PASSWORD_ENV]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    session.config.stash[EXIT_STATUS] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """A process that used tensorflow-io's s3:// filesystem aborts in its teardown (exit 134,
+    tensorflow/io#2039): once pytest has reported everything, exit with its own status instead."""
+    if paths.tensorflow_io_loaded() and EXIT_STATUS in config.stash:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(config.stash[EXIT_STATUS])
+
+
+@pytest.fixture(scope="session")
+def s3_bucket():
+    """An S3 bucket on a local object-store server (tests/object_store.py): "s3://<bucket>"."""
+    from tests.object_store import s3_server
+
+    with s3_server() as bucket:
+        yield bucket

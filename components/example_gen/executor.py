@@ -389,6 +389,19 @@ class _WriteChunkSplits(beam.DoFn):
             fileio.rename(f"{path}.tmp", path, overwrite=True)
 
 
+def write_examples(pipeline: beam.Pipeline, inputs: List[Tuple[str, SplitLayout]],
+                   exec_properties: Dict[str, Any]) -> None:
+    """ExampleGen's Beam graph: for each (split pattern, layout), the ratings read, checked and
+    written chunk by chunk into their split files. Executor.Do runs it; it is also the graph a
+    Dataflow dry run translates into a job (tests/e2e/test_cluster_recipes.py)."""
+    settings = _ingest_settings(exec_properties)
+    for index, (pattern, layout) in enumerate(inputs):
+        _ = (pipeline
+             | f"ReadRatings[{index}]" >> ReadRatings(exec_properties, pattern)
+             | f"WriteSplits[{index}]" >> beam.ParDo(
+                 _WriteChunkSplits(settings.get("movies"), settings.get("users"), layout)))
+
+
 class Executor(BaseExampleGenExecutor):
     """FileBasedExampleGen executor for the canonical `user_id,movie_id,rating,timestamp` CSV.
 
@@ -413,7 +426,6 @@ class Executor(BaseExampleGenExecutor):
         uris = [artifact_utils.get_split_uri(examples, name) for name in split_names]
         for uri in uris:
             fileio.makedirs(uri)
-        settings = _ingest_settings(exec_properties)
         hash_split = output_config.split_config
         if hash_split.partition_feature_name:
             raise ValueError("partition_feature_name is not supported: ratings split by (user_id, movie_id)")
@@ -424,11 +436,7 @@ class Executor(BaseExampleGenExecutor):
             inputs = [(split.pattern, SplitLayout([uri], []))
                       for split, uri in zip(input_config.splits, uris)]
         with self._make_beam_pipeline() as pipeline:
-            for index, (pattern, layout) in enumerate(inputs):
-                _ = (pipeline
-                     | f"ReadRatings[{index}]" >> ReadRatings(exec_properties, pattern)
-                     | f"WriteSplits[{index}]" >> beam.ParDo(
-                         _WriteChunkSplits(settings.get("movies"), settings.get("users"), layout)))
+            write_examples(pipeline, inputs, exec_properties)
         # The artifact properties TFX's own Do sets.
         payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
         file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)
