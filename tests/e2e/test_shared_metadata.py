@@ -7,12 +7,10 @@ import subprocess
 import sys
 import time
 
-import pytest
 import yaml
 from ml_metadata.proto import metadata_store_pb2
 
-from movierec.errors import MovierecError
-from pipeline import configs, metadata, run_summary
+from pipeline import metadata, run_summary
 from tests.cli import movierec
 from tests.pipeline_runs import Replay
 
@@ -28,35 +26,6 @@ def artifact_ids(store, run_id: str, node: str, event_type, key: str):
     (execution,) = [e for e in store.get_executions_by_context(run.id) if run_summary.node_name(store, e.id) == node]
     return [e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
             if e.type == event_type and e.path.steps[0].key == key]
-
-
-def test_metadata_settings_are_validated_and_select_the_connection(tmp_path, monkeypatch):
-    path = tmp_path / "settings.yaml"
-    path.write_text("metadata: {kind: mysql, host: db.internal, port: 3307, database: mlmd, user: ml, "
-                    "password_env: MLMD_PASSWORD}\n")
-    config = configs.load(path)
-    printed = tmp_path / "printed.yaml"
-    printed.write_text(configs.to_yaml(config))
-    assert configs.load(printed) == config
-    monkeypatch.delenv("MLMD_PASSWORD", raising=False)
-    with pytest.raises(MovierecError, match="metadata.password_env: the environment variable MLMD_PASSWORD is not set"):
-        metadata.connection_config(config)
-    monkeypatch.setenv("MLMD_PASSWORD", "s3cret")
-    mysql = metadata.connection_config(config).mysql
-    assert (mysql.host, mysql.port, mysql.database, mysql.user, mysql.password) == (
-        "db.internal", 3307, "mlmd", "ml", "s3cret")
-    assert metadata.describe(config) == "mysql://ml@db.internal:3307/mlmd"
-    sqlite = metadata.connection_config(configs.PipelineConfig(pipeline_root="/srv/p"))
-    assert sqlite.sqlite.filename_uri == "/srv/p/metadata.sqlite"
-    for text, message in [("metadata: {kind: postgres}", "metadata.kind: 'postgres' is not one of sqlite, mysql"),
-                          ("metadata: {kind: mysql, database: m, user: u}", "metadata.host: required"),
-                          ("metadata: {kind: mysql, host: h, database: m, user: u, port: '3306'}",
-                           "metadata.port: '3306' is not a TCP port number"),
-                          ("metadata: {kind: mysql, host: h, database: m, user: u, path: /x.sqlite}",
-                           "metadata.path: only for metadata.kind sqlite")]:
-        path.write_text(text + "\n")
-        with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-            configs.load(path)
 
 
 HOLD_LOCK = """
