@@ -205,7 +205,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
                     validation_gate, *carried_over.values(), transform, trainer, latest_blessed_model,
                     evaluator, pusher],
         enable_cache=config.enable_cache,
-        # Kubeflow Pipelines / Vertex bring their own ML Metadata (so no settings or password are
-        # needed, and a remote pipeline root has no local SQLite file to name).
+        # Kubeflow Pipelines / Vertex keep their own ML Metadata: no settings (or password) needed,
+        # and a remote pipeline root has no local SQLite file to name.
         metadata_connection_config=None if orchestrator == KUBEFLOW_V2 else metadata.connection_config(config),
         beam_pipeline_args=list(config.beam_pipeline_args))

@@ -76,7 +76,7 @@ def test_dataflow_recipe_translates_ingestion_into_a_job(no_google_account, rati
     translates the graph for runner v2, builds the job and the package --setup_file ships, and
     stops where it would stage to gs:// and submit (DataflowApplicationClient: credentials)."""
     pipeline = beam.Pipeline(argv=recipe_args("dataflow") + ["--dry_run=True"])
-    ingestion_graph(pipeline, ratings_sample, "gs://movierec-test-bucket/pipeline/FileBasedExampleGen/examples/1")
+    ingestion_graph(pipeline, ratings_sample, "gs://movierec-test-bucket/pipeline/RatingsExampleGen/examples/1")
     result = pipeline.run()
     assert result.job.proto.type.name == "JOB_TYPE_BATCH"
     options = result.job.options.get_all_options()
@@ -99,7 +99,7 @@ def test_flink_and_spark_recipes_build_their_portable_job(ratings_sample, engine
     options = PipelineOptions(recipe_args(engine))
     runner_name = options.view_as(StandardOptions).runner
     pipeline = beam.Pipeline(options=options)
-    ingestion_graph(pipeline, ratings_sample, "s3://movierec-test/pipeline/FileBasedExampleGen/examples/1")
+    ingestion_graph(pipeline, ratings_sample, "s3://movierec-test/pipeline/RatingsExampleGen/examples/1")
     runner = {"flink": flink_runner.FlinkRunner, "spark": spark_runner.SparkRunner}[engine]()
     assert runner_name == type(runner).__name__
     proto = runner.get_proto_pipeline(pipeline, options)

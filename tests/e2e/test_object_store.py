@@ -59,7 +59,7 @@ def test_pipeline_runs_with_everything_in_a_bucket_and_reruns_from_cache(bucket_
     assert again.returncode == 0, again.stderr[-3000:]
     rerun = run_summary.summarize(config)
     assert rerun.run_id != summary.run_id
-    assert {rerun.components[name] for name in ("FileBasedExampleGen", "Transform", "Trainer")} == {"cached"}
+    assert {rerun.components[name] for name in ("RatingsExampleGen", "Transform", "Trainer")} == {"cached"}
     assert rerun.push_note == f"not pushed: this model is already served as version {version}"
     assert contract.served_versions(config.push_base) == [version]
 
