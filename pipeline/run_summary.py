@@ -19,7 +19,7 @@ from components.example_gen import executor as example_gen
 from components import infra_validator
 from components.pusher import executor as pusher
 from models.artifacts import HISTORY_FILE, MAP_FILE
-from pipeline import configs
+from pipeline import configs, metadata
 from pipeline.pipeline import MAE, RMSE
 
 EXECUTION_STATES = {
@@ -98,14 +98,6 @@ class RunSummary:
             lines.append(f"  push: {self.push_note}"
                          + (f" ({self.pushed_destination})" if self.pushed_destination else ""))
         return "\n".join(lines)
-
-
-def connect(config: configs.PipelineConfig, readonly: bool = True) -> metadata_store.MetadataStore:
-    connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = config.metadata_file
-    connection.sqlite.connection_mode = (metadata_store_pb2.SqliteMetadataSourceConfig.READONLY if readonly
-                                         else metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE)
-    return metadata_store.MetadataStore(connection)
 
 
 def run_ids(store: metadata_store.MetadataStore, pipeline_name: str) -> List[str]:
@@ -216,9 +208,9 @@ def _history(model_run) -> Dict[str, List[float]]:
 
 def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> Optional[RunSummary]:
     """Summary of run `run_id` (default: the latest) of the configured pipeline."""
-    if not os.path.exists(config.metadata_file):
+    if not metadata.exists(config):
         return None
-    store = connect(config)
+    store = metadata.connect(config)
     run_id = run_id or (run_ids(store, config.pipeline_name) or [None])[-1]
     run = store.get_context_by_type_and_name("pipeline_run", run_id) if run_id else None
     if run is None:
