@@ -16,7 +16,7 @@ from tfx.utils import writer_utils
 
 from components.validation_gate import ValidationGate, describe_anomalies, read_anomalies
 from movierec.errors import DataValidationError
-from pipeline import configs, run_summary
+from pipeline import configs, metadata, run_summary
 
 SPLITS = ["train", "eval"]
 
@@ -125,7 +125,7 @@ def test_clean_examples_are_passed_on_as_a_copy_with_splits_span_and_version(tmp
     examples = examples_from_example_gen(config, tmp_path / "examples")
     anomalies = write_anomalies(str(tmp_path / "anomalies"), {"train": CLEAN, "eval": CLEAN})
     tfx.orchestration.LocalDagRunner().run(gate_pipeline(config, examples, anomalies.uri))
-    store = run_summary.connect(config)
+    store = metadata.connect(config, readonly=False)
     examples_type = store.get_artifact_type(standard_artifacts.Examples.TYPE_NAME)
     [validated] = [artifact_utils.deserialize_artifact(examples_type, a)
                    for a in store.get_artifacts_by_type(standard_artifacts.Examples.TYPE_NAME)
