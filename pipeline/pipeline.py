@@ -1,7 +1,7 @@
 """The movierec TFX pipeline, as a pure function of its config: the README's diagram in code.
 
 RatingsExampleGen -> StatisticsGen / ImportSchemaGen -> ExampleValidator -> ValidationGate
--> Transform -> Trainer -> Evaluator (vs the last blessed model) -> AtomicPusher
+-> Transform -> Trainer -> Evaluator (vs the last blessed model) -> InfraValidator -> AtomicPusher
 """
 import dataclasses
 import pathlib
@@ -11,6 +11,7 @@ from tfx import v1 as tfx
 import schema
 from components import code_version, resolvers
 from components.example_gen.component import RatingsExampleGen
+from components.infra_validator.component import InfraValidator
 from components.pusher.component import AtomicPusher
 from components.schema_import import SchemaImport
 from components.validation_gate import ValidationGate
@@ -194,16 +195,19 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         baseline_model=latest_blessed_model.outputs["model"],
         eval_config=eval_config(config.evaluation))
 
+    # Between Evaluator and Pusher: the candidate served as production serves it (TFX's InfraValidator role).
+    infra_validator = InfraValidator(model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+                                     model_name=config.model_name, model_server=config.model_server)
     # Keeps TFX's node ID, so run histories and caches of existing pipeline roots carry on.
     pusher = AtomicPusher(trainer.outputs["model"], evaluator.outputs["blessing"],
-                          config.push_base).with_id("Pusher")
+                          infra_validator.outputs["blessing"], config.push_base).with_id("Pusher")
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator,
                     validation_gate, *carried_over.values(), transform, trainer, latest_blessed_model,
-                    evaluator, pusher],
+                    evaluator, infra_validator, pusher],
         enable_cache=config.enable_cache,
         # Kubeflow Pipelines / Vertex keep their own ML Metadata: no settings (or password) needed,
         # and a remote pipeline root has no local SQLite file to name.
