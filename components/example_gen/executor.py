@@ -503,6 +503,7 @@ class Executor(BaseExampleGenExecutor):
         else:
             inputs = [(split.pattern, SplitLayout([uri], []))
                       for split, uri in zip(input_config.splits, uris)]
+        settings = _ingest_settings(exec_properties)
         with self._make_beam_pipeline() as pipeline:
             write_examples(pipeline, inputs, exec_properties)
         # The artifact properties TFX's own Do sets.
