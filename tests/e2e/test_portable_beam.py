@@ -21,7 +21,7 @@ from tests.beam_sdk_boot import RECORD_FILE, WORKFLOW_FILE
 from tests.conftest import REPO
 from tests.pipeline_runs import SMALL_RUN_CONFIG, PipelineRun
 
-BEAM_COMPONENTS = ("FileBasedExampleGen", "StatisticsGen", "Transform", "Evaluator")
+BEAM_COMPONENTS = ("RatingsExampleGen", "StatisticsGen", "Transform", "Evaluator")
 
 
 def _wait_for_port(port: int, process: subprocess.Popen, log: pathlib.Path) -> None:

@@ -100,7 +100,7 @@ def test_runs_share_ml_metadata_in_mariadb(mariadb, spans, tmp_path):
     summary = replay.summary()
     assert summary.span == 2 and summary.blessed and summary.baseline_metrics
     # Finished by the killed run on the same span, so served from the cache now.
-    assert {summary.components[c] for c in ("FileBasedExampleGen", "StatisticsGen", "Transform")} == {"cached"}
+    assert {summary.components[c] for c in ("RatingsExampleGen", "StatisticsGen", "Transform")} == {"cached"}
     assert summary.components["Trainer"] == "ran"
     assert replay.versions()[0] == v1 and len(replay.versions()) == 2
     store = metadata.connect(replay.config)
