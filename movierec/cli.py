@@ -195,7 +195,7 @@ def _check_data(config) -> None:
             raise DataError(f"{input_base}: no {pattern} files in this folder")
         for file in files:
             with fileio.open(file, "rb") as f:
-                records.read_header(f.readline(), file)
+                records.read_header(f.readline(), str(file))
 
 
 def _check_writable(config) -> None:

@@ -452,13 +452,11 @@ class _WriteChunkSplits(beam.DoFn):
 
 def write_examples(pipeline: beam.Pipeline, inputs: List[Tuple[str, SplitLayout]],
                    exec_properties: Dict[str, Any]) -> None:
-    """ExampleGen's Beam graph: for each (split pattern, layout), the ratings read and written
-    chunk by chunk into their split files, and (user, movie) pairs checked across all splits.
-    Executor.Do runs it; it is also the graph a Dataflow dry run translates into a job
-    (tests/e2e/test_cluster_recipes.py)."""
+    """ExampleGen's Beam graph: for each (split pattern, layout), the ratings read, checked and
+    written chunk by chunk into their split files. Executor.Do runs it; it is also the graph a
+    Dataflow dry run translates into a job (tests/e2e/test_cluster_recipes.py)."""
     settings = _ingest_settings(exec_properties)
-    files = list_files(exec_properties[standard_component_specs.INPUT_BASE_KEY],
-                       [pattern for pattern, _ in inputs])
+    files = list_files(exec_properties[standard_component_specs.INPUT_BASE_KEY], [pattern for pattern, _ in inputs])
     rating_range = _rating_range(exec_properties)
     all_rows = []
     for index, ((_, layout), input_files) in enumerate(zip(inputs, files)):
@@ -503,9 +501,9 @@ class Executor(BaseExampleGenExecutor):
         else:
             inputs = [(split.pattern, SplitLayout([uri], []))
                       for split, uri in zip(input_config.splits, uris)]
-        settings = _ingest_settings(exec_properties)
         with self._make_beam_pipeline() as pipeline:
             write_examples(pipeline, inputs, exec_properties)
+        settings = _ingest_settings(exec_properties)
         # The artifact properties TFX's own Do sets.
         payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
         file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)

@@ -88,8 +88,8 @@ def parse_users(stream: Iterable[str], source: str) -> Iterator[User]:
 
 
 def _text(path: str) -> io.TextIOWrapper:
-    """The file, local or in a bucket (gs://, s3://), as text decoded line by line (a leading
-    BOM dropped), so bytes that are not UTF-8 are reported at their row by csv_rows."""
+    """The file, local or in a bucket (gs://, s3://), as text decoded line by line, so bytes
+    that are not UTF-8 are reported at their row by csv_rows."""
     return io.TextIOWrapper(io.BytesIO(paths.read_bytes(path)), encoding="utf-8-sig", newline="")
 
 
