@@ -83,7 +83,7 @@ def test_dataflow_recipe_translates_ingestion_into_a_job(no_google_account, rati
     assert (options["project"], options["region"]) == ("movierec-test", "europe-west4")
     assert options["temp_location"].startswith("gs://movierec-test-bucket/beam/tmp/")
     names = {t.unique_name for t in pipeline.runner.proto_pipeline.components.transforms.values()}
-    assert {"ReadRatings[0]/ParseChunks", "ReadRatings[0]/CheckDuplicates", "WriteSplits[0]"} <= names
+    assert {"ReadRatings[0]/ParseChunks", "CheckDuplicates", "WriteSplits[0]"} <= names
     (environment,) = pipeline.runner.proto_pipeline.components.environments.values()
     assert environment.urn == "beam:env:docker:v1"
     assert_ships_the_project(staged_package(environment))
