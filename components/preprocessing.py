@@ -13,6 +13,7 @@ so a regression on cold users or long-tail movies is visible and can block a pus
 """
 from typing import Dict, Optional, Sequence
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
@@ -31,6 +32,12 @@ def bucket_labels(bounds: Sequence[int]):
         labels.append(str(high) if high == low else f"{low}-{high}")
         low = high + 1
     return labels + [f">{bounds[-1]}"]
+
+
+def bucket_of_counts(counts: np.ndarray, bounds: Sequence[int]) -> np.ndarray:
+    """The bucket label of each count in numpy: what count_bucket computes in the graph, for
+    code that slices outside it (the ranking evaluation)."""
+    return np.asarray(bucket_labels(bounds))[np.searchsorted(np.asarray(bounds), counts, side="left")]
 
 
 def _text_table(vocab_file: tf.Tensor, value_index: int, num_oov_buckets: int = 0):

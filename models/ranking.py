@@ -174,7 +174,7 @@ def fit_ease(train: sp.csr_matrix, l2: float) -> Scorer:
 def fit_implicit_als(train: sp.csr_matrix, factors: int, regularization: float, alpha: float,
                      iterations: int = 15, seed: int = 0) -> Scorer:
     """Weighted implicit-feedback MF (Hu, Koren & Volinsky 2008) by `implicit`'s ALS; confidence
-    1 + alpha on rated items. `implicit` is a benchmark extra (requirements/benchmarks.txt)."""
+    1 + alpha on rated items."""
     from threadpoolctl import threadpool_limits
     from implicit.cpu.als import AlternatingLeastSquares
     model = AlternatingLeastSquares(factors=factors, regularization=regularization, alpha=alpha,
@@ -183,6 +183,23 @@ def fit_implicit_als(train: sp.csr_matrix, factors: int, regularization: float, 
         model.fit(sp.csr_matrix(train, dtype=np.float32), show_progress=False)
     users_f, items_f = np.asarray(model.user_factors), np.asarray(model.item_factors)
     return lambda users: users_f[users] @ items_f.T
+
+
+def with_popularity_for_cold_users(scorer: Scorer, train: sp.csr_matrix) -> Scorer:
+    """A peer that ranks by popularity for users with no training items.
+
+    EASE and ALS score every movie 0 for such users (no history to score from), which would make
+    their lists an arbitrary tie order; our model falls back to movie biases there. Most-popular
+    is the fair fallback (it matters on the temporal split, where most eval users are new).
+    """
+    counts = np.asarray(train.sum(axis=0)).ravel()
+    cold = np.diff(train.indptr) == 0
+
+    def score(users: np.ndarray) -> np.ndarray:
+        scores = np.asarray(scorer(users), dtype=np.float64)
+        scores[cold[users]] = counts
+        return scores
+    return score
 
 
 def relevant_lists(matrix: sp.csr_matrix) -> Tuple[np.ndarray, List[np.ndarray]]:
@@ -232,3 +249,87 @@ def carve_validation(train: sp.csr_matrix, fraction: float = 0.1, seed: int = 0,
     def part(mask):
         return sp.csr_matrix((coo.data[mask], (coo.row[mask], coo.col[mask])), shape=train.shape)
     return part(~held), part(held)
+
+
+# --- One evaluation set from ID-level rows: what the pipeline and the benchmark both score. ---
+
+RELEVANT_ALL = "all"            # relevant = every eval-split movie of the user
+RELEVANT_LIKED = "rated_4_plus"  # relevant = eval-split movies the user rated 4 or 5
+LIKED_RATING = 4.0
+
+
+@dataclasses.dataclass
+class EvalSet:
+    """Training and eval ratings by ID, indexed once so every model's lists are scored alike.
+
+    Catalogue (the item index, coverage's denominator) = every movie of the training or eval
+    rows. Users scored = the eval users with at least one relevant movie. A recommended ID
+    outside the catalogue (a baseline trained on older data) counts as a miss and is left out of
+    coverage and popularity rank. Slices: `user_activity=<bucket>` by training ratings.
+    """
+    user_ids: np.ndarray    # [U] IDs of the eval users, sorted
+    movie_ids: np.ndarray   # [I] catalogue IDs, sorted
+    train: sp.csr_matrix    # [U_all, I] training interactions; rows = all_user_ids
+    all_user_ids: np.ndarray
+    eval_ratings: sp.csr_matrix  # [U_all, I] eval ratings (value = rating)
+    activity_labels: Optional[np.ndarray] = None  # [U_all] slice label per user
+
+    @classmethod
+    def from_rows(cls, train_users, train_movies, eval_users, eval_movies, eval_ratings,
+                  slice_of_activity: Optional[Callable[[np.ndarray], Sequence[str]]] = None) -> "EvalSet":
+        """slice_of_activity: training ratings per user -> slice label per user (None: no slices)."""
+        train_users, train_movies = np.asarray(train_users), np.asarray(train_movies)
+        eval_users, eval_movies = np.asarray(eval_users), np.asarray(eval_movies)
+        all_users = np.unique(np.concatenate([train_users, eval_users]))
+        movies = np.unique(np.concatenate([train_movies, eval_movies]))
+        u_train, m_train = np.searchsorted(all_users, train_users), np.searchsorted(movies, train_movies)
+        u_eval, m_eval = np.searchsorted(all_users, eval_users), np.searchsorted(movies, eval_movies)
+        train = interactions(u_train, m_train, len(all_users), len(movies))
+        ratings = sp.csr_matrix((np.asarray(eval_ratings, dtype=np.float32), (u_eval, m_eval)),
+                                shape=(len(all_users), len(movies)))
+        labels = None if slice_of_activity is None else np.asarray(slice_of_activity(np.diff(train.indptr)))
+        return cls(np.unique(eval_users), movies, train, all_users, ratings, labels)
+
+    @property
+    def train_counts(self) -> np.ndarray:
+        return np.asarray(self.train.sum(axis=0)).ravel()
+
+    def relevant(self, which: str = RELEVANT_ALL) -> sp.csr_matrix:
+        if which == RELEVANT_ALL:
+            matrix = self.eval_ratings.copy()
+        elif which == RELEVANT_LIKED:
+            matrix = self.eval_ratings.multiply(self.eval_ratings >= LIKED_RATING).tocsr()
+        else:
+            raise ValueError(f"unknown relevance {which!r}; known: {RELEVANT_ALL}, {RELEVANT_LIKED}")
+        matrix.eliminate_zeros()
+        return matrix
+
+    def score(self, lists: Dict, which: str = RELEVANT_ALL) -> Dict[str, RankingMetrics]:
+        """Metrics of top-K lists given as {user ID: [movie IDs]}; every scored user needs a list."""
+        relevant = self.relevant(which)
+        rows, items = relevant_lists(relevant)
+        users = self.all_user_ids[rows]
+        missing = [u for u in users if u not in lists]
+        if missing:
+            raise ValueError(f"no list for {len(missing)} eval users, e.g. {missing[0]!r}")
+        index = {movie: i for i, movie in enumerate(self.movie_ids.tolist())}
+        k = max(len(movies) for movies in lists.values())
+        indices = np.full((len(users), k), -1, dtype=np.int64)
+        for row, user in enumerate(users):
+            found = [index.get(movie, -1) for movie in lists[user]]
+            indices[row, :len(found)] = found
+        labels = None if self.activity_labels is None else self.activity_labels[rows]
+        return evaluate(indices, items, self.train_counts, labels)
+
+    def peer_lists(self, scorer: Scorer, k: int = K) -> Dict:
+        """{user ID: [movie IDs]} of a peer fitted on `train`, training movies excluded."""
+        rows = np.searchsorted(self.all_user_ids, self.user_ids)
+        out = {}
+        for chunk in np.array_split(rows, max(1, len(rows) // 1024 + 1)):
+            if not chunk.size:
+                continue
+            top = top_k(scorer(chunk), k, self.train[chunk])
+            for row, items in zip(chunk, top):
+                out[self.all_user_ids[row]] = self.movie_ids[items[items >= 0]]
+        return out
+

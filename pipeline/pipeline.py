@@ -1,7 +1,7 @@
 """The movierec TFX pipeline, as a pure function of its config.
 
 ExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> ValidationGate -> Transform
--> Trainer -> (latest blessed model) -> Evaluator -> Pusher
+-> Trainer -> (latest blessed model) -> Evaluator (RMSE) -> RankingEvaluator (NDCG, one blessing) -> Pusher
 """
 import dataclasses
 import pathlib
@@ -13,6 +13,7 @@ from tfx.dsl.components.base import executor_spec
 
 import schema
 from components import code_version, example_gen, features, pusher, resolvers
+from components.ranking_evaluator.component import RankingEvaluator
 from components.schema_import import SchemaImport
 from components.validation_gate import ValidationGate
 from pipeline import configs
@@ -22,6 +23,18 @@ RMSE = "root_mean_squared_error"
 MAE = "mean_absolute_error"
 # Change thresholds compare with a tolerance; this one only absorbs float rounding.
 RMSE_TOLERANCE = 1e-10
+RANKING_EVALUATOR = "RankingEvaluator"
+
+
+def _blessings(orchestrator: str) -> tfx.dsl.Channel:
+    """The blessings that say a model was blessed: the RankingEvaluator's, which requires TFMA's
+    RMSE blessing too. TFMA's own says nothing about ranking, so it must not make a model the
+    "last blessed" one. Kubeflow v2's resolvers take artifact types only: there both count.
+    """
+    if orchestrator == KUBEFLOW_V2:
+        return tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)
+    return tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
+                           producer_component_id=RANKING_EVALUATOR, output_key="blessing")
 
 
 def _rmse_change(max_increase: float) -> tfma.GenericChangeThreshold:
@@ -93,7 +106,7 @@ def _carried_over(config: configs.PipelineConfig, validation_gate, orchestrator:
             "base_model": tfx.dsl.Resolver(
                 strategy_class=resolvers.WarmStartModelStrategy,
                 model=channel(tfx.types.standard_artifacts.Model),
-                model_blessing=channel(tfx.types.standard_artifacts.ModelBlessing),
+                model_blessing=_blessings(orchestrator),
                 examples=validated_channel()),
         }
         if config.uses_spans():
@@ -188,7 +201,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
     latest_blessed_model = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        model_blessing=_blessings(orchestrator),
     ).with_id("latest_blessed_model_resolver")
 
     evaluator = tfx.components.Evaluator(
@@ -197,14 +210,21 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         baseline_model=latest_blessed_model.outputs["model"],
         eval_config=eval_config(config.evaluation))
 
-    model_pusher = push(trainer.outputs["model"], evaluator.outputs["blessing"], config.push_base)
+    ranking_evaluator = RankingEvaluator(
+        examples=validated, model=trainer.outputs["model"],
+        baseline_model=latest_blessed_model.outputs["model"], rmse_blessing=evaluator.outputs["blessing"],
+        k=config.evaluation.ranking_k, ndcg_lower_bound=config.evaluation.ndcg_lower_bound,
+        max_ndcg_decrease=config.evaluation.max_ndcg_decrease,
+        user_activity_bounds=config.evaluation.user_activity_bounds).with_id(RANKING_EVALUATOR)
+
+    model_pusher = push(trainer.outputs["model"], ranking_evaluator.outputs["blessing"], config.push_base)
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[example_gen_component, statistics_gen, schema_gen, example_validator,
                     validation_gate, *carried_over.values(), transform, trainer, latest_blessed_model,
-                    evaluator, model_pusher],
+                    evaluator, ranking_evaluator, model_pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             config.metadata_file),
