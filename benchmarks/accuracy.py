@@ -97,17 +97,22 @@ def run_surprise(train, test):
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def split_arguments(description: str, work: str) -> argparse.ArgumentParser:
+    """The options of a benchmark on these splits: settings per split, data, work folder, splits."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", type=pathlib.Path, default=pathlib.Path("configs/movielens-100k.yaml"),
                         help="pipeline settings for the random split")
     parser.add_argument("--temporal-config", type=pathlib.Path,
                         default=pathlib.Path("configs/movielens-100k-temporal.yaml"),
                         help="pipeline settings for the temporal split")
     parser.add_argument("--data", type=pathlib.Path, default=pathlib.Path("data/movielens-100k"))
-    parser.add_argument("--work", type=pathlib.Path, default=pathlib.Path("runs/benchmark-accuracy"))
+    parser.add_argument("--work", type=pathlib.Path, default=pathlib.Path(work))
     parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = split_arguments(__doc__.splitlines()[0], "runs/benchmark-accuracy").parse_args()
     settings = {"random": args.config, "temporal": args.temporal_config}
     header, rows = read_ratings(args.data / features.RATINGS_FILE)
 

@@ -12,7 +12,6 @@ ALS with settings chosen on validation carved from training only (a random 10% o
 pairs on the random split, the newest 10% on the temporal split), then refitted on all of it.
 EASE and ALS rank new users (no training ratings) by popularity. Prints one table.
 """
-import argparse
 import itertools
 import pathlib
 import shutil
@@ -34,7 +33,6 @@ EASE_GRID = [{"l2": l2} for l2 in (100.0, 200.0, 500.0, 800.0, 1200.0)]
 # factors and alpha 1 on both splits; this grid brackets that.
 ALS_GRID = [{"factors": f, "regularization": 0.1, "alpha": a} for f, a in itertools.product((16, 32, 64), (1.0, 5.0))]
 VALIDATION_FRACTION = 0.1
-COLUMNS = ("ndcg", "recall", "precision", "map", "coverage", "popularity_rank")
 
 
 def eval_set(train_rows, test_rows, bounds) -> ranking.EvalSet:
@@ -77,20 +75,12 @@ def peers(data: ranking.EvalSet, train_rows, kind: str):
 
 
 def row(kind, model, metrics_all, metrics_liked, rmse, seconds):
-    return ([kind, model] + [metrics_all[c] for c in COLUMNS] + [metrics_liked["ndcg"], metrics_liked["recall"]]
-            + [rmse, seconds])
+    return ([kind, model] + [metrics_all[c] for c in ranking.METRICS]
+            + [metrics_liked["ndcg"], metrics_liked["recall"], rmse, seconds])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=pathlib.Path, default=pathlib.Path("configs/movielens-100k.yaml"),
-                        help="pipeline settings for the random split")
-    parser.add_argument("--temporal-config", type=pathlib.Path,
-                        default=pathlib.Path("configs/movielens-100k-temporal.yaml"),
-                        help="pipeline settings for the temporal split")
-    parser.add_argument("--data", type=pathlib.Path, default=pathlib.Path("data/movielens-100k"))
-    parser.add_argument("--work", type=pathlib.Path, default=pathlib.Path("runs/benchmark-ranking"))
-    parser.add_argument("--splits", nargs="+", choices=accuracy.SPLITS, default=list(accuracy.SPLITS))
+    parser = accuracy.split_arguments(__doc__.splitlines()[0], "runs/benchmark-ranking")
     parser.add_argument("--peers-only", action="store_true", help="skip the pipeline (checks the peers)")
     args = parser.parse_args()
     settings = {"random": args.config, "temporal": args.temporal_config}

@@ -30,6 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 K = 10
+# The figures of a RankingMetrics, in the order reports show them.
 METRICS = ("ndcg", "recall", "precision", "map", "coverage", "popularity_rank")
 OVERALL = "overall"
 

@@ -29,7 +29,6 @@ EXECUTION_STATES = {
     metadata_store_pb2.Execution.FAILED: "failed",
     metadata_store_pb2.Execution.RUNNING: "running",
 }
-RANKING_COLUMNS = ("ndcg", "recall", "precision", "map", "coverage", "popularity_rank")
 RANKING_RELEVANCE = ((ranking.RELEVANT_ALL, "relevant = eval movies"),
                      (ranking.RELEVANT_LIKED, "relevant = eval movies rated 4-5"))
 # Custom property of an execution a killed run left running, set by the next run (recovery.py):
@@ -71,7 +70,7 @@ class RunSummary:
         rows = []
         for model, by_slice in self.ranking_evaluation.get("metrics", {}).get(relevance, {}).items():
             for name, m in by_slice.items():
-                rows.append([model, name, str(m["users"])] + [f"{m[key]:.4f}" for key in RANKING_COLUMNS[:5]]
+                rows.append([model, name, str(m["users"])] + [f"{m[key]:.4f}" for key in ranking.METRICS[:5]]
                             + [f"{m['popularity_rank']:.1f}"])
         return rows
 
