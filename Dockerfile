@@ -13,6 +13,7 @@ RUN pip install --no-cache-dir --no-deps --ignore-requires-python -r requirement
 
 COPY setup.py README.md ./
 COPY components components
+COPY models models
 COPY pipeline pipeline
 COPY schema schema
 COPY serving serving

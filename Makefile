@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: setup run test data lock clean bench-serving bench-serving-load bench-catalog bench-accuracy bench-ranking bench-span-replay bench-scale
+.PHONY: setup run test test-fast data lock clean bench-serving bench-serving-load bench-catalog bench-accuracy bench-ranking bench-span-replay bench-scale
 
 setup: $(STAMP)
 
@@ -38,6 +38,10 @@ run: data
 
 test: $(STAMP) $(AIRFLOW_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fast loop: unit tests only (tests/unit), under a minute; `make test` runs everything.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not e2e" -q $(PYTEST_ARGS)
 
 # Latency of the model pushed by `make run`, in-process and through `movierec serve`.
 bench-serving: $(STAMP)

@@ -9,7 +9,7 @@ setuptools.setup(
     version="0.1.0",
     description="TFX pipeline for movie-rating embeddings, served by TensorFlow Serving.",
     python_requires=">=3.10",
-    packages=setuptools.find_packages(include=["movierec*", "pipeline*", "components*", "schema*", "serving*"]),
+    packages=setuptools.find_packages(include=["movierec*", "pipeline*", "components*", "models*", "schema*", "serving*"]),
     package_data={"schema": ["*.pbtxt"]},
     install_requires=[
         "tfx==1.16.0",

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from components import features
+from movierec.data import features
 from pipeline import configs, run_summary
 from pipeline.pipeline import MAE, RMSE
 

@@ -22,9 +22,8 @@ import scipy.sparse as sp
 from tabulate import tabulate
 
 from benchmarks import accuracy
-from components import features
-from components.preprocessing import bucket_of_counts
 from models import ranking
+from movierec.data import features
 from pipeline import configs
 from pipeline.pipeline import RMSE
 
@@ -39,9 +38,7 @@ def eval_set(train_rows, test_rows, bounds) -> ranking.EvalSet:
     column = lambda rows, i: np.array([r[i] for r in rows])
     return ranking.EvalSet.from_rows(
         column(train_rows, 0), column(train_rows, 1), column(test_rows, 0), column(test_rows, 1),
-        column(test_rows, 2).astype(np.float32),
-        slice_of_activity=lambda counts: [f"{features.USER_ACTIVITY}={label}"
-                                          for label in bucket_of_counts(counts, bounds)])
+        column(test_rows, 2).astype(np.float32), activity_bounds=bounds)
 
 
 def validation_carve(data: ranking.EvalSet, train_rows, kind: str):

@@ -28,7 +28,7 @@ from pipeline import configs, run_summary
 
 # (ratings, users, movies): MovieLens-100K, -1M and -10M shapes.
 SIZES = {"100k": (100_000, 943, 1_682), "1m": (1_000_000, 6_040, 3_706), "10m": (10_000_000, 69_878, 10_677)}
-MAIN_COMPONENTS = ("FileBasedExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator", "Pusher")
+MAIN_COMPONENTS = ("RatingsExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator", "Pusher")
 
 
 def movierec(*args) -> List[str]:
@@ -82,13 +82,14 @@ def keras_in_memory(config: configs.PipelineConfig, epochs: int = 2) -> float:
     from tfx.components.util import examples_utils, tfxio_utils
     from tfx.proto import example_gen_pb2
 
-    from components import catalog, side_features, trainer
-    from components import model as model_lib
+    from models import catalog, side_features, trainer
+    from models.artifacts import EXAMPLES_PER_SECOND
+    from models import model as model_lib
 
     store = run_summary.connect(config)
     tft_output = tft.TFTransformOutput(store.get_artifacts_by_type("TransformGraph")[-1].uri)
     examples = tfx.types.standard_artifacts.Examples()
-    examples.uri = [a.uri for a in store.get_artifacts_by_type("Examples") if "/FileBasedExampleGen/" in a.uri][-1]
+    examples.uri = [a.uri for a in store.get_artifacts_by_type("Examples") if "/RatingsExampleGen/" in a.uri][-1]
     examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
     accessor = tfx.components.DataAccessor(
         tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], []),
@@ -102,7 +103,7 @@ def keras_in_memory(config: configs.PipelineConfig, epochs: int = 2) -> float:
         **(side_features.tables(rows) if hparams.side_features else {}))
     history = model.fit(rows.training_inputs(), rows.seen_ratings, batch_size=hparams.batch_size, epochs=epochs,
                         shuffle=True, verbose=0, callbacks=[trainer.Throughput(len(rows.seen_ratings))])
-    return max(history.history[trainer.EXAMPLES_PER_SECOND])
+    return max(history.history[EXAMPLES_PER_SECOND])
 
 
 def run_size(size: str, args) -> Dict:

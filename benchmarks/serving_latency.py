@@ -16,7 +16,7 @@ import numpy as np
 import portpicker
 from tabulate import tabulate
 
-from components.pusher import served_versions
+from serving.contract import served_versions
 from serving.client import GrpcBackend, SavedModelBackend
 from serving.loadgen import known_ids
 

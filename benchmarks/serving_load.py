@@ -20,7 +20,8 @@ import numpy as np
 from tabulate import tabulate
 
 from benchmarks.serving_latency import start_server
-from components.pusher import served_versions
+from components.pusher.executor import publish
+from serving.contract import served_versions
 from serving import loadgen
 from serving.client import RecommenderClient
 
@@ -76,7 +77,7 @@ def main() -> None:
                   f"{args.clients} clients x {args.requests} requests")
             load = loadgen.LoadRun(backend.target, args.model_name, ids, args.clients, args.requests,
                                    args.call_timeout)
-            result, swap = loadgen.load_with_swap(load, base, args.timeout)
+            result, swap = loadgen.load_with_swap(load, base, args.timeout, publish)
             print_load(result, swap)
             requests = loadgen.malformed_requests(args.model_name, ids.users[0], ids.movies[0])
             flooded = loadgen.flood(backend.target, requests, args.clients, args.flood_rounds,

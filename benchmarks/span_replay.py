@@ -17,7 +17,7 @@ import time
 
 from tabulate import tabulate
 
-from components import features
+from movierec.data import features
 from pipeline import configs, report
 
 

@@ -1,4 +1,4 @@
-"""TFX component code for movierec: the ExampleGen executor, preprocessing and the trainer module.
+"""movierec's TFX components: each custom one a component class with its executor.
 
 tensorflow-transform 1.16 is Keras-2 only, so `tf.keras` must resolve to tf-keras. Entry points set
 this too; setting it here covers Beam workers that import this package in a fresh process.

@@ -29,6 +29,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import scipy.sparse as sp
 
+from models import features
+
 K = 10
 # The figures of a RankingMetrics, in the order reports show them.
 METRICS = ("ndcg", "recall", "precision", "map", "coverage", "popularity_rank")
@@ -277,8 +279,9 @@ class EvalSet:
 
     @classmethod
     def from_rows(cls, train_users, train_movies, eval_users, eval_movies, eval_ratings,
-                  slice_of_activity: Optional[Callable[[np.ndarray], Sequence[str]]] = None) -> "EvalSet":
-        """slice_of_activity: training ratings per user -> slice label per user (None: no slices)."""
+                  activity_bounds: Optional[Sequence[int]] = None) -> "EvalSet":
+        """activity_bounds: the user_activity buckets' upper bounds (the Transform's slices,
+        models/features.py bucket_labels); None: no slices."""
         train_users, train_movies = np.asarray(train_users), np.asarray(train_movies)
         eval_users, eval_movies = np.asarray(eval_users), np.asarray(eval_movies)
         all_users = np.unique(np.concatenate([train_users, eval_users]))
@@ -288,7 +291,10 @@ class EvalSet:
         train = interactions(u_train, m_train, len(all_users), len(movies))
         ratings = sp.csr_matrix((np.asarray(eval_ratings, dtype=np.float32), (u_eval, m_eval)),
                                 shape=(len(all_users), len(movies)))
-        labels = None if slice_of_activity is None else np.asarray(slice_of_activity(np.diff(train.indptr)))
+        labels = None
+        if activity_bounds is not None:
+            names = np.array([f"{features.USER_ACTIVITY}={label}" for label in features.bucket_labels(activity_bounds)])
+            labels = names[np.searchsorted(np.asarray(activity_bounds), np.diff(train.indptr), side="left")]
         return cls(np.unique(eval_users), movies, train, all_users, ratings, labels)
 
     @property

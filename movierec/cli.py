@@ -72,7 +72,7 @@ class _ConsoleFormatter(logging.Formatter):
 
 def _one_line(error: BaseException) -> str:
     """The most specific message in an exception chain (Beam and TFX wrap executor errors)."""
-    from components.records import RowError
+    from movierec.data.records import RowError
 
     seen = error
     while seen is not None:
@@ -94,7 +94,7 @@ def data() -> None:
 
 def _rating_range():
     import schema
-    from components import features
+    from movierec.data import features
 
     return schema.float_range(features.RATING)
 
@@ -176,7 +176,7 @@ def _run_or_exit(action) -> None:
 
 def _check_data(config) -> None:
     """Fails fast, before the pipeline starts, on missing data or files that are not ratings CSVs."""
-    from components import records
+    from movierec.data import records
 
     if not pathlib.Path(config.data).exists():
         raise DataError(f"{config.data}: no such file or folder (fetch data with `movierec data fetch`)")

@@ -11,13 +11,14 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from components import features
-from components.hyperparameters import Hyperparameters
+from movierec.data import features
+from models.features import DEFAULT_MOVIE_POPULARITY_BOUNDS, DEFAULT_USER_ACTIVITY_BOUNDS
+from models.hyperparameters import Hyperparameters
 from schema import SCHEMA_DIR
 
 PIPELINE_NAME = "movierec"
-PREPROCESSING_FN = "components.preprocessing.preprocessing_fn"
-RUN_FN = "components.trainer.run_fn"
+PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
+RUN_FN = "models.trainer.run_fn"
 # Local Beam: one process per core; the DirectRunner otherwise runs everything in one thread.
 LOCAL_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
 # Folders hold one or more ratings files; other CSVs beside them (movies.csv, users.csv) are not ratings.
@@ -73,8 +74,8 @@ class EvaluationConfig:
     rmse_upper_bound: float = 1.0
     max_rmse_increase: float = 0.0
     max_slice_rmse_increase: Optional[float] = None
-    user_activity_bounds: Tuple[int, ...] = (0, 20, 50, 150)
-    movie_popularity_bounds: Tuple[int, ...] = (0, 10, 50, 200)
+    user_activity_bounds: Tuple[int, ...] = DEFAULT_USER_ACTIVITY_BOUNDS
+    movie_popularity_bounds: Tuple[int, ...] = DEFAULT_MOVIE_POPULARITY_BOUNDS
     # Ranking (components/ranking_evaluator): recommend's top-K over the whole catalogue, the
     # user's training movies excluded, against their eval-split movies. A model is blessed only
     # if NDCG@K is at least ndcg_lower_bound and at most max_ndcg_decrease below the last blessed

@@ -1,22 +1,26 @@
-"""The movierec TFX pipeline, as a pure function of its config.
+"""The movierec TFX pipeline, as a pure function of its config: the README's diagram in code.
 
-ExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> ValidationGate -> Transform
--> Trainer -> (latest blessed model) -> Evaluator (RMSE) -> RankingEvaluator (NDCG, one blessing) -> Pusher
+RatingsExampleGen -> StatisticsGen / ImportSchemaGen -> ExampleValidator -> ValidationGate
+-> Transform -> Trainer -> Evaluator (RMSE vs the last blessed model) -> RankingEvaluator (NDCG; one blessing with RMSE)
+-> AtomicPusher
 """
 import dataclasses
 import pathlib
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
-from tfx.components.example_gen.component import FileBasedExampleGen
-from tfx.dsl.components.base import executor_spec
-
 import schema
-from components import code_version, example_gen, features, pusher, resolvers
+from components import code_version, resolvers
+from components.example_gen.component import RatingsExampleGen
+from components.pusher.component import AtomicPusher
 from components.ranking_evaluator.component import RankingEvaluator
 from components.schema_import import SchemaImport
 from components.validation_gate import ValidationGate
+from models.features import SLICE_FEATURES
+from models.hyperparameters import HYPERPARAMETERS
+from movierec.data import features
 from pipeline import configs
+from serving import contract
 
 LOCAL, KUBEFLOW_V2 = "local", "kubeflow-v2"
 RMSE = "root_mean_squared_error"
@@ -47,7 +51,7 @@ def eval_config(evaluation: configs.EvaluationConfig) -> tfma.EvalConfig:
 
     Thresholds are per slice: `MetricConfig.threshold` would apply the overall bound to every slice.
     """
-    slices = [tfma.SlicingSpec(feature_keys=[key]) for key in features.SLICE_FEATURES]
+    slices = [tfma.SlicingSpec(feature_keys=[key]) for key in SLICE_FEATURES]
     thresholds = [tfma.PerSliceMetricThreshold(
         slicing_specs=[tfma.SlicingSpec()],
         threshold=tfma.MetricThreshold(
@@ -61,10 +65,10 @@ def eval_config(evaluation: configs.EvaluationConfig) -> tfma.EvalConfig:
                              per_slice_thresholds=thresholds)
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
-            signature_name="serving_default",
+            signature_name=contract.SERVING_DEFAULT,
             label_key=features.LABEL_KEY,
             prediction_key=features.LABEL_KEY,
-            preprocessing_function_names=["transform_features"])],
+            preprocessing_function_names=[contract.TRANSFORM_FEATURES])],
         slicing_specs=[tfma.SlicingSpec(), *slices],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
@@ -131,15 +135,6 @@ def _schema_import(config: configs.PipelineConfig, orchestrator: str) -> SchemaI
     return SchemaImport(schema_file, content_of=local).with_id("ImportSchemaGen")
 
 
-def push(model, model_blessing, push_base: str) -> tfx.components.Pusher:
-    """The Pusher with the atomic executor (components/pusher.py), to a TF Serving model base path."""
-    return tfx.components.Pusher(
-        model=model, model_blessing=model_blessing,
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_base)),
-        custom_executor_spec=executor_spec.ExecutorClassSpec(pusher.Executor))
-
-
 def _rating_range(config: configs.PipelineConfig):
     """The schema's rating range, enforced row by row at ingestion (a remote schema dir holds
     the same schema this package ships)."""
@@ -154,19 +149,20 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
     Kubeflow Pipelines v2 / Vertex (which supports fewer resolver strategies).
     """
     input_base, patterns = config.input_location()
+    movies, users = config.side_tables()
     code_digest = code_version.digest()
     hash_split = tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
         tfx.proto.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
         tfx.proto.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets)]))
-    example_gen_component = FileBasedExampleGen(
+    example_gen = RatingsExampleGen(
         input_base=input_base,
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name=name, pattern=pattern)
                                              for name, pattern in patterns.items()]),
         # Given train/eval folders are kept as they are; a single input is hash-split.
         output_config=hash_split if configs.SINGLE_SPLIT in patterns else None,
-        custom_config=example_gen.ingest_config(*config.side_tables(), _rating_range(config), code_digest),
-        custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen.Executor))
-    examples = example_gen_component.outputs["examples"]
+        movies=movies, users=users,
+        rating_range=_rating_range(config), code_digest=code_digest)
+    examples = example_gen.outputs["examples"]
 
     statistics_gen = tfx.components.StatisticsGen(examples=examples)
     schema_gen = _schema_import(config, orchestrator)
@@ -196,7 +192,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         base_model=carried_over["base_model"].outputs["model"],
-        custom_config={**dataclasses.asdict(config.hyperparameters), code_version.KEY: code_digest})
+        custom_config={HYPERPARAMETERS: dataclasses.asdict(config.hyperparameters), code_version.KEY: code_digest})
 
     latest_blessed_model = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -215,16 +211,19 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         baseline_model=latest_blessed_model.outputs["model"], rmse_blessing=evaluator.outputs["blessing"],
         k=config.evaluation.ranking_k, ndcg_lower_bound=config.evaluation.ndcg_lower_bound,
         max_ndcg_decrease=config.evaluation.max_ndcg_decrease,
-        user_activity_bounds=config.evaluation.user_activity_bounds).with_id(RANKING_EVALUATOR)
+        user_activity_bounds=config.evaluation.user_activity_bounds, code_digest=code_digest,
+    ).with_id(RANKING_EVALUATOR)
 
-    model_pusher = push(trainer.outputs["model"], ranking_evaluator.outputs["blessing"], config.push_base)
+    # Keeps TFX's node ID, so run histories and caches of existing pipeline roots carry on.
+    pusher = AtomicPusher(trainer.outputs["model"], ranking_evaluator.outputs["blessing"],
+                          config.push_base).with_id("Pusher")
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=[example_gen_component, statistics_gen, schema_gen, example_validator,
+        components=[example_gen, statistics_gen, schema_gen, example_validator,
                     validation_gate, *carried_over.values(), transform, trainer, latest_blessed_model,
-                    evaluator, ranking_evaluator, model_pusher],
+                    evaluator, ranking_evaluator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             config.metadata_file),

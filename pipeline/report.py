@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from components.embeddings import MAP_FILE  # noqa: E402
+from models.artifacts import MAP_FILE  # noqa: E402
 from pipeline import configs, run_summary  # noqa: E402
 from pipeline.pipeline import MAE, RMSE  # noqa: E402
 

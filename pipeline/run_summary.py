@@ -15,11 +15,10 @@ from tensorflow_data_validation.utils import stats_util
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
-from components import pusher
+from components.pusher import executor as pusher
 from components.ranking_evaluator import executor as ranking_executor
-from components.embeddings import MAP_FILE
-from components.trainer import HISTORY_FILE
 from models import ranking
+from models.artifacts import HISTORY_FILE, MAP_FILE
 from pipeline import configs
 from pipeline.pipeline import MAE, RMSE
 
@@ -262,7 +261,7 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
         outputs = _outputs(store, execution.id)
         if "statistics" in outputs and node == "StatisticsGen":
             summary.rows = _rows(outputs["statistics"])
-        if "examples" in outputs and node == "FileBasedExampleGen":
+        if "examples" in outputs and node == "RatingsExampleGen":
             # ExampleGen records the span as a custom property.
             summary.span = outputs["examples"].get_int_custom_property("span")
         if "model_run" in outputs:

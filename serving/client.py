@@ -16,18 +16,13 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc, regression_pb2)
 
-from components import features
-from components.pusher import served_versions
+from serving import contract
+from serving.contract import (EXCLUDE_MOVIE_IDS, EXCLUDE_SEEN, FOUND, K, KNOWN_MOVIE, KNOWN_USER, MOVIE,
+                              MOVIE_ID, QUERY_MOVIE_ID, QUERY_TITLE, RATING, SCORE, TITLE, USER_ID,
+                              served_versions)
 
 DEFAULT_SERVER = "localhost:8500"
 DEFAULT_MODEL = "movierec"
-
-
-def rating_example(user_id: str, movie_id: str) -> bytes:
-    """A serialized tf.Example with the two IDs: the input of `serving_default` and Regress."""
-    feature = lambda value: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
-    return tf.train.Example(features=tf.train.Features(feature={
-        features.USER_ID: feature(user_id), features.MOVIE_ID: feature(movie_id)})).SerializeToString()
 
 
 def predict_request(model_name: str, signature: str, inputs: Dict[str, object]) -> predict_pb2.PredictRequest:
@@ -58,7 +53,7 @@ class GrpcBackend:
         self.last_version = response.model_spec.version.value
         return {key: tf.make_ndarray(proto) for key, proto in response.outputs.items()}
 
-    def regress(self, examples: Sequence[bytes], signature: str = "regress") -> np.ndarray:
+    def regress(self, examples: Sequence[bytes], signature: str = contract.REGRESS) -> np.ndarray:
         """Ratings of serialized tf.Examples through the Regress API."""
         request = regression_pb2.RegressionRequest()
         request.model_spec.name = self.model_name
@@ -137,34 +132,34 @@ class RecommenderClient:
         self.backend = backend
 
     def predict(self, user_ids: Sequence[str], movie_ids: Sequence[str]) -> List[Rating]:
-        out = self.backend.call("predict_rating", {
-            "user_id": np.array(user_ids, dtype=object), "movie_id": np.array(movie_ids, dtype=object)})
+        out = self.backend.call(contract.PREDICT_RATING, {
+            USER_ID: np.array(user_ids, dtype=object), MOVIE_ID: np.array(movie_ids, dtype=object)})
         return [Rating(u, m, float(r), bool(ku), bool(km)) for u, m, r, ku, km in zip(
-            user_ids, movie_ids, out[features.LABEL_KEY], out["known_user"], out["known_movie"])]
+            user_ids, movie_ids, out[RATING], out[KNOWN_USER], out[KNOWN_MOVIE])]
 
     def recommend(self, user_id: str, k: int = 10, exclude_seen: bool = False,
                   exclude: Sequence[str] = ()) -> Answer:
-        out = self.backend.call("recommend", {
-            "user_id": np.array([user_id], dtype=object), "k": np.array(k, dtype=np.int32),
-            "exclude_seen": np.array(exclude_seen),
-            "exclude_movie_ids": np.array([list(exclude)], dtype=object).reshape(1, len(exclude))})
+        out = self.backend.call(contract.RECOMMEND, {
+            USER_ID: np.array([user_id], dtype=object), K: np.array(k, dtype=np.int32),
+            EXCLUDE_SEEN: np.array(exclude_seen),
+            EXCLUDE_MOVIE_IDS: np.array([list(exclude)], dtype=object).reshape(1, len(exclude))})
         items = [Item(i, float(s), t) for i, s, t in zip(
-            _text(out[features.MOVIE_ID]), out["score"].reshape(-1), _text(out[features.TITLE]))
+            _text(out[MOVIE_ID]), out[SCORE].reshape(-1), _text(out[TITLE]))
             if np.isfinite(s)]
-        return Answer(user_id, bool(out["known_user"][0]), items)
+        return Answer(user_id, bool(out[KNOWN_USER][0]), items)
 
     def similar_movies(self, movie: str, k: int = 10) -> Answer:
-        out = self.backend.call("similar_movies", {
-            "movie": np.array([movie], dtype=object), "k": np.array(k, dtype=np.int32)})
-        found = bool(out["found"][0])
+        out = self.backend.call(contract.SIMILAR_MOVIES, {
+            MOVIE: np.array([movie], dtype=object), K: np.array(k, dtype=np.int32)})
+        found = bool(out[FOUND][0])
         items = [Item(i, float(s), t) for i, s, t in zip(
-            _text(out[features.MOVIE_ID]), out["score"].reshape(-1), _text(out[features.TITLE]))] if found else []
-        return Answer(_text(out["query_movie_id"])[0] or movie, found, items, _text(out["query_title"])[0])
+            _text(out[MOVIE_ID]), out[SCORE].reshape(-1), _text(out[TITLE]))] if found else []
+        return Answer(_text(out[QUERY_MOVIE_ID])[0] or movie, found, items, _text(out[QUERY_TITLE])[0])
 
     def similar_users(self, user_id: str, k: int = 10) -> Answer:
-        out = self.backend.call("similar_users", {
-            "user_id": np.array([user_id], dtype=object), "k": np.array(k, dtype=np.int32)})
-        known = bool(out["known_user"][0])
-        items = [Item(i, float(s)) for i, s in zip(_text(out[features.USER_ID]), out["score"].reshape(-1))] \
+        out = self.backend.call(contract.SIMILAR_USERS, {
+            USER_ID: np.array([user_id], dtype=object), K: np.array(k, dtype=np.int32)})
+        known = bool(out[KNOWN_USER][0])
+        items = [Item(i, float(s)) for i, s in zip(_text(out[USER_ID]), out[SCORE].reshape(-1))] \
             if known else []
         return Answer(user_id, known, items)

@@ -22,9 +22,9 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      get_model_status_pb2, regression_pb2)
 
-from components import features
-from components.pusher import publish, served_versions
-from serving.client import GrpcBackend, RecommenderClient, predict_request, rating_example
+from serving import contract
+from serving.client import GrpcBackend, RecommenderClient, predict_request
+from serving.contract import rating_example, served_versions
 
 UNKNOWN_USER = "load-unknown-user"
 
@@ -46,11 +46,9 @@ class Ids:
 
 
 def known_ids(version_dir: str) -> Ids:
-    """Every user and movie ID of a pushed version: its vocabularies, shipped as SavedModel assets."""
-    def vocabulary(key: str) -> List[str]:
-        with open(os.path.join(version_dir, "assets", features.vocabulary_name(key)), "rb") as f:
-            return [features.vocabulary_id(line.rstrip(b"\n")).decode("utf-8") for line in f if line.strip()]
-    return Ids(vocabulary(features.USER_ID), vocabulary(features.MOVIE_ID))
+    """Every user and movie ID of a pushed version, from the catalogue it carries."""
+    users, movies = contract.catalogue_ids(version_dir)
+    return Ids(users, movies)
 
 
 # --- the request kinds: each makes one call, checks the answer, returns the version that answered --
@@ -58,7 +56,7 @@ def known_ids(version_dir: str) -> Ids:
 
 def _serving_default(client: RecommenderClient, user: str, movie: str) -> Optional[int]:
     examples = np.array([rating_example(user, movie)], dtype=object)
-    rating = client.backend.call("serving_default", {"examples": examples})[features.LABEL_KEY]
+    rating = client.backend.call(contract.SERVING_DEFAULT, {contract.EXAMPLES: examples})[contract.RATING]
     _check(rating.shape == (1,) and np.isfinite(rating).all(), "serving_default rating")
     return client.backend.last_version
 
@@ -86,7 +84,7 @@ def _similar_movies(client: RecommenderClient, user: str, movie: str) -> Optiona
 
 def _similar_users(client: RecommenderClient, user: str, movie: str) -> Optional[int]:
     answer = client.similar_users(user, k=10)
-    _check(answer.known and answer.items and user not in {item.id for item in answer.items}, "similar_users")
+    _check(answer.known and answer.items and user not in {item.id for item in answer.items}, contract.SIMILAR_USERS)
     return client.backend.last_version
 
 
@@ -98,8 +96,8 @@ def _regress(client: RecommenderClient, user: str, movie: str) -> Optional[int]:
 
 def _metadata(client: RecommenderClient, user: str, movie: str) -> Optional[int]:
     signatures = get_model_metadata_pb2.SignatureDefMap()
-    client.backend.metadata().metadata["signature_def"].Unpack(signatures)
-    _check("recommend" in signatures.signature_def, "GetModelMetadata signatures")
+    client.backend.metadata().metadata[contract.SIGNATURE_DEF].Unpack(signatures)
+    _check(contract.RECOMMEND in signatures.signature_def, "GetModelMetadata signatures")
     return client.backend.last_version
 
 
@@ -112,7 +110,7 @@ def _status(client: RecommenderClient, user: str, movie: str) -> Optional[int]:
 KINDS: Dict[str, Callable[[RecommenderClient, str, str], Optional[int]]] = {
     "predict serving_default": _serving_default, "predict predict_rating": _predict_rating,
     "predict recommend": _recommend, "predict similar_movies": _similar_movies,
-    "predict similar_users": _similar_users, "regress": _regress, "metadata": _metadata, "status": _status}
+    "predict similar_users": _similar_users, contract.REGRESS: _regress, "metadata": _metadata, "status": _status}
 
 
 @dataclasses.dataclass
@@ -263,9 +261,11 @@ class Swap:
 PUSH_AFTER = 0.25
 
 
-def load_with_swap(load: LoadRun, model_base: str, timeout_s: float) -> Tuple[LoadResult, Swap]:
+def load_with_swap(load: LoadRun, model_base: str, timeout_s: float,
+                   publish: Callable[[str, str], int]) -> Tuple[LoadResult, Swap]:
     """Runs the load and, PUSH_AFTER of the way through, publishes a copy of the served version as
-    the next one (pusher.publish: staged, then renamed into place, as a pipeline push does)."""
+    the next one with `publish(model_dir, model_base) -> version` (the caller passes the Pusher's
+    publish: staged, then renamed into place, as a pipeline push does)."""
     load.start()
     load.wait_for(int(load.total * PUSH_AFTER), timeout_s)
     old = served_versions(model_base)[-1]
@@ -327,53 +327,53 @@ def malformed_requests(model: str, user: str, movie: str) -> List[Malformed]:
     """Requests TF Serving refuses: unknown model, version or signature -> NOT_FOUND; input that
     does not fit the signature -> INVALID_ARGUMENT. The server must answer each and stay up."""
     not_found, invalid = grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT
-    ids = {"user_id": [user], "movie_id": [movie]}
-    no_exclusions = {"exclude_seen": False, "exclude_movie_ids": np.zeros([1, 0], dtype=object)}
-    recommend = lambda **inputs: _predict("recommend", model, **{"user_id": [user], "k": np.int32(5),
+    ids = {contract.USER_ID: [user], contract.MOVIE_ID: [movie]}
+    no_exclusions = {contract.EXCLUDE_SEEN: False, contract.EXCLUDE_MOVIE_IDS: np.zeros([1, 0], dtype=object)}
+    recommend = lambda **inputs: _predict(contract.RECOMMEND, model, **{contract.USER_ID: [user], contract.K: np.int32(5),
                                                                  **no_exclusions, **inputs})
     example = rating_example(user, movie)
     return [
-        Malformed("unknown model", not_found, _predict("predict_rating", "no-such-model", **ids)),
-        Malformed("unknown version", not_found, _predict("predict_rating", model, version=1, **ids)),
+        Malformed("unknown model", not_found, _predict(contract.PREDICT_RATING, "no-such-model", **ids)),
+        Malformed("unknown version", not_found, _predict(contract.PREDICT_RATING, model, version=1, **ids)),
         Malformed("unknown signature", not_found, _predict("no_such_signature", model, **ids)),
         Malformed("status of an unknown model", not_found, _status_request("no-such-model")),
         Malformed("status of an unknown version", not_found, _status_request(model, version=1)),
-        Malformed("metadata of an unknown model", not_found, _metadata_request("no-such-model", "signature_def")),
-        Malformed("Regress on an unknown model", not_found, _regress_request("no-such-model", "regress", [example])),
+        Malformed("metadata of an unknown model", not_found, _metadata_request("no-such-model", contract.SIGNATURE_DEF)),
+        Malformed("Regress on an unknown model", not_found, _regress_request("no-such-model", contract.REGRESS, [example])),
         Malformed("unsupported metadata field", invalid, _metadata_request(model, "no_such_field")),
-        Malformed("missing input", invalid, _predict("predict_rating", model, user_id=[user])),
-        Malformed("no inputs", invalid, _predict("predict_rating", model)),
-        Malformed("wrong input key", invalid, _predict("predict_rating", model, user=[user], movie_id=[movie])),
-        Malformed("extra input", invalid, _predict("predict_rating", model, k=np.int32(1), **ids)),
-        Malformed("float IDs", invalid, _predict("predict_rating", model, user_id=[1.5], movie_id=[movie])),
+        Malformed("missing input", invalid, _predict(contract.PREDICT_RATING, model, user_id=[user])),
+        Malformed("no inputs", invalid, _predict(contract.PREDICT_RATING, model)),
+        Malformed("wrong input key", invalid, _predict(contract.PREDICT_RATING, model, user=[user], movie_id=[movie])),
+        Malformed("extra input", invalid, _predict(contract.PREDICT_RATING, model, k=np.int32(1), **ids)),
+        Malformed("float IDs", invalid, _predict(contract.PREDICT_RATING, model, user_id=[1.5], movie_id=[movie])),
         Malformed("int64 k", invalid, recommend(k=np.int64(5))),
         Malformed("float k", invalid, recommend(k=np.float32(5))),
         Malformed("int exclude_seen", invalid, recommend(exclude_seen=np.int32(1))),
-        Malformed("IDs of rank 2", invalid, _predict("predict_rating", model, user_id=[[user]], movie_id=[[movie]])),
-        Malformed("scalar IDs", invalid, _predict("predict_rating", model, user_id=user, movie_id=movie)),
+        Malformed("IDs of rank 2", invalid, _predict(contract.PREDICT_RATING, model, user_id=[[user]], movie_id=[[movie]])),
+        Malformed("scalar IDs", invalid, _predict(contract.PREDICT_RATING, model, user_id=user, movie_id=movie)),
         Malformed("k as a vector", invalid, recommend(k=np.array([5], np.int32))),
         Malformed("exclusions of rank 1", invalid, recommend(exclude_movie_ids=np.array([movie], dtype=object))),
         Malformed("2 users, 1 movie", invalid, _predict(
-            "predict_rating", model, user_id=[user, user], movie_id=[movie])),
+            contract.PREDICT_RATING, model, user_id=[user, user], movie_id=[movie])),
         Malformed("exclusion rows != users", invalid, recommend(
             user_id=[user, user], exclude_movie_ids=np.array([[movie]], dtype=object))),
         Malformed("k = 0", invalid, recommend(k=np.int32(0))),
-        Malformed("negative k", invalid, _predict("similar_users", model, user_id=[user], k=np.int32(-3))),
+        Malformed("negative k", invalid, _predict(contract.SIMILAR_USERS, model, user_id=[user], k=np.int32(-3))),
         Malformed("more values than the shape holds", invalid, _predict(
-            "predict_rating", model, user_id=_tensor(types_pb2.DT_STRING, [1], string_val=[user.encode()] * 3),
+            contract.PREDICT_RATING, model, user_id=_tensor(types_pb2.DT_STRING, [1], string_val=[user.encode()] * 3),
             movie_id=[movie])),
         Malformed("truncated tensor_content", invalid, _predict(
-            "recommend", model, **{"user_id": [user], "exclude_seen": False,
-                                   "exclude_movie_ids": np.zeros([1, 0], dtype=object),
-                                   "k": _tensor(types_pb2.DT_INT32, [], tensor_content=b"\x05\x00")})),
-        Malformed("not a tf.Example", invalid, _predict("serving_default", model, examples=[b"\xff not a proto"])),
-        Malformed("tf.Example without movie_id", invalid, _predict("serving_default", model, examples=[
-            tf.train.Example(features=tf.train.Features(feature={features.USER_ID: tf.train.Feature(
+            contract.RECOMMEND, model, **{contract.USER_ID: [user], contract.EXCLUDE_SEEN: False,
+                                   contract.EXCLUDE_MOVIE_IDS: np.zeros([1, 0], dtype=object),
+                                   contract.K: _tensor(types_pb2.DT_INT32, [], tensor_content=b"\x05\x00")})),
+        Malformed("not a tf.Example", invalid, _predict(contract.SERVING_DEFAULT, model, examples=[b"\xff not a proto"])),
+        Malformed("tf.Example without movie_id", invalid, _predict(contract.SERVING_DEFAULT, model, examples=[
+            tf.train.Example(features=tf.train.Features(feature={contract.USER_ID: tf.train.Feature(
                 bytes_list=tf.train.BytesList(value=[user.encode()]))})).SerializeToString()])),
         Malformed("unknown output filter", invalid, _with_output_filter(
-            predict_request(model, "predict_rating", ids), "no_such_output")),
-        Malformed("Regress without examples", invalid, _regress_request(model, "regress", [])),
-        Malformed("Regress on a Predict signature", invalid, _regress_request(model, "recommend", [example])),
+            predict_request(model, contract.PREDICT_RATING, ids), "no_such_output")),
+        Malformed("Regress without examples", invalid, _regress_request(model, contract.REGRESS, [])),
+        Malformed("Regress on a Predict signature", invalid, _regress_request(model, contract.RECOMMEND, [example])),
         Malformed("Classify on a regression model", invalid, _classify_request(model)),
     ]
 

@@ -15,8 +15,7 @@ import tensorflow as tf
 from tensorflow.python.saved_model import loader_impl
 from tensorflow_serving.apis import prediction_log_pb2
 
-from components.export import WARMUP_FILE
-from components.pusher import model_names, served_versions
+from serving.contract import WARMUP_FILE, model_names, served_versions
 
 
 class NotFound(LookupError):

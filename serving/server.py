@@ -21,11 +21,9 @@ from tensorflow_serving.apis import (get_model_metadata_pb2,
                                      predict_pb2, prediction_log_pb2,
                                      prediction_service_pb2_grpc, regression_pb2, status_pb2)
 
+from serving.contract import CLASSIFY_METHOD, REGRESS_METHOD, SERVING_DEFAULT
 from serving.repository import ModelRepository, NotFound, Servable
 
-DEFAULT_SIGNATURE = "serving_default"
-REGRESS_METHOD = "tensorflow/serving/regress"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
 STATES = {"LOADING": get_model_status_pb2.ModelVersionStatus.LOADING,
           "AVAILABLE": get_model_status_pb2.ModelVersionStatus.AVAILABLE,
           "END": get_model_status_pb2.ModelVersionStatus.END}
@@ -98,7 +96,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         """(servable, signature name) for a Regress/Classify request; BadRequest if the signature's
         method is not `method` (with TF Serving's wording)."""
         servable = self._repository.get(model_spec.name, _version(model_spec))
-        name = model_spec.signature_name or DEFAULT_SIGNATURE
+        name = model_spec.signature_name or SERVING_DEFAULT
         _, signature_def = servable.signature(name)
         if signature_def.method_name != method:
             raise BadRequest(f"Expected {kind} signature method_name to be {method}. "
@@ -154,7 +152,7 @@ def _fill_spec(model_spec, servable: Servable, signature_name) -> None:
 
 
 def predict(servable: Servable, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
-    name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+    name = request.model_spec.signature_name or SERVING_DEFAULT
     try:
         inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
     except (TypeError, ValueError) as e:

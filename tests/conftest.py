@@ -10,12 +10,20 @@ import shutil  # noqa: E402
 import pytest  # noqa: E402
 
 import schema  # noqa: E402
-from components import features  # noqa: E402
+from movierec.data import features  # noqa: E402
 from movierec.data import fetch  # noqa: E402
 from tests.pipeline_runs import PipelineRun  # noqa: E402
 from tests.serving_server import Server  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+E2E_DIR = pathlib.Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(items):
+    """Everything under tests/e2e/ is marked `e2e`, so the folder decides and no test forgets it."""
+    for item in items:
+        if E2E_DIR in pathlib.Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")

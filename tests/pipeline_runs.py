@@ -1,7 +1,7 @@
 """Running the pipeline through the real `movierec run` command, in a temp dir per run."""
 import pathlib
 
-from components import pusher
+from serving import contract
 from pipeline import configs, run_summary
 from tests.cli import movierec
 
@@ -31,7 +31,7 @@ class PipelineRun:
                         "--serving-dir", self.config.serving_dir, *self.extra)
 
     def versions(self):
-        return pusher.served_versions(self.config.push_base)
+        return contract.served_versions(self.config.push_base)
 
     def summary(self) -> run_summary.RunSummary:
         return run_summary.summarize(self.config)

@@ -7,8 +7,8 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
-from components import features
-from components.preprocessing import preprocessing_fn
+from movierec.data import features
+from models.preprocessing import preprocessing_fn
 
 # Raw features as ExampleGen emits them: IDs, rating and timestamp always; side features optional.
 RAW_SPEC = {

@@ -10,7 +10,6 @@ exported `recommend` signature once per user instead, scores the lists with mode
 resolvers read (TFMA's own blessing says nothing about ranking).
 """
 import json
-import pathlib
 from typing import Optional, Sequence
 
 from tfx import types
@@ -20,8 +19,6 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components import code_version
 from components.ranking_evaluator import executor
-
-MODELS_DIR = pathlib.Path(__file__).resolve().parents[2] / "models"
 
 
 class RankingEvaluation(types.Artifact):
@@ -56,14 +53,13 @@ class RankingEvaluator(base_component.BaseComponent):
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
                  baseline_model: Optional[types.BaseChannel], rmse_blessing: types.BaseChannel,
                  k: int, ndcg_lower_bound: float, max_ndcg_decrease: float,
-                 user_activity_bounds: Sequence[int]):
-        # The code digest is part of TFX's cache key: an edit to the metrics or this component
-        # re-evaluates a cached model rather than reusing figures computed by the old code.
-        digest = code_version.digest(pathlib.Path(__file__).resolve().parent) + code_version.digest(MODELS_DIR)
+                 user_activity_bounds: Sequence[int], code_digest: str):
+        # The code digest (code_version.py) is part of TFX's cache key: after an edit to the
+        # metrics or this component, a cached model is evaluated again by the new code.
         super().__init__(RankingEvaluatorSpec(
             examples=examples, model=model, baseline_model=baseline_model, rmse_blessing=rmse_blessing,
             ranking=types.Channel(type=RankingEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing),
             k=k, ndcg_lower_bound=ndcg_lower_bound, max_ndcg_decrease=max_ndcg_decrease,
             user_activity_bounds=json.dumps(list(user_activity_bounds)),
-            **{code_version.KEY: digest}))
+            **{code_version.KEY: code_digest}))

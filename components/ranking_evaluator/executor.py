@@ -21,9 +21,9 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
-from components import features
-from components.preprocessing import bucket_of_counts
 from models import ranking
+from movierec.data import features
+from serving import contract
 
 # Component spec keys.
 EXAMPLES, MODEL, BASELINE_MODEL, RMSE_BLESSING = "examples", "model", "baseline_model", "rmse_blessing"
@@ -33,7 +33,6 @@ USER_ACTIVITY_BOUNDS = "user_activity_bounds"
 
 METRICS_FILE = "ranking_metrics.json"
 CANDIDATE, BASELINE = "candidate", "baseline"
-RECOMMEND_SIGNATURE = "recommend"
 # Users per recommend call: [batch, catalogue] scores stay small at 116k movies (~30 MB).
 RECOMMEND_BATCH = 64
 # Blessing custom properties TFX's resolvers and Pusher read (tfx/components/evaluator/constants.py).
@@ -66,21 +65,21 @@ def read_split(examples: types.Artifact, split: str) -> Tuple[np.ndarray, np.nda
 def recommend_request(user_ids: np.ndarray, k: int) -> Dict[str, tf.Tensor]:
     """The recommend signature's inputs for a batch of users with their training movies excluded.
 
-    The one place that builds the request (components/export.py's signature: k and exclude_seen
-    scalars, exclude_movie_ids [B, E]); a change of the contract is made here.
+    The one place that builds the request (serving/contract.py's names; models/export.py's
+    signature: k and exclude_seen scalars, exclude_movie_ids [B, E]): a contract change is made here.
     """
-    return {"user_id": tf.constant(user_ids, tf.string), "k": tf.constant(k, tf.int32),
-            "exclude_seen": tf.constant(True),
-            "exclude_movie_ids": tf.zeros([len(user_ids), 0], tf.string)}
+    return {contract.USER_ID: tf.constant(user_ids, tf.string), contract.K: tf.constant(k, tf.int32),
+            contract.EXCLUDE_SEEN: tf.constant(True),
+            contract.EXCLUDE_MOVIE_IDS: tf.zeros([len(user_ids), 0], tf.string)}
 
 
 def recommend_lists(model_dir: str, user_ids: np.ndarray, k: int) -> Dict[bytes, np.ndarray]:
     """{user ID: top-k movie IDs} from the SavedModel's recommend signature."""
-    recommend = tf.saved_model.load(model_dir).signatures[RECOMMEND_SIGNATURE]
+    recommend = tf.saved_model.load(model_dir).signatures[contract.RECOMMEND]
     lists = {}
     for start in range(0, len(user_ids), RECOMMEND_BATCH):
         batch = user_ids[start:start + RECOMMEND_BATCH]
-        movies = recommend(**recommend_request(batch, k))[features.MOVIE_ID].numpy()
+        movies = recommend(**recommend_request(batch, k))[contract.MOVIE_ID].numpy()
         lists.update(zip(batch.tolist(), movies))
     return lists
 
@@ -132,10 +131,8 @@ class Executor(base_executor.BaseExecutor):
 
         train_users, train_movies, _ = read_split(examples, "train")
         eval_users, eval_movies, eval_ratings = read_split(examples, "eval")
-        eval_set = ranking.EvalSet.from_rows(
-            train_users, train_movies, eval_users, eval_movies, eval_ratings,
-            slice_of_activity=lambda counts: [f"{features.USER_ACTIVITY}={label}"
-                                              for label in bucket_of_counts(counts, bounds)])
+        eval_set = ranking.EvalSet.from_rows(train_users, train_movies, eval_users, eval_movies, eval_ratings,
+                                             activity_bounds=bounds)
         model_dirs = {CANDIDATE: path_utils.serving_model_path(model.uri)}
         if baseline is not None:
             model_dirs[BASELINE] = path_utils.serving_model_path(baseline.uri)

@@ -10,10 +10,10 @@ import os
 import pathlib
 from typing import Iterable, Sequence
 
-from components import features
-from components.features import MOVIES_FILE, RATINGS_FILE, USERS_FILE
-from components.records import Rating
-from components.side_tables import Movie, User
+from movierec.data import features
+from movierec.data.features import MOVIES_FILE, RATINGS_FILE, USERS_FILE
+from movierec.data.records import Rating
+from movierec.data.side_tables import Movie, User
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,10 +7,10 @@ import pathlib
 import re
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from components import features, records, side_tables
-from components.records import Rating, RowError
+from movierec.data import features, records, side_tables
+from movierec.data.records import Rating, RowError
 from movierec.data import canonical
-from components.side_tables import Movie, User
+from movierec.data.side_tables import Movie, User
 from movierec.errors import DataError
 
 RatingRange = Optional[Tuple[float, float]]

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from typing import Callable, Dict, Iterator
 
-from components import features, records
+from movierec.data import features, records
 from movierec.errors import DataError
 
 SPAN_FOLDER = "span-{}"

@@ -1,0 +1,1 @@
+"""RatingsExampleGen: typed ratings CSVs to tf.Examples, with the side tables joined."""

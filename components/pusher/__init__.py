@@ -1,0 +1,1 @@
+"""AtomicPusher: versions published whole, never the same model twice, deploy files refreshed."""

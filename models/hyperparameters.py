@@ -1,0 +1,40 @@
+"""Trainer hyperparameters: a plain dataclass, so config code can use it without TensorFlow."""
+import dataclasses
+from typing import Tuple
+
+# The Trainer's custom_config key holding these (beside the pipeline's code digest).
+HYPERPARAMETERS = "hyperparameters"
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameters:
+    """What the Trainer is tuned by; passed from pipeline config through `custom_config`."""
+    model: str = "mf"            # mf | neumf | mf_autorec (see model.py)
+    embedding_dim: int = 32
+    epochs: int = 10
+    batch_size: int = 256
+    learning_rate: float = 0.003
+    l2: float = 0.1              # on the user / movie vectors looked up in a batch
+    bias_l2: float = 0.0         # on the biases looked up in a batch
+    seed: int = 0
+    mlp_layers: Tuple[int, ...] = (64, 32)   # neumf
+    mlp_l2: float = 1e-4
+    side_features: bool = False  # add genre/decade and age/gender/occupation vectors to the IDs
+    side_l2: float = 0.1         # on the side-feature vectors looked up in a batch
+    autorec_hidden: int = 500    # mf_autorec: the AutoRec part and its share of the blend
+    autorec_l2: float = 300.0
+    autorec_learning_rate: float = 6e-4
+    autorec_epochs: int = 100
+    autorec_batch_size: int = 64
+    autorec_ema: float = 0.99
+    blend_weight: float = 0.65
+
+    @classmethod
+    def from_dict(cls, values) -> "Hyperparameters":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown hyperparameters: {sorted(unknown)}; known: {sorted(known)}")
+        if "mlp_layers" in values:
+            values = {**values, "mlp_layers": tuple(values["mlp_layers"])}
+        return cls(**values)

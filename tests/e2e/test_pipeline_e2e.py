@@ -1,0 +1,135 @@
+"""The whole pipeline through `movierec run` on a 3,000-rating MovieLens sample, in a temp dir."""
+import math
+import pathlib
+import shutil
+
+import pytest
+import tensorflow as tf
+
+from movierec.data import features
+from pipeline import report
+from tests.cli import movierec
+from tests.conftest import write_csv
+from tests.pipeline_runs import PipelineRun
+
+ALL_COMPONENTS = ["RatingsExampleGen", "ImportSchemaGen", "latest_blessed_model_resolver",
+                  "StatisticsGen", "ExampleValidator", "ValidationGate", "transform_analyzer_cache",
+                  "warm_start_model", "Transform", "Trainer", "Evaluator", "RankingEvaluator", "Pusher"]
+
+
+def serialized_example(user_id: str, movie_id: str) -> bytes:
+    feature = lambda value: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+    return tf.train.Example(features=tf.train.Features(feature={
+        features.USER_ID: feature(user_id), features.MOVIE_ID: feature(movie_id)})).SerializeToString()
+
+
+def test_first_run_executes_every_component_and_pushes(trained_run):
+    run, result = trained_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = run.summary()
+    assert summary.components == {name: "ran" for name in ALL_COMPONENTS}
+    assert sum(summary.rows.values()) == 3000 and set(summary.rows) == {"train", "eval"}
+    assert summary.blessed and summary.pushed
+    assert 0 < summary.metrics["root_mean_squared_error"] < 1.6
+    assert summary.metrics["example_count"] == summary.rows["eval"]
+    assert len(run.versions()) == 1
+    assert f"push: pushed as version {run.versions()[0]}" in result.stdout
+    assert "Component Trainer is finished." in result.stderr  # progress is shown
+    serving_dir = pathlib.Path(run.config.serving_dir)
+    for deploy_file in ("models.config", "batching_parameters.txt", "monitoring.config",
+                        "docker-compose.yaml", "kubernetes.yaml"):
+        assert (serving_dir / deploy_file).is_file(), deploy_file
+    assert 'base_path: "/models/movierec"' in (serving_dir / "models.config").read_text()
+    # Evaluator slices, training curves and the embedding exports are part of every run.
+    assert any(name.startswith("user_activity=") for name in summary.slices)
+    assert any(name.startswith("movie_popularity=") for name in summary.slices)
+    assert len(summary.history["val_rmse"]) == 3
+    model_run = pathlib.Path(summary.model_run_dir)
+    for exported in ("movie_vectors.tsv", "movie_metadata.tsv", "projector_config.pbtxt", "movie_map.png"):
+        assert (model_run / exported).is_file(), exported
+    assert "Toy Story" in (model_run / "movie_metadata.tsv").read_text()
+
+
+def test_ranking_figures_appear_in_the_summary_the_report_and_the_history(trained_run):
+    run, result = trained_run
+    summary = run.summary()
+    overall = summary.ranking_overall()
+    assert overall["users"] > 0 and 0 < overall["ndcg"] <= 1 and 0 < overall["coverage"] <= 1
+    assert (f"ranking top-10, relevant = eval movies, candidate: NDCG {overall['ndcg']:.4f}, "
+            f"recall {overall['recall']:.4f}") in result.stdout
+    assert "NDCG@10 by slice: user_activity=" in result.stdout
+    assert f"NDCG@10 {overall['ndcg']:.4f} >= bound 0" in result.stdout  # the gate's verdict
+    html = (pathlib.Path(report.reports_dir(run.config)) / summary.run_id.replace(":", "-") / "report.html").read_text()
+    assert "<h2>Ranking</h2>" in html
+    for key in ("ndcg", "recall", "precision", "map", "coverage"):
+        assert f"<td>{overall[key]:.4f}</td>" in html, key
+    history = movierec("report", "--pipeline-root", run.config.pipeline_root)
+    assert history.returncode == 0, history.stderr
+    assert "NDCG@k" in history.stdout and f"{overall['ndcg']:.4f}" in history.stdout
+
+
+def test_pushed_model_rates_known_and_unknown_users(trained_run):
+    run, _ = trained_run
+    model = tf.saved_model.load(f"{run.config.push_base}/{run.versions()[0]}")
+    serve = model.signatures["serving_default"]
+    known_user, known_movie = run.data.read_text().splitlines()[1].split(",")[:2]
+    requests = [serialized_example(known_user, known_movie),
+                serialized_example("no-such-user", known_movie),
+                serialized_example("no-such-user", "no-such-movie")]
+    ratings = serve(examples=tf.constant(requests))[features.LABEL_KEY].numpy()
+    assert ratings.shape == (3,)
+    assert all(math.isfinite(r) and 0.5 <= r <= 5.5 for r in ratings)
+    assert "transform_features" in model.signatures
+
+
+def test_second_run_on_same_data_is_cached_and_pushes_nothing_new(trained_run):
+    run, _ = trained_run
+    result = run()
+    assert result.returncode == 0, result.stderr[-3000:]
+    states = run.summary().components
+    cached = ["RatingsExampleGen", "StatisticsGen", "ExampleValidator", "ValidationGate",
+              "Transform", "Trainer"]
+    assert {name: states[name] for name in cached} == {name: "cached" for name in cached}
+    assert "this model is already served as version" in result.stdout
+    assert len(run.versions()) == 1
+
+
+def test_out_of_range_side_feature_stops_at_validation(ratings_sample, tmp_path):
+    """Rows that parse but break the schema (here a user aged 150) stop at ExampleValidator."""
+    lines = ratings_sample.read_text().splitlines()
+    data = write_csv(tmp_path / "data" / "ratings.csv", lines[0], lines[1:2000])
+    shutil.copy(ratings_sample.parent / "movies.csv", data.parent / "movies.csv")
+    users = (ratings_sample.parent / "users.csv").read_text().replace("\n196,49,", "\n196,150,")
+    (data.parent / "users.csv").write_text(users)
+    run = PipelineRun(tmp_path, data)
+    result = run()
+    assert result.returncode == 1
+    assert "Error: data validation found" in result.stderr
+    assert "feature 'age': Out-of-range values" in result.stderr
+    states = run.summary().components
+    assert states["ValidationGate"] == "failed"
+    assert "Transform" not in states and "Pusher" not in states
+    assert run.versions() == []
+
+
+@pytest.mark.parametrize("bad_row, message", [
+    ("5,6,great,881250949", "101: field 'rating': not a number: 'great'"),
+    ("196,242,5,881250949", "101: field 'movie_id': duplicated row: user '196' already rated movie '242' on line 2"),
+])
+def test_bad_row_fails_naming_file_line_and_field(ratings_sample, tmp_path, bad_row, message):
+    lines = ratings_sample.read_text().splitlines()
+    data = write_csv(tmp_path / "data" / "ratings.csv", lines[0], lines[1:100] + [bad_row])
+    run = PipelineRun(tmp_path, data)
+    result = run()
+    assert result.returncode == 1
+    assert f"Error: {data}:{message}" in result.stderr
+    assert run.versions() == []
+
+
+def test_beam_dag_runner_end_to_end(ratings_sample, tmp_path):
+    run = PipelineRun(tmp_path, ratings_sample, "--runner", "beam")
+    result = run()
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = run.summary()
+    assert summary.components == {name: "ran" for name in ALL_COMPONENTS}
+    assert summary.blessed and summary.pushed and len(run.versions()) == 1

@@ -1,0 +1,77 @@
+"""The ExampleGen executor's own writing: stable hash splits, every row exactly once."""
+import collections
+
+import tensorflow as tf
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs as specs
+from tfx.utils import proto_utils
+
+from components.example_gen import executor as example_gen
+from movierec.data import features
+from tests.conftest import write_csv
+
+HEADER = ",".join(features.RATINGS_COLUMNS)
+HASH_SPLIT = example_gen_pb2.SplitConfig(splits=[example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=3),
+                                                 example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)])
+
+
+def run_executor(input_base, input_splits, split_config=None):
+    """{split: [serialized examples]} and the files written, from the executor's Do."""
+    examples = standard_artifacts.Examples()
+    examples.uri = str(input_base / "output")
+    properties = {
+        specs.INPUT_BASE_KEY: str(input_base),
+        specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Input(
+            splits=[example_gen_pb2.Input.Split(name=name, pattern=pattern) for name, pattern in input_splits])),
+        specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Output(split_config=split_config)),
+        specs.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(example_gen.ingest_config(None, None, (0.5, 5.0), "test")),
+        specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
+        specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+    }
+    example_gen.Executor().Do({}, {specs.EXAMPLES_KEY: [examples]}, properties)
+    assert examples.get_string_custom_property("payload_format") == "FORMAT_TF_EXAMPLE"
+    assert examples.get_string_custom_property("file_format") == "tfrecords_gzip"
+    by_split, files = {}, {}
+    for split in artifact_utils.decode_split_names(examples.split_names):
+        files[split] = sorted(tf.io.gfile.glob(f"{artifact_utils.get_split_uri([examples], split)}/*"))
+        by_split[split] = [r.numpy() for r in tf.data.TFRecordDataset(files[split], compression_type="GZIP")]
+    return by_split, files
+
+
+def pair(record: bytes):
+    feature = tf.train.Example.FromString(record).features.feature
+    return feature[features.USER_ID].bytes_list.value[0], feature[features.MOVIE_ID].bytes_list.value[0]
+
+
+def splits_of_pairs(by_split):
+    return {pair(record): split for split, records in by_split.items() for record in records}
+
+
+def test_hash_split_is_stable_and_keeps_every_row_once(tmp_path, monkeypatch):
+    """Chunks of ~8 KB (one file each per split). A rating's split depends on its (user, movie)
+    pair only: the same on a rerun, and unchanged when another file (a new span) is added."""
+    monkeypatch.setattr(example_gen, "CHUNK_BYTES", 8 << 10)
+    rows = [f"u{i // 50},m{i % 50},{1 + i % 5},{i}" for i in range(4_000)]
+    write_csv(tmp_path / "in" / "ratings-1.csv", HEADER, rows)
+    first, files = run_executor(tmp_path / "in", [("single_split", "ratings-*.csv")], HASH_SPLIT)
+
+    assert len(files["train"]) == len(files["eval"]) > 5
+    assert not [f for split_files in files.values() for f in split_files if f.endswith(".tmp")]
+    written = collections.Counter(pair(r) for records in first.values() for r in records)
+    assert len(written) == len(rows) and set(written.values()) == {1}
+    assert 0.2 < len(first["eval"]) / len(rows) < 0.3
+
+    write_csv(tmp_path / "again" / "ratings-1.csv", HEADER, rows)
+    write_csv(tmp_path / "again" / "ratings-2.csv", HEADER, [f"u{i},new,4,1" for i in range(500)])
+    again, _ = run_executor(tmp_path / "again", [("single_split", "ratings-*.csv")], HASH_SPLIT)
+    first_splits, again_splits = splits_of_pairs(first), splits_of_pairs(again)
+    assert {p: again_splits[p] for p in first_splits} == first_splits
+    assert len(again_splits) == len(rows) + 500
+
+
+def test_given_splits_are_kept_as_they_are(tmp_path):
+    write_csv(tmp_path / "in" / "train" / features.RATINGS_FILE, HEADER, ["u1,m1,4,1", "u1,m2,3,2"])
+    write_csv(tmp_path / "in" / "eval" / features.RATINGS_FILE, HEADER, ["u2,m1,5,3"])
+    by_split, _ = run_executor(tmp_path / "in", [("train", "train/*.csv"), ("eval", "eval/*.csv")])
+    assert {split: sorted(pair(r) for r in records) for split, records in by_split.items()} == {
+        "train": [(b"u1", b"m1"), (b"u1", b"m2")], "eval": [(b"u2", b"m1")]}

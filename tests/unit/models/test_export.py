@@ -1,0 +1,179 @@
+"""The exported servable on a tiny catalogue we control: every signature, exclusions, unknown IDs."""
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.python.saved_model import loader_impl
+
+from models import catalog, export, side_features
+from models.features import RATING_XF
+from movierec.data import features
+from serving import contract
+from models.hyperparameters import Hyperparameters
+from models.model import build_model
+from tests.transform import analyze_and_transform, raw_row
+
+TITLES = {"m1": "Alpha", "m2": "Beta", "m3": "Gamma", "m4": "alpha"}  # "Alpha" twice, by case
+# m1 is the most rated movie (3 ratings), m4 the least (1).
+RATED = {"u1": ["m1", "m2"], "u2": ["m2", "m3"], "u3": ["m1", "m3", "m4"], "u4": ["m1"]}
+YEARS = {"m1": [1977], "m2": [1994], "m3": [], "m4": [1995]}  # m3's year is unknown
+USERS = {"u1": (24, b"F", b"writer"), "u2": (53, b"M", b"doctor"), "u3": (33, b"F", b"writer")}  # u4 unknown
+
+
+def side_row(user, movie):
+    """The side features ExampleGen would have joined onto a rating; empty lists where unknown."""
+    keys = (features.AGE, features.GENDER, features.OCCUPATION)
+    values = USERS.get(user)
+    return {features.YEAR: YEARS[movie], **{key: [values[i]] if values else [] for i, key in enumerate(keys)}}
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["ids-only", "side-features"])
+def servable(tmp_path_factory, request):
+    tmp = tmp_path_factory.mktemp("export")
+    rows = [raw_row(u.encode(), m.encode(), 4.0 if m in ("m1", "m3") else 2.0, title=TITLES[m].encode(),
+                    genres=b"Drama", **side_row(u, m))
+            for u, movies in RATED.items() for m in movies]
+    transformed, output = analyze_and_transform(rows, tmp)
+    batch = {key: np.stack([r[key] for r in transformed]) for key in transformed[0]}
+    movies_and_users = catalog.build(output, [{k: tf.constant(v) for k, v in batch.items()}])
+    model = build_model(movies_and_users.num_users, movies_and_users.num_movies, 3.0,
+                        Hyperparameters(side_features=request.param, embedding_dim=4, learning_rate=0.05, l2=0.0),
+                        **side_features.tables(movies_and_users))
+    inputs = {k: batch[k] for k in (catalog.USER_XF, catalog.MOVIE_XF)}
+    model.fit(inputs, batch[RATING_XF].reshape(-1), epochs=30, verbose=0)
+    export.save(model, output, movies_and_users, str(tmp / "model"))
+    return tf.saved_model.load(str(tmp / "model")), str(tmp / "model"), movies_and_users
+
+
+def text(values):
+    return [v.decode() for v in np.asarray(values).reshape(-1)]
+
+
+def test_catalogue_titles_and_seen_lists(servable):
+    _, _, movies_and_users = servable
+    assert text(movies_and_users.movie_ids)[0] == "m1"  # most rated first
+    titles = dict(zip(text(movies_and_users.movie_ids), text(movies_and_users.titles)))
+    assert titles == TITLES
+    seen = tf.RaggedTensor.from_row_splits(movies_and_users.seen_movies, movies_and_users.seen_row_splits)
+    for index, user in enumerate(text(movies_and_users.user_ids)):
+        rated = {text(movies_and_users.movie_ids)[m] for m in seen[index].numpy()}
+        assert rated == set(RATED[user])
+    assert seen[len(movies_and_users.user_ids)].shape == (0,)  # OOV row is empty
+
+
+def test_catalogue_side_features_become_category_tables(servable):
+    _, _, movies_and_users = servable
+    movie_index = {m: i for i, m in enumerate(text(movies_and_users.movie_ids))}
+    user_index = {u: i for i, u in enumerate(text(movies_and_users.user_ids))}
+    assert movies_and_users.years[movie_index["m1"]] == 1977
+    assert movies_and_users.years[movie_index["m3"]] == features.UNKNOWN_INT
+    assert movies_and_users.occupations[user_index["u2"]] == b"doctor"
+    assert movies_and_users.genders[user_index["u4"]] == b""
+    movies = side_features.movie_tables(movies_and_users)
+    decades = movies.categories[:, 0]
+    assert decades[movie_index["m2"]] == decades[movie_index["m4"]] != decades[movie_index["m1"]]
+    assert decades[movie_index["m3"]] == 0 and decades[-1] == 0  # unknown year, OOV row
+    users = side_features.user_tables(movies_and_users)
+    assert users.categories.shape == (5, 3) and users.field_sizes[1:] == (3, 3)  # F/M, doctor/writer + unknown
+    writers = users.categories[[user_index["u1"], user_index["u3"]], 2]
+    assert writers[0] == writers[1] != users.categories[user_index["u2"], 2]
+    assert users.categories[user_index["u4"]].tolist() == [0, 0, 0]
+    np.testing.assert_allclose(movies.multi_hot[:-1].sum(axis=1), 1.0)  # every movie is a Drama
+
+
+def test_predict_rating_matches_serving_default_and_flags_unknown(servable):
+    model, _, _ = servable
+    out = model.signatures["predict_rating"](user_id=tf.constant(["u1", "nobody", "u1"]),
+                                             movie_id=tf.constant(["m3", "m3", "nothing"]))
+    assert out["known_user"].numpy().tolist() == [True, False, True]
+    assert out["known_movie"].numpy().tolist() == [True, True, False]
+    example = tf.train.Example(features=tf.train.Features(feature={
+        k: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+        for k, v in ((features.USER_ID, b"u1"), (features.MOVIE_ID, b"m3"))})).SerializeToString()
+    served = model.signatures["serving_default"](examples=tf.constant([example]))[features.LABEL_KEY]
+    regressed = model.signatures["regress"](inputs=tf.constant([example]))["outputs"]
+    assert served.numpy()[0] == pytest.approx(out[features.LABEL_KEY].numpy()[0], abs=1e-5)
+    assert regressed.numpy()[0] == pytest.approx(served.numpy()[0], abs=1e-6)
+
+
+def test_no_serving_signature_initializes_a_table_on_a_call(servable):
+    """Transform's layer initializes its tables inside its function, so each call re-reads the
+    vocabulary files (~50 ms a request at 100k movies); serving looks IDs up in tables set up at load."""
+    model, _, _ = servable
+    for name, function in model.signatures.items():
+        graph = function.graph.as_graph_def()
+        ops = {node.op for node in graph.node} | {node.op for f in graph.library.function for node in f.node_def}
+        initializers = {op for op in ops if op.startswith("InitializeTable")}
+        assert name == "transform_features" or not initializers, (name, initializers)
+
+
+def recommend(model, users, k, exclude_seen=False, exclude=None):
+    exclude = tf.constant(exclude) if exclude is not None else tf.zeros([len(users), 0], tf.string)
+    return model.signatures["recommend"](user_id=tf.constant(users), k=tf.constant(k),
+                                         exclude_seen=tf.constant(exclude_seen), exclude_movie_ids=exclude)
+
+
+def test_recommend_scores_match_predicted_ratings(servable):
+    model, _, _ = servable
+    out = recommend(model, ["u2"], 4)
+    movies = text(out[features.MOVIE_ID])
+    assert sorted(movies) == ["m1", "m2", "m3", "m4"]
+    assert [TITLES[m] for m in movies] == text(out[features.TITLE])
+    rated = model.signatures["predict_rating"](user_id=tf.constant(["u2"] * 4), movie_id=tf.constant(movies))
+    np.testing.assert_allclose(out["score"].numpy()[0], rated[features.LABEL_KEY].numpy(), rtol=1e-5)
+    assert list(out["score"].numpy()[0]) == sorted(out["score"].numpy()[0], reverse=True)
+
+
+def test_recommend_excludes_seen_and_listed_movies(servable):
+    model, _, _ = servable
+    out = recommend(model, ["u1", "u2"], 4, exclude_seen=True, exclude=[["m4"], [""]])
+    scores = out["score"].numpy()
+    kept = [[m for m, s in zip(row, score_row) if np.isfinite(s)]
+            for row, score_row in zip(out[features.MOVIE_ID].numpy(), scores)]
+    assert [sorted(m.decode() for m in row) for row in kept] == [["m3"], ["m1", "m4"]]
+
+
+def test_unknown_user_gets_the_same_bias_ranking_as_any_unknown_user(servable):
+    model, _, _ = servable
+    out = recommend(model, ["stranger", "someone-else"], 3)
+    assert out["known_user"].numpy().tolist() == [False, False]
+    assert text(out[features.MOVIE_ID])[:3] == text(out[features.MOVIE_ID])[3:]
+
+
+def test_similar_movies_by_id_or_title(servable):
+    model, _, _ = servable
+    out = model.signatures["similar_movies"](movie=tf.constant(["m3", "ALPHA", "unheard of"]), k=tf.constant(10))
+    assert out["found"].numpy().tolist() == [True, True, False]
+    # "alpha" is the title of m1 and m4; m1 has more ratings, so the title means m1.
+    assert text(out["query_movie_id"]) == ["m3", "m1", ""]
+    ids = out[features.MOVIE_ID].numpy()
+    assert ids.shape == (3, 3)  # k is capped at the catalogue size minus the movie itself
+    assert b"m3" not in ids[0] and b"m1" not in ids[1]
+    assert text(ids[2]) == ["", "", ""] and out["score"].numpy()[2].tolist() == [0, 0, 0]
+    assert np.all(np.abs(out["score"].numpy()[:2]) <= 1.0 + 1e-6)
+    # "Title (year)", as MovieLens writes it, picks the film of that year.
+    dated = model.signatures["similar_movies"](movie=tf.constant(["Alpha (1995)", "alpha (1977)"]), k=tf.constant(1))
+    assert text(dated["query_movie_id"]) == ["m4", "m1"]
+
+
+def test_similar_users_and_bad_k(servable):
+    model, _, _ = servable
+    out = model.signatures["similar_users"](user_id=tf.constant(["u1", "nobody"]), k=tf.constant(2))
+    assert out["known_user"].numpy().tolist() == [True, False]
+    assert "u1" not in text(out[features.USER_ID][0]) and text(out[features.USER_ID][1]) == ["", ""]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="k must be at least 1"):
+        model.signatures["similar_users"](user_id=tf.constant(["u1"]), k=tf.constant(0))
+
+
+def test_signature_methods_and_warmup_file(servable):
+    model, path, _ = servable
+    signature_defs = loader_impl.parse_saved_model(path).meta_graphs[0].signature_def
+    assert signature_defs["regress"].method_name == "tensorflow/serving/regress"
+    assert signature_defs["recommend"].method_name == "tensorflow/serving/predict"
+    from serving.repository import warmup_requests
+    logs = warmup_requests(path)
+    assert {log.predict_log.request.model_spec.signature_name for log in logs} == {
+        "serving_default", "regress", "predict_rating", "recommend", "similar_movies", "similar_users"}
+    for log in logs:
+        request = log.predict_log.request
+        inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+        assert model.signatures[request.model_spec.signature_name](**inputs)

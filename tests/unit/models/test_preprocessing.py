@@ -1,0 +1,58 @@
+"""preprocessing_fn through tf.Transform: vocabularies by frequency, one OOV bucket for unseen IDs."""
+import tensorflow as tf
+
+from models import catalog
+from models.features import MOVIE_POPULARITY, USER_ACTIVITY, transformed_name, vocabulary_name
+from movierec.data import features
+from tests.transform import analyze_and_transform, raw_row
+
+
+def row(user, movie, rating, title=None):
+    side = {features.TITLE: title, features.GENRES: [b"Drama", b"War"], features.YEAR: 1998} if title else {}
+    return raw_row(user, movie, rating, **side)
+
+
+def test_vocabularies_and_oov(tmp_path):
+    rows = [row(b"u1", b"m1", 4.0, b"One"), row(b"u2", b"m1", 3.0, b"One"), row(b"u2", b"m2", 5.0),
+            row(b"u2", b"m1", 1.0, b"One")]
+    transformed, output = analyze_and_transform(rows, tmp_path)
+
+    user_xf, movie_xf = transformed_name(features.USER_ID), transformed_name(features.MOVIE_ID)
+    # Most frequent first: u2 (3 ratings) -> 0, u1 -> 1; m1 (3) -> 0, m2 -> 1.
+    assert [int(r[user_xf][0]) for r in transformed] == [1, 0, 0, 0]
+    assert [int(r[movie_xf][0]) for r in transformed] == [0, 0, 1, 0]
+    assert [float(r[transformed_name(features.RATING)][0]) for r in transformed] == [4.0, 3.0, 5.0, 1.0]
+    # Titles pass through for the catalogue; a movie without a side-table row gets "".
+    assert [r[transformed_name(features.TITLE)][0] for r in transformed] == [b"One", b"One", b"", b"One"]
+    assert [r[transformed_name(features.GENRES)][0] for r in transformed] == [
+        b"Drama|War", b"Drama|War", b"", b"Drama|War"]
+    # Side features the model may embed pass through too, with -1 / "" where unknown.
+    assert [int(r[transformed_name(features.YEAR)][0]) for r in transformed] == [1998, 1998, -1, 1998]
+    assert {r[transformed_name(features.OCCUPATION)][0] for r in transformed} == {b""}
+    # Slices: u1 has 1 training rating, u2 has 3; m1 has 3, m2 has 1 (bounds 0, 20, ...).
+    assert {r[USER_ACTIVITY][0] for r in transformed} == {b"1-20"}
+
+    assert output.vocabulary_by_name(vocabulary_name(features.USER_ID)) == [b"3 u2", b"1 u1"]
+    assert output.vocabulary_size_by_name(vocabulary_name(features.MOVIE_ID)) == 2
+
+    # At serving time only the IDs arrive; an unseen ID maps to the OOV bucket == vocabulary size.
+    layer = output.transform_features_layer()
+    served = layer({features.USER_ID: tf.constant([[b"u1"], [b"stranger"]]),
+                    features.MOVIE_ID: tf.constant([[b"m2"], [b"m9"]])})
+    assert served[user_xf].numpy().ravel().tolist() == [1, 2]
+    assert served[movie_xf].numpy().ravel().tolist() == [1, 2]
+    # A user unseen in training is in the "0" activity bucket.
+    assert served[USER_ACTIVITY].numpy().ravel().tolist() == [b"1-20", b"0"]
+
+
+def test_ids_with_spaces_keep_their_index_and_count(tmp_path):
+    """Vocabulary lines are "<count> <id>": an ID with a space still round-trips (catalog) and
+    maps to its own index and activity bucket."""
+    rows = [row(b"ann lee", b"m1", 4.0), row(b"ann lee", b"m2", 3.0), row(b"bo", b"m1", 5.0)]
+    _, output = analyze_and_transform(rows, tmp_path)
+    assert catalog.vocabulary(output, features.USER_ID).tolist() == [b"ann lee", b"bo"]
+
+    served = output.transform_features_layer()({features.USER_ID: tf.constant([[b"ann lee"], [b"ann"]]),
+                                                features.MOVIE_ID: tf.constant([[b"m1"], [b"m1"]])})
+    assert served[transformed_name(features.USER_ID)].numpy().ravel().tolist() == [0, 2]
+    assert served[USER_ACTIVITY].numpy().ravel().tolist() == [b"1-20", b"0"]
