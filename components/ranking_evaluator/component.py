@@ -23,7 +23,9 @@ from components.ranking_evaluator import executor
 
 class RankingEvaluation(types.Artifact):
     """ranking_metrics.json: per model, relevance and slice, the top-K metrics and the gate's verdict."""
-    TYPE_NAME = "RankingEvaluation"
+    # "<namespace>.<Name>": the form Kubeflow v2 requires of custom artifact types
+    # (tfx/orchestration/kubeflow/v2/compiler_utils.py, get_artifact_schema).
+    TYPE_NAME = "movierec.RankingEvaluation"
 
 
 class RankingEvaluatorSpec(types.ComponentSpec):
