@@ -9,6 +9,12 @@ the whole run's wall time, peak RSS of the run's process tree (sampled every 0.2
 the Trainer's examples/s against plain Keras fitting the same model on the same training rows
 held in memory, and the 10M/1M time ratio. Targets (2 cores, 24 GB): 10M end to end <= 30 min,
 peak RSS <= 6 GB, 10M/1M <= 11.
+
+    python -m benchmarks.scale --example-gen-only [--sizes 1m] [--repeat 3]
+
+times the ExampleGen executor alone (its `Do`, with the config's Beam args, hash split and side
+tables) on the same synthetic data: the number to compare before and after an ingestion change,
+in about a tenth of a full run.
 """
 import argparse
 import json
@@ -106,6 +112,53 @@ def keras_in_memory(config: configs.PipelineConfig, epochs: int = 2) -> float:
     return max(history.history[EXAMPLES_PER_SECOND])
 
 
+def example_gen_seconds(size: str, args) -> Dict:
+    """Wall and CPU seconds (this process and its Beam workers) of the ExampleGen executor's Do on
+    the synthetic data of `size`, `--repeat` times: on a shared machine the CPU seconds move less."""
+    import resource
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    from tfx.proto import example_gen_pb2
+    from tfx.types import standard_artifacts, standard_component_specs as specs
+    from tfx.utils import proto_utils
+    from components.example_gen import executor as example_gen
+    from pipeline import pipeline as pipeline_lib
+
+    data = synthesize(size, args.work)
+    config = configs.load(args.config).replace(data=str(data)).absolute()
+    input_base, patterns = config.input_location()
+    split_config = example_gen_pb2.SplitConfig(splits=[
+        example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
+        example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets)])
+    properties = {
+        specs.INPUT_BASE_KEY: input_base,
+        specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Input(splits=[
+            example_gen_pb2.Input.Split(name=name, pattern=pattern) for name, pattern in patterns.items()])),
+        specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Output(split_config=split_config)),
+        specs.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(example_gen.ingest_config(
+            *config.side_tables(), pipeline_lib._rating_range(config), "benchmark")),
+        specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
+        specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+    }
+    executor_class = example_gen.Executor
+    times, cpu = [], []
+    cpu_seconds = lambda: sum(getattr(resource.getrusage(who), field) for who in
+                              (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) for field in ("ru_utime", "ru_stime"))
+    for attempt in range(args.repeat):
+        output = args.work / f"example-gen-{size}"
+        shutil.rmtree(output, ignore_errors=True)
+        examples = standard_artifacts.Examples()
+        examples.uri = str(output)
+        executor = executor_class(executor_class.Context(beam_pipeline_args=list(config.beam_pipeline_args)))
+        started, started_cpu = time.perf_counter(), cpu_seconds()
+        executor.Do({}, {specs.EXAMPLES_KEY: [examples]}, dict(properties))
+        times.append(time.perf_counter() - started)
+        cpu.append(cpu_seconds() - started_cpu)
+    result = {"size": size, "ratings": SIZES[size][0], "example_gen_seconds": times, "cpu_seconds": cpu,
+              "best": min(times), "best_cpu": min(cpu)}
+    print(json.dumps(result), flush=True)
+    return result
+
+
 def run_size(size: str, args) -> Dict:
     data = synthesize(size, args.work)
     root = args.work / f"run-{size}"
@@ -144,8 +197,14 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=0,
                         help="stop a run after this long and report the components it finished (0: no limit)")
     parser.add_argument("--beam-arg", action="append", default=[], help="passed to `movierec run --beam-arg`")
+    parser.add_argument("--example-gen-only", action="store_true", help="time the ExampleGen executor alone")
+    parser.add_argument("--repeat", type=int, default=3, help="with --example-gen-only: runs per size")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.example_gen_only:
+        for size in args.sizes.split(","):
+            example_gen_seconds(size, args)
+        return
     results = [run_size(size, args) for size in args.sizes.split(",")]
     (args.work / "results.json").write_text(json.dumps(results, indent=1))
 

@@ -1,78 +1,126 @@
-"""Serving latency: the same calls in-process on the SavedModel and through `movierec serve`.
+"""Serving latency: in-process, and through `movierec serve` over gRPC and REST, batching off and on.
 
-    python -m benchmarks.serving_latency [--model-dir runs/serving] [--requests 1000]
+    python -m benchmarks.serving_latency [--model-dir runs/serving] [--requests 1000] [--clients 8]
 
-Prints p50/p99 latency and single-client throughput of Predict at batch 1 and 100 and of
-recommend top-10, in-process and over gRPC on 127.0.0.1, and the server's overhead (p50 ratio).
-Targets: Predict p99 <= 10 ms at batch 1; recommend top-10 p99 <= 20 ms; overhead <= 2x.
+The server is started from the pushed deploy files with docker-compose's flags (batching and
+warmup as deployed; "off" drops --enable_batching). Per call: p50/p99 latency of sequential
+requests (Predict at batch 1 and 100, recommend top-10), then requests/s of 8 concurrent clients
+sending a predict/recommend mix. Targets: Predict batch 1 p99 <= 10 ms; recommend top-10 p99
+<= 20 ms; gRPC overhead (server p50 / in-process p50) <= 2x. A server that does not start (e.g.
+batching on a contract TF Serving cannot batch) is reported with its error, not skipped.
 """
 import argparse
 import os
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 import numpy as np
 import portpicker
 from tabulate import tabulate
 
+from serving.client import GrpcBackend, RecommenderClient, SavedModelBackend
 from serving.contract import served_versions
-from serving.client import GrpcBackend, SavedModelBackend
 from serving.loadgen import known_ids
+from serving.model_config import deploy_flags
+from serving.rest_client import RestBackend
 
 TARGETS_P99_MS = {"predict batch 1": 10.0, "recommend top-10": 20.0}
+OVERHEAD_TARGET = 2.0
 
 
-def workloads(backend, rng: np.random.Generator):
-    """(name, callable) pairs; IDs drawn from the model's own catalogue, plus unknown ones."""
-    catalogue = backend.call("recommend", {
-        "user_id": np.array(["benchmark-unknown"], dtype=object), "k": np.array(100, np.int32),
-        "exclude_seen": np.array(False), "exclude_movie_ids": np.zeros([1, 0], dtype=object)})
-    movies = [m for m in catalogue["movie_id"].reshape(-1)]
-    users = [str(u).encode() for u in range(1, 200)]
+def workloads(backend, ids, rng: np.random.Generator):
+    """(name, callable) pairs through the client library, IDs drawn from the model's vocabularies."""
+    client = RecommenderClient(backend)
+    users, movies = list(ids.users), list(ids.movies)
 
     def predict(batch):
-        return lambda: backend.call("predict_rating", {
-            "user_id": np.array(rng.choice(users, batch), dtype=object),
-            "movie_id": np.array(rng.choice(movies, batch), dtype=object)})
+        return lambda: client.predict(list(rng.choice(users, batch)), list(rng.choice(movies, batch)))
 
-    recommend = lambda: backend.call("recommend", {
-        "user_id": np.array([rng.choice(users)], dtype=object), "k": np.array(10, np.int32),
-        "exclude_seen": np.array(True), "exclude_movie_ids": np.zeros([1, 0], dtype=object)})
     return [("predict batch 1", predict(1)), ("predict batch 100", predict(100)),
-            ("recommend top-10", recommend)]
+            ("recommend top-10", lambda: client.recommend(str(rng.choice(users)), 10, True))]
 
 
 def measure(call, requests: int, warmup: int):
     for _ in range(warmup):
         call()
     latencies = []
-    start = time.perf_counter()
     for _ in range(requests):
         t = time.perf_counter()
         call()
         latencies.append(time.perf_counter() - t)
-    elapsed = time.perf_counter() - start
     ms = np.array(latencies) * 1000
-    return np.percentile(ms, 50), np.percentile(ms, 99), requests / elapsed
+    return np.percentile(ms, 50), np.percentile(ms, 99)
 
 
-def start_server(model_dir: str, poll_seconds: float = 2.0):
-    """`movierec serve` on 127.0.0.1, and a client for it once it answers."""
-    port = portpicker.pick_unused_port()
-    process = subprocess.Popen([sys.executable, "-m", "movierec.cli", "serve", "--model-dir", model_dir,
-                                "--port", str(port), "--poll-seconds", str(poll_seconds)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    backend = GrpcBackend(f"127.0.0.1:{port}", timeout_s=30)
-    deadline = time.time() + 180
-    while time.time() < deadline:
+def concurrent_rate(make_backend, ids, clients: int, requests_per_client: int) -> float:
+    """Requests/s of `clients` threads, each with its own connection, alternating predict batch 1
+    and recommend top-10."""
+    errors, barrier = [], threading.Barrier(clients + 1)
+
+    def client(number):
+        backend = make_backend()
+        rng = np.random.default_rng(number)
+        calls = workloads(backend, ids, rng)
+        mix = [calls[0][1], calls[2][1]]
+        barrier.wait()
         try:
-            backend.status()
-            return process, backend
-        except Exception:  # not listening yet
-            time.sleep(0.5)
-    process.kill()
-    raise TimeoutError("server did not start")
+            for i in range(requests_per_client):
+                mix[i % 2]()
+        except Exception as e:  # reported, never hidden
+            errors.append(e)
+        finally:
+            backend.close()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise RuntimeError(f"{len(errors)} client(s) failed: {errors[0]}")
+    return clients * requests_per_client / elapsed
+
+
+class ServerProcess:
+    """`movierec serve` on 127.0.0.1 with `flags`; `error` is its last log line if it did not start."""
+
+    def __init__(self, flags, work_dir: str, label: str):
+        self.port, self.rest_port = portpicker.pick_unused_port(), portpicker.pick_unused_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.log = os.path.join(work_dir, f"server-{label}.log")
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "movierec.cli", "serve", f"--port={self.port}",
+                 f"--rest_api_port={self.rest_port}", *flags], stdout=log, stderr=subprocess.STDOUT)
+        self.error = self._wait()
+
+    def _wait(self, timeout_s: float = 300):
+        backend = GrpcBackend(self.address, timeout_s=30)
+        deadline = time.time() + timeout_s
+        try:
+            while time.time() < deadline:
+                if self.process.poll() is not None:
+                    with open(self.log) as f:
+                        return [line for line in f.read().splitlines() if line.strip()][-1]
+                try:
+                    backend.status()
+                    return None
+                except Exception:  # not listening yet
+                    time.sleep(0.5)
+        finally:
+            backend.close()
+        return "did not start within 300 s"
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait()
 
 
 def main() -> None:
@@ -81,34 +129,57 @@ def main() -> None:
     parser.add_argument("--model-name", default="movierec")
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--clients", type=int, default=8)
     args = parser.parse_args()
-    base = os.path.join(args.model_dir, args.model_name)
+    model_dir = os.path.abspath(args.model_dir)
+    base = os.path.join(model_dir, args.model_name)
     if not served_versions(base):
         sys.exit(f"{base}: no pushed model; run `make run` first")
-
+    version = served_versions(base)[-1]
+    ids = known_ids(os.path.join(base, str(version)))
     rng = np.random.default_rng(0)
-    local = SavedModelBackend(base)
-    in_process = {name: measure(call, args.requests, args.warmup) for name, call in workloads(local, rng)}
-    process, remote = start_server(args.model_dir)
-    try:
-        served = {name: measure(call, args.requests, args.warmup) for name, call in workloads(remote, rng)}
-    finally:
-        remote.close()
-        process.terminate()
-        process.wait()
 
-    rows = []
-    for name in in_process:
-        (lp50, lp99, lqps), (sp50, sp99, sqps) = in_process[name], served[name]
-        target = TARGETS_P99_MS.get(name)
-        verdict = "" if target is None else ("ok" if sp99 <= target else "MISSED") + f" (p99 <= {target:g} ms)"
-        rows.append((name, lp50, lp99, lqps, sp50, sp99, sqps, sp50 / lp50, verdict))
-    catalogue = known_ids(os.path.join(base, str(local.last_version)))
-    print(f"model {base} version {local.last_version} ({len(catalogue.movies):,} movies, "
-          f"{len(catalogue.users):,} users), {args.requests} sequential requests each")
+    local = SavedModelBackend(base)
+    in_process = {name: measure(call, args.requests, args.warmup) for name, call in workloads(local, ids, rng)}
+    rows, rates, failures = [], [], []
+    with tempfile.TemporaryDirectory() as work_dir:
+        for batching in (False, True):
+            label = f"batching {'on' if batching else 'off'}"
+            # No load retries: a model the server cannot load fails at once instead of after 5 x 60 s.
+            server = ServerProcess([*deploy_flags(model_dir, work_dir, batching), "--max_num_load_retries=0"],
+                                   work_dir, label.replace(" ", "-"))
+            if server.error:
+                failures.append(f"{label}: server did not start: {server.error}")
+                server.stop()
+                continue
+            try:
+                backends = {"gRPC": lambda: GrpcBackend(server.address, args.model_name, 30),
+                            "REST": lambda: RestBackend("127.0.0.1", server.rest_port, args.model_name, 30)}
+                for api, make in backends.items():
+                    backend = make()
+                    for name, call in workloads(backend, ids, rng):
+                        p50, p99 = measure(call, args.requests, args.warmup)
+                        target = TARGETS_P99_MS.get(name)
+                        verdict = "" if target is None else ("ok" if p99 <= target else "MISSED") + f" (<= {target:g})"
+                        overhead = p50 / in_process[name][0]
+                        if api == "gRPC":
+                            verdict += f"; overhead {'ok' if overhead <= OVERHEAD_TARGET else 'MISSED'}"
+                        rows.append((label, api, name, *in_process[name], p50, p99, overhead, verdict))
+                    backend.close()
+                    rates.append((label, api, args.clients,
+                                  concurrent_rate(make, ids, args.clients, args.requests // args.clients)))
+            finally:
+                server.stop()
+
+    print(f"model {base} version {version} ({len(ids.movies):,} movies, {len(ids.users):,} users); "
+          f"{args.requests} sequential requests per row")
     print(tabulate(rows, floatfmt=".2f", headers=[
-        "call", "in-process p50 ms", "p99 ms", "req/s", "server p50 ms", "p99 ms", "req/s",
-        "overhead (p50)", "target"]))
+        "server", "API", "call", "in-process p50 ms", "p99 ms", "server p50 ms", "p99 ms", "p50 / in-process",
+        "target: p99 ms; gRPC overhead <= 2x"]))
+    print()
+    print(tabulate(rates, floatfmt=".0f", headers=["server", "API", "clients", "requests/s (predict + recommend)"]))
+    for failure in failures:
+        print(failure)
 
 
 if __name__ == "__main__":

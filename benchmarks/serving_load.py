@@ -19,11 +19,11 @@ import tempfile
 import numpy as np
 from tabulate import tabulate
 
-from benchmarks.serving_latency import start_server
+from benchmarks.serving_latency import ServerProcess
 from components.pusher.executor import publish
 from serving.contract import served_versions
 from serving import loadgen
-from serving.client import RecommenderClient
+from serving.client import GrpcBackend, RecommenderClient
 
 
 def serve_copy(version_dir: str, serving_dir: str, model_name: str) -> str:
@@ -71,7 +71,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="serving-load-") as scratch:
         base = serve_copy(version_dir, scratch, args.model_name)
-        process, backend = start_server(scratch, poll_seconds=0.5)
+        server = ServerProcess([f"--model_name={args.model_name}", f"--model_base_path={base}",
+                                "--file_system_poll_wait_seconds=1"], scratch, "load")
+        if server.error:
+            sys.exit(f"server did not start: {server.error}")
+        backend = GrpcBackend(server.address, args.model_name, 30)
         try:
             print(f"model {version_dir}: {len(ids.users):,} users, {len(ids.movies):,} movies; "
                   f"{args.clients} clients x {args.requests} requests")
@@ -79,7 +83,7 @@ def main() -> None:
                                    args.call_timeout)
             result, swap = loadgen.load_with_swap(load, base, args.timeout, publish)
             print_load(result, swap)
-            requests = loadgen.malformed_requests(args.model_name, ids.users[0], ids.movies[0])
+            requests = loadgen.malformed_requests(args.model_name, ids.users[0], ids.movies[0], batching=False)
             flooded = loadgen.flood(backend.target, requests, args.clients, args.flood_rounds,
                                     args.call_timeout, args.timeout)
             print(f"malformed requests: {flooded.sent:,} ({len(requests)} kinds) in {flooded.elapsed_s:.1f} s, "
@@ -93,8 +97,7 @@ def main() -> None:
                   f"version {backend.last_version}")
         finally:
             backend.close()
-            process.terminate()
-            process.wait()
+            server.stop()
 
 
 if __name__ == "__main__":

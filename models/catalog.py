@@ -61,13 +61,19 @@ def vocabulary(tf_transform_output: tft.TFTransformOutput, key: str) -> np.ndarr
 
 
 def build(tf_transform_output: tft.TFTransformOutput, examples: tf.data.Dataset) -> Catalog:
-    """Scans batches of transformed training features (dicts) once."""
+    """Scans batches of transformed training features (dicts, with the raw timestamp) once.
+
+    A (user, movie) pair is rated once per span (ExampleGen refuses a pair twice in one run), but
+    the rolling window holds several spans, and a user may re-rate a movie in a later one: the
+    newest rating (by timestamp) replaces the older ones, so the model trains on what the user
+    thinks now. (The hash split keys on the pair, so every rating of it is in the same split.)
+    """
     user_ids = vocabulary(tf_transform_output, features.USER_ID)
     movie_ids = vocabulary(tf_transform_output, features.MOVIE_ID)
     by_id = [(USER_XF, len(user_ids), USER_FIELDS), (MOVIE_XF, len(movie_ids), MOVIE_FIELDS)]
     fields = {attribute: np.full(size, unknown, dtype=object)
               for _, size, table in by_id for attribute, _, unknown in table}
-    users, movies, ratings = [], [], []
+    users, movies, ratings, timestamps = [], [], [], []
     for batch in examples:
         indices = {}
         for index_key, size, table in by_id:
@@ -78,12 +84,19 @@ def build(tf_transform_output: tft.TFTransformOutput, examples: tf.data.Dataset)
         users.append(indices[USER_XF])
         movies.append(indices[MOVIE_XF])
         ratings.append(batch[RATING_XF].numpy().reshape(-1))
+        timestamps.append(batch[features.TIMESTAMP].numpy().reshape(-1))
     users = np.concatenate(users) if users else np.zeros(0, np.int64)
     movies = np.concatenate(movies) if movies else np.zeros(0, np.int64)
     ratings = np.concatenate(ratings).astype(np.float32) if ratings else np.zeros(0, np.float32)
-    order = np.lexsort((movies, users))
+    timestamps = np.concatenate(timestamps) if timestamps else np.zeros(0, np.int64)
+    # By user, movie, then time: the last entry of each (user, movie) run is its newest rating.
+    order = np.lexsort((timestamps, movies, users))
+    users, movies, ratings = users[order], movies[order], ratings[order]
+    newest = np.ones(len(order), bool)
+    newest[:-1] = (users[1:] != users[:-1]) | (movies[1:] != movies[:-1])
+    users, movies, ratings = users[newest], movies[newest], ratings[newest]
     # One row per user index plus an empty row for the OOV index.
     counts = np.bincount(users, minlength=len(user_ids) + 1)[: len(user_ids) + 1]
     row_splits = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     return Catalog(user_ids=user_ids, movie_ids=movie_ids, seen_row_splits=row_splits,
-                   seen_movies=movies[order].astype(np.int64), seen_ratings=ratings[order], **fields)
+                   seen_movies=movies.astype(np.int64), seen_ratings=ratings, **fields)

@@ -5,20 +5,26 @@ Transform's vocabularies, so clients never see vocabulary indices. Only stock TF
 model loads in the standard tensorflow/serving image. What no request changes (the ID tables, the
 vectors of the whole catalogue) is set up at export or load, not per request. Unknown IDs never
 fail: they map to the OOV index, whose vectors are zeros, and each response says whether the ID
-was known.
+was known. Every input is batch-major with one batch size B, so TF Serving's batching can merge
+requests (serving/contract.py says why and what that means for k and exclusions).
 
 Signatures (inputs -> outputs):
 - serving_default:    examples [B] (serialized tf.Example with user_id, movie_id) -> rating [B]
 - regress:            inputs [B] (same tf.Examples) -> outputs [B]; TF Serving's Regress API
 - transform_features: examples [B] -> transformed features (used by TFMA)
 - predict_rating:     user_id [B], movie_id [B] -> rating, known_user, known_movie [B]
-- recommend:          user_id [B], k [], exclude_seen [], exclude_movie_ids [B, E] (pad with "")
-                      -> movie_id, title, score [B, k]; known_user [B]
-- similar_movies:     movie [B] (an ID, or a title, case-insensitive), k []
-                      -> movie_id, title, score [B, k]; query_movie_id, query_title, found [B]
-- similar_users:      user_id [B], k [] -> user_id, score [B, k]; known_user [B]
+- recommend:          user_id [B], k [B], exclude_seen [B], exclude_movie_ids [B, E] (E >= 1,
+                      each row "" first, padded with "")
+                      -> movie_id, title, score [B, K]; known_user [B]
+                      score: the predicted rating, or with a retrieval head (retrieval.py) its
+                      ranking score, comparable within a user's list only
+- similar_movies:     movie [B] (an ID, or a title, case-insensitive), k [B]
+                      -> movie_id, title, score [B, K]; query_movie_id, query_title, found [B]
+- similar_users:      user_id [B], k [B] -> user_id, score [B, K]; known_user [B]
+K is the batch's largest k (capped at the catalogue); a row past its own k holds "" and -inf.
 """
 import os
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -26,7 +32,7 @@ import tensorflow_transform as tft
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-from models import model as model_lib, scoring
+from models import model as model_lib, retrieval, scoring
 from models.catalog import Catalog
 from models.features import MOVIE_XF, USER_XF
 from movierec.data import features
@@ -38,7 +44,7 @@ UNKNOWN_ID = "warmup-unknown-id"
 
 _EXAMPLES = tf.TensorSpec([None], tf.string, name=contract.EXAMPLES)
 _IDS = tf.TensorSpec([None], tf.string)
-_K = tf.TensorSpec([], tf.int32, name=K)
+_K = tf.TensorSpec([None], tf.int32, name=K)
 
 
 def title_index(catalog: Catalog):
@@ -73,7 +79,8 @@ class RecommenderModule(tf.Module):
     """The Keras model, the Transform layer and the catalogue, with the serving functions."""
 
     def __init__(self, model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
-                 catalog: Catalog):
+                 catalog: Catalog, retrieval_tables: Optional[retrieval.Tables] = None):
+        """`retrieval_tables`: `recommend` ranks with that head; None ranks by predicted rating."""
         super().__init__()
         self.model = model
         self.tft_layer = tf_transform_output.transform_features_layer()
@@ -100,6 +107,9 @@ class RecommenderModule(tf.Module):
         self._seen_movies = tf.Variable(catalog.seen_movies, trainable=False, name="seen_movies")
         self._seen_row_splits = tf.Variable(catalog.seen_row_splits, trainable=False,
                                             name="seen_row_splits")
+        self._retrieval = None if retrieval_tables is None else (
+            tf.Variable(retrieval_tables.history, trainable=False, name="retrieval_history"),
+            tf.Variable(retrieval_tables.candidates, trainable=False, name="retrieval_candidates"))
         titles, indices = title_index(catalog)
         self._title_index = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(tf.constant(titles, tf.string),
@@ -140,26 +150,35 @@ class RecommenderModule(tf.Module):
                 KNOWN_USER: user_index < self._num_users,
                 KNOWN_MOVIE: movie_index < self._num_movies}
 
-    @tf.function(input_signature=[_IDS, _K, tf.TensorSpec([], tf.bool, name=EXCLUDE_SEEN),
+    @tf.function(input_signature=[_IDS, _K, tf.TensorSpec([None], tf.bool, name=EXCLUDE_SEEN),
                                   tf.TensorSpec([None, None], tf.string, name=EXCLUDE_MOVIE_IDS)])
     def recommend(self, user_id, k, exclude_seen, exclude_movie_ids):
         user_index = self._index(features.USER_ID, user_id)
-        scores = scoring.score_all_movies(self.model, user_index, self._movie_vectors)
-        excluded = self._index(features.MOVIE_ID, exclude_movie_ids)
-        tf.debugging.Assert(
-            (tf.size(excluded) == 0) | (tf.shape(excluded)[0] == tf.shape(user_index)[0]),
-            ["exclude_movie_ids needs one row per user_id"])
-        rows = tf.repeat(tf.range(tf.shape(excluded, tf.int64)[0]), tf.shape(excluded, tf.int64)[1])
-        cells = tf.stack([rows, tf.reshape(excluded, [-1])], axis=1)
         seen = tf.RaggedTensor.from_row_splits(self._seen_movies, self._seen_row_splits)
         seen_for_users = tf.gather(seen, user_index)
+        if self._retrieval is None:
+            scores = scoring.score_all_movies(self.model, user_index, self._movie_vectors)
+        else:
+            scores = retrieval.score_all_movies(*self._retrieval, seen_for_users)
+        batch = tf.shape(user_id)[0]
+        tf.debugging.Assert(
+            (tf.shape(exclude_seen)[0] == batch) & (tf.shape(exclude_movie_ids)[0] == batch),
+            ["exclude_seen and exclude_movie_ids need one row per user_id"])
+        tf.debugging.Assert(
+            (tf.shape(exclude_movie_ids)[1] > 0)
+            & tf.reduce_all(exclude_movie_ids[:, :1] == contract.NO_MOVIE),
+            ["exclude_movie_ids: every row must start with an empty ID (TF Serving pads it with its first element)"])
+        excluded = self._index(features.MOVIE_ID, exclude_movie_ids)
+        rows = tf.repeat(tf.range(tf.shape(excluded, tf.int64)[0]), tf.shape(excluded, tf.int64)[1])
+        cells = tf.stack([rows, tf.reshape(excluded, [-1])], axis=1)
         seen_cells = tf.stack([seen_for_users.value_rowids(), seen_for_users.flat_values], axis=1)
-        cells = tf.cond(exclude_seen, lambda: tf.concat([cells, seen_cells], 0), lambda: cells)
+        seen_cells = tf.boolean_mask(seen_cells, tf.gather(exclude_seen, seen_for_users.value_rowids()))
         # Padding ("") and unknown IDs map to the OOV index: nothing to exclude there.
-        top = scoring.top_k_excluding(scores, k, cells, self._num_movies)
-        return {MOVIE_ID: tf.gather(self._movie_ids, top.indices),
-                TITLE: tf.gather(self._titles, top.indices),
-                SCORE: top.values,
+        values, indices, in_k = scoring.top_k_excluding(scores, k, tf.concat([cells, seen_cells], 0),
+                                                        self._num_movies)
+        return {MOVIE_ID: scoring.ranked(self._movie_ids, indices, in_k),
+                TITLE: scoring.ranked(self._titles, indices, in_k),
+                SCORE: values,
                 KNOWN_USER: user_index < self._num_users}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=MOVIE), _K])
@@ -167,9 +186,9 @@ class RecommenderModule(tf.Module):
         by_id = self._index(features.MOVIE_ID, movie)
         by_title = self._title_index.lookup(tf.strings.lower(tf.strings.strip(movie), encoding="utf-8"))
         query = tf.where((by_id >= self._num_movies) & (by_title >= 0), by_title, by_id)
-        top, found = scoring.nearest(self._unit_movie_vectors, query, k)
-        movie_ids, scores = scoring.only_known(found, tf.gather(self._movie_ids, top.indices), top.values)
-        titles, _ = scoring.only_known(found, tf.gather(self._titles, top.indices), top.values)
+        values, indices, in_k, found = scoring.nearest(self._unit_movie_vectors, query, k)
+        movie_ids, scores = scoring.only_known(found, scoring.ranked(self._movie_ids, indices, in_k), values)
+        titles, _ = scoring.only_known(found, scoring.ranked(self._titles, indices, in_k), values)
         safe = tf.where(found, query, tf.zeros_like(query))
         return {MOVIE_ID: movie_ids,
                 TITLE: titles,
@@ -180,8 +199,8 @@ class RecommenderModule(tf.Module):
 
     @tf.function(input_signature=[_IDS, _K])
     def similar_users(self, user_id, k):
-        top, known = scoring.nearest(self._unit_user_vectors, self._index(USER_ID, user_id), k)
-        user_ids, scores = scoring.only_known(known, tf.gather(self._user_ids, top.indices), top.values)
+        values, indices, in_k, known = scoring.nearest(self._unit_user_vectors, self._index(USER_ID, user_id), k)
+        user_ids, scores = scoring.only_known(known, scoring.ranked(self._user_ids, indices, in_k), values)
         return {USER_ID: user_ids, SCORE: scores, KNOWN_USER: known}
 
     def signatures(self):
@@ -209,21 +228,11 @@ def mark_regression_signature(export_dir: str, name: str = contract.REGRESS) -> 
 
 
 def warmup_requests(catalog: Catalog):
-    """(signature, inputs) pairs covering every serving signature, with known and unknown IDs."""
+    """(signature, inputs) pairs covering every client signature, with a known and an unknown
+    user, two ks (as a merged batch has) and exclusions."""
     user = catalog.user_ids[0].decode() if catalog.num_users else UNKNOWN_ID
     movie = catalog.movie_ids[0].decode() if catalog.num_movies else UNKNOWN_ID
-    users, movies = [user, UNKNOWN_ID], [movie, movie]
-    examples = [contract.rating_example(u, m) for u, m in zip(users, movies)]
-    return [
-        (contract.SERVING_DEFAULT, {contract.EXAMPLES: tf.make_tensor_proto(examples)}),
-        (contract.REGRESS, {contract.INPUTS: tf.make_tensor_proto(examples)}),
-        (contract.PREDICT_RATING, {USER_ID: tf.make_tensor_proto(users), MOVIE_ID: tf.make_tensor_proto(movies)}),
-        (contract.RECOMMEND, {USER_ID: tf.make_tensor_proto(users), K: tf.make_tensor_proto(10),
-                              EXCLUDE_SEEN: tf.make_tensor_proto(True),
-                              EXCLUDE_MOVIE_IDS: tf.make_tensor_proto([[movie], [""]])}),
-        (contract.SIMILAR_MOVIES, {MOVIE: tf.make_tensor_proto([movie, UNKNOWN_ID]), K: tf.make_tensor_proto(10)}),
-        (contract.SIMILAR_USERS, {USER_ID: tf.make_tensor_proto(users), K: tf.make_tensor_proto(10)}),
-    ]
+    return contract.signature_inputs([user, UNKNOWN_ID], [movie, movie], [10, 3])
 
 
 def write_warmup(export_dir: str, catalog: Catalog) -> None:
@@ -235,17 +244,17 @@ def write_warmup(export_dir: str, catalog: Catalog) -> None:
             # TF Serving runs warmup requests against the version being loaded, whatever name.
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(signature_name=signature))
-            for key, tensor in inputs.items():
-                request.inputs[key].CopyFrom(tensor)
+            for key, value in inputs.items():
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
 
 
 def save(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput, catalog: Catalog,
-         export_dir: str) -> None:
+         export_dir: str, retrieval_tables: Optional[retrieval.Tables] = None) -> None:
     """Saves the servable SavedModel with all signatures and its warmup requests."""
-    module = RecommenderModule(model, tf_transform_output, catalog)
+    module = RecommenderModule(model, tf_transform_output, catalog, retrieval_tables)
     tf.saved_model.save(module, export_dir, signatures=module.signatures())
     mark_regression_signature(export_dir)
     write_warmup(export_dir, catalog)

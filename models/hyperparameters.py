@@ -4,6 +4,8 @@ from typing import Tuple
 
 # The Trainer's custom_config key holding these (beside the pipeline's code digest).
 HYPERPARAMETERS = "hyperparameters"
+# How `recommend` ranks (models/retrieval.py); here so configs are checked without TensorFlow.
+RETRIEVALS = ("rating", "history")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +30,15 @@ class Hyperparameters:
     autorec_batch_size: int = 64
     autorec_ema: float = 0.99
     blend_weight: float = 0.65
+    retrieval: str = "rating"    # how `recommend` ranks: rating | history (see retrieval.py)
+    retrieval_l2: float = 500.0  # history: EASE's ridge penalty on the item-item weights
+    retrieval_dim: int = 64      # history: rank of the item-item factorisation
+
+    def __post_init__(self):
+        if self.retrieval not in RETRIEVALS:
+            raise ValueError(f"unknown retrieval {self.retrieval!r}; choose one of {', '.join(RETRIEVALS)}")
+        if self.retrieval_dim < 1:
+            raise ValueError(f"retrieval_dim must be at least 1, not {self.retrieval_dim}")
 
     @classmethod
     def from_dict(cls, values) -> "Hyperparameters":

@@ -13,26 +13,30 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from models import autorec, catalog, embeddings, export, scoring, side_features, warm_start
+from models import (autorec, catalog, embeddings, export, retrieval, scoring, side_features,
+                    warm_start)
 from models import model as model_lib
 from models.artifacts import EXAMPLES_PER_SECOND, HISTORY_FILE, MAP_FILE
 from models.features import MOVIE_XF, RATING_XF, USER_XF
 from models.hyperparameters import HYPERPARAMETERS, Hyperparameters
+from movierec.data import features
 
 
 
 def transformed_dataset(file_pattern, data_accessor: tfx.components.DataAccessor,
                         tf_transform_output: tft.TFTransformOutput, batch_size: int) -> tf.data.Dataset:
-    """Batches of Transform's features of raw examples, once, in file order.
+    """Batches of Transform's features of raw examples, and their raw timestamp, once, in file order.
 
     Transform does not materialize its output (see pipeline.py): its graph runs here, inside
-    tf.data, which reads and parses in C++ rather than element by element in Beam.
+    tf.data, which reads and parses in C++ rather than element by element in Beam. The timestamp
+    tells the catalogue which of a re-rated pair's ratings is the newest (catalog.build).
     """
     tft_layer = tf_transform_output.transform_features_layer()
     raw = data_accessor.tf_dataset_factory(
         file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1, shuffle=False),
         tf_transform_output.raw_metadata.schema)
-    return raw.map(tft_layer, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return raw.map(lambda batch: {**tft_layer(batch), features.TIMESTAMP: batch[features.TIMESTAMP]},
+                   num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def evaluation_dataset(file_pattern, data_accessor: tfx.components.DataAccessor,
@@ -80,6 +84,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         tf_transform_output,
         transformed_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, catalog.SCAN_BATCH))
     ratings = movies_and_users.seen_ratings
+    # The closed-form retrieval head first: it refuses catalogues too big for it before any training.
+    retrieval_tables = None
+    if hparams.retrieval == "history":
+        started = time.perf_counter()
+        retrieval_tables = retrieval.fit(movies_and_users.seen_users(), movies_and_users.seen_movies,
+                                         movies_and_users.num_movies, hparams.retrieval_l2, hparams.retrieval_dim)
+        logging.info("Retrieval head (rank %d item-item, L2 %g) fitted in %.1f s", hparams.retrieval_dim,
+                     hparams.retrieval_l2, time.perf_counter() - started)
     evaluation = evaluation_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
                                     hparams.batch_size)
     model = model_lib.build_model(
@@ -107,7 +119,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     # The run summary reads the per-epoch losses from here, beside the TensorBoard logs.
     with tf.io.gfile.GFile(f"{fn_args.model_run_dir}/{HISTORY_FILE}", "w") as f:
         json.dump(history.history, f)
-    export.save(model, tf_transform_output, movies_and_users, fn_args.serving_model_dir)
+    export.save(model, tf_transform_output, movies_and_users, fn_args.serving_model_dir, retrieval_tables)
     vectors = scoring.movie_vectors(model).numpy()
     embeddings.write_projector(fn_args.model_run_dir, movies_and_users, vectors)
     embeddings.write_map(os.path.join(fn_args.model_run_dir, MAP_FILE), movies_and_users, vectors)

@@ -10,6 +10,7 @@ import pathlib
 import sys
 import time
 import warnings
+from typing import Tuple
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -187,7 +188,7 @@ def _check_data(config) -> None:
             raise DataError(f"{input_base}: no {pattern} files in this folder")
         for file in files:
             with open(file, "rb") as f:
-                records.check_header(f.readline(), str(file))
+                records.read_header(f.readline(), str(file))
 
 
 def _check_writable(config) -> None:
@@ -254,7 +255,8 @@ def run(data_path, pipeline_root, serving_dir, runner, config_file, beam_args, n
     """Run the whole pipeline: ingest, validate, transform, train, evaluate, push.
 
     Exit codes: 0 blessed (pushed, or already served); 1 error (bad data, validation anomalies,
-    a failing component); 3 not blessed, nothing pushed; 4 another run holds the pipeline root.
+    a failing component); 3 not blessed (by the Evaluator, or infra validation: TF Serving could
+    not serve it), nothing pushed; 4 another run holds the pipeline root.
     """
     from movierec.runlock import RunLocked, run_lock
 
@@ -291,7 +293,19 @@ def _run_locked(config, runner: str) -> int:
     if error:
         click.echo(f"Error: {error}\n(full log: {log_file})", err=True)
         return EXIT_ERROR
-    return 0 if summary.blessed else EXIT_NOT_BLESSED
+    code, reason = outcome(summary)
+    if reason:
+        click.echo(reason, err=True)
+    return code
+
+
+def outcome(summary) -> Tuple[int, str]:
+    """(exit code, last line for stderr) of a run that finished: 0 when blessed; 3 when the
+    Evaluator did not bless the model, or TF Serving could not serve it (then with the reason:
+    such a model is never pushed)."""
+    if summary.infra_blessed is False and summary.blessed is not False:
+        return EXIT_NOT_BLESSED, f"Not pushed: TF Serving could not serve the model: {summary.infra_note}"
+    return (0 if summary.blessed else EXIT_NOT_BLESSED), ""
 
 
 @main.command("report")

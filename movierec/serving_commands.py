@@ -154,31 +154,98 @@ def status(server, model_name, as_json) -> None:
            f"{model_name} on {server}")
 
 
+def _tf_flag(name: str, help: str, default=None, type=str, boolean: bool = False):
+    """A tensorflow_model_server flag, spelled as it spells it: `--name=value`, and booleans also
+    bare (`--enable_batching`) or `--name=true|false`, as tensorflow's command-line parser takes them."""
+    if boolean:
+        return click.option(f"--{name}", name, is_flag=False, flag_value="true", default=str(default).lower(),
+                            type=click.Choice(["true", "false", "1", "0"], case_sensitive=False),
+                            show_default=True, help=help)
+    return click.option(f"--{name}", name, default=default, type=type, show_default=default is not None, help=help)
+
+
 @click.command()
-@click.option("--model-dir", required=True, type=click.Path(file_okay=False),
-              help="Serving dir (<dir>/<model>/<version>/) or one model's base path.")
+@_tf_flag("port", "gRPC port.", 8500, int)
+@_tf_flag("rest_api_port", "REST API port (0: no REST API).", 0, int)
+@_tf_flag("model_config_file", "models.config (a ModelServerConfig text proto).")
+@_tf_flag("model_config_file_poll_wait_seconds", "Re-read --model_config_file this often (0: never).", 0, int)
+@_tf_flag("model_name", "With --model_base_path: the one model to serve.", "default")
+@_tf_flag("model_base_path", "One model's base path (instead of --model_config_file).")
+@_tf_flag("enable_batching", "Batch concurrent requests (batching session rules).", False, boolean=True)
+@_tf_flag("batching_parameters_file", "BatchingParameters text proto (needs --enable_batching).")
+@_tf_flag("enable_model_warmup", "Replay assets.extra/tf_serving_warmup_requests before serving.", True,
+          boolean=True)
+@_tf_flag("num_request_iterations_for_warmup", "Times each warmup record is replayed (0: once).", 0, int)
+@_tf_flag("file_system_poll_wait_seconds", "Look for new versions this often.", 1, int)
+@_tf_flag("monitoring_config_file", "MonitoringConfig text proto (Prometheus metrics on the REST port).")
+@_tf_flag("max_num_load_retries", "Retries of a failed version load.", 5, int)
+@_tf_flag("load_retry_interval_micros", "Wait between load retries.", 60_000_000, int)
+@_tf_flag("enable_signature_method_name_check", "Regress/Classify require their method_name.", False,
+          boolean=True)
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Interface to listen on (0.0.0.0 for all).")
-@click.option("--port", default=8500, show_default=True, type=int)
-@click.option("--poll-seconds", default=2.0, show_default=True, help="How often to look for new versions.")
-def serve(model_dir, host, port, poll_seconds) -> None:
-    """Serve pushed models over TF Serving's gRPC API (a local stand-in for tensorflow/serving)."""
+              help="Interface to listen on; tensorflow_model_server has no such flag (gRPC on 0.0.0.0, "
+                   "REST on localhost). 0.0.0.0 for all.")
+def serve(port, rest_api_port, model_config_file, model_config_file_poll_wait_seconds, model_name, model_base_path,
+          enable_batching, batching_parameters_file, enable_model_warmup, num_request_iterations_for_warmup,
+          file_system_poll_wait_seconds, monitoring_config_file, max_num_load_retries, load_retry_interval_micros,
+          enable_signature_method_name_check, host) -> None:
+    """A stand-in for tensorflow_model_server 2.16.1: same flags, config files, gRPC and REST APIs
+    (docs/tf-serving-rules.md lists the rules it follows and where it differs)."""
+    from serving import batching, model_config
+    from serving.metrics import Metrics
     from serving.repository import ModelRepository
-    from serving.server import make_server, replay_warmup
+    from serving.rest import RestApi, make_rest_server
+    from serving.server import Core, Loader, make_grpc_server
+    from serving.status import ServingError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    repository = ModelRepository(model_dir, replay_warmup)
-    repository.start(poll_seconds)
-    if not repository.model_dirs():
-        click.echo(f"Waiting for models under {model_dir} ...", err=True)
-    server = make_server(repository, f"{host}:{port}")
-    server.start()
-    click.echo(f"Serving {model_dir} on {host}:{port} (gRPC); Ctrl-C to stop", err=True)
+    on = lambda flag: flag.lower() in ("true", "1")
+
+    def fail(message: str):  # model_servers/main.cc: "Failed to start server. Error: ...", exit code 255
+        click.echo(f"Failed to start server. Error: {message}", err=True)
+        raise SystemExit(255)
+
+    if not model_base_path and not model_config_file:
+        fail("INVALID_ARGUMENT: Both server_options.model_base_path and server_options.model_config_file are empty!")
+    if batching_parameters_file and not on(enable_batching):
+        fail("INVALID_ARGUMENT: server_options.batching_parameters_file is set without setting "
+             "server_options.enable_batching to true.")
+    try:
+        config = (model_config.read_model_server_config(model_config_file) if model_config_file
+                  else model_config.single_model_config(model_name, model_base_path))
+        options = batching.options_from(model_config.read_batching_parameters(batching_parameters_file)) \
+            if on(enable_batching) else None
+        monitoring = model_config.read_monitoring_config(monitoring_config_file)
+    except (model_config.ConfigError, ServingError) as e:
+        fail(str(e))
+    loader = Loader(options, on(enable_model_warmup), max(num_request_iterations_for_warmup, 1))
+    repository = ModelRepository(config, loader.load, loader.unload, max_num_load_retries,
+                                 load_retry_interval_micros / 1e6)
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopped.set())
+        signal.signal(sig, lambda *_: (stopped.set(), repository.interrupt()))
+    try:
+        repository.wait_until_available()
+    except RuntimeError as e:
+        repository.stop()
+        fail(str(e))
+    if stopped.is_set():
+        return
+    repository.start_polling(file_system_poll_wait_seconds, model_config_file, model_config_file_poll_wait_seconds)
+    core = Core(repository, Metrics(), on(enable_signature_method_name_check))
+    grpc_server = make_grpc_server(core, f"{host}:{port}")
+    grpc_server.start()
+    click.echo(f"Running gRPC ModelServer at {host}:{port} ...", err=True)
+    rest_server = None
+    if rest_api_port:
+        prometheus = monitoring.prometheus_config
+        path = (prometheus.path or "/monitoring/prometheus/metrics") if prometheus.enable else None
+        rest_server = make_rest_server(RestApi(core, path), host, rest_api_port)
+        click.echo(f"Exporting HTTP/REST API at:{host}:{rest_api_port} ...", err=True)
     stopped.wait()
-    server.stop(grace=5).wait()
+    if rest_server:
+        rest_server.shutdown()
+    grpc_server.stop(grace=5).wait()
     repository.stop()
 
 

@@ -104,6 +104,9 @@ class PipelineConfig:
     serving_dir: str = "runs/serving"
     pipeline_name: str = PIPELINE_NAME
     model_name: str = PIPELINE_NAME
+    # The tensorflow_model_server binary infra validation loads each candidate into; "" takes the
+    # one on PATH, or else `movierec serve` (components/infra_validator).
+    model_server: str = ""
     schema_dir: str = str(SCHEMA_DIR)
     metadata_path: Optional[str] = None
     # With span-<N>/ folders: train on the newest rolling_spans spans that passed validation.

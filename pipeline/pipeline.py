@@ -1,8 +1,8 @@
 """The movierec TFX pipeline, as a pure function of its config: the README's diagram in code.
 
 RatingsExampleGen -> StatisticsGen / ImportSchemaGen -> ExampleValidator -> ValidationGate
--> Transform -> Trainer -> Evaluator (RMSE vs the last blessed model) -> RankingEvaluator (NDCG; one blessing with RMSE)
--> AtomicPusher
+-> Transform -> Trainer -> Evaluator (RMSE vs the last blessed model) -> RankingEvaluator (NDCG; one blessing
+with RMSE) -> InfraValidator -> AtomicPusher
 """
 import dataclasses
 import pathlib
@@ -12,6 +12,7 @@ from tfx import v1 as tfx
 import schema
 from components import code_version, resolvers
 from components.example_gen.component import RatingsExampleGen
+from components.infra_validator.component import InfraValidator
 from components.pusher.component import AtomicPusher
 from components.ranking_evaluator.component import RankingEvaluator
 from components.schema_import import SchemaImport
@@ -213,17 +214,22 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         max_ndcg_decrease=config.evaluation.max_ndcg_decrease,
         user_activity_bounds=config.evaluation.user_activity_bounds, code_digest=code_digest,
     ).with_id(RANKING_EVALUATOR)
+    # The RankingEvaluator's blessing requires TFMA's (RMSE) and the NDCG gate's.
+    blessing = ranking_evaluator.outputs["blessing"]
 
+    # Between Evaluator and Pusher: the candidate served as production serves it (TFX's InfraValidator role).
+    infra_validator = InfraValidator(model=trainer.outputs["model"], model_blessing=blessing,
+                                     model_name=config.model_name, model_server=config.model_server)
     # Keeps TFX's node ID, so run histories and caches of existing pipeline roots carry on.
-    pusher = AtomicPusher(trainer.outputs["model"], ranking_evaluator.outputs["blessing"],
-                          config.push_base).with_id("Pusher")
+    pusher = AtomicPusher(trainer.outputs["model"], blessing,
+                          infra_validator.outputs["blessing"], config.push_base).with_id("Pusher")
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator,
                     validation_gate, *carried_over.values(), transform, trainer, latest_blessed_model,
-                    evaluator, ranking_evaluator, pusher],
+                    evaluator, ranking_evaluator, infra_validator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             config.metadata_file),

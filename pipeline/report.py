@@ -89,6 +89,8 @@ def markdown_report(summary: run_summary.RunSummary, images: List[str]) -> str:
                                    "popularity rank"], tablefmt="github", disable_numparse=True), ""]
     if summary.blessing_notes:
         lines += ["Why: " + "; ".join(summary.blessing_notes), ""]
+    if summary.infra_blessed is not None:
+        lines += [f"Infra validation: {'passed' if summary.infra_blessed else 'failed'} - {summary.infra_note}", ""]
     lines += ["## Components", "", tabulate(
         [[name, state, f"{summary.seconds.get(name, 0):.1f}"] for name, state in summary.components.items()],
         headers=["component", "state", "seconds"], tablefmt="github"), ""]

@@ -15,6 +15,8 @@ from tensorflow_data_validation.utils import stats_util
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
+from components.example_gen import executor as example_gen
+from components import infra_validator
 from components.pusher import executor as pusher
 from components.ranking_evaluator import executor as ranking_executor
 from models import ranking
@@ -54,6 +56,10 @@ class RunSummary:
     span: Optional[int] = None
     pushed_version: Optional[str] = None
     error: str = ""
+    # The side tables ExampleGen joined: {"movies": path or None, "users": path or None}.
+    side_tables: Dict[str, Optional[str]] = dataclasses.field(default_factory=dict)
+    infra_blessed: Optional[bool] = None
+    infra_note: str = ""
     # The RankingEvaluator's ranking_metrics.json: {"k", "metrics": {relevance: {model: {slice:
     # {metric: value}}}}, "gate": {...}}; empty when it did not run.
     ranking_evaluation: Dict = dataclasses.field(default_factory=dict)
@@ -81,6 +87,9 @@ class RunSummary:
             lines.append("  rows ingested: " + ", ".join(
                 f"{split} {count:,}" for split, count in self.rows.items())
                 + f" (total {sum(self.rows.values()):,})")
+        if self.side_tables:
+            lines.append("  side tables joined: " + ", ".join(
+                f"{name} {path or 'none'}" for name, path in self.side_tables.items()))
         for key, label in (("rmse", "train RMSE per epoch"), ("val_rmse", "eval RMSE per epoch")):
             if self.history.get(key):
                 lines.append(f"  {label}: " + " ".join(f"{v:.3f}" for v in self.history[key]))
@@ -121,6 +130,8 @@ class RunSummary:
         if self.blessed is not None:
             lines.append(f"  blessed: {'yes' if self.blessed else 'no'}"
                          + (" - " + "; ".join(self.blessing_notes) if self.blessing_notes else ""))
+        if self.infra_blessed is not None:
+            lines.append(f"  infra validation: {'passed' if self.infra_blessed else 'failed'} - {self.infra_note}")
         if self.pushed is not None:
             lines.append(f"  push: {self.push_note}"
                          + (f" ({self.pushed_destination})" if self.pushed_destination else ""))
@@ -264,6 +275,8 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
         if "examples" in outputs and node == "RatingsExampleGen":
             # ExampleGen records the span as a custom property.
             summary.span = outputs["examples"].get_int_custom_property("span")
+            joined = outputs["examples"].get_string_custom_property(example_gen.SIDE_TABLES_PROPERTY)
+            summary.side_tables = json.loads(joined) if joined else {}
         if "model_run" in outputs:
             summary.history = _history(outputs["model_run"])
             summary.model_run_dir = outputs["model_run"].uri
@@ -273,7 +286,10 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
             summary.metrics = overall.get("candidate", {})
             summary.baseline_metrics = overall.get("baseline", {})
             summary.slices = by_slice
-        if "blessing" in outputs and "evaluation" in outputs:
+        if "blessing" in outputs and outputs["blessing"].type_name == "InfraBlessing":
+            summary.infra_blessed = bool(outputs["blessing"].get_int_custom_property(infra_validator.BLESSED))
+            summary.infra_note = infra_validator.note(outputs["blessing"])
+        elif "blessing" in outputs and "evaluation" in outputs:
             summary.blessed = bool(outputs["blessing"].get_int_custom_property("blessed"))
             summary.blessing_notes = _blessing_notes(
                 outputs["evaluation"].uri, config, summary.metrics, summary.baseline_metrics)

@@ -11,29 +11,17 @@ from typing import Dict, List, Optional, Sequence
 import grpc
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
-                                     model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc, regression_pb2)
+                                     model_service_pb2_grpc, prediction_service_pb2_grpc)
 
 from serving import contract
-from serving.contract import (EXCLUDE_MOVIE_IDS, EXCLUDE_SEEN, FOUND, K, KNOWN_MOVIE, KNOWN_USER, MOVIE,
+from serving.contract import predict_request, regression_request
+from serving.contract import (FOUND, K, KNOWN_MOVIE, KNOWN_USER, MOVIE,
                               MOVIE_ID, QUERY_MOVIE_ID, QUERY_TITLE, RATING, SCORE, TITLE, USER_ID,
                               served_versions)
 
 DEFAULT_SERVER = "localhost:8500"
 DEFAULT_MODEL = "movierec"
-
-
-def predict_request(model_name: str, signature: str, inputs: Dict[str, object]) -> predict_pb2.PredictRequest:
-    """A PredictRequest; each input is an array (converted) or a TensorProto (sent as it is)."""
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model_name
-    request.model_spec.signature_name = signature
-    for key, value in inputs.items():
-        request.inputs[key].CopyFrom(value if isinstance(value, tensor_pb2.TensorProto)
-                                     else tf.make_tensor_proto(value))
-    return request
 
 
 class GrpcBackend:
@@ -55,12 +43,8 @@ class GrpcBackend:
 
     def regress(self, examples: Sequence[bytes], signature: str = contract.REGRESS) -> np.ndarray:
         """Ratings of serialized tf.Examples through the Regress API."""
-        request = regression_pb2.RegressionRequest()
-        request.model_spec.name = self.model_name
-        request.model_spec.signature_name = signature
-        for example in examples:
-            request.input.example_list.examples.add().ParseFromString(example)
-        response = self.prediction.Regress(request, timeout=self.timeout_s)
+        response = self.prediction.Regress(regression_request(self.model_name, signature, examples),
+                                           timeout=self.timeout_s)
         self.last_version = response.model_spec.version.value
         return np.array([r.value for r in response.result.regressions], np.float32)
 
@@ -132,34 +116,41 @@ class RecommenderClient:
         self.backend = backend
 
     def predict(self, user_ids: Sequence[str], movie_ids: Sequence[str]) -> List[Rating]:
-        out = self.backend.call(contract.PREDICT_RATING, {
-            USER_ID: np.array(user_ids, dtype=object), MOVIE_ID: np.array(movie_ids, dtype=object)})
-        return [Rating(u, m, float(r), bool(ku), bool(km)) for u, m, r, ku, km in zip(
-            user_ids, movie_ids, out[RATING], out[KNOWN_USER], out[KNOWN_MOVIE])]
+        """Ratings of (user, movie) pairs, sent MAX_BATCH_SIZE pairs a request (the most one
+        batched request may carry)."""
+        ratings = []
+        for start in range(0, len(user_ids), contract.MAX_BATCH_SIZE):
+            users = list(user_ids[start:start + contract.MAX_BATCH_SIZE])
+            movies = list(movie_ids[start:start + contract.MAX_BATCH_SIZE])
+            out = self.backend.call(contract.PREDICT_RATING, {
+                USER_ID: np.array(users, dtype=object), MOVIE_ID: np.array(movies, dtype=object)})
+            ratings += [Rating(u, m, float(r), bool(ku), bool(km)) for u, m, r, ku, km in zip(
+                users, movies, out[RATING], out[KNOWN_USER], out[KNOWN_MOVIE])]
+        return ratings
 
     def recommend(self, user_id: str, k: int = 10, exclude_seen: bool = False,
                   exclude: Sequence[str] = ()) -> Answer:
-        out = self.backend.call(contract.RECOMMEND, {
-            USER_ID: np.array([user_id], dtype=object), K: np.array(k, dtype=np.int32),
-            EXCLUDE_SEEN: np.array(exclude_seen),
-            EXCLUDE_MOVIE_IDS: np.array([list(exclude)], dtype=object).reshape(1, len(exclude))})
-        items = [Item(i, float(s), t) for i, s, t in zip(
-            _text(out[MOVIE_ID]), out[SCORE].reshape(-1), _text(out[TITLE]))
-            if np.isfinite(s)]
+        """Top-k movies; excluded movies are left out even where fewer than k remain."""
+        out = self.backend.call(contract.RECOMMEND,
+                                contract.recommend_inputs([user_id], [k], [exclude_seen], [exclude]))
+        top = lambda key: contract.top_columns(out[key][0], k)
+        items = [Item(i, float(s), t) for i, s, t in zip(_text(top(MOVIE_ID)), top(SCORE), _text(top(TITLE)))
+                 if np.isfinite(s)]
         return Answer(user_id, bool(out[KNOWN_USER][0]), items)
 
     def similar_movies(self, movie: str, k: int = 10) -> Answer:
         out = self.backend.call(contract.SIMILAR_MOVIES, {
-            MOVIE: np.array([movie], dtype=object), K: np.array(k, dtype=np.int32)})
+            MOVIE: np.array([movie], dtype=object), K: np.array([k], dtype=np.int32)})
         found = bool(out[FOUND][0])
-        items = [Item(i, float(s), t) for i, s, t in zip(
-            _text(out[MOVIE_ID]), out[SCORE].reshape(-1), _text(out[TITLE]))] if found else []
+        top = lambda key: contract.top_columns(out[key][0], k)
+        items = [Item(i, float(s), t) for i, s, t in zip(_text(top(MOVIE_ID)), top(SCORE), _text(top(TITLE)))] \
+            if found else []
         return Answer(_text(out[QUERY_MOVIE_ID])[0] or movie, found, items, _text(out[QUERY_TITLE])[0])
 
     def similar_users(self, user_id: str, k: int = 10) -> Answer:
         out = self.backend.call(contract.SIMILAR_USERS, {
-            USER_ID: np.array([user_id], dtype=object), K: np.array(k, dtype=np.int32)})
+            USER_ID: np.array([user_id], dtype=object), K: np.array([k], dtype=np.int32)})
         known = bool(out[KNOWN_USER][0])
-        items = [Item(i, float(s)) for i, s in zip(_text(out[USER_ID]), out[SCORE].reshape(-1))] \
-            if known else []
+        top = lambda key: contract.top_columns(out[key][0], k)
+        items = [Item(i, float(s)) for i, s in zip(_text(top(USER_ID)), top(SCORE))] if known else []
         return Answer(user_id, known, items)

@@ -4,11 +4,36 @@ The export (models/export.py) builds signatures with these names, the Pusher lay
 this way, and everything under serving/ (client, server, load generator) reads only this module
 to learn them. It imports TensorFlow's protos but never TFX or tf.Transform, so a gRPC client does
 not load the pipeline stack.
+
+Every input of every signature is batch-major with one batch size B, because that is the only
+shape TF Serving's batching accepts (tensorflow/serving 2.16.1):
+- `batching/batching_util.h` `ComputeTensorBatchSize`: a rank-0 input fails every Run() with
+  "Batching Run() input tensors must have at least one dimension", and inputs whose 0th
+  dimensions differ fail with "Batching Run() input tensors must have equal 0th-dimension size".
+  So `k` and `exclude_seen` are [B], one value per row.
+- `batching/batching_session.cc` `BatchingSession::MergeInputTensors`: requests from different
+  clients are concatenated along dimension 0 into one batch, and the outputs are cut back along
+  dimension 0 (`SplitOutputTensors`). A merged batch can therefore mix k values: the model ranks
+  to the largest k of the batch and pads each row past its own k with "" (IDs, titles) and
+  -inf (scores). A client gets [B, K] with K >= its largest k and keeps its first k columns
+  (`top_columns`). Refusing mixed k would fail requests that are valid on their own.
+- The same function, with `pad_variable_length_inputs`, pads every variable dimension (here
+  `exclude_movie_ids`' E) to the batch's widest with the request tensor's *first element*
+  (`batching_util.cc` `PadTensor`: `pad_value(input.flat<T>()(0))`), and refuses a zero-width
+  tensor in a batch of non-empty ones ("Got empty tensor in batch of non-empty tensors."). So
+  every row of `exclude_movie_ids` starts with "" (E >= 1): padding then adds "" (nothing to
+  exclude), never another row's movie. The model refuses rows that do not start with "".
+- Requests carry at most MAX_BATCH_SIZE rows: large-batch splitting stays off (components/pusher/deploy.py), as
+  it would concatenate the parts of one request answered in different batches, whose K may differ
+  (`SplitInputTask`'s done callback: `tensor::Concat` of the parts).
 """
 import os
-from typing import List
+from typing import Dict, List, Sequence
 
+import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
+from tensorflow_serving.apis import predict_pb2, regression_pb2
 
 from movierec.data import features
 
@@ -28,6 +53,14 @@ CLIENT_SIGNATURES = (SERVING_DEFAULT, REGRESS, PREDICT_RATING, RECOMMEND, SIMILA
 PREDICT_METHOD = "tensorflow/serving/predict"
 REGRESS_METHOD = "tensorflow/serving/regress"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
+
+# Most rows in one request = batching's max_batch_size (components/pusher/deploy.py); a larger
+# request is refused with INVALID_ARGUMENT "Task size N is larger than maximum input batch size
+# 256" by TensorFlow's tensorflow/core/kernels/batching_util/shared_batch_scheduler.h
+# `Queue::ValidateBatchTaskQueueCapacity` (input_batch_size_limit = max_batch_size there).
+MAX_BATCH_SIZE = 256
+# The leading column of every exclude_movie_ids row and its padding: "" excludes nothing.
+NO_MOVIE = ""
 
 # GetModelMetadata's one supported field (servables/tensorflow/get_model_metadata_impl.cc).
 SIGNATURE_DEF = "signature_def"
@@ -61,6 +94,27 @@ def rating_example(user_id: str, movie_id: str) -> bytes:
         USER_ID: feature(user_id), MOVIE_ID: feature(movie_id)})).SerializeToString()
 
 
+def predict_request(model_name: str, signature: str, inputs: Dict[str, object]) -> predict_pb2.PredictRequest:
+    """A PredictRequest; each input is an array (converted) or a TensorProto (sent as it is)."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature
+    for key, value in inputs.items():
+        request.inputs[key].CopyFrom(value if isinstance(value, tensor_pb2.TensorProto)
+                                     else tf.make_tensor_proto(value))
+    return request
+
+
+def regression_request(model_name: str, signature: str, examples) -> regression_pb2.RegressionRequest:
+    """A RegressionRequest (the Regress API) for serialized tf.Examples."""
+    request = regression_pb2.RegressionRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature
+    for example in examples:
+        request.input.example_list.examples.add().ParseFromString(example)
+    return request
+
+
 def served_versions(base: str) -> List[int]:
     """Numeric version folders under a TF Serving model base path, oldest first.
 
@@ -91,3 +145,47 @@ def catalogue_ids(version_dir: str):
     read = lambda name: [value.decode("utf-8") for value in
                          reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE")]
     return read(USER_IDS_VARIABLE), read(MOVIE_IDS_VARIABLE)
+
+
+def exclusions(rows: Sequence[Sequence[str]]) -> np.ndarray:
+    """exclude_movie_ids for rows of movie IDs to leave out: [B, 1 + longest], each row "" first,
+    then its IDs, then "" up to the longest row."""
+    width = 1 + max((len(row) for row in rows), default=0)
+    table = np.full([len(rows), width], NO_MOVIE, dtype=object)
+    for i, row in enumerate(rows):
+        table[i, 1:1 + len(row)] = list(row)
+    return table
+
+
+def recommend_inputs(user_ids: Sequence[str], ks: Sequence[int], exclude_seen: Sequence[bool],
+                     exclude: Sequence[Sequence[str]]) -> Dict[str, np.ndarray]:
+    """The inputs of `recommend` for B rows: one k, one exclude_seen, one exclusion list each."""
+    return {USER_ID: np.array(user_ids, dtype=object), K: np.array(ks, np.int32),
+            EXCLUDE_SEEN: np.array(exclude_seen, bool), EXCLUDE_MOVIE_IDS: exclusions(exclude)}
+
+
+def top_columns(values: np.ndarray, k: int) -> np.ndarray:
+    """A row's first k ranked columns: a batch may have ranked to a larger k (see above)."""
+    return np.asarray(values)[..., :k]
+
+
+def signature_inputs(users: Sequence[str], movies: Sequence[str],
+                     ks: Sequence[int]) -> List[tuple]:
+    """(signature, inputs) for one request per serving signature on rows (user, movie, k), k
+    differing between rows as in a merged batch: the warmup file's records and infra
+    validation's canary requests. The first row excludes its movie and what the user has seen.
+    `transform_features` is TFMA's preprocessing signature, not a client's: it parses complete
+    labelled examples, so it has no request here."""
+    examples = np.array([rating_example(u, m) for u, m in zip(users, movies)], dtype=object)
+    users_, movies_ = np.array(users, dtype=object), np.array(movies, dtype=object)
+    ks_ = np.array(ks, np.int32)
+    first_only = [i == 0 for i in range(len(users))]
+    return [
+        (SERVING_DEFAULT, {EXAMPLES: examples}),
+        (REGRESS, {INPUTS: examples}),
+        (PREDICT_RATING, {USER_ID: users_, MOVIE_ID: movies_}),
+        (RECOMMEND, recommend_inputs(users, ks, first_only,
+                                     [[m] if first else [] for m, first in zip(movies, first_only)])),
+        (SIMILAR_MOVIES, {MOVIE: movies_, K: ks_}),
+        (SIMILAR_USERS, {USER_ID: users_, K: ks_}),
+    ]

@@ -323,19 +323,22 @@ def _tensor(dtype, dims: Sequence[int], **values) -> tensor_pb2.TensorProto:
     return tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape, **values)
 
 
-def malformed_requests(model: str, user: str, movie: str) -> List[Malformed]:
-    """Requests TF Serving refuses: unknown model, version or signature -> NOT_FOUND; input that
-    does not fit the signature -> INVALID_ARGUMENT. The server must answer each and stay up."""
+def malformed_requests(model: str, user: str, movie: str, batching: bool = True) -> List[Malformed]:
+    """Requests TF Serving refuses: unknown model or version -> NOT_FOUND; unknown Predict
+    signature -> FAILED_PRECONDITION; input that does not fit the signature -> INVALID_ARGUMENT.
+    Inputs of different batch sizes are refused only by the batching session (`batching`); without
+    it TF Serving runs them and the model broadcasts. The server must answer each and stay up."""
     not_found, invalid = grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT
     ids = {contract.USER_ID: [user], contract.MOVIE_ID: [movie]}
-    no_exclusions = {contract.EXCLUDE_SEEN: False, contract.EXCLUDE_MOVIE_IDS: np.zeros([1, 0], dtype=object)}
-    recommend = lambda **inputs: _predict(contract.RECOMMEND, model, **{contract.USER_ID: [user], contract.K: np.int32(5),
-                                                                 **no_exclusions, **inputs})
+    no_exclusions = {contract.EXCLUDE_SEEN: [False], contract.EXCLUDE_MOVIE_IDS: contract.exclusions([[]])}
+    recommend = lambda **inputs: _predict(contract.RECOMMEND, model, **{
+        contract.USER_ID: [user], contract.K: np.array([5], np.int32), **no_exclusions, **inputs})
     example = rating_example(user, movie)
     return [
         Malformed("unknown model", not_found, _predict(contract.PREDICT_RATING, "no-such-model", **ids)),
         Malformed("unknown version", not_found, _predict(contract.PREDICT_RATING, model, version=1, **ids)),
-        Malformed("unknown signature", not_found, _predict("no_such_signature", model, **ids)),
+        Malformed("unknown signature", grpc.StatusCode.FAILED_PRECONDITION,  # predict_util.cc RunPredict
+                  _predict("no_such_signature", model, **ids)),
         Malformed("status of an unknown model", not_found, _status_request("no-such-model")),
         Malformed("status of an unknown version", not_found, _status_request(model, version=1)),
         Malformed("metadata of an unknown model", not_found, _metadata_request("no-such-model", contract.SIGNATURE_DEF)),
@@ -344,28 +347,32 @@ def malformed_requests(model: str, user: str, movie: str) -> List[Malformed]:
         Malformed("missing input", invalid, _predict(contract.PREDICT_RATING, model, user_id=[user])),
         Malformed("no inputs", invalid, _predict(contract.PREDICT_RATING, model)),
         Malformed("wrong input key", invalid, _predict(contract.PREDICT_RATING, model, user=[user], movie_id=[movie])),
-        Malformed("extra input", invalid, _predict(contract.PREDICT_RATING, model, k=np.int32(1), **ids)),
+        Malformed("extra input", invalid, _predict(contract.PREDICT_RATING, model, k=np.array([1], np.int32), **ids)),
         Malformed("float IDs", invalid, _predict(contract.PREDICT_RATING, model, user_id=[1.5], movie_id=[movie])),
-        Malformed("int64 k", invalid, recommend(k=np.int64(5))),
-        Malformed("float k", invalid, recommend(k=np.float32(5))),
-        Malformed("int exclude_seen", invalid, recommend(exclude_seen=np.int32(1))),
+        Malformed("int64 k", invalid, recommend(k=np.array([5], np.int64))),
+        Malformed("float k", invalid, recommend(k=np.array([5], np.float32))),
+        Malformed("int exclude_seen", invalid, recommend(exclude_seen=np.array([1], np.int32))),
         Malformed("IDs of rank 2", invalid, _predict(contract.PREDICT_RATING, model, user_id=[[user]], movie_id=[[movie]])),
         Malformed("scalar IDs", invalid, _predict(contract.PREDICT_RATING, model, user_id=user, movie_id=movie)),
-        Malformed("k as a vector", invalid, recommend(k=np.array([5], np.int32))),
+        Malformed("scalar k", invalid, recommend(k=np.int32(5))),
+        Malformed("scalar exclude_seen", invalid, recommend(exclude_seen=False)),
+        Malformed("2 users, 1 k", invalid, recommend(
+            user_id=[user, user], exclude_seen=[False, False], exclude_movie_ids=contract.exclusions([[], []]))),
         Malformed("exclusions of rank 1", invalid, recommend(exclude_movie_ids=np.array([movie], dtype=object))),
-        Malformed("2 users, 1 movie", invalid, _predict(
-            contract.PREDICT_RATING, model, user_id=[user, user], movie_id=[movie])),
+        Malformed("exclusions without the leading empty ID", invalid, recommend(
+            exclude_movie_ids=np.array([[movie]], dtype=object))),
         Malformed("exclusion rows != users", invalid, recommend(
-            user_id=[user, user], exclude_movie_ids=np.array([[movie]], dtype=object))),
-        Malformed("k = 0", invalid, recommend(k=np.int32(0))),
-        Malformed("negative k", invalid, _predict(contract.SIMILAR_USERS, model, user_id=[user], k=np.int32(-3))),
+            user_id=[user, user], k=np.array([5, 5], np.int32), exclude_seen=[False, False],
+            exclude_movie_ids=contract.exclusions([[movie]]))),
+        Malformed("k = 0", invalid, recommend(k=np.array([0], np.int32))),
+        Malformed("negative k", invalid, _predict(contract.SIMILAR_USERS, model, user_id=[user],
+                                                  k=np.array([-3], np.int32))),
         Malformed("more values than the shape holds", invalid, _predict(
             contract.PREDICT_RATING, model, user_id=_tensor(types_pb2.DT_STRING, [1], string_val=[user.encode()] * 3),
             movie_id=[movie])),
         Malformed("truncated tensor_content", invalid, _predict(
-            contract.RECOMMEND, model, **{contract.USER_ID: [user], contract.EXCLUDE_SEEN: False,
-                                   contract.EXCLUDE_MOVIE_IDS: np.zeros([1, 0], dtype=object),
-                                   contract.K: _tensor(types_pb2.DT_INT32, [], tensor_content=b"\x05\x00")})),
+            contract.RECOMMEND, model, **{contract.USER_ID: [user], **no_exclusions,
+                                          contract.K: _tensor(types_pb2.DT_INT32, [1], tensor_content=b"\x05\x00")})),
         Malformed("not a tf.Example", invalid, _predict(contract.SERVING_DEFAULT, model, examples=[b"\xff not a proto"])),
         Malformed("tf.Example without movie_id", invalid, _predict(contract.SERVING_DEFAULT, model, examples=[
             tf.train.Example(features=tf.train.Features(feature={contract.USER_ID: tf.train.Feature(
@@ -375,7 +382,8 @@ def malformed_requests(model: str, user: str, movie: str) -> List[Malformed]:
         Malformed("Regress without examples", invalid, _regress_request(model, contract.REGRESS, [])),
         Malformed("Regress on a Predict signature", invalid, _regress_request(model, contract.RECOMMEND, [example])),
         Malformed("Classify on a regression model", invalid, _classify_request(model)),
-    ]
+    ] + ([Malformed("2 users, 1 movie", invalid, _predict(  # batching_util.h ComputeTensorBatchSize
+        contract.PREDICT_RATING, model, user_id=[user, user], movie_id=[movie]))] if batching else [])
 
 
 def _with_output_filter(request, output: str):

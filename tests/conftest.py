@@ -70,7 +70,7 @@ def server(trained_run, tmp_path_factory):
     assert result.returncode == 0, result.stderr[-3000:]
     serving_dir = tmp_path_factory.mktemp("serving") / "models"
     shutil.copytree(run.config.serving_dir, serving_dir)
-    server = Server(str(serving_dir), serving_dir.parent / "server.log")
+    server = Server(str(serving_dir), serving_dir.parent)
     server.wait_until_available()
     yield server
     server.stop()

@@ -1,26 +1,37 @@
-"""`movierec serve` in a subprocess on 127.0.0.1, as the serving contract and load tests run it."""
+"""`movierec serve` in a subprocess on 127.0.0.1, started from the pushed deploy files the way
+docker-compose.yaml starts tensorflow_model_server (same flags; models.config with its /models
+mount pointed at the serving dir), as the serving contract and load tests run it."""
+import json
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
 import grpc
 import portpicker
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc, prediction_service_pb2_grpc
 
+from serving.model_config import deploy_flags
 from tests.cli import MOVIEREC
 
 MODEL = "movierec"
+# The pushed model's contract (every input batch-major, serving/contract.py) and its
+# batching_parameters.txt let TF Serving batch it: the server runs the deploy flags as pushed.
+BATCHING = True
 
 
 class Server:
-    """The server process and stubs for it; polls for new versions every 0.5 s, so swaps are quick."""
+    """The server process and stubs for it; polls for new versions every second, so swaps are quick."""
 
-    def __init__(self, serving_dir, log_path):
+    def __init__(self, serving_dir, work_dir, batching: bool = BATCHING):
         self.serving_dir, self.port = serving_dir, portpicker.pick_unused_port()
+        self.rest_port = portpicker.pick_unused_port()
         self.address = f"127.0.0.1:{self.port}"
-        self.log = open(log_path, "w")
+        self.log = open(work_dir / "server.log", "w")
         self.process = subprocess.Popen(
-            [*MOVIEREC, "serve", "--model-dir", serving_dir, "--port", str(self.port),
-             "--poll-seconds", "0.5"], stdout=self.log, stderr=subprocess.STDOUT)
+            [*MOVIEREC, "serve", f"--port={self.port}", f"--rest_api_port={self.rest_port}",
+             *deploy_flags(serving_dir, work_dir, batching), "--file_system_poll_wait_seconds=1"],
+            stdout=self.log, stderr=subprocess.STDOUT)
         self.channel = grpc.insecure_channel(self.address)
         self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
@@ -33,6 +44,20 @@ class Server:
         request = get_model_status_pb2.GetModelStatusRequest()
         request.model_spec.name = model
         return self.models.GetModelStatus(request, timeout=5)
+
+    def rest(self, path, body=None):
+        """(HTTP status, decoded JSON body) of a REST call."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.rest_port}{path}",
+                                         data=None if body is None else json.dumps(body).encode())
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def rest_text(self, path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.rest_port}{path}", timeout=10) as response:
+            return response.status, response.read().decode()
 
     def wait_until_available(self, timeout_s=180):
         deadline = time.time() + timeout_s

@@ -11,13 +11,19 @@ carries its movie's title, year and genres and its user's age, gender and occupa
 
 Files are cut into chunks at line ends so Beam can spread them over workers; each chunk is parsed
 column-wise (pandas) and encoded to tf.Examples in C++ (tfx_bsl). A chunk the fast path finds
-anything odd in is re-read line by line (records.parse_lines), which names the bad line or
-accepts the chunk: the two paths agree on what is valid.
+anything odd in (a quote, a blank line, a bad value) is re-read line by line (records.parse_lines),
+which names the bad line or accepts the chunk: the two paths agree on what is valid, and both
+read what Python's csv.reader reads (see records.py for the accepted dialect).
+
+No rating is in two places: the (user, movie) pairs of every file of a run, across all given
+splits, are checked for duplicates together.
 """
+import codecs
 import csv
 import dataclasses
 import io
 import itertools
+import json
 import os
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -48,6 +54,9 @@ DUPLICATE_CHECK_GROUPS = 8
 # zlib level of the written files: level 1 writes ~3x faster than the default 6, ~10% larger.
 GZIP_LEVEL = 1
 _BYTES = pa.large_list(pa.large_binary())
+# Custom property of the Examples: {"movies": path or null, "users": path or null}, the side
+# tables joined (the run summary shows it, so a table left over from an earlier import is seen).
+SIDE_TABLES_PROPERTY, SIDE_TABLES = "side_tables", ("movies", "users")
 
 
 def ingest_config(movies: Optional[str], users: Optional[str], rating_range: Tuple[float, float],
@@ -59,7 +68,7 @@ def ingest_config(movies: Optional[str], users: Optional[str], rating_range: Tup
     covers the ratings files and its properties only: an edited movies.csv or executor must re-run it.
     """
     values = struct_pb2.Struct()
-    for key, path in (("movies", movies), ("users", users)):
+    for key, path in zip(SIDE_TABLES, (movies, users)):
         if path:
             stat = fileio.stat(path)
             values.update({key: path, f"{key}_fingerprint": f"{stat.length}:{stat.mtime_nsec}"})
@@ -84,18 +93,21 @@ def _read_table(path: Optional[str], parse, key) -> Dict[str, Any]:
     if not path:
         return {}
     with fileio.open(path, "rb") as f:
-        lines = [records.decode_line(raw, path, n) for n, raw in enumerate(f.read().splitlines(), 1)]
+        text = f.read().removeprefix(codecs.BOM_UTF8)
+        lines = [records.decode_line(raw, path, n) for n, raw in enumerate(text.splitlines(), 1)]
     return {key(row): row for row in parse(lines, path)}
 
 
 @dataclasses.dataclass(frozen=True)
 class Chunk:
-    """Lines [first_line, ...) of `path`, bytes [start, end): whole lines only."""
+    """Lines [first_line, ...) of `path`, bytes [start, end): whole lines only (the last chunk
+    of a truncated file excepted), laid out as the file's `header` says."""
     path: str
     file_index: int
     start: int
     end: int
     first_line: int
+    header: records.Header
     rating_range: Optional[Tuple[float, float]] = None
 
 
@@ -117,18 +129,29 @@ class Rows:
 
 def plan_chunks(indexed_path: Tuple[int, str], rating_range: Optional[Tuple[float, float]] = None,
                 chunk_bytes: Optional[int] = None) -> Iterator[Chunk]:
-    """Checks a file's header and cuts the rest at line ends about every CHUNK_BYTES."""
+    """Reads a file's header, then cuts the rest after the last LF of about every CHUNK_BYTES.
+
+    Offsets are counted on the bytes read, so any line end (LF, CRLF, mixed) cuts alike; bytes
+    after the last LF (a truncated line) form the last chunk, which parsing then refuses.
+    """
     file_index, path = indexed_path
     chunk_bytes = chunk_bytes or CHUNK_BYTES
     with fileio.open(path, "rb") as f:
-        header = f.readline()
-        records.check_header(header, path)
-        start, line = len(header), 2
-        while block := f.read(chunk_bytes):
-            block += b"" if block.endswith(b"\n") else f.readline()
-            yield Chunk(path, file_index, start, start + len(block), line, rating_range)
-            start += len(block)
-            line += block.count(b"\n")
+        pending = f.read(chunk_bytes)
+        while b"\n" not in pending and (more := f.read(chunk_bytes)):
+            pending += more
+        header_end = pending.find(b"\n") + 1 or len(pending)
+        header = records.read_header(pending[:header_end], path)
+        start, line, pending = header_end, 2, pending[header_end:]
+        at_end = False
+        while pending or not at_end:
+            cut = len(pending) if at_end else pending.rfind(b"\n") + 1
+            if not at_end and (len(pending) < chunk_bytes or not cut):
+                more = f.read(chunk_bytes)
+                pending, at_end = pending + more, not more
+                continue
+            yield Chunk(path, file_index, start, start + cut, line, header, rating_range)
+            start, line, pending = start + cut, line + pending.count(b"\n", 0, cut), pending[cut:]
     if line == 2:
         raise records.RowError(path, 2, None, "no ratings after the header")
 
@@ -140,24 +163,27 @@ def _read_chunk(chunk: Chunk) -> bytes:
 
 
 def _parse_columns(raw: bytes, chunk: Chunk) -> Optional[Rows]:
-    """The fast path: every line a clean rating, or None to let the line-by-line parser decide."""
-    if not raw.endswith(b"\n"):
+    """The fast path: every line a clean unquoted rating, or None to let the line-by-line parser decide."""
+    if not raw.endswith(b"\n") or b'"' in raw:
         return None
+    header = chunk.header
+    user, movie, rating, timestamp = header.positions
+    dtypes = {i: str for i in range(len(header.names))}
+    dtypes.update({rating: np.float64, timestamp: np.float64})
     try:
         # No names: pandas would take a surplus first field for an index instead of failing.
-        frame = pd.read_csv(io.BytesIO(raw), header=None, na_filter=False,
-                            dtype={0: str, 1: str, 2: np.float64, 3: np.float64},
+        frame = pd.read_csv(io.BytesIO(raw), header=None, na_filter=False, dtype=dtypes,
                             quoting=csv.QUOTE_NONE, skip_blank_lines=False, encoding="utf-8",
                             encoding_errors="strict")
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError):
         return None
-    if frame.shape[1] != len(features.RATINGS_COLUMNS):
+    # One row per LF: pandas also ends a line at a lone CR, which csv.reader refuses.
+    if frame.shape != (raw.count(b"\n"), len(header.names)):
         return None
-    frame.columns = features.RATINGS_COLUMNS
-    user_ids = frame[features.USER_ID].str.strip()
-    movie_ids = frame[features.MOVIE_ID].str.strip()
-    ratings = frame[features.RATING].to_numpy(np.float64)
-    timestamps = frame[features.TIMESTAMP].to_numpy(np.float64)
+    user_ids = frame[user].str.strip()
+    movie_ids = frame[movie].str.strip()
+    ratings = frame[rating].to_numpy(np.float64)
+    timestamps = frame[timestamp].to_numpy(np.float64)
     if ((user_ids == "").any() or (movie_ids == "").any() or not np.isfinite(ratings).all()
             or not np.isfinite(timestamps).all() or (timestamps != np.floor(timestamps)).any()):
         return None
@@ -170,8 +196,8 @@ def _parse_columns(raw: bytes, chunk: Chunk) -> Optional[Rows]:
 
 def _parse_lines(raw: bytes, chunk: Chunk) -> Rows:
     """The exact path: raises RowError at the first bad line (records.parse_lines)."""
-    numbered = list(records.parse_lines(raw.splitlines(keepends=True), chunk.path, chunk.first_line,
-                                        chunk.rating_range))
+    numbered = list(records.parse_lines(records.split_lines(raw), chunk.path, chunk.first_line,
+                                        chunk.rating_range, chunk.header))
     return Rows(chunk.path, chunk.file_index, np.array([n for n, _ in numbered], np.int64),
                 np.array([r.user_id for _, r in numbered], object),
                 np.array([r.movie_id for _, r in numbered], object),
@@ -276,12 +302,15 @@ def _pair_groups(rows: Rows) -> Iterator[Tuple[int, Tuple[np.ndarray, np.ndarray
                        rows.lines[selected])
 
 
-def _line_fields(path: str, line: int) -> List[str]:
+def _line_pair(path: str, line: int) -> Tuple[str, str]:
+    """(user_id, movie_id) of one line of a ratings file, read again to name a duplicate."""
     with fileio.open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
+        header = records.read_header(f.readline(), path)
+        for number, raw in enumerate(f, start=2):
             if number == line:
-                return raw.decode("utf-8").rstrip("\r\n").split(",")
-    return []
+                fields = records.split_fields(records.decode_line(raw, path, line), path, line)
+                return tuple(fields[i].strip() for i in header.positions[:2])
+    return ("", "")
 
 
 def check_no_duplicates(group: Tuple[int, Iterable[Tuple[np.ndarray, np.ndarray, np.ndarray]]],
@@ -294,51 +323,83 @@ def check_no_duplicates(group: Tuple[int, Iterable[Tuple[np.ndarray, np.ndarray,
     repeated = np.flatnonzero(hashes[1:] == hashes[:-1])
     for i in repeated:
         first, again = (files[file_indices[i]], int(lines[i])), (files[file_indices[i + 1]], int(lines[i + 1]))
-        first_fields, again_fields = _line_fields(*first), _line_fields(*again)
-        if [f.strip() for f in first_fields[:2]] == [f.strip() for f in again_fields[:2]]:  # not a hash collision
+        user, movie = _line_pair(*again)
+        if _line_pair(*first) == (user, movie):  # not a hash collision
             where = f"line {first[1]}" if first[0] == again[0] else f"{first[0]}:{first[1]}"
             raise records.RowError(again[0], again[1], features.MOVIE_ID,
-                                   f"duplicated row: user {again_fields[0].strip()!r} already rated movie "
-                                   f"{again_fields[1].strip()!r} on {where}")
+                                   f"duplicated row: user {user!r} already rated movie {movie!r} on {where}")
+
+
+def list_files(input_base: str, patterns: List[str]) -> List[List[Tuple[int, str]]]:
+    """The ratings files of each split pattern, each with an index unique across all of them.
+
+    A file matched by two patterns would put its ratings in two splits: refused."""
+    found = [sorted(fileio.glob(os.path.join(input_base, pattern))) for pattern in patterns]
+    for pattern, files in zip(patterns, found):
+        if not files:
+            raise FileNotFoundError(f"no ratings files match {os.path.join(input_base, pattern)}")
+    seen: Dict[str, str] = {}
+    for pattern, files in zip(patterns, found):
+        for path in files:
+            if path in seen:
+                raise ValueError(f"{path}: matched by the split patterns {seen[path]!r} and {pattern!r}: "
+                                 "its ratings would be in two splits")
+            seen[path] = pattern
+    indexed, offset = [], 0
+    for files in found:
+        indexed.append(list(enumerate(files, start=offset)))
+        offset += len(files)
+    return indexed
 
 
 class ReadRatings(beam.PTransform):
-    """Parsed Rows of every file matching the split pattern under input_base, chunk by chunk;
-    the run fails at the first bad row or duplicated (user, movie) pair."""
+    """Parsed Rows of the given (index, path) files, chunk by chunk; the run fails at the first bad row."""
 
-    def __init__(self, exec_properties: Dict[str, Any], split_pattern: str):
+    def __init__(self, files: List[Tuple[int, str]], rating_range: Optional[Tuple[float, float]]):
         super().__init__()
-        input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-        self._pattern = os.path.join(input_base, split_pattern)
-        self._rating_range = tuple(_ingest_settings(exec_properties).get("rating_range", ()))
+        self._files, self._rating_range = files, rating_range
 
     def expand(self, pipeline: beam.Pipeline) -> beam.PCollection:
-        files = sorted(fileio.glob(self._pattern))
-        if not files:
-            raise FileNotFoundError(f"no ratings files match {self._pattern}")
-        rows = (pipeline
-                | "ListFiles" >> beam.Create(list(enumerate(files)))
+        return (pipeline
+                | "ListFiles" >> beam.Create(self._files)
                 | "PlanChunks" >> beam.FlatMap(plan_chunks, self._rating_range)
                 | "SpreadChunks" >> beam.Reshuffle()
                 | "ParseChunks" >> beam.FlatMap(parse_chunk))
-        _ = (rows
-             | "PairHashes" >> beam.FlatMap(_pair_groups)
-             | "GroupPairs" >> beam.GroupByKey()
-             | "CheckDuplicates" >> beam.Map(check_no_duplicates, files))
-        return rows
+
+
+class CheckDuplicates(beam.PTransform):
+    """Fails the run at a (user, movie) pair found twice among the Rows of all `files`
+    (indexed as the Rows' file_index); given every split's Rows, no rating is in two splits."""
+
+    def __init__(self, files: List[str]):
+        super().__init__()
+        self._files = files
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        return (rows
+                | "PairHashes" >> beam.FlatMap(_pair_groups)
+                | "GroupPairs" >> beam.GroupByKey()
+                | "CheckDuplicates" >> beam.Map(check_no_duplicates, self._files))
+
+
+def _rating_range(exec_properties: Dict[str, Any]) -> Optional[Tuple[float, float]]:
+    return tuple(_ingest_settings(exec_properties).get("rating_range", ())) or None
 
 
 class _RatingsCsvToExample(beam.PTransform):
-    """Serialized tf.Examples, one element each, of the files matching the split pattern."""
+    """Serialized tf.Examples, one element each, of the files matching the split pattern
+    (TFX's GetInputSourceToExamplePTransform contract; Executor.Do reads all splits at once)."""
 
     def __init__(self, exec_properties: Dict[str, Any], split_pattern: str):
         super().__init__()
-        self._read = ReadRatings(exec_properties, split_pattern)
+        [self._files] = list_files(exec_properties[standard_component_specs.INPUT_BASE_KEY], [split_pattern])
+        self._rating_range = _rating_range(exec_properties)
         self._settings = _ingest_settings(exec_properties)
 
     def expand(self, pipeline: beam.Pipeline) -> beam.PCollection:
-        return (pipeline | "ReadRatings" >> self._read
-                | "ToExamples" >> beam.ParDo(_ToExamples(self._settings.get("movies"), self._settings.get("users"))))
+        rows = pipeline | "ReadRatings" >> ReadRatings(self._files, self._rating_range)
+        _ = rows | "CheckDuplicates" >> CheckDuplicates([path for _, path in self._files])
+        return rows | "ToExamples" >> beam.ParDo(_ToExamples(self._settings.get("movies"), self._settings.get("users")))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -423,16 +484,24 @@ class Executor(BaseExampleGenExecutor):
         else:
             inputs = [(split.pattern, SplitLayout([uri], []))
                       for split, uri in zip(input_config.splits, uris)]
+        files = list_files(exec_properties[standard_component_specs.INPUT_BASE_KEY],
+                           [pattern for pattern, _ in inputs])
+        rating_range = _rating_range(exec_properties)
         with self._make_beam_pipeline() as pipeline:
-            for index, (pattern, layout) in enumerate(inputs):
-                _ = (pipeline
-                     | f"ReadRatings[{index}]" >> ReadRatings(exec_properties, pattern)
-                     | f"WriteSplits[{index}]" >> beam.ParDo(
-                         _WriteChunkSplits(settings.get("movies"), settings.get("users"), layout)))
+            all_rows = []
+            for index, ((_, layout), input_files) in enumerate(zip(inputs, files)):
+                rows = pipeline | f"ReadRatings[{index}]" >> ReadRatings(input_files, rating_range)
+                _ = rows | f"WriteSplits[{index}]" >> beam.ParDo(
+                    _WriteChunkSplits(settings.get("movies"), settings.get("users"), layout))
+                all_rows.append(rows)
+            _ = (all_rows | "AllSplits" >> beam.Flatten()
+                 | "CheckDuplicates" >> CheckDuplicates([path for split in files for _, path in split]))
         # The artifact properties TFX's own Do sets.
         payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
         file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)
         for artifact in examples:
+            artifact.set_string_custom_property(SIDE_TABLES_PROPERTY, json.dumps(
+                {key: settings.get(key) for key in SIDE_TABLES}))
             if payload_format:
                 examples_utils.set_payload_format(artifact, payload_format)
             if file_format:

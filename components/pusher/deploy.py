@@ -2,7 +2,30 @@
 
 `<serving_dir>/` then holds everything `tensorflow/serving` needs: the versions
 (`<model>/<version>/`), `models.config`, batching and Prometheus monitoring settings, a
-docker-compose file and a Kubernetes manifest that mount that directory at /models.
+docker-compose file and a Kubernetes manifest that mount that directory at /models. Infra
+validation (components/infra_validator) starts a model server with the same files and flags
+(`deploy_files`, `server_args`) on the candidate model before anything is pushed.
+
+What TF Serving 2.16.1 requires of them, and where its source decides it:
+- Batching is on, so every input is batch-major (serving/contract.py); requests of different
+  clients are merged into one batch of at most MAX_BATCH_SIZE rows.
+- `pad_variable_length_inputs: true`: without it, concurrent `recommend` calls whose
+  exclude_movie_ids differ in width cannot be merged (batching/batching_session.cc
+  `BatchingSession::MergeInputTensors`: FAILED_PRECONDITION "Tensors with name
+  'exclude_movie_ids' from different tasks have different shapes and padding is turned off").
+- Large-batch splitting off, max_batch_size = contract.MAX_BATCH_SIZE: a request of more rows is
+  refused (INVALID_ARGUMENT); with splitting, the parts of one request would be answered in
+  different batches whose ranked width K may differ, and joining them fails
+  (batching_session.cc `SplitInputTask`: `tensor::Concat` of the parts).
+- allowed_batch_sizes increase and end with max_batch_size
+  (servables/tensorflow/bundle_factory_util.cc `WrapSessionForBatching`: "Last entry in
+  allowed_batch_sizes must match max_batch_size"; increasing order is what
+  batching/batching_util.cc `RoundToLowestAllowedBatchSize` assumes and session_bundle_config.proto
+  requires). A merged batch is padded up to the next allowed size with copies of a real row
+  (`MergeInputTensors`), whose outputs are dropped.
+- `--model_config_file_poll_wait_seconds`: every push rewrites models.config (a new model name
+  appears there); without the flag the server reads it only at start
+  (model_servers/server.cc `Server::BuildAndStart` polls only when it is > 0).
 """
 import os
 from typing import Dict, Sequence
@@ -12,44 +35,65 @@ from google.protobuf import text_format
 from tfx.dsl.io import fileio
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving import contract
+
 # The TF Serving release that matches the TensorFlow the models are trained and exported with.
 TF_SERVING_IMAGE = "tensorflow/serving:2.16.1"
 MODELS_MOUNT = "/models"
 GRPC_PORT, REST_PORT = 8500, 8501
-POLL_SECONDS = 5
+POLL_SECONDS = 5  # new versions of a model (--file_system_poll_wait_seconds)
+CONFIG_POLL_SECONDS = 30  # models.config, for new model names
+MODELS_CONFIG, BATCHING_FILE, MONITORING_FILE = "models.config", "batching_parameters.txt", "monitoring.config"
+METRICS_PATH = "/monitoring/prometheus/metrics"
 
-# BatchingParameters / MonitoringConfig text protos (their .proto files are not in the pip package).
-BATCHING_PARAMETERS = """\
-# Server-side batching of concurrent requests (tensorflow_serving BatchingParameters).
-max_batch_size { value: 128 }
-batch_timeout_micros { value: 2000 }
-max_enqueued_batches { value: 100 }
-num_batch_threads { value: 4 }
-"""
-MONITORING_CONFIG = """\
-# Prometheus metrics at http://<host>:8501/monitoring/prometheus/metrics
-prometheus_config {
-  enable: true
-  path: "/monitoring/prometheus/metrics"
+# BatchingParameters (tensorflow_serving/servables/tensorflow/session_bundle_config.proto): the
+# wrapper-typed fields are written `name { value: v }`, the others `name: v`. Written as text here
+# (components import no serving module but the contract); tests parse the file with TF Serving's
+# own message (serving/protos) and check it against the rules above.
+BATCHING_WRAPPED = {
+    "max_batch_size": contract.MAX_BATCH_SIZE,
+    "batch_timeout_micros": 2000,
+    "max_enqueued_batches": 100,
+    "num_batch_threads": 4,
+    "enable_large_batch_splitting": "false",
 }
-"""
+ALLOWED_BATCH_SIZES = [2 ** i for i in range(contract.MAX_BATCH_SIZE.bit_length())]
 
 
-def models_config(model_names: Sequence[str]) -> str:
+def batching_parameters() -> str:
+    """batching_parameters.txt: a BatchingParameters text proto."""
+    lines = ["# Server-side batching of concurrent requests (TF Serving BatchingParameters); see",
+             "# components/pusher/deploy.py for why each value is what it is."]
+    lines += [f"{name} {{ value: {value} }}" for name, value in BATCHING_WRAPPED.items()]
+    lines += [f"allowed_batch_sizes: {size}" for size in ALLOWED_BATCH_SIZES]
+    lines.append("pad_variable_length_inputs: true")
+    return "\n".join(lines) + "\n"
+
+
+def monitoring_config() -> str:
+    """monitoring.config: a MonitoringConfig text proto (Prometheus on the REST port)."""
+    return (f"# Prometheus metrics at http://<host>:{REST_PORT}{METRICS_PATH}\n"
+            f'prometheus_config {{\n  enable: true\n  path: "{METRICS_PATH}"\n}}\n')
+
+
+def models_config(model_names: Sequence[str], mount: str = MODELS_MOUNT) -> str:
     config = model_server_config_pb2.ModelServerConfig()
     for name in model_names:
         model = config.model_config_list.config.add(
-            name=name, base_path=f"{MODELS_MOUNT}/{name}", model_platform="tensorflow")
+            name=name, base_path=f"{mount}/{name}", model_platform="tensorflow")
         model.model_version_policy.latest.num_versions = 1
     return text_format.MessageToString(config)
 
 
-def server_args() -> list:
-    return [f"--port={GRPC_PORT}", f"--rest_api_port={REST_PORT}",
-            f"--model_config_file={MODELS_MOUNT}/models.config",
+def server_args(config_dir: str = MODELS_MOUNT, grpc_port: int = GRPC_PORT, rest_port: int = REST_PORT) -> list:
+    """tensorflow_model_server's flags for the deploy files in `config_dir` (batching and warmup on)."""
+    return [f"--port={grpc_port}", f"--rest_api_port={rest_port}",
+            f"--model_config_file={config_dir}/{MODELS_CONFIG}",
+            f"--model_config_file_poll_wait_seconds={CONFIG_POLL_SECONDS}",
             f"--file_system_poll_wait_seconds={POLL_SECONDS}",
-            "--enable_batching", f"--batching_parameters_file={MODELS_MOUNT}/batching_parameters.txt",
-            f"--monitoring_config_file={MODELS_MOUNT}/monitoring.config"]
+            "--enable_batching=true", f"--batching_parameters_file={config_dir}/{BATCHING_FILE}",
+            "--enable_model_warmup=true",
+            f"--monitoring_config_file={config_dir}/{MONITORING_FILE}"]
 
 
 def docker_compose() -> Dict:
@@ -62,22 +106,42 @@ def docker_compose() -> Dict:
     }}}
 
 
+STORAGE_NOTE = """\
+# Storage: every replica mounts the same serving dir read-only at /models, and each push writes new
+# versions and models.config into it. With more than one replica (or the pipeline on another node)
+# the claim must be ReadWriteMany storage (NFS, Filestore, EFS, Azure Files) that the pipeline's
+# Pusher writes too, or --serving-dir and base_path must be object storage (gs://, s3://) that TF
+# Serving reads directly; a ReadWriteOnce disk attaches to one node only and the second pod never starts.
+"""
+
+
 def kubernetes(model_names: Sequence[str]) -> list:
+    """Deployment (2 replicas, probes on the REST API), Service, and the shared models claim.
+
+    Probes use GET /v1/models/<name> (TF Serving's model status over REST: 200 once a version of
+    the model is known, 404 before). The startup probe allows 5 minutes for the first load and
+    warmup; after it, a pod that stops answering is taken out of the Service (readiness) and,
+    after 30 s, restarted (liveness).
+    """
     labels = {"app": "movierec-serving"}
+    probe = lambda period, failures: {
+        "httpGet": {"path": f"/v1/models/{model_names[0]}", "port": REST_PORT},
+        "periodSeconds": period, "failureThreshold": failures, "timeoutSeconds": 2}
     container = {
         "name": "tf-serving", "image": TF_SERVING_IMAGE, "args": server_args(),
         "ports": [{"name": "grpc", "containerPort": GRPC_PORT}, {"name": "http", "containerPort": REST_PORT}],
         "volumeMounts": [{"name": "models", "mountPath": MODELS_MOUNT, "readOnly": True}],
-        "readinessProbe": {"httpGet": {"path": f"/v1/models/{model_names[0]}", "port": REST_PORT},
-                           "periodSeconds": 5},
+        "startupProbe": probe(5, 60),
+        "readinessProbe": probe(5, 2),
+        "livenessProbe": probe(10, 3),
         "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "4Gi"}},
     }
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "movierec-serving"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": labels}, "template": {
-            "metadata": {"labels": labels, "annotations": {
+        "spec": {"replicas": 2, "selector": {"matchLabels": dict(labels)}, "template": {
+            "metadata": {"labels": dict(labels), "annotations": {
                 "prometheus.io/scrape": "true", "prometheus.io/port": str(REST_PORT),
-                "prometheus.io/path": "/monitoring/prometheus/metrics"}},
+                "prometheus.io/path": METRICS_PATH}},
             "spec": {"containers": [container], "volumes": [
                 {"name": "models", "persistentVolumeClaim": {"claimName": "movierec-models"}}]}}},
     }
@@ -87,20 +151,32 @@ def kubernetes(model_names: Sequence[str]) -> list:
             {"name": "grpc", "port": GRPC_PORT, "targetPort": GRPC_PORT},
             {"name": "http", "port": REST_PORT, "targetPort": REST_PORT}]},
     }
-    return [deployment, service]
-
-
-def write_deploy_files(serving_dir: str, model_names: Sequence[str]) -> None:
-    """(Re)writes the deploy files for `model_names` into `serving_dir`, each atomically."""
-    files = {
-        "models.config": models_config(model_names),
-        "batching_parameters.txt": BATCHING_PARAMETERS,
-        "monitoring.config": MONITORING_CONFIG,
-        "docker-compose.yaml": yaml.safe_dump(docker_compose(), sort_keys=False),
-        "kubernetes.yaml": yaml.safe_dump_all(kubernetes(model_names), sort_keys=False),
+    claim = {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "movierec-models"},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "10Gi"}}},
     }
+    return [deployment, service, claim]
+
+
+def deploy_files(model_names: Sequence[str], mount: str = MODELS_MOUNT) -> Dict[str, str]:
+    """{file name: text}: the server's config files, with model base paths under `mount`."""
+    return {MODELS_CONFIG: models_config(model_names, mount), BATCHING_FILE: batching_parameters(),
+            MONITORING_FILE: monitoring_config()}
+
+
+def write_files(directory: str, files: Dict[str, str]) -> None:
+    """Writes each file atomically (a server polling models.config never reads half a file)."""
     for name, text in files.items():
-        path = os.path.join(serving_dir, name)
+        path = os.path.join(directory, name)
         with fileio.open(f"{path}.tmp", "w") as f:
             f.write(text)
         fileio.rename(f"{path}.tmp", path, overwrite=True)
+
+
+def write_deploy_files(serving_dir: str, model_names: Sequence[str]) -> None:
+    """(Re)writes the deploy files for `model_names` into `serving_dir`."""
+    write_files(serving_dir, {
+        **deploy_files(model_names),
+        "docker-compose.yaml": yaml.safe_dump(docker_compose(), sort_keys=False),
+        "kubernetes.yaml": STORAGE_NOTE + yaml.safe_dump_all(kubernetes(model_names), sort_keys=False),
+    })

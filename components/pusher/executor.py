@@ -23,8 +23,10 @@ from tfx.components.pusher import executor as tfx_pusher
 from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
+from tfx.components.util import model_utils
 from tfx.utils import io_utils, proto_utils
 
+from components import infra_validator
 from movierec.errors import MovierecError
 from components.pusher import deploy
 from serving.contract import model_names, served_versions
@@ -99,6 +101,16 @@ def publish(model_dir: str, base: str) -> int:
     return version
 
 
+def why_not_blessed(input_dict: Dict[str, List[types.Artifact]]) -> str:
+    """Which validator held the model back: the Evaluator, or infra validation (and its reason)."""
+    model_blessing = input_dict.get(standard_component_specs.MODEL_BLESSING_KEY) or []
+    infra_blessing = input_dict.get(standard_component_specs.INFRA_BLESSING_KEY) or []
+    if all(model_utils.is_model_blessed(b) for b in model_blessing) and infra_blessing \
+            and not model_utils.is_infra_validated(infra_blessing[0]):
+        return f"TF Serving could not serve it ({infra_validator.note(infra_blessing[0])})"
+    return "the model was not blessed"
+
+
 class Executor(tfx_pusher.Executor):
     """Filesystem push: blessed, not already served, staged then renamed into place."""
 
@@ -109,7 +121,7 @@ class Executor(tfx_pusher.Executor):
         pushed_model = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.PUSHED_MODEL_KEY])
         if not self.CheckBlessing(input_dict):
-            self._not_pushed(pushed_model, "the model was not blessed")
+            self._not_pushed(pushed_model, why_not_blessed(input_dict))
             return
         destination = pusher_pb2.PushDestination()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY],

@@ -65,12 +65,12 @@ def read_split(examples: types.Artifact, split: str) -> Tuple[np.ndarray, np.nda
 def recommend_request(user_ids: np.ndarray, k: int) -> Dict[str, tf.Tensor]:
     """The recommend signature's inputs for a batch of users with their training movies excluded.
 
-    The one place that builds the request (serving/contract.py's names; models/export.py's
-    signature: k and exclude_seen scalars, exclude_movie_ids [B, E]): a contract change is made here.
+    The one place that builds the request, with serving/contract.py's builder (one k, one
+    exclude_seen and one exclusion list per row).
     """
-    return {contract.USER_ID: tf.constant(user_ids, tf.string), contract.K: tf.constant(k, tf.int32),
-            contract.EXCLUDE_SEEN: tf.constant(True),
-            contract.EXCLUDE_MOVIE_IDS: tf.zeros([len(user_ids), 0], tf.string)}
+    inputs = contract.recommend_inputs(list(user_ids), [k] * len(user_ids), [True] * len(user_ids),
+                                       [[]] * len(user_ids))
+    return {name: tf.constant(value) for name, value in inputs.items()}
 
 
 def recommend_lists(model_dir: str, user_ids: np.ndarray, k: int) -> Dict[bytes, np.ndarray]:
@@ -79,7 +79,7 @@ def recommend_lists(model_dir: str, user_ids: np.ndarray, k: int) -> Dict[bytes,
     lists = {}
     for start in range(0, len(user_ids), RECOMMEND_BATCH):
         batch = user_ids[start:start + RECOMMEND_BATCH]
-        movies = recommend(**recommend_request(batch, k))[contract.MOVIE_ID].numpy()
+        movies = contract.top_columns(recommend(**recommend_request(batch, k))[contract.MOVIE_ID].numpy(), k)
         lists.update(zip(batch.tolist(), movies))
     return lists
 

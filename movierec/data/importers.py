@@ -5,7 +5,7 @@ raises; nothing is written unless every row of every file was read (see canonica
 """
 import pathlib
 import re
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from movierec.data import features, records, side_tables
 from movierec.data.records import Rating, RowError
@@ -50,6 +50,13 @@ def ratings_from_lines(path: pathlib.Path, separator: str, rating_range: RatingR
                        header: Optional[str] = None) -> Iterator[Rating]:
     for line_no, fields in split_lines(path, separator, header=header):
         yield records.parse_fields(fields, str(path), line_no, rating_range)
+
+
+def ratings_from_csv(path: pathlib.Path, rating_range: RatingRange,
+                     names: Mapping[str, str] = records.CANONICAL_NAMES) -> Iterator[Rating]:
+    """A ratings CSV as any tool writes it (see records.py), its columns found by `names`."""
+    with open(path, "rb") as f:
+        yield from records.read_ratings(f, str(path), rating_range, names)
 
 
 def _title_and_year(title: str) -> Tuple[str, Optional[int]]:
@@ -169,7 +176,7 @@ def import_movielens_1m(src: pathlib.Path, dest: pathlib.Path,
 # --- GroupLens "latest" / 20M / 25M (ratings.csv, movies.csv with headers) --------------------
 
 def _latest_movies(path: pathlib.Path) -> Iterator[Movie]:
-    with open(path, newline="", encoding="utf-8") as stream:
+    with open(path, newline="", encoding="utf-8-sig") as stream:
         rows = list(side_tables.csv_rows(stream, str(path), ("movieId", "title", "genres")))
     for line_no, row in rows:
         movie_id = records.parse_id(row["movieId"], str(path), line_no, features.MOVIE_ID)
@@ -184,9 +191,8 @@ def import_movielens_latest(src: pathlib.Path, dest: pathlib.Path,
     ratings_path = _require(folder / "ratings.csv" if src.is_dir() else src,
                             "MovieLens ratings.csv")
     movies = list(_latest_movies(folder / "movies.csv")) if (folder / "movies.csv").is_file() else []
-    ratings = ratings_from_lines(ratings_path, ",", rating_range,
-                                 header="userId,movieId,rating,timestamp")
-    return canonical.write_dataset(dest, ratings, movies)
+    return canonical.write_dataset(dest, ratings_from_csv(ratings_path, rating_range, records.MOVIELENS_NAMES),
+                                   movies)
 
 
 # --- Canonical CSVs (ratings.csv plus optional movies.csv / users.csv) ------------------------
@@ -199,9 +205,7 @@ def import_canonical_csv(src: pathlib.Path, dest: pathlib.Path,
     movies_path, users_path = folder / features.MOVIES_FILE, folder / features.USERS_FILE
     movies = side_tables.read_movies(str(movies_path)) if movies_path.is_file() else []
     users = side_tables.read_users(str(users_path)) if users_path.is_file() else []
-    ratings = ratings_from_lines(ratings_path, ",", rating_range,
-                                 header=",".join(features.RATINGS_COLUMNS))
-    return canonical.write_dataset(dest, ratings, movies, users)
+    return canonical.write_dataset(dest, ratings_from_csv(ratings_path, rating_range), movies, users)
 
 
 IMPORTERS: Dict[str, Callable[[pathlib.Path, pathlib.Path, RatingRange], canonical.ImportSummary]] = {

@@ -86,10 +86,10 @@ def parse_users(stream: Iterable[str], source: str) -> Iterator[User]:
 
 
 def read_movies(path: str) -> list:
-    with open(path, newline="", encoding="utf-8") as stream:
+    with open(path, newline="", encoding="utf-8-sig") as stream:
         return list(parse_movies(stream, path))
 
 
 def read_users(path: str) -> list:
-    with open(path, newline="", encoding="utf-8") as stream:
+    with open(path, newline="", encoding="utf-8-sig") as stream:
         return list(parse_users(stream, path))

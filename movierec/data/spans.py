@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from typing import Callable, Dict, Iterator
 
-from movierec.data import features, records
+from movierec.data import canonical, features, records
 from movierec.errors import DataError
 
 SPAN_FOLDER = "span-{}"
@@ -73,7 +73,8 @@ def split_spans(src: pathlib.Path, dest: pathlib.Path, by: str) -> Dict[int, int
             if target.exists():
                 shutil.rmtree(target)
             (staging / SPAN_FOLDER.format(span)).rename(target)
-    for side_table in (features.MOVIES_FILE, features.USERS_FILE):
-        if (ratings_path.parent / side_table).is_file():
-            shutil.copy(ratings_path.parent / side_table, dest / side_table)
+    copied = [name for name in (features.MOVIES_FILE, features.USERS_FILE) if (ratings_path.parent / name).is_file()]
+    for side_table in copied:
+        shutil.copy(ratings_path.parent / side_table, dest / side_table)
+    canonical.remove_stale_side_tables(dest, copied)
     return dict(sorted(counts.items()))

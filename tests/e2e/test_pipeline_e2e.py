@@ -1,4 +1,5 @@
 """The whole pipeline through `movierec run` on a 3,000-rating MovieLens sample, in a temp dir."""
+import csv
 import math
 import pathlib
 import shutil
@@ -8,19 +9,16 @@ import tensorflow as tf
 
 from movierec.data import features
 from pipeline import report
+from serving import contract
 from tests.cli import movierec
 from tests.conftest import write_csv
 from tests.pipeline_runs import PipelineRun
+from tests.unit.components import test_csv_variants as variants
 
 ALL_COMPONENTS = ["RatingsExampleGen", "ImportSchemaGen", "latest_blessed_model_resolver",
                   "StatisticsGen", "ExampleValidator", "ValidationGate", "transform_analyzer_cache",
-                  "warm_start_model", "Transform", "Trainer", "Evaluator", "RankingEvaluator", "Pusher"]
-
-
-def serialized_example(user_id: str, movie_id: str) -> bytes:
-    feature = lambda value: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
-    return tf.train.Example(features=tf.train.Features(feature={
-        features.USER_ID: feature(user_id), features.MOVIE_ID: feature(movie_id)})).SerializeToString()
+                  "warm_start_model", "Transform", "Trainer", "Evaluator", "RankingEvaluator",
+                  "InfraValidator", "Pusher"]
 
 
 def test_first_run_executes_every_component_and_pushes(trained_run):
@@ -30,6 +28,15 @@ def test_first_run_executes_every_component_and_pushes(trained_run):
     assert summary.components == {name: "ran" for name in ALL_COMPONENTS}
     assert sum(summary.rows.values()) == 3000 and set(summary.rows) == {"train", "eval"}
     assert summary.blessed and summary.pushed
+    assert summary.side_tables == {"movies": str(run.data.parent / "movies.csv"),
+                                   "users": str(run.data.parent / "users.csv")}
+    assert f"side tables joined: movies {run.data.parent / 'movies.csv'}, users " in summary.render()
+    # Infra validation served the candidate with the production deploy files before the push, and
+    # one canary request per client signature was answered.
+    assert summary.infra_blessed, summary.infra_note
+    assert ("infra validation: passed - served by movierec serve with batching and warmup; canary requests "
+            "to serving_default, regress, predict_rating, recommend, similar_movies, similar_users answered"
+            ) in result.stdout
     assert 0 < summary.metrics["root_mean_squared_error"] < 1.6
     assert summary.metrics["example_count"] == summary.rows["eval"]
     assert len(run.versions()) == 1
@@ -73,9 +80,9 @@ def test_pushed_model_rates_known_and_unknown_users(trained_run):
     model = tf.saved_model.load(f"{run.config.push_base}/{run.versions()[0]}")
     serve = model.signatures["serving_default"]
     known_user, known_movie = run.data.read_text().splitlines()[1].split(",")[:2]
-    requests = [serialized_example(known_user, known_movie),
-                serialized_example("no-such-user", known_movie),
-                serialized_example("no-such-user", "no-such-movie")]
+    requests = [contract.rating_example(known_user, known_movie),
+                contract.rating_example("no-such-user", known_movie),
+                contract.rating_example("no-such-user", "no-such-movie")]
     ratings = serve(examples=tf.constant(requests))[features.LABEL_KEY].numpy()
     assert ratings.shape == (3,)
     assert all(math.isfinite(r) and 0.5 <= r <= 5.5 for r in ratings)
@@ -133,3 +140,25 @@ def test_beam_dag_runner_end_to_end(ratings_sample, tmp_path):
     summary = run.summary()
     assert summary.components == {name: "ran" for name in ALL_COMPONENTS}
     assert summary.blessed and summary.pushed and len(run.versions()) == 1
+
+
+def test_files_as_tools_write_them_go_through_movierec_run(ratings_sample, tmp_path):
+    """The sample's 3,000 ratings split over files written by the csv module, pandas, Excel's CSV
+    UTF-8 layout and by hand (tests/test_csv_variants.py), side tables beside them: every row is
+    ingested and both side tables are joined."""
+    with open(ratings_sample, newline="") as f:
+        sample = [(u, m, float(r), int(t)) for u, m, r, t in list(csv.reader(f))[1:]]
+    data = tmp_path / "data"
+    data.mkdir()
+    for side_table in (features.MOVIES_FILE, features.USERS_FILE):
+        shutil.copy(ratings_sample.parent / side_table, data / side_table)
+    for index, (name, writer) in enumerate(variants.WRITERS.items()):
+        writer(data / f"ratings-{name}.csv", sample[index::len(variants.WRITERS)])
+    expected = sum(len(variants.referee(path)) for path in data.glob("ratings-*.csv"))
+    assert expected == len(sample) == 3000
+    run = PipelineRun(tmp_path / "run", data)
+    result = run()
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = run.summary()
+    assert sum(summary.rows.values()) == expected
+    assert summary.side_tables == {"movies": str(data / "movies.csv"), "users": str(data / "users.csv")}

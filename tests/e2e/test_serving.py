@@ -1,5 +1,6 @@
 """Contract tests: the real tensorflow-serving-api stubs against `movierec serve` on a pushed model."""
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -7,14 +8,13 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, regression_pb2
 
 from movierec.data import features
-from serving import contract
-from serving import loadgen
+from serving import contract, loadgen
 from serving.client import GrpcBackend, RecommenderClient
-from serving.contract import rating_example
+from serving.rest_client import RestBackend
 from serving.client import predict_request as build_predict_request
-from serving.repository import warmup_requests
+from serving.server import warmup_records
 from tests.cli import movierec
-from tests.serving_server import MODEL
+from tests.serving_server import BATCHING, MODEL
 
 
 def predict_request(signature, model=MODEL, **inputs):
@@ -44,7 +44,7 @@ def test_status_and_metadata(server):
 
 def test_every_signature_answers(server, ratings_sample):
     user, movie = ratings_sample.read_text().splitlines()[1].split(",")[:2]
-    example = rating_example(user, movie)
+    example = contract.rating_example(user, movie)
     call = lambda request: outputs(server.predictions.Predict(request, timeout=10))
 
     by_example = call(predict_request("serving_default", examples=[example]))[features.LABEL_KEY]
@@ -53,13 +53,12 @@ def test_every_signature_answers(server, ratings_sample):
     assert by_id["known_user"].tolist() == [True, False]
     assert np.all(np.isfinite(by_id[features.LABEL_KEY]))
 
-    top = call(predict_request("recommend", user_id=[user], k=np.int32(5), exclude_seen=True,
-                               exclude_movie_ids=np.array([[movie]], dtype=object)))
+    top = call(predict_request("recommend", **contract.recommend_inputs([user], [5], [True], [[movie]])))
     assert top[features.MOVIE_ID].shape == (1, 5) and movie.encode() not in top[features.MOVIE_ID][0]
     assert all(title for title in top[features.TITLE][0])  # titles come from the joined movies.csv
-    similar = call(predict_request("similar_movies", movie=[movie], k=np.int32(3)))
+    similar = call(predict_request("similar_movies", movie=[movie], k=np.array([3], np.int32)))
     assert similar["found"].tolist() == [True] and similar[features.MOVIE_ID].shape == (1, 3)
-    users = call(predict_request("similar_users", user_id=[user], k=np.int32(3)))
+    users = call(predict_request("similar_users", user_id=[user], k=np.array([3], np.int32)))
     assert users["known_user"].tolist() == [True] and user.encode() not in users[features.USER_ID][0]
 
     regression = regression_pb2.RegressionRequest()
@@ -71,11 +70,11 @@ def test_every_signature_answers(server, ratings_sample):
 
 def test_unknown_ids_get_fallbacks_not_errors(server):
     call = lambda request: outputs(server.predictions.Predict(request, timeout=10))
-    top = call(predict_request("recommend", user_id=["stranger-1", "stranger-2"], k=np.int32(4),
-                               exclude_seen=False, exclude_movie_ids=np.zeros([2, 0], dtype=object)))
+    top = call(predict_request("recommend", **contract.recommend_inputs(
+        ["stranger-1", "stranger-2"], [4, 4], [False, False], [[], []])))
     assert top["known_user"].tolist() == [False, False]
     assert top[features.MOVIE_ID][0].tolist() == top[features.MOVIE_ID][1].tolist()  # bias ranking
-    similar = call(predict_request("similar_movies", movie=["no such film"], k=np.int32(3)))
+    similar = call(predict_request("similar_movies", movie=["no such film"], k=np.array([3], np.int32)))
     assert similar["found"].tolist() == [False]
 
 
@@ -83,7 +82,7 @@ def test_not_found_and_invalid_argument_codes(server):
     """Each malformed request once (tests/test_serving_load.py floods them concurrently)."""
     backend = GrpcBackend(server.address, MODEL)
     wrong = {}
-    for request in loadgen.malformed_requests(MODEL, "1", "1"):
+    for request in loadgen.malformed_requests(MODEL, "1", "1", BATCHING):
         code, details = loadgen.answer_code(backend, request)
         if code != request.expected:
             wrong[request.name] = f"expected {request.expected.name}, got {code.name}: {details}"
@@ -95,7 +94,7 @@ def test_not_found_and_invalid_argument_codes(server):
 
 def test_warmup_requests_are_answered(server):
     version = contract.served_versions(server.model_base)[-1]
-    logs = warmup_requests(f"{server.model_base}/{version}")
+    logs = warmup_records(f"{server.model_base}/{version}")
     assert len(logs) >= 6
     for log in logs:
         request = log.predict_log.request
@@ -113,3 +112,76 @@ def test_client_commands_print_tables_and_json(server):
     assert "AVAILABLE" in status.stdout
     down = movierec("status", "--server", "127.0.0.1:1")
     assert down.returncode == 1 and "UNAVAILABLE" in down.stderr
+
+
+def test_rest_api_gives_the_grpc_answers(server):
+    """The REST contract: the client's own requests sent as TF Serving columnar JSON answer what
+    gRPC answers; status, metadata, row format, Regress and error bodies as TF Serving sends them."""
+    version = contract.served_versions(server.model_base)[-1]
+    status, body = server.rest(f"/v1/models/{MODEL}")
+    assert status == 200 and body["model_version_status"][0] == {
+        "version": str(version), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+    status, body = server.rest(f"/v1/models/{MODEL}/versions/{version}/metadata")
+    assert status == 200 and "recommend" in body["metadata"]["signature_def"]["signature_def"]
+
+    rest, grpc_backend = RestBackend("127.0.0.1", server.rest_port, MODEL), GrpcBackend(server.address, MODEL)
+    by_rest, by_grpc = RecommenderClient(rest), RecommenderClient(grpc_backend)
+    assert by_rest.recommend("1", 5, True, ["50"]) == by_grpc.recommend("1", 5, True, ["50"])
+    assert by_rest.predict(["1", "nobody"], ["50", "50"]) == by_grpc.predict(["1", "nobody"], ["50", "50"])
+    assert by_rest.similar_movies("1", 3) == by_grpc.similar_movies("1", 3)
+
+    status, body = server.rest(f"/v1/models/{MODEL}:predict", {"signature_name": "predict_rating", "instances": [
+        {"user_id": "1", "movie_id": "50"}, {"user_id": "nobody", "movie_id": "50"}]})
+    assert status == 200 and [row["known_user"] for row in body["predictions"]] == [True, False]
+    status, body = server.rest(f"/v1/models/{MODEL}:regress", {"signature_name": "regress", "examples": [
+        {features.USER_ID: "1", features.MOVIE_ID: "50"}]})
+    assert status == 200 and body["results"][0] == pytest.approx(by_grpc.predict(["1"], ["50"])[0].rating, abs=1e-5)
+    assert server.rest(f"/v1/models/{MODEL}:predict", {"signature_name": "nope", "instances": [1]}) == (
+        400, {"error": 'Serving signature name: "nope" not found in signature def'})
+    status, page = server.rest_text("/monitoring/prometheus/metrics")
+    assert status == 200 and f':tensorflow:serving:request_count{{model_name="{MODEL}",status="OK"}}' in page
+    rest.close()
+    grpc_backend.close()
+
+
+def test_concurrent_recommend_calls_are_batched_and_each_gets_its_own_answer(server, ratings_sample):
+    """With batching on, concurrent calls of one signature are merged into one batch
+    (batching/batching_session.cc `BatchingSession::MergeInputTensors`; exclusion widths padded,
+    `pad_variable_length_inputs`) and the outputs cut back per call (`SplitOutputTensors`). Each
+    call's first k columns must equal its answer alone; a response wider than its own k, padded
+    with "" / -inf, shows it was merged with a call asking for more."""
+    rows = [line.split(",")[:2] for line in ratings_sample.read_text().splitlines()[1:200]]
+    users = sorted({user for user, _ in rows})[:12]
+    movies = [movie for _, movie in rows]
+    calls = [contract.recommend_inputs([user], [(2, 5, 10)[i % 3]], [i % 2 == 0], [movies[i:i + i % 4]])
+             for i, user in enumerate(users)]
+    backend = GrpcBackend(server.address, MODEL)
+    alone = [backend.call("recommend", inputs) for inputs in calls]
+    backend.close()
+    answers, errors = [], []
+
+    def client(number):
+        own = GrpcBackend(server.address, MODEL)
+        try:
+            for i in [*range(number, len(calls)), *range(number)] * 3:
+                answers.append((i, own.call("recommend", calls[i])))
+        except Exception as e:  # noqa: BLE001 - every failure is reported below
+            errors.append(repr(e))
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == [] and len(answers) == 8 * 3 * len(calls)
+    widened = 0
+    for i, answer in answers:
+        k = int(calls[i]["k"][0])
+        assert answer[features.MOVIE_ID].shape[1] >= k
+        assert answer[features.MOVIE_ID][0][:k].tolist() == alone[i][features.MOVIE_ID][0][:k].tolist()
+        np.testing.assert_allclose(answer["score"][0][:k], alone[i]["score"][0][:k], rtol=1e-5)
+        assert set(answer[features.MOVIE_ID][0][k:].tolist()) <= {b""} and np.all(np.isneginf(answer["score"][0][k:]))
+        widened += answer[features.MOVIE_ID].shape[1] > k
+    assert widened > 0

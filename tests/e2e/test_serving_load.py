@@ -7,7 +7,7 @@ benchmarks/serving_load.py, not here: these tests check that nothing fails.
 from components.pusher.executor import publish
 from serving import loadgen
 from serving.client import GrpcBackend, RecommenderClient
-from tests.serving_server import MODEL
+from tests.serving_server import BATCHING, MODEL
 
 CLIENTS, REQUESTS_PER_CLIENT, FLOOD_ROUNDS = 8, 1000, 5
 CALL_TIMEOUT_S, PHASE_TIMEOUT_S = 10.0, 240.0
@@ -36,7 +36,7 @@ def test_mixed_load_survives_a_version_pushed_mid_way(server):
 
 def test_malformed_requests_get_their_status_codes_and_the_server_stays_up(server):
     ids = _ids(server)
-    requests = loadgen.malformed_requests(MODEL, ids.users[0], ids.movies[0])
+    requests = loadgen.malformed_requests(MODEL, ids.users[0], ids.movies[0], BATCHING)
     flooded = loadgen.flood(server.address, requests, CLIENTS, FLOOD_ROUNDS, CALL_TIMEOUT_S, PHASE_TIMEOUT_S)
 
     assert not flooded.timed_out

@@ -59,10 +59,20 @@ def rows(*lines: str) -> bytes:
 
 @pytest.mark.parametrize("content, message", [
     pytest.param(b"user_id,movie_id,rating\nu1,m1,4\n",
-                 f"ratings.csv:1: header is 'user_id,movie_id,rating', expected {HEADER!r}", id="missing-column"),
+                 f"ratings.csv:1: header is 'user_id,movie_id,rating': no column 'timestamp' (expected {HEADER!r}, "
+                 "in any order)", id="missing-column"),
     pytest.param(b"userId,movieId,rating,timestamp\nu1,m1,4,1\n",
-                 f"ratings.csv:1: header is 'userId,movieId,rating,timestamp', expected {HEADER!r}",
-                 id="wrong-header"),
+                 "ratings.csv:1: header is 'userId,movieId,rating,timestamp': no column 'user_id', 'movie_id' "
+                 f"(expected {HEADER!r}, in any order; MovieLens ratings.csv: movierec data import --format "
+                 "movielens-latest)", id="movielens-header"),
+    pytest.param(b"user_id,movie_id,rating,timestamp,user_id\nu1,m1,4,1,u2\n",
+                 f"ratings.csv:1: header is 'user_id,movie_id,rating,timestamp,user_id': column 'user_id' more than "
+                 f"once (expected {HEADER!r}, in any order)", id="repeated-column"),
+    pytest.param(rows('u1,"m1\n', 'x",4,1'),
+                 "ratings.csv:3: a quoted field runs past the end of the line (line breaks inside quoted fields are "
+                 "not supported)", id="quoted-line-break"),
+    pytest.param(rows("u1,m\r1,4,1"), "ratings.csv:3: unreadable row (new-line character seen in unquoted field - "
+                 "do you need to open the file in universal-newline mode?)", id="lone-carriage-return"),
     pytest.param(rows("u1,m1,4"), "ratings.csv:3: expected 4 fields (user_id,movie_id,rating,timestamp), got 3",
                  id="row-missing-a-field"),
     pytest.param(rows("u1,m1,4,1,extra"),
@@ -84,6 +94,9 @@ def rows(*lines: str) -> bytes:
     pytest.param(rows("u1,m1,4,1") + b"u2,m1,5,88125",
                  "ratings.csv:4: last line 'u2,m1,5,88125' has no line end: the file looks truncated "
                  "(a complete file ends with a newline)", id="truncated-last-line"),
+    pytest.param(rows("u1,m1,4,1").replace(b"\n", b"\r\n") + b"u2,m1,5,88125\r",
+                 "ratings.csv:4: last line 'u2,m1,5,88125' has no line end: the file looks truncated "
+                 "(a complete file ends with a newline)", id="truncated-crlf-file"),
 ])
 def test_bad_file_is_rejected_naming_line_and_field(tmp_path, content, message):
     assert rejected(tmp_path, content) == message

@@ -1,6 +1,7 @@
-"""The ExampleGen executor's own writing: stable hash splits, every row exactly once."""
+"""The ExampleGen executor's own writing: stable hash splits (also across spans), every row exactly once."""
 import collections
 
+import pytest
 import tensorflow as tf
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs as specs
@@ -75,3 +76,30 @@ def test_given_splits_are_kept_as_they_are(tmp_path):
     by_split, _ = run_executor(tmp_path / "in", [("train", "train/*.csv"), ("eval", "eval/*.csv")])
     assert {split: sorted(pair(r) for r in records) for split, records in by_split.items()} == {
         "train": [(b"u1", b"m1"), (b"u1", b"m2")], "eval": [(b"u2", b"m1")]}
+
+
+def test_a_pair_rerated_in_a_later_span_stays_in_its_split(tmp_path):
+    """Two spans, one ExampleGen run each (as scheduled runs do); 40 users re-rate movie m0 in
+    span 2. Each pair lands in the same split in both spans: the older rating of a pair evaluated
+    on is never trained on. (Which of the two the Trainer fits on: test_preprocessing.)"""
+    write_csv(tmp_path / "span-1" / "ratings.csv", HEADER,
+              [f"u{i},m0,1,{100 + i}" for i in range(40)] + [f"u{i},m1,3,{100 + i}" for i in range(40)])
+    write_csv(tmp_path / "span-2" / "ratings.csv", HEADER, [f"u{i},m0,5,{900 + i}" for i in range(40)])
+    first, _ = run_executor(tmp_path, [("single_split", "span-1/ratings.csv")], HASH_SPLIT)
+    (tmp_path / "output").rename(tmp_path / "output-1")
+    second, _ = run_executor(tmp_path, [("single_split", "span-2/ratings.csv")], HASH_SPLIT)
+    rerated = {p: split for p, split in splits_of_pairs(first).items() if p[1] == b"m0"}
+    assert splits_of_pairs(second) == rerated and set(rerated.values()) == {"train", "eval"}
+
+
+def test_a_rating_in_two_given_splits_is_refused(tmp_path):
+    """Given train/ and eval/ folders are checked for duplicates together: a model is never
+    evaluated on a rating it trained on. A file both split patterns match is refused too."""
+    write_csv(tmp_path / "in" / "train" / features.RATINGS_FILE, HEADER, ["u1,m1,4,1", "u1,m2,3,2"])
+    write_csv(tmp_path / "in" / "eval" / features.RATINGS_FILE, HEADER, ["u2,m1,5,3", "u1,m2,2,4"])
+    with pytest.raises(Exception, match=r"eval/ratings.csv:3: field 'movie_id': duplicated row: user 'u1' already "
+                                        r"rated movie 'm2' on .*train/ratings.csv:3"):
+        run_executor(tmp_path / "in", [("train", "train/*.csv"), ("eval", "eval/*.csv")])
+    with pytest.raises(ValueError, match=r"train/ratings.csv: matched by the split patterns 'train/\*.csv' and "
+                                         r"'\*/ratings.csv': its ratings would be in two splits"):
+        run_executor(tmp_path / "in", [("train", "train/*.csv"), ("eval", "*/ratings.csv")])

@@ -14,6 +14,7 @@ from tfx import version as tfx_version
 from tfx.types import standard_artifact_utils
 from tfx.utils import path_utils
 
+from components.infra_validator.component import InfraValidator
 from components.pusher import executor as pusher
 from components.pusher.component import AtomicPusher
 from serving import contract
@@ -90,18 +91,24 @@ def file_size_limit(limit: int):
         signal.signal(signal.SIGXFSZ, handler)
 
 
-def push_pipeline(config: configs.PipelineConfig, model_uri: str) -> tfx.dsl.Pipeline:
-    """The pipeline's Pusher on an imported, blessed model (a Trainer's model carries its TFX version)."""
+def push_pipeline(config: configs.PipelineConfig, model_uri: str, infra_validation: bool = False) -> tfx.dsl.Pipeline:
+    """The pipeline's Pusher on an imported, blessed model (a Trainer's model carries its TFX version);
+    its infra blessing imported as passed, or with `infra_validation` from the real InfraValidator."""
     model = tfx.dsl.Importer(
         source_uri=model_uri, artifact_type=tfx.types.standard_artifacts.Model,
         custom_properties={standard_artifact_utils.ARTIFACT_TFX_VERSION_CUSTOM_PROPERTY_KEY: tfx_version.__version__},
     ).with_id("model")
     blessing = tfx.dsl.Importer(source_uri=model_uri, artifact_type=tfx.types.standard_artifacts.ModelBlessing,
                                 custom_properties={"blessed": 1}).with_id("blessing")
+    infra = (InfraValidator(model=model.outputs["result"], model_blessing=blessing.outputs["result"],
+                            model_name=config.model_name, model_server=config.model_server) if infra_validation
+             else tfx.dsl.Importer(source_uri=model_uri, artifact_type=tfx.types.standard_artifacts.InfraBlessing,
+                                   custom_properties={"blessed": 1}).with_id("infra_blessing"))
+    infra_blessing = infra.outputs["blessing" if infra_validation else "result"]
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
-        components=[model, blessing, AtomicPusher(model.outputs["result"], blessing.outputs["result"],
-                                                       config.push_base).with_id("Pusher")],
+        components=[model, blessing, infra, AtomicPusher(model.outputs["result"], blessing.outputs["result"],
+                                                         infra_blessing, config.push_base).with_id("Pusher")],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             config.metadata_file))
 

@@ -55,7 +55,7 @@ def _write_examples(root, train, test):
 
 
 class FixedLists(tf.Module):
-    """recommend(user_id [B], k [], exclude_seen [], exclude_movie_ids [B, E]) -> movie_id [B, k],
+    """recommend(user_id [B], k [B], exclude_seen [B], exclude_movie_ids [B, E]) -> movie_id [B, k],
     score [B, k], known_user [B], answered from a table of lists (unknown users get row 0)."""
 
     def __init__(self, lists):
@@ -65,12 +65,12 @@ class FixedLists(tf.Module):
             tf.lookup.KeyValueTensorInitializer(tf.constant(users), tf.range(len(users), dtype=tf.int64)), -1)
         self._lists = tf.constant([lists[u] for u in users])
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.int32, name="k"),
-                                  tf.TensorSpec([], tf.bool, name="exclude_seen"),
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.int32, name="k"),
+                                  tf.TensorSpec([None], tf.bool, name="exclude_seen"),
                                   tf.TensorSpec([None, None], tf.string, name="exclude_movie_ids")])
     def recommend(self, user_id, k, exclude_seen, exclude_movie_ids):
         rows = self._table.lookup(user_id)
-        movies = tf.gather(self._lists, tf.maximum(rows, 0))[:, :k]
+        movies = tf.gather(self._lists, tf.maximum(rows, 0))[:, :tf.reduce_max(k)]
         rank = -tf.cast(tf.range(tf.shape(movies)[1]), tf.float32)
         return {features.MOVIE_ID: movies, "score": tf.tile(rank[tf.newaxis], [tf.shape(movies)[0], 1]),
                 "known_user": rows >= 0}

@@ -100,7 +100,7 @@ def test_wrong_header_and_bad_encoding(tmp_path, rating_range):
     with pytest.raises(DataError, match=r"ratings.csv:1: header is 'user,item,rating,ts'"):
         importers.import_dataset("csv", src, tmp_path / "out", rating_range)
     src.write_bytes(CANONICAL_HEADER.encode() + b"\nu1,m\xff1,4,1\n")
-    with pytest.raises(DataError, match=r"ratings.csv:2: not valid utf-8 text"):
+    with pytest.raises(DataError, match=r"ratings.csv:2: field 'movie_id': not valid UTF-8"):
         importers.import_dataset("csv", src, tmp_path / "out", rating_range)
 
 
@@ -121,3 +121,29 @@ def test_fetch_movielens_100k(movielens_100k):
     movies = {line.split(",")[1] for line in lines[1:]}
     assert (len(users), len(movies)) == (943, 1682)
     assert "1,Toy Story,1995,Animation|Children's|Comedy" in (movielens_100k / "movies.csv").read_text()
+
+
+def test_import_leaves_no_side_table_of_an_earlier_import(tmp_path, rating_range):
+    """A ratings-only import into the folder of an import with side tables: the old movies.csv
+    and users.csv would be joined onto ratings they do not describe; they are removed."""
+    src = write_csv(tmp_path / "with-tables" / "ratings.csv", CANONICAL_HEADER, ["u1,m1,4,1"])
+    write_csv(src.parent / "movies.csv", "movie_id,title,year,genres", ["m1,Heat,1995,Action"])
+    write_csv(src.parent / "users.csv", "user_id,age,gender,occupation,zip", ["u1,24,M,writer,55105"])
+    dest = tmp_path / "data"
+    importers.import_dataset("csv", src, dest, rating_range)
+    assert sorted(p.name for p in dest.iterdir()) == ["movies.csv", "ratings.csv", "users.csv"]
+    only = write_csv(tmp_path / "ratings-only" / "ratings.csv", CANONICAL_HEADER, ["u7,m7,3,2"])
+    summary = importers.import_dataset("csv", only, dest, rating_range)
+    assert sorted(p.name for p in dest.iterdir()) == ["ratings.csv"]
+    assert summary.describe().endswith("; removed movies.csv, users.csv left there by an earlier import")
+
+
+def test_import_refuses_a_folder_with_other_ratings(tmp_path, rating_range):
+    src = write_csv(tmp_path / "in" / "ratings.csv", CANONICAL_HEADER, ["u1,m1,4,1"])
+    dest = tmp_path / "data"
+    write_csv(dest / "ratings-2025.csv", CANONICAL_HEADER, ["u2,m2,4,1"])
+    (dest / "span-1").mkdir()
+    with pytest.raises(DataError, match=r"data: holds ratings-2025.csv, span-1, which `movierec run --data .*` "
+                                        r"would read besides the imported ratings; import into an empty folder"):
+        importers.import_dataset("csv", src, dest, rating_range)
+    assert not (dest / "ratings.csv").exists()

@@ -34,6 +34,7 @@ def servable(tmp_path_factory, request):
             for u, movies in RATED.items() for m in movies]
     transformed, output = analyze_and_transform(rows, tmp)
     batch = {key: np.stack([r[key] for r in transformed]) for key in transformed[0]}
+    batch[features.TIMESTAMP] = np.array([r[features.TIMESTAMP] for r in rows])
     movies_and_users = catalog.build(output, [{k: tf.constant(v) for k, v in batch.items()}])
     model = build_model(movies_and_users.num_users, movies_and_users.num_movies, 3.0,
                         Hyperparameters(side_features=request.param, embedding_dim=4, learning_rate=0.05, l2=0.0),
@@ -107,9 +108,11 @@ def test_no_serving_signature_initializes_a_table_on_a_call(servable):
 
 
 def recommend(model, users, k, exclude_seen=False, exclude=None):
-    exclude = tf.constant(exclude) if exclude is not None else tf.zeros([len(users), 0], tf.string)
-    return model.signatures["recommend"](user_id=tf.constant(users), k=tf.constant(k),
-                                         exclude_seen=tf.constant(exclude_seen), exclude_movie_ids=exclude)
+    """recommend as a client calls it: one k, exclude_seen and exclusion list per row."""
+    ks = k if isinstance(k, list) else [k] * len(users)
+    seen = exclude_seen if isinstance(exclude_seen, list) else [exclude_seen] * len(users)
+    inputs = contract.recommend_inputs(users, ks, seen, exclude or [[] for _ in users])
+    return model.signatures["recommend"](**{key: tf.constant(value) for key, value in inputs.items()})
 
 
 def test_recommend_scores_match_predicted_ratings(servable):
@@ -125,11 +128,74 @@ def test_recommend_scores_match_predicted_ratings(servable):
 
 def test_recommend_excludes_seen_and_listed_movies(servable):
     model, _, _ = servable
-    out = recommend(model, ["u1", "u2"], 4, exclude_seen=True, exclude=[["m4"], [""]])
+    out = recommend(model, ["u1", "u2"], 4, exclude_seen=True, exclude=[["m4"], []])
     scores = out["score"].numpy()
     kept = [[m for m, s in zip(row, score_row) if np.isfinite(s)]
             for row, score_row in zip(out[features.MOVIE_ID].numpy(), scores)]
     assert [sorted(m.decode() for m in row) for row in kept] == [["m3"], ["m1", "m4"]]
+
+
+def test_recommend_exclude_seen_is_per_row(servable):
+    model, _, _ = servable
+    out = recommend(model, ["u1", "u1"], 4, exclude_seen=[True, False])
+    finite = [[m for m, s in zip(row, scores) if np.isfinite(s)]
+              for row, scores in zip(text_rows(out[features.MOVIE_ID]), out["score"].numpy())]
+    assert sorted(finite[0]) == ["m3", "m4"] and sorted(finite[1]) == ["m1", "m2", "m3", "m4"]
+
+
+def text_rows(values):
+    return [[v.decode() for v in row] for row in np.asarray(values)]
+
+
+def test_a_batch_with_mixed_k_pads_each_row_past_its_own_k(servable):
+    """TF Serving's batching concatenates requests with different k into one batch
+    (batching_session.cc `BatchingSession::MergeInputTensors`) and splits the outputs along
+    dimension 0 only (`SplitOutputTensors`): each row is ranked to the batch's largest k, and a
+    row's columns past its own k hold "" and -inf; its first k columns equal a call on its own."""
+    model, _, _ = servable
+    merged = recommend(model, ["u1", "u2", "u3"], [1, 3, 2])
+    assert merged["score"].shape == (3, 3)
+    ids, scores = text_rows(merged[features.MOVIE_ID]), merged["score"].numpy()
+    for row, (user, k) in enumerate([("u1", 1), ("u2", 3), ("u3", 2)]):
+        alone = recommend(model, [user], k)
+        assert ids[row][:k] == text_rows(alone[features.MOVIE_ID])[0]
+        np.testing.assert_allclose(scores[row][:k], alone["score"].numpy()[0])
+        assert ids[row][k:] == [""] * (3 - k) and np.all(np.isneginf(scores[row][k:]))
+        assert text_rows(merged[features.TITLE])[row][k:] == [""] * (3 - k)
+    similar = model.signatures["similar_users"](user_id=tf.constant(["u1", "u2"]), k=tf.constant([1, 2]))
+    assert text_rows(similar[features.USER_ID])[0][1] == "" and np.isneginf(similar["score"].numpy()[0][1])
+
+
+def test_exclusions_padded_as_tf_serving_pads_them(servable):
+    """With pad_variable_length_inputs, TF Serving widens a request's exclude_movie_ids with its
+    first element (batching_util.cc `PadTensor`: `pad_value(input.flat<T>()(0))`). The contract's
+    leading "" column makes that padding exclude nothing; a tensor without it is refused, as is a
+    zero-width one (which batching_util.cc `PadTensor` refuses when merged with wider ones)."""
+    model, _, _ = servable
+    narrow = contract.recommend_inputs(["u1", "u2"], [4, 4], [False, False], [["m1"], []])
+    padded = np.pad(narrow["exclude_movie_ids"], [(0, 0), (0, 3)], constant_values=narrow["exclude_movie_ids"][0, 0])
+    for exclusions in (narrow["exclude_movie_ids"], padded):
+        out = model.signatures["recommend"](**{**{k: tf.constant(v) for k, v in narrow.items()},
+                                               "exclude_movie_ids": tf.constant(exclusions)})
+        finite = [[m for m, s in zip(row, scores) if np.isfinite(s)]
+                  for row, scores in zip(text_rows(out[features.MOVIE_ID]), out["score"].numpy())]
+        assert sorted(finite[0]) == ["m2", "m3", "m4"] and sorted(finite[1]) == ["m1", "m2", "m3", "m4"]
+    for bad in (np.array([["m1"], [""]], dtype=object), np.zeros([2, 0], dtype=object)):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="every row must start with an empty ID"):
+            model.signatures["recommend"](**{**{k: tf.constant(v) for k, v in narrow.items()},
+                                             "exclude_movie_ids": tf.constant(bad, tf.string)})
+
+
+def test_every_signature_input_is_batch_major(servable):
+    """TF Serving's batching refuses a rank-0 input on every Run() (batching/batching_util.h
+    `ComputeTensorBatchSize`: "Batching Run() input tensors must have at least one dimension"):
+    every input of every signature has the batch dimension first."""
+    _, path, _ = servable
+    signature_defs = loader_impl.parse_saved_model(path).meta_graphs[0].signature_def
+    for name, signature_def in signature_defs.items():
+        for key, tensor_info in signature_def.inputs.items():
+            shape = tensor_info.tensor_shape
+            assert not shape.unknown_rank and shape.dim and shape.dim[0].size == -1, (name, key)
 
 
 def test_unknown_user_gets_the_same_bias_ranking_as_any_unknown_user(servable):
@@ -141,7 +207,7 @@ def test_unknown_user_gets_the_same_bias_ranking_as_any_unknown_user(servable):
 
 def test_similar_movies_by_id_or_title(servable):
     model, _, _ = servable
-    out = model.signatures["similar_movies"](movie=tf.constant(["m3", "ALPHA", "unheard of"]), k=tf.constant(10))
+    out = model.signatures["similar_movies"](movie=tf.constant(["m3", "ALPHA", "unheard of"]), k=tf.constant([10] * 3))
     assert out["found"].numpy().tolist() == [True, True, False]
     # "alpha" is the title of m1 and m4; m1 has more ratings, so the title means m1.
     assert text(out["query_movie_id"]) == ["m3", "m1", ""]
@@ -151,17 +217,19 @@ def test_similar_movies_by_id_or_title(servable):
     assert text(ids[2]) == ["", "", ""] and out["score"].numpy()[2].tolist() == [0, 0, 0]
     assert np.all(np.abs(out["score"].numpy()[:2]) <= 1.0 + 1e-6)
     # "Title (year)", as MovieLens writes it, picks the film of that year.
-    dated = model.signatures["similar_movies"](movie=tf.constant(["Alpha (1995)", "alpha (1977)"]), k=tf.constant(1))
+    dated = model.signatures["similar_movies"](movie=tf.constant(["Alpha (1995)", "alpha (1977)"]), k=tf.constant([1, 1]))
     assert text(dated["query_movie_id"]) == ["m4", "m1"]
 
 
 def test_similar_users_and_bad_k(servable):
     model, _, _ = servable
-    out = model.signatures["similar_users"](user_id=tf.constant(["u1", "nobody"]), k=tf.constant(2))
+    out = model.signatures["similar_users"](user_id=tf.constant(["u1", "nobody"]), k=tf.constant([2, 2]))
     assert out["known_user"].numpy().tolist() == [True, False]
     assert "u1" not in text(out[features.USER_ID][0]) and text(out[features.USER_ID][1]) == ["", ""]
     with pytest.raises(tf.errors.InvalidArgumentError, match="k must be at least 1"):
-        model.signatures["similar_users"](user_id=tf.constant(["u1"]), k=tf.constant(0))
+        model.signatures["similar_users"](user_id=tf.constant(["u1"]), k=tf.constant([0]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="k needs one value per row"):
+        model.signatures["similar_users"](user_id=tf.constant(["u1", "u2"]), k=tf.constant([1]))
 
 
 def test_signature_methods_and_warmup_file(servable):
@@ -169,11 +237,51 @@ def test_signature_methods_and_warmup_file(servable):
     signature_defs = loader_impl.parse_saved_model(path).meta_graphs[0].signature_def
     assert signature_defs["regress"].method_name == "tensorflow/serving/regress"
     assert signature_defs["recommend"].method_name == "tensorflow/serving/predict"
-    from serving.repository import warmup_requests
-    logs = warmup_requests(path)
+    from serving.server import warmup_records
+    logs = warmup_records(path)
     assert {log.predict_log.request.model_spec.signature_name for log in logs} == {
         "serving_default", "regress", "predict_rating", "recommend", "similar_movies", "similar_users"}
     for log in logs:
         request = log.predict_log.request
         inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
         assert model.signatures[request.model_spec.signature_name](**inputs)
+
+
+def merge_as_tf_serving(tasks, allowed_batch_sizes):
+    """Concurrent requests merged as TF Serving 2.16.1's batching session merges them
+    (batching/batching_session.cc `BatchingSession::MergeInputTensors` with
+    pad_variable_length_inputs): each task's tensor is padded on every dimension but the 0th to
+    the batch's largest size with *its own first element* (batching_util.cc `PadTensor`), tasks
+    are concatenated along dimension 0, and the batch is padded up to the next allowed batch size
+    with copies of the last task's first row (batching_util.cc `RoundToLowestAllowedBatchSize`)."""
+    merged = {}
+    for key in tasks[0]:
+        tensors = [np.asarray(task[key]) for task in tasks]
+        widest = np.max([t.shape for t in tensors], axis=0)
+        padded = [np.pad(t, [(0, 0)] + [(0, w - s) for w, s in zip(widest[1:], t.shape[1:])],
+                         constant_values=t.flat[0]) for t in tensors]
+        rows = sum(len(t) for t in padded)
+        size = next(s for s in allowed_batch_sizes if s >= rows)
+        merged[key] = np.concatenate(padded + [padded[-1][:1]] * (size - rows))
+    return merged, [len(np.asarray(task["user_id"])) for task in tasks]
+
+
+def test_concurrent_recommend_calls_merged_by_batching_get_their_own_answers(servable):
+    """Requests with different k, exclude_seen and exclusion widths, merged into one padded
+    batch as TF Serving does, answer each client's rows exactly as a call on its own."""
+    model, _, _ = servable
+    tasks = [contract.recommend_inputs(["u1"], [1], [True], [["m3"]]),
+             contract.recommend_inputs(["u2", "u3"], [3, 2], [False, True], [[], ["m2", "m4", "m9"]]),
+             contract.recommend_inputs(["nobody"], [4], [False], [[]])]
+    merged, sizes = merge_as_tf_serving(tasks, [1, 2, 8])
+    assert len(merged["user_id"]) == 8
+    out = model.signatures["recommend"](**{key: tf.constant(value) for key, value in merged.items()})
+    start = 0
+    for task, size in zip(tasks, sizes):
+        alone = model.signatures["recommend"](**{key: tf.constant(value) for key, value in task.items()})
+        for row in range(size):
+            k = task["k"][row]
+            mine = [contract.top_columns(out[key].numpy()[start + row], k) for key in ("movie_id", "score")]
+            assert mine[0].tolist() == contract.top_columns(alone["movie_id"].numpy()[row], k).tolist()
+            np.testing.assert_allclose(mine[1], contract.top_columns(alone["score"].numpy()[row], k))
+        start += size

@@ -7,14 +7,16 @@ from movierec.data import features
 from tests.transform import analyze_and_transform, raw_row
 
 
-def row(user, movie, rating, title=None):
+def row(user, movie, rating, title=None, timestamp=0):
     side = {features.TITLE: title, features.GENRES: [b"Drama", b"War"], features.YEAR: 1998} if title else {}
-    return raw_row(user, movie, rating, **side)
+    return raw_row(user, movie, rating, **side, **{features.TIMESTAMP: timestamp})
 
 
 def test_vocabularies_and_oov(tmp_path):
-    rows = [row(b"u1", b"m1", 4.0, b"One"), row(b"u2", b"m1", 3.0, b"One"), row(b"u2", b"m2", 5.0),
-            row(b"u2", b"m1", 1.0, b"One")]
+    """u2 rated m1 in one span (3.0 at t=50) and again in a later one (1.0 at t=70): both in the
+    rolling window; the catalogue the Trainer fits on keeps the newer rating."""
+    rows = [row(b"u1", b"m1", 4.0, b"One", 10), row(b"u2", b"m1", 3.0, b"One", 50), row(b"u2", b"m2", 5.0, None, 60),
+            row(b"u2", b"m1", 1.0, b"One", 70)]
     transformed, output = analyze_and_transform(rows, tmp_path)
 
     user_xf, movie_xf = transformed_name(features.USER_ID), transformed_name(features.MOVIE_ID)
@@ -34,6 +36,14 @@ def test_vocabularies_and_oov(tmp_path):
 
     assert output.vocabulary_by_name(vocabulary_name(features.USER_ID)) == [b"3 u2", b"1 u1"]
     assert output.vocabulary_size_by_name(vocabulary_name(features.MOVIE_ID)) == 2
+
+    batch = {key: [r[key] for r in transformed] for key in transformed[0]}
+    batch[features.TIMESTAMP] = [r[features.TIMESTAMP] for r in rows]
+    for scan_order in (slice(None), slice(None, None, -1)):  # whichever span's files are read first
+        seen = catalog.build(output, [{key: tf.constant(values[scan_order]) for key, values in batch.items()}])
+        assert [(seen.user_ids[u], seen.movie_ids[m], float(r)) for u, m, r in
+                zip(seen.seen_users(), seen.seen_movies, seen.seen_ratings)] == [
+            (b"u2", b"m1", 1.0), (b"u2", b"m2", 5.0), (b"u1", b"m1", 4.0)]
 
     # At serving time only the IDs arrive; an unseen ID maps to the OOV bucket == vocabulary size.
     layer = output.transform_features_layer()

@@ -1,0 +1,143 @@
+"""The retrieval head (models/retrieval.py): its closed form, and `recommend` ranking with it.
+
+The planted catalogue: two groups of users, each watching (rating 2) most of its own group's ten
+movies, and three "cult" movies rated 5 by two users of group B. What a user of group A should be
+recommended is the rest of group A's movies; a model fitted to ratings ranks the cult movies
+first instead (issue 15's finding on MovieLens-100K, in miniature).
+"""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models import catalog, export, retrieval
+from models.features import MOVIE_XF, RATING_XF, USER_XF
+from models.hyperparameters import Hyperparameters
+from models.model import build_model
+from serving.contract import KNOWN_USER, MOVIE_ID
+from tests.transform import analyze_and_transform, raw_row
+
+GROUP_USERS, GROUP_MOVIES, WATCHED, CULT = 20, 10, 7, 3
+
+
+def planted_ratings(seed=0):
+    """[(user, movie, rating)], {user: the group movies they did not watch} for group A users."""
+    rng = np.random.default_rng(seed)
+    rows, unwatched = [], {}
+    for group in "ab":
+        for u in range(GROUP_USERS):
+            user = f"{group}-u{u}"
+            watched = rng.choice(GROUP_MOVIES, WATCHED, replace=False)
+            rows += [(user, f"{group}-m{m}", 2.0) for m in watched]
+            if group == "a":
+                unwatched[user] = {f"a-m{m}" for m in set(range(GROUP_MOVIES)) - set(watched)}
+    rows += [(f"b-u{u}", f"cult-m{c}", 5.0) for c in range(CULT) for u in range(2)]
+    return rows, unwatched
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """(servables by head, the catalogue, the unwatched movies of group A users)."""
+    tmp = tmp_path_factory.mktemp("retrieval")
+    rows, unwatched = planted_ratings()
+    transformed, output = analyze_and_transform(
+        [raw_row(u.encode(), m.encode(), r, title=m.encode()) for u, m, r in rows], tmp)
+    batch = {key: np.stack([r[key] for r in transformed]) for key in transformed[0]}
+    movies_and_users = catalog.build(output, [{k: tf.constant(v) for k, v in batch.items()}])
+    model = build_model(movies_and_users.num_users, movies_and_users.num_movies, 2.0,
+                        Hyperparameters(embedding_dim=4, learning_rate=0.05, l2=0.0))
+    inputs = {k: batch[k] for k in (USER_XF, MOVIE_XF)}
+    model.fit(inputs, batch[RATING_XF].reshape(-1), epochs=40, verbose=0)
+    tables = retrieval.fit(movies_and_users.seen_users(), movies_and_users.seen_movies,
+                           movies_and_users.num_movies, l2=5.0, dim=8)
+    servables = {}
+    for head, head_tables in (("rating", None), ("history", tables)):
+        export.save(model, output, movies_and_users, str(tmp / head), head_tables)
+        servables[head] = (tf.saved_model.load(str(tmp / head)), str(tmp / head))
+    return servables, movies_and_users, unwatched
+
+
+def top(servable, users, k):
+    answer = servable.signatures["recommend"](
+        user_id=tf.constant(users), k=tf.constant(k), exclude_seen=tf.constant(True),
+        exclude_movie_ids=tf.zeros([len(users), 0], tf.string))
+    return [{m.decode() for m in row} for row in answer[MOVIE_ID].numpy()], answer
+
+
+def test_history_head_ranks_the_planted_movies_first_and_the_rating_model_does_not(planted):
+    servables, _, unwatched = planted
+    users = sorted(unwatched)
+    found = {head: top(servable, users, GROUP_MOVIES - WATCHED)[0] for head, (servable, _) in servables.items()}
+    assert found["history"] == [unwatched[u] for u in users]
+    rating_hits = [len(found["rating"][i] & unwatched[u]) for i, u in enumerate(users)]
+    assert sum(rating_hits) < 0.5 * len(users) * (GROUP_MOVIES - WATCHED)
+    # The rating model's lists are the cult movies, rated 5 by two strangers.
+    assert all(any(m.startswith("cult") for m in row) for row in found["rating"])
+
+
+def test_users_without_history_get_the_most_rated_movies_in_order(planted):
+    servables, movies_and_users, _ = planted
+    servable, _ = servables["history"]
+    counts = {}
+    for m in movies_and_users.seen_movies:
+        counts[m] = counts.get(m, 0) + 1
+    _, answer = top(servable, ["nobody", "a-u0"], 5)
+    assert not answer[KNOWN_USER].numpy()[0]
+    listed = [movies_and_users.movie_ids.tolist().index(m) for m in answer[MOVIE_ID].numpy()[0]]
+    listed_counts = [counts[m] for m in listed]
+    assert listed_counts == sorted(counts.values(), reverse=True)[:5]
+    # Not by relying on the vocabulary's most-rated-first order: with the least rated movie at
+    # index 0, an empty history still ranks by count.
+    movies = np.repeat(np.arange(6), np.arange(1, 7))  # movie i rated i + 1 times
+    tables = retrieval.fit(np.arange(len(movies)) % 4, movies, 6, l2=1.0, dim=2)
+    nobody = tf.RaggedTensor.from_row_lengths(tf.zeros([0], tf.int64), [0])
+    scores = retrieval.score_all_movies(tables.history, tables.candidates, nobody).numpy()[0]
+    assert np.argsort(-scores).tolist() == [5, 4, 3, 2, 1, 0]
+
+
+def op_types(graph_def):
+    """Every op type in a GraphDef, its function library included (tf.cond branches live there)."""
+    nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+    return [n.op for n in nodes]
+
+
+@pytest.mark.parametrize("head", ["history", "rating"])
+def test_recommend_is_one_matrix_product_over_the_catalogue_and_one_top_k(planted, head):
+    servables, movies_and_users, _ = planted
+    graph_def = servables[head][0].signatures["recommend"].graph.as_graph_def()
+    ops = op_types(graph_def)
+    products = [op for op in ops if op in ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum")]
+    assert len(products) == 1 and ops.count("TopKV2") == 1
+    if head == "history":
+        function = [f for f in graph_def.library.function if any(n.op == "MatMul" for n in f.node_def)]
+        product = next(n for f in function for n in f.node_def if n.op == "MatMul")
+        assert product.attr["transpose_b"].b  # [B, dim + 1] x [movies, dim + 1]^T
+
+
+def test_full_rank_head_solves_eases_constrained_ridge_regression():
+    """Referee: the optimality conditions of EASE's problem (Steck 2019, eq. 1), not its formula:
+    min ||X - XB||^2 + l2 ||B||^2 with diag(B) = 0 is solved where (X'X + l2 I) B - X'X is zero
+    off the diagonal (the diagonal is free: the constraint's multipliers)."""
+    rng = np.random.default_rng(3)
+    users, movies = rng.integers(0, 30, 300), rng.integers(0, 12, 300)
+    tables = retrieval.fit(users, movies, 12, l2=2.0, dim=12)
+    weights = tables.history[:, :12].astype(np.float64) @ tables.candidates[:, :12].T
+    watched = np.zeros((30, 12))
+    watched[users, movies] = 1.0
+    gram = watched.T @ watched
+    residual = (gram + 2.0 * np.eye(12)) @ weights - gram
+    np.testing.assert_allclose(np.diag(weights), 0.0, atol=1e-5)
+    np.testing.assert_allclose(residual - np.diag(np.diag(residual)), 0.0, atol=1e-3)
+    # Rank 3: the best rank-3 approximation (Eckart-Young), so what is left is the other singular values.
+    low = retrieval.fit(users, movies, 12, l2=2.0, dim=3)
+    singular = np.linalg.svd(weights, compute_uv=False)
+    error = np.linalg.norm(weights - low.history[:, :3].astype(np.float64) @ low.candidates[:, :3].T)
+    np.testing.assert_allclose(error, np.sqrt(np.sum(singular[3:] ** 2)), rtol=1e-3)
+
+
+def test_settings_and_catalogues_the_head_cannot_take_are_refused():
+    with pytest.raises(ValueError, match="unknown retrieval 'ease'; choose one of rating, history"):
+        Hyperparameters.from_dict({"retrieval": "ease"})
+    with pytest.raises(ValueError, match="retrieval_dim must be at least 1"):
+        Hyperparameters.from_dict({"retrieval": "history", "retrieval_dim": 0})
+    with pytest.raises(ValueError, match="more than 10,000 movies: use retrieval 'rating'"):
+        retrieval.fit(np.array([0]), np.array([0]), retrieval.MAX_MOVIES + 1, l2=1.0, dim=4)
