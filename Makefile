@@ -36,7 +36,13 @@ data: $(STAMP)
 run: data
 	$(BIN)/movierec run --data $(DATA_DIR)/ratings.csv --config configs/movielens-100k.yaml $(RUN_ARGS)
 
+# The shared-metadata tests start a real MariaDB server (Debian's mariadb-server, not started as a
+# service). Installed once, quietly; if the install fails the suite still runs and those tests fail
+# quoting this log.
 test: $(STAMP) $(AIRFLOW_STAMP)
+	command -v mariadbd >/dev/null || PATH="$$PATH:/usr/sbin" command -v mariadbd >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server; } \
+		> $(VENV)/mariadb-install.log 2>&1 || echo "mariadb-server not installed: see $(VENV)/mariadb-install.log"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The fast loop: unit tests only (tests/unit), under a minute; `make test` runs everything.

@@ -26,5 +26,5 @@ setuptools.setup(
     ],
     # `pip install -e .[benchmarks]`: the classical baselines of benchmarks/accuracy.py.
     extras_require={"benchmarks": ["scikit-surprise==1.1.5"]},
-    entry_points={"console_scripts": ["movierec=movierec.cli:main"]},
+    entry_points={"console_scripts": ["movierec=movierec.cli:entry"]},
 )

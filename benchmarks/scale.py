@@ -30,7 +30,7 @@ from typing import Dict, List
 import psutil
 from tabulate import tabulate
 
-from pipeline import configs, run_summary
+from pipeline import configs, metadata, run_summary
 
 # (ratings, users, movies): MovieLens-100K, -1M and -10M shapes.
 SIZES = {"100k": (100_000, 943, 1_682), "1m": (1_000_000, 6_040, 3_706), "10m": (10_000_000, 69_878, 10_677)}
@@ -92,7 +92,7 @@ def keras_in_memory(config: configs.PipelineConfig, epochs: int = 2) -> float:
     from models.artifacts import EXAMPLES_PER_SECOND
     from models import model as model_lib
 
-    store = run_summary.connect(config)
+    store = metadata.connect(config)
     tft_output = tft.TFTransformOutput(store.get_artifacts_by_type("TransformGraph")[-1].uri)
     examples = tfx.types.standard_artifacts.Examples()
     examples.uri = [a.uri for a in store.get_artifacts_by_type("Examples") if "/RatingsExampleGen/" in a.uri][-1]

@@ -2,13 +2,16 @@
 
 Errors a user can act on (bad data, missing files, blocked pushes) print one line and exit non-zero:
 1 for errors, 3 when the run finished but the model was not blessed (so nothing was pushed),
-4 when another run holds the pipeline root.
+4 when another run holds the pipeline (its root, or its shared metadata database).
 """
 import logging
 import os
 import pathlib
+import shutil
 import sys
+import tempfile
 import time
+import traceback
 import warnings
 from typing import Tuple
 
@@ -20,7 +23,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 import click  # noqa: E402
 
-from movierec import serving_commands  # noqa: E402
+from movierec import paths, serving_commands  # noqa: E402
 from movierec.errors import DataError, MovierecError  # noqa: E402
 
 EXIT_ERROR = 1
@@ -32,7 +35,8 @@ NOTICES = logging.getLogger("movierec")
 
 
 def _log_to_file_and_console(log_dir: pathlib.Path) -> pathlib.Path:
-    """Everything goes to a log file under the pipeline root; the console shows progress only."""
+    """Everything goes to a log file (a local one: logging appends as it goes, which object
+    stores cannot); the console shows progress only."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
     file_handler = logging.FileHandler(log_file)
@@ -176,48 +180,58 @@ def _run_or_exit(action) -> None:
 
 
 def _check_data(config) -> None:
-    """Fails fast, before the pipeline starts, on missing data or files that are not ratings CSVs."""
+    """Fails fast, before the pipeline starts, on missing data or files that are not ratings CSVs;
+    local or in a bucket (gs://, s3://), read through the filesystems the pipeline uses."""
+    from tfx.dsl.io import fileio
+
     from movierec.data import records
 
-    if not pathlib.Path(config.data).exists():
+    if not paths.exists(config.data):
         raise DataError(f"{config.data}: no such file or folder (fetch data with `movierec data fetch`)")
     input_base, patterns = config.input_location()
     for pattern in patterns.values():
-        files = sorted(pathlib.Path(input_base).glob(pattern.replace("{SPAN}", "*")))
+        files = paths.glob(paths.join(input_base, pattern.replace("{SPAN}", "*")))
         if not files:
             raise DataError(f"{input_base}: no {pattern} files in this folder")
         for file in files:
-            with open(file, "rb") as f:
+            with fileio.open(file, "rb") as f:
                 records.read_header(f.readline(), str(file))
 
 
 def _check_writable(config) -> None:
     """Fails fast, before the pipeline starts, on a pipeline root or serving dir that cannot be
-    written: creates each folder and a file in it. Trying is the only reliable test: permission
-    bits do not bind root, and say nothing of read-only mounts or a file where a folder should be."""
-    from pipeline import configs
+    written: creates each folder and a file in it, local or in a bucket. Trying is the only
+    reliable test: permission bits do not bind root, and say nothing of read-only mounts, a file
+    where a folder should be, or a bucket's access rules."""
+    import tensorflow as tf
+    from tfx.dsl.io import fileio
+
 
     for folder in (config.pipeline_root, config.serving_dir, config.push_base):
-        if configs.is_remote(folder):
-            continue
-        probe = pathlib.Path(folder) / f".write-probe-{os.getpid()}"
+        probe = paths.join(folder, f".write-probe-{os.getpid()}")
         try:
-            probe.parent.mkdir(parents=True, exist_ok=True)
-            probe.touch()
-            probe.unlink()
+            fileio.makedirs(folder)
+            paths.write_bytes(probe, b"")
+            fileio.remove(probe)
         except OSError as e:
             raise MovierecError(f"{folder}: cannot write there ({e.strerror or e})") from e
+        except tf.errors.OpError as e:  # TensorFlow's filesystems, which fileio uses, raise these
+            # as "<path>; <reason>" (local) or with the store's reason (remote).
+            reason = e.message.strip().splitlines()[0].rsplit("; ", 1)[-1]
+            raise MovierecError(f"{folder}: cannot write there ({reason})") from e
 
 
 def _settings(config_files, **overrides):
     """Defaults, overlaid with each settings file in turn, then with the flags given; local
-    paths made absolute."""
+    paths made absolute, and the filesystems their schemes need loaded (s3://)."""
     from pipeline import configs
 
     config = configs.PipelineConfig()
     for config_file in config_files:
         config = configs.load(config_file, config)
-    return config.replace(**{k: v for k, v in overrides.items() if v is not None}).absolute()
+    config = config.replace(**{k: v for k, v in overrides.items() if v is not None}).absolute()
+    paths.register_filesystems(*config.uris())
+    return config
 
 
 CONFIG_OPTION = click.option(
@@ -262,19 +276,27 @@ def run(data_path, pipeline_root, serving_dir, runner, config_file, beam_args, n
 
     config = _settings(config_file, data=data_path, pipeline_root=pipeline_root, serving_dir=serving_dir,
                        beam_pipeline_args=tuple(beam_args) or None, enable_cache=False if no_cache else None)
-    _run_or_exit(lambda: (_check_data(config), _check_writable(config)))
+    _run_or_exit(lambda: (config.metadata.kind == "mysql" or config.metadata_file,  # SQLite: a local file
+                          _check_data(config), _check_writable(config)))
     try:
-        with run_lock(config.pipeline_root, wait=wait):
+        with run_lock(config, wait=wait):
             code = _run_locked(config, runner)
     except RunLocked as e:
         click.echo(f"Error: {e}", err=True)
         _exit_now(EXIT_LOCKED)
+    except MovierecError as e:  # the metadata database cannot be reached for the lock
+        click.echo(f"Error: {e}", err=True)
+        _exit_now(EXIT_ERROR)
     _exit_now(code)
 
 
 def _run_locked(config, runner: str) -> int:
     """One run, its summary and report; returns the exit code."""
-    log_file = _log_to_file_and_console(pathlib.Path(config.pipeline_root) / "logs")
+
+    remote_logs = paths.join(config.pipeline_root, "logs") if paths.is_remote(config.pipeline_root) else None
+    log_file = _log_to_file_and_console(
+        pathlib.Path(tempfile.mkdtemp(prefix="movierec-log-")) if remote_logs else
+        pathlib.Path(config.pipeline_root) / "logs")
     from pipeline import recovery, report, run_summary, runners
 
     try:
@@ -290,6 +312,9 @@ def _run_locked(config, runner: str) -> int:
         summary.error = error
         click.echo(summary.render(), err=bool(error))
         click.echo(f"  report: {report.write_report(config, summary)}", err=bool(error))
+    if remote_logs:  # the whole log, copied beside the run's artifacts once it is complete
+        logging.shutdown()
+        log_file = _upload(log_file, remote_logs)
     if error:
         click.echo(f"Error: {error}\n(full log: {log_file})", err=True)
         return EXIT_ERROR
@@ -316,10 +341,14 @@ def report_command(pipeline_root, config_file, last) -> None:
     """List past runs (from ML Metadata) with their metrics, and plot RMSE across runs."""
     from tabulate import tabulate
 
-    from pipeline import report
+    from pipeline import metadata, report
 
     config = _settings(config_file, pipeline_root=pipeline_root)
-    if not pathlib.Path(config.metadata_file).exists():
+    try:
+        found = metadata.exists(config)
+    except ValueError as e:  # a remote pipeline root and no local metadata.path
+        raise click.ClickException(str(e)) from e
+    if not found:
         raise click.ClickException(f"{config.pipeline_root}: no runs yet (no {config.metadata_file})")
     rows, plot = report.history(config, last)
     click.echo(tabulate(rows, headers=report.HISTORY_HEADERS))
@@ -346,6 +375,17 @@ def compile_command(target, config_file, data_path, pipeline_root, serving_dir, 
     click.echo(f"wrote {path}" + (f" and {kubeflow_v2_runner.SCHEDULE_FILE} ({schedule})" if schedule else ""))
 
 
+def _upload(local_file: pathlib.Path, remote_dir: str) -> str:
+    from tfx.dsl.io import fileio
+
+
+    destination = paths.join(remote_dir, local_file.name)
+    fileio.makedirs(remote_dir)
+    fileio.copy(str(local_file), destination, overwrite=True)
+    shutil.rmtree(local_file.parent)
+    return destination
+
+
 def _exit_now(code: int) -> None:
     """Exits without interpreter teardown, where TensorFlow 2.16 prints spurious tracebacks
     (`AtomicFunction.__del__ ... NoneType`); everything worth keeping is flushed first."""
@@ -358,5 +398,25 @@ def _exit_now(code: int) -> None:
 for _command in serving_commands.COMMANDS:
     main.add_command(_command)
 
+
+def entry() -> None:
+    """The `movierec` command. A process that used tensorflow-io's s3:// filesystem aborts in
+    its teardown ("pure virtual method called", exit 134; tensorflow/io#2039, open for
+    tensorflow-io 0.37.1 with TensorFlow 2.16), so such a process exits without one."""
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_ERROR)
+    except BaseException:
+        if not paths.tensorflow_io_loaded():
+            raise
+        traceback.print_exc()
+        code = EXIT_ERROR
+    if paths.tensorflow_io_loaded():
+        _exit_now(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    entry()

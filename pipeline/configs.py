@@ -4,16 +4,15 @@ Every path and threshold the pipeline uses comes from here and is passed into `c
 nothing below reads globals or the environment.
 """
 import dataclasses
-import glob
-import os
 import pathlib
 from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from movierec.data import features
 from models.features import DEFAULT_MOVIE_POPULARITY_BOUNDS, DEFAULT_USER_ACTIVITY_BOUNDS
 from models.hyperparameters import Hyperparameters
+from movierec import paths
+from movierec.data import features
 from schema import SCHEMA_DIR
 
 PIPELINE_NAME = "movierec"
@@ -29,36 +28,11 @@ SCHEMA_FILE = "schema.pbtxt"
 SINGLE_SPLIT = "single_split"
 GIVEN_SPLITS = ("train", "eval")
 SPAN_PATTERN = "span-{SPAN}"
+METADATA_FILE = "metadata.sqlite"
 
 
-def is_remote(path: str) -> bool:
-    """gs://, s3:// and the like: read through TFX's filesystem layer, as the pipeline does."""
-    return "://" in path
-
-
-def _isdir(path: str) -> bool:
-    if is_remote(path):
-        from tfx.dsl.io import fileio
-        return fileio.isdir(path)
-    return os.path.isdir(path)
-
-
-def _isfile(path: str) -> bool:
-    if is_remote(path):
-        from tfx.dsl.io import fileio
-        return fileio.exists(path) and not fileio.isdir(path)
-    return os.path.isfile(path)
-
-
-def _glob(pattern: str) -> List[str]:
-    if is_remote(pattern):
-        from tfx.dsl.io import fileio
-        return fileio.glob(pattern)
-    return glob.glob(pattern)
-
-
-def _absolute(path: str) -> str:
-    return path if is_remote(path) else str(pathlib.Path(path).resolve())
+# Local or remote (gs://, s3://) paths, one way everywhere: movierec.paths.
+is_remote = paths.is_remote
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +68,43 @@ class EvaluationConfig:
             raise ValueError(f"evaluation.max_ndcg_decrease: must be in [0, 1], got {self.max_ndcg_decrease}")
 
 
+METADATA_KINDS = ("sqlite", "mysql")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetadataConfig:
+    """Where ML Metadata lives: the run history, the cache and what later runs resolve (last
+    blessed model, analyzer cache) all come from it.
+
+    sqlite (default): a file, `<pipeline_root>/metadata.sqlite` unless `path` is set; one machine.
+    mysql: a MySQL or MariaDB database that several machines or schedulers share (they must also
+    share the pipeline root, where the artifacts the metadata points at live). The password is
+    read from the environment variable named by `password_env` when a run connects, so settings
+    files can be printed and committed without it. The run lock is then a named lock in that
+    database (see movierec/runlock.py).
+    """
+    kind: str = "sqlite"
+    path: Optional[str] = None
+    host: str = ""
+    port: int = 3306
+    database: str = ""
+    user: str = ""
+    password_env: Optional[str] = "MOVIEREC_METADATA_PASSWORD"
+
+    def __post_init__(self):
+        if self.kind not in METADATA_KINDS:
+            raise ValueError(f"metadata.kind: {self.kind!r} is not one of {', '.join(METADATA_KINDS)}")
+        if self.kind == "sqlite":
+            return
+        missing = [name for name in ("host", "database", "user") if not getattr(self, name)]
+        if missing:
+            raise ValueError(f"metadata.{missing[0]}: required with metadata.kind mysql")
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 < self.port < 65536:
+            raise ValueError(f"metadata.port: {self.port!r} is not a TCP port number")
+        if self.path:
+            raise ValueError("metadata.path: only for metadata.kind sqlite (a file)")
+
+
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     data: str = "data/movielens-100k/ratings.csv"
@@ -108,7 +119,6 @@ class PipelineConfig:
     # one on PATH, or else `movierec serve` (components/infra_validator).
     model_server: str = ""
     schema_dir: str = str(SCHEMA_DIR)
-    metadata_path: Optional[str] = None
     # With span-<N>/ folders: train on the newest rolling_spans spans that passed validation.
     rolling_spans: int = 3
     # Hash split of ExampleGen: train/eval in proportion train_buckets : eval_buckets.
@@ -116,17 +126,34 @@ class PipelineConfig:
     eval_buckets: int = 2
     hyperparameters: Hyperparameters = Hyperparameters()
     evaluation: EvaluationConfig = EvaluationConfig()
+    metadata: MetadataConfig = MetadataConfig()
     beam_pipeline_args: Tuple[str, ...] = ()
     enable_cache: bool = True
 
     @property
     def metadata_file(self) -> str:
-        return self.metadata_path or str(pathlib.Path(self.pipeline_root) / "metadata.sqlite")
+        """ML Metadata's SQLite file: `metadata.path`, else beside the artifacts. SQLite needs a
+        local filesystem (file locks, in-place page writes), so a remote pipeline root needs
+        `metadata.path` set to a local file (or metadata.kind mysql)."""
+        if self.metadata.path:
+            if paths.is_remote(self.metadata.path):
+                raise ValueError(f"metadata.path {self.metadata.path}: ML Metadata's SQLite file must be "
+                                 "on a local filesystem")
+            return self.metadata.path
+        if paths.is_remote(self.pipeline_root):
+            raise ValueError(f"pipeline_root {self.pipeline_root} is remote, and ML Metadata's SQLite file "
+                             "cannot live there: set metadata.path to a local file")
+        return paths.join(self.pipeline_root, METADATA_FILE)
 
     @property
     def push_base(self) -> str:
         """Where versions are pushed: TF Serving's model base path."""
-        return str(pathlib.Path(self.serving_dir) / self.model_name)
+        return paths.join(self.serving_dir, self.model_name)
+
+    def uris(self) -> Tuple[str, ...]:
+        """Every location a run reads or writes, to load the filesystems their schemes need."""
+        return tuple(p for p in (self.data, self.movies, self.users, self.pipeline_root, self.serving_dir,
+                                 self.schema_dir) if p)
 
     def input_location(self) -> Tuple[str, Dict[str, str]]:
         """(input_base, {split name: file pattern}) for ExampleGen.
@@ -137,27 +164,27 @@ class PipelineConfig:
         - a folder with `train/` and `eval/` folders: the splits as given (for benchmarks against
           other libraries on the same rows).
         """
-        data = _absolute(self.data)
-        if not _isdir(data):
-            return os.path.dirname(data), {SINGLE_SPLIT: os.path.basename(data)}
+        data = paths.absolute(self.data)
+        if not paths.isdir(data):
+            return paths.parent(data), {SINGLE_SPLIT: paths.name(data)}
         if self.uses_spans():
             return data, {SINGLE_SPLIT: f"{SPAN_PATTERN}/{RATINGS_FILE_PATTERN}"}
-        if all(_isdir(os.path.join(data, split)) for split in GIVEN_SPLITS):
+        if all(paths.isdir(paths.join(data, split)) for split in GIVEN_SPLITS):
             return data, {split: f"{split}/{RATINGS_FILE_PATTERN}" for split in GIVEN_SPLITS}
         return data, {SINGLE_SPLIT: RATINGS_FILE_PATTERN}
 
     def uses_spans(self) -> bool:
-        return _isdir(self.data) and bool(_glob(os.path.join(self.data, SPAN_PATTERN.replace("{SPAN}", "*"))))
+        return paths.isdir(self.data) and bool(paths.glob(paths.join(self.data, SPAN_PATTERN.replace("{SPAN}", "*"))))
 
     def side_tables(self) -> Tuple[Optional[str], Optional[str]]:
         """(movies.csv, users.csv) to join, or None where there is none."""
         folder = self.input_location()[0]
 
         def resolve(given: Optional[str], default_name: str) -> Optional[str]:
-            path = _absolute(given) if given else os.path.join(folder, default_name)
-            if given and not _isfile(path):
+            path = paths.absolute(given) if given else paths.join(folder, default_name)
+            if given and not paths.isfile(path):
                 raise FileNotFoundError(f"{path}: no such side table")
-            return path if _isfile(path) else None
+            return path if paths.isfile(path) else None
 
         return resolve(self.movies, features.MOVIES_FILE), resolve(self.users, features.USERS_FILE)
 
@@ -166,8 +193,11 @@ class PipelineConfig:
 
     def absolute(self) -> "PipelineConfig":
         """The same settings with local paths made absolute (URIs stay as they are)."""
-        return self.replace(data=_absolute(self.data), pipeline_root=_absolute(self.pipeline_root),
-                            serving_dir=_absolute(self.serving_dir))
+        metadata = self.metadata
+        if metadata.path:
+            metadata = dataclasses.replace(metadata, path=paths.absolute(metadata.path))
+        return self.replace(data=paths.absolute(self.data), pipeline_root=paths.absolute(self.pipeline_root),
+                            serving_dir=paths.absolute(self.serving_dir), metadata=metadata)
 
 
 def _overlay(base, values: Dict[str, Any], what: str):
@@ -184,7 +214,7 @@ def _overlay(base, values: Dict[str, Any], what: str):
 def from_dict(values: Dict[str, Any], base: PipelineConfig = PipelineConfig()) -> PipelineConfig:
     """Overlays a (possibly nested) dict of settings on `base`, rejecting unknown keys."""
     values = dict(values)
-    for nested in ("hyperparameters", "evaluation"):
+    for nested in ("hyperparameters", "evaluation", "metadata"):
         if nested in values:
             values[nested] = _overlay(getattr(base, nested), values[nested] or {}, nested)
     return _overlay(base, values, "config")

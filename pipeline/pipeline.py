@@ -19,8 +19,9 @@ from components.schema_import import SchemaImport
 from components.validation_gate import ValidationGate
 from models.features import SLICE_FEATURES
 from models.hyperparameters import HYPERPARAMETERS
+from movierec import paths
 from movierec.data import features
-from pipeline import configs
+from pipeline import configs, metadata
 from serving import contract
 
 LOCAL, KUBEFLOW_V2 = "local", "kubeflow-v2"
@@ -149,6 +150,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
     `orchestrator` is LOCAL for LocalDagRunner, BeamDagRunner and Airflow, KUBEFLOW_V2 for
     Kubeflow Pipelines v2 / Vertex (which supports fewer resolver strategies).
     """
+    paths.register_filesystems(*config.uris())
     input_base, patterns = config.input_location()
     movies, users = config.side_tables()
     code_digest = code_version.digest()
@@ -231,6 +233,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
                     validation_gate, *carried_over.values(), transform, trainer, latest_blessed_model,
                     evaluator, ranking_evaluator, infra_validator, pusher],
         enable_cache=config.enable_cache,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_file),
+        # Kubeflow Pipelines / Vertex keep their own ML Metadata: no settings (or password) needed,
+        # and a remote pipeline root has no local SQLite file to name.
+        metadata_connection_config=None if orchestrator == KUBEFLOW_V2 else metadata.connection_config(config),
         beam_pipeline_args=list(config.beam_pipeline_args))

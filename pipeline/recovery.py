@@ -9,14 +9,14 @@ as running forever, and its partial outputs would stay on disk. The next run, ho
 deletes the folders TFX gave them.
 """
 import datetime
-import os
 from typing import List
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx.dsl.io import fileio
 from tfx.orchestration.portable import outputs_utils
 
-from pipeline import configs, run_summary
+from movierec import paths
+from pipeline import configs, metadata, run_summary
 
 ACTIVE_STATES = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
 
@@ -24,11 +24,11 @@ ACTIVE_STATES = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.
 def _execution_folders(pipeline_root: str, node: str, execution: metadata_store_pb2.Execution) -> List[str]:
     """The folders TFX gives one execution: `<node>/<output key>/<id>`, its executor scratch space
     under `<node>/.system/*/<id>`, and its stateful working dir; no other execution writes there."""
-    node_dir = os.path.join(pipeline_root, node)
-    folders = (fileio.glob(os.path.join(node_dir, "*", str(execution.id)))
-               + fileio.glob(os.path.join(node_dir, ".system", "*", str(execution.id))))
-    stateful = os.path.join(node_dir, ".system", "stateful_working_dir",
-                            outputs_utils.get_stateful_working_dir_index(execution))
+    node_dir = paths.join(pipeline_root, node)
+    folders = (fileio.glob(paths.join(node_dir, "*", str(execution.id)))
+               + fileio.glob(paths.join(node_dir, ".system", "*", str(execution.id))))
+    stateful = paths.join(node_dir, ".system", "stateful_working_dir",
+                          outputs_utils.get_stateful_working_dir_index(execution))
     return folders + [stateful] if fileio.exists(stateful) else folders
 
 
@@ -36,9 +36,9 @@ def abandon_interrupted(config: configs.PipelineConfig) -> List[str]:
     """Marks executions of this pipeline still NEW or RUNNING as abandoned (CANCELED, with the
     reason as a custom property) and removes their partial outputs; returns "<node> of run <id>"
     for each. Only while holding the run lock."""
-    if not os.path.exists(config.metadata_file):
+    if not metadata.exists(config):
         return []
-    store = run_summary.connect(config, readonly=False)
+    store = metadata.connect(config, readonly=False)
     pipeline = store.get_context_by_type_and_name("pipeline", config.pipeline_name)
     if pipeline is None:
         return []

@@ -4,8 +4,7 @@ After every run: `<pipeline_root>/reports/<run id>/report.md` and `report.html` 
 with the training curve and the embedding map beside them. `history` lists past runs from ML
 Metadata with their metrics and plots RMSE across runs.
 """
-import os
-import shutil
+import io
 from typing import List
 
 import markdown
@@ -14,9 +13,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from tabulate import tabulate  # noqa: E402
+from tfx.dsl.io import fileio  # noqa: E402
 
 from models.artifacts import MAP_FILE  # noqa: E402
-from pipeline import configs, run_summary  # noqa: E402
+from movierec import paths  # noqa: E402
+from pipeline import configs, metadata, run_summary  # noqa: E402
 from pipeline.pipeline import MAE, RMSE  # noqa: E402
 
 REPORTS = "reports"
@@ -27,7 +28,15 @@ HISTORY_HEADERS = ["run", "span", "ratings", "RMSE", "MAE", "NDCG@k", "Recall@k"
 
 
 def reports_dir(config: configs.PipelineConfig) -> str:
-    return os.path.join(config.pipeline_root, REPORTS)
+    return paths.join(config.pipeline_root, REPORTS)
+
+
+def _save_figure(figure, path: str) -> None:
+    """PNG bytes written through fileio, so a report folder in a bucket works as a local one."""
+    png = io.BytesIO()
+    figure.savefig(png, format="png")
+    plt.close(figure)
+    paths.write_bytes(path, png.getvalue())
 
 
 def _folder_name(run_id: str) -> str:
@@ -47,8 +56,7 @@ def _plot_curve(history, path: str) -> bool:
     axes.legend()
     axes.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    _save_figure(figure, path)
     return True
 
 
@@ -101,30 +109,28 @@ def markdown_report(summary: run_summary.RunSummary, images: List[str]) -> str:
 
 def write_report(config: configs.PipelineConfig, summary: run_summary.RunSummary) -> str:
     """Writes the run's report folder; returns the HTML file's path."""
-    folder = os.path.join(reports_dir(config), _folder_name(summary.run_id))
-    os.makedirs(folder, exist_ok=True)
+    folder = paths.join(reports_dir(config), _folder_name(summary.run_id))
+    fileio.makedirs(folder)
     images = []
-    if _plot_curve(summary.history, os.path.join(folder, CURVE_FILE)):
+    if _plot_curve(summary.history, paths.join(folder, CURVE_FILE)):
         images.append(CURVE_FILE)
-    if summary.model_run_dir and os.path.exists(os.path.join(summary.model_run_dir, MAP_FILE)):
-        shutil.copy(os.path.join(summary.model_run_dir, MAP_FILE), os.path.join(folder, MAP_FILE))
+    if summary.model_run_dir and paths.exists(paths.join(summary.model_run_dir, MAP_FILE)):
+        fileio.copy(paths.join(summary.model_run_dir, MAP_FILE), paths.join(folder, MAP_FILE), overwrite=True)
         images.append(MAP_FILE)
     text = markdown_report(summary, images)
-    with open(os.path.join(folder, "report.md"), "w") as f:
-        f.write(text)
+    paths.write_bytes(paths.join(folder, "report.md"), text.encode("utf-8"))
     html = markdown.markdown(text, extensions=["tables"])
-    path = os.path.join(folder, "report.html")
-    with open(path, "w") as f:
-        f.write(f"<!doctype html><html><head><meta charset='utf-8'><title>movierec {summary.run_id}"
+    path = paths.join(folder, "report.html")
+    paths.write_bytes(path, (f"<!doctype html><html><head><meta charset='utf-8'><title>movierec {summary.run_id}"
                 f"</title><style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}"
                 f"table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px}}"
-                f"</style></head><body>{html}</body></html>")
+                f"</style></head><body>{html}</body></html>").encode("utf-8"))
     return path
 
 
 def history(config: configs.PipelineConfig, last: int):
     """(table rows, plot path) for the newest `last` runs of the pipeline, oldest first."""
-    store = run_summary.connect(config)
+    store = metadata.connect(config)
     summaries = [run_summary.summarize(config, run_id)
                  for run_id in run_summary.run_ids(store, config.pipeline_name)[-last:]]
     rows = [[s.run_id, s.span or "", sum(s.rows.values()) or "",
@@ -133,9 +139,9 @@ def history(config: configs.PipelineConfig, last: int):
              {True: "yes", False: "no", None: "-"}[s.blessed], s.pushed_version or "",
              s.error or ("" if s.blessed else "; ".join(s.blessing_notes))] for s in summaries]
     plotted = [(i, s.metrics[RMSE], bool(s.blessed)) for i, s in enumerate(summaries) if RMSE in s.metrics]
-    path = os.path.join(reports_dir(config), HISTORY_PLOT)
+    path = paths.join(reports_dir(config), HISTORY_PLOT)
     if plotted:
-        os.makedirs(reports_dir(config), exist_ok=True)
+        fileio.makedirs(reports_dir(config))
         figure, axes = plt.subplots(figsize=(7, 3.5), dpi=100)
         axes.plot([p[0] for p in plotted], [p[1] for p in plotted], color="grey", alpha=0.5)
         for index, rmse, blessed in plotted:
@@ -145,6 +151,5 @@ def history(config: configs.PipelineConfig, last: int):
         axes.set_ylabel("eval RMSE")
         axes.set_title("RMSE by run (green: blessed, red: not)")
         figure.tight_layout()
-        figure.savefig(path)
-        plt.close(figure)
+        _save_figure(figure, path)
     return rows, (path if plotted else None)

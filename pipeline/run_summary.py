@@ -21,7 +21,7 @@ from components.pusher import executor as pusher
 from components.ranking_evaluator import executor as ranking_executor
 from models import ranking
 from models.artifacts import HISTORY_FILE, MAP_FILE
-from pipeline import configs
+from pipeline import configs, metadata
 from pipeline.pipeline import MAE, RMSE
 
 EXECUTION_STATES = {
@@ -138,14 +138,6 @@ class RunSummary:
         return "\n".join(lines)
 
 
-def connect(config: configs.PipelineConfig, readonly: bool = True) -> metadata_store.MetadataStore:
-    connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = config.metadata_file
-    connection.sqlite.connection_mode = (metadata_store_pb2.SqliteMetadataSourceConfig.READONLY if readonly
-                                         else metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE)
-    return metadata_store.MetadataStore(connection)
-
-
 def run_ids(store: metadata_store.MetadataStore, pipeline_name: str) -> List[str]:
     """The pipeline_run contexts that hold executions of this pipeline, oldest first."""
     pipeline_context = store.get_context_by_type_and_name("pipeline", pipeline_name)
@@ -254,9 +246,9 @@ def _history(model_run) -> Dict[str, List[float]]:
 
 def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> Optional[RunSummary]:
     """Summary of run `run_id` (default: the latest) of the configured pipeline."""
-    if not os.path.exists(config.metadata_file):
+    if not metadata.exists(config):
         return None
-    store = connect(config)
+    store = metadata.connect(config)
     run_id = run_id or (run_ids(store, config.pipeline_name) or [None])[-1]
     run = store.get_context_by_type_and_name("pipeline_run", run_id) if run_id else None
     if run is None:

@@ -28,7 +28,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import grpc
 import numpy as np
 
-from serving.protos import session_bundle_config_pb2
+from serving import tf_serving_config
 from serving.status import ServingError, failed_precondition, invalid_argument
 
 Tensors = Dict[str, np.ndarray]
@@ -53,7 +53,7 @@ class Options:
         return self.max_execution_batch_size if self.enable_large_batch_splitting else self.max_batch_size
 
 
-def options_from(parameters: session_bundle_config_pb2.BatchingParameters) -> Options:
+def options_from(parameters: tf_serving_config.BatchingParameters) -> Options:
     """bundle_factory_util.h GetQueueOptions, with WrapSessionForBatching's check of the last
     allowed batch size (a mismatch fails the model's load, INVALID_ARGUMENT)."""
     max_batch = parameters.max_batch_size.value if parameters.HasField("max_batch_size") else DEFAULT_MAX_BATCH_SIZE

@@ -14,7 +14,7 @@ import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.protos import monitoring_config_pb2, session_bundle_config_pb2
+from serving import tf_serving_config
 
 INT64_MAX = 2 ** 63 - 1
 
@@ -55,19 +55,19 @@ def single_model_config(name: str, base_path: str) -> model_server_config_pb2.Mo
     return config
 
 
-def read_batching_parameters(path: Optional[str]) -> session_bundle_config_pb2.BatchingParameters:
+def read_batching_parameters(path: Optional[str]) -> tf_serving_config.BatchingParameters:
     """The file's BatchingParameters; without a file, server.cc's default (only a thread pool name)."""
     if not path:
-        parameters = session_bundle_config_pb2.BatchingParameters()
+        parameters = tf_serving_config.BatchingParameters()
         parameters.thread_pool_name.value = "model_server_batch_threads"
         return parameters
-    return _parse(path, session_bundle_config_pb2.BatchingParameters())
+    return _parse(path, tf_serving_config.BatchingParameters())
 
 
-def read_monitoring_config(path: Optional[str]) -> monitoring_config_pb2.MonitoringConfig:
+def read_monitoring_config(path: Optional[str]) -> tf_serving_config.MonitoringConfig:
     if not path:
-        return monitoring_config_pb2.MonitoringConfig()
-    return _parse(path, monitoring_config_pb2.MonitoringConfig())
+        return tf_serving_config.MonitoringConfig()
+    return _parse(path, tf_serving_config.MonitoringConfig())
 
 
 _VERSION = re.compile(r"\s*(-?\d+)\s*")

@@ -6,16 +6,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pathlib  # noqa: E402
 import shutil  # noqa: E402
+import sys  # noqa: E402
 
 import pytest  # noqa: E402
 
 import schema  # noqa: E402
+from movierec import paths  # noqa: E402
 from movierec.data import features  # noqa: E402
 from movierec.data import fetch  # noqa: E402
-from tests.pipeline_runs import PipelineRun  # noqa: E402
+from tests.pipeline_runs import PipelineRun, write_csv  # noqa: E402
+from tests.cli import movierec  # noqa: E402
 from tests.serving_server import Server  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+EXIT_STATUS = pytest.StashKey[int]()
 E2E_DIR = pathlib.Path(__file__).resolve().parent / "e2e"
 
 
@@ -39,12 +43,6 @@ def movielens_100k(tmp_path_factory, rating_range) -> pathlib.Path:
     return dest
 
 
-def write_csv(path: pathlib.Path, header: str, rows) -> pathlib.Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
-    return path
-
-
 @pytest.fixture(scope="session")
 def ratings_sample(movielens_100k, tmp_path_factory) -> pathlib.Path:
     """The first 3,000 MovieLens-100K ratings as a canonical ratings.csv, with the side tables."""
@@ -53,6 +51,16 @@ def ratings_sample(movielens_100k, tmp_path_factory) -> pathlib.Path:
         shutil.copy(movielens_100k / side_table, folder / side_table)
     lines = (movielens_100k / features.RATINGS_FILE).read_text().splitlines()
     return write_csv(folder / features.RATINGS_FILE, lines[0], lines[1:3001])
+
+
+@pytest.fixture(scope="session")
+def spans(ratings_sample, tmp_path_factory):
+    """The sample cut by month into span-<N>/ folders (8 spans)."""
+    dest = tmp_path_factory.mktemp("spans")
+    result = movierec("data", "split-spans", ratings_sample, "--by", "month", "--dest", dest)
+    assert result.returncode == 0, result.stderr
+    assert "wrote 8 spans by month" in result.stdout
+    return dest
 
 
 @pytest.fixture(scope="session")
@@ -75,3 +83,39 @@ def server(trained_run, tmp_path_factory):
     yield server
     server.stop()
     assert server.process.returncode == 0  # SIGTERM shuts down cleanly
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory):
+    """A MariaDB server for the session; its metadata user's password is in the environment the
+    `movierec` commands the tests start inherit."""
+    from tests.mariadb import PASSWORD_ENV, MariaDB
+
+    server = MariaDB(tmp_path_factory.mktemp("mariadb"))
+    os.environ[PASSWORD_ENV] = server.password
+    yield server
+    server.stop()
+    del os.environ[PASSWORD_ENV]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    session.config.stash[EXIT_STATUS] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """A process that used tensorflow-io's s3:// filesystem aborts in its teardown (exit 134,
+    tensorflow/io#2039): once pytest has reported everything, exit with its own status instead."""
+    if paths.tensorflow_io_loaded() and EXIT_STATUS in config.stash:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(config.stash[EXIT_STATUS])
+
+
+@pytest.fixture(scope="session")
+def s3_bucket():
+    """An S3 bucket on a local object-store server (tests/object_store.py): "s3://<bucket>"."""
+    from tests.object_store import s3_server
+
+    with s3_server() as bucket:
+        yield bucket

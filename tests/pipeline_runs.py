@@ -1,9 +1,15 @@
 """Running the pipeline through the real `movierec run` command, in a temp dir per run."""
+import contextlib
+import os
 import pathlib
+import shutil
+import signal
+import subprocess
+import time
 
+from pipeline import configs, metadata, run_summary
 from serving import contract
-from pipeline import configs, run_summary
-from tests.cli import movierec
+from tests.cli import MOVIEREC, movierec
 
 # A small sample trains a rough model: the bound only has to be met, not be tight. Its lists are
 # little better than random (NDCG@10 ~0.02 vs ~0.007), so the ranking gate is open here; it has
@@ -34,4 +40,108 @@ class PipelineRun:
         return contract.served_versions(self.config.push_base)
 
     def summary(self) -> run_summary.RunSummary:
+        return run_summary.summarize(self.config)
+
+
+def write_csv(path: pathlib.Path, header: str, rows) -> pathlib.Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+# Small and quick; a tolerance on the change threshold absorbs noise on tiny eval splits. The
+# ranking gate is open: models this rough rank little better than random (test_ranking_gate.py).
+REPLAY_CONFIG = """
+hyperparameters: {epochs: 2, embedding_dim: 8}
+evaluation: {rmse_upper_bound: 1.8, max_rmse_increase: 0.05, max_slice_rmse_increase: null,
+             ndcg_lower_bound: 0.0, max_ndcg_decrease: 1.0}
+rolling_spans: 3
+"""
+
+
+class Replay:
+    """`movierec run` on a data folder that gains one span at a time; `settings` (YAML) are added
+    to every run's config."""
+
+    def __init__(self, root: pathlib.Path, spans: pathlib.Path, settings: str = ""):
+        self.root, self.spans, self.data, self.settings = root, spans, root / "data", settings
+        self.data.mkdir(parents=True)
+        for side_table in ("movies.csv", "users.csv"):
+            shutil.copy(spans / side_table, self.data / side_table)
+        self.config_file = root / "config.yaml"
+        self.config_file.write_text(REPLAY_CONFIG + settings)
+        self.config = configs.load(self.config_file).replace(
+            data=str(self.data), pipeline_root=str(root / "pipeline"), serving_dir=str(root / "serving"))
+
+    def add_span(self, number: int, corrupt: bool = False):
+        target = self.data / f"span-{number}"
+        shutil.copytree(self.spans / f"span-{number}", target)
+        if corrupt:  # a rating by a new user aged 150: it parses, but breaks the schema
+            lines = (target / "ratings.csv").read_text().splitlines()
+            write_csv(target / "ratings.csv", lines[0], lines[1:] + ["99999,1,4,880000000"])
+            with open(self.data / "users.csv", "a") as users:
+                users.write("99999,150,M,other,00000\n")
+
+    def command(self):
+        return ["run", "--data", self.data, "--config", self.config_file,
+                "--pipeline-root", self.config.pipeline_root, "--serving-dir", self.config.serving_dir]
+
+    def run(self, extra_config: str = ""):
+        if extra_config:
+            self.config_file.write_text(REPLAY_CONFIG + self.settings + extra_config)
+        return movierec(*self.command())
+
+    def logs(self):
+        """The run logs so far; each run writes its own once it holds the run lock."""
+        return set((pathlib.Path(self.config.pipeline_root) / "logs").glob("*.log"))
+
+    def start(self, name: str, *flags) -> subprocess.Popen:
+        """`movierec run` in the background, in a process group of its own; stderr to <root>/<name>.stderr."""
+        with open(self.root / f"{name}.stderr", "w") as err:
+            return subprocess.Popen([*MOVIEREC, *map(str, self.command()), *flags], stdout=subprocess.DEVNULL,
+                                    stderr=err, start_new_session=True)
+
+    def stderr(self, name: str) -> str:
+        return (self.root / f"{name}.stderr").read_text()
+
+    def wait_for_log(self, process: subprocess.Popen, earlier, until=lambda text: True) -> bool:
+        """Waits until the log of `process`'s run (the one new since `earlier`) satisfies `until`;
+        False if the process ended first."""
+        deadline = time.monotonic() + 900
+        while process.poll() is None and time.monotonic() < deadline:
+            log = next(iter(self.logs() - earlier), None)
+            if log is not None and until(log.read_text()):
+                return True
+            time.sleep(0.5)
+        return False
+
+    def run_killed_during(self, component: str) -> int:
+        """`movierec run`, SIGKILLed with its whole process group once `component`'s executor
+        started (its log says "Going to run a new execution" after "Component <component> is
+        running."); returns that execution's ID, which the kill leaves RUNNING in ML Metadata."""
+        name = f"killed-during-{component}"
+        earlier = self.logs()
+        process = self.start(name)
+        try:
+            started = self.wait_for_log(process, earlier, lambda text: "Going to run a new execution" in text.partition(
+                f"Component {component} is running.")[2])
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        assert started and process.returncode == -signal.SIGKILL, self.stderr(name)[-3000:]
+        store = metadata.connect(self.config)
+        running = [e.id for e in store.get_executions() if e.last_known_state == e.RUNNING]
+        assert [run_summary.node_name(store, e) for e in running] == [component]
+        assert self.leftovers(component, running[0])
+        return running[0]
+
+    def leftovers(self, component: str, execution: int):
+        """The folders TFX gave one execution of `component` (outputs, scratch space)."""
+        return list((pathlib.Path(self.config.pipeline_root) / component).glob(f"**/{execution}"))
+
+    def versions(self):
+        return contract.served_versions(self.config.push_base)
+
+    def summary(self):
         return run_summary.summarize(self.config)

@@ -450,6 +450,24 @@ class _WriteChunkSplits(beam.DoFn):
             fileio.rename(f"{path}.tmp", path, overwrite=True)
 
 
+def write_examples(pipeline: beam.Pipeline, inputs: List[Tuple[str, SplitLayout]],
+                   exec_properties: Dict[str, Any]) -> None:
+    """ExampleGen's Beam graph: for each (split pattern, layout), the ratings read, checked and
+    written chunk by chunk into their split files. Executor.Do runs it; it is also the graph a
+    Dataflow dry run translates into a job (tests/e2e/test_cluster_recipes.py)."""
+    settings = _ingest_settings(exec_properties)
+    files = list_files(exec_properties[standard_component_specs.INPUT_BASE_KEY], [pattern for pattern, _ in inputs])
+    rating_range = _rating_range(exec_properties)
+    all_rows = []
+    for index, ((_, layout), input_files) in enumerate(zip(inputs, files)):
+        rows = pipeline | f"ReadRatings[{index}]" >> ReadRatings(input_files, rating_range)
+        _ = rows | f"WriteSplits[{index}]" >> beam.ParDo(
+            _WriteChunkSplits(settings.get("movies"), settings.get("users"), layout))
+        all_rows.append(rows)
+    _ = (all_rows | "AllSplits" >> beam.Flatten()
+         | "CheckDuplicates" >> CheckDuplicates([path for split in files for _, path in split]))
+
+
 class Executor(BaseExampleGenExecutor):
     """FileBasedExampleGen executor for the canonical `user_id,movie_id,rating,timestamp` CSV.
 
@@ -474,7 +492,6 @@ class Executor(BaseExampleGenExecutor):
         uris = [artifact_utils.get_split_uri(examples, name) for name in split_names]
         for uri in uris:
             fileio.makedirs(uri)
-        settings = _ingest_settings(exec_properties)
         hash_split = output_config.split_config
         if hash_split.partition_feature_name:
             raise ValueError("partition_feature_name is not supported: ratings split by (user_id, movie_id)")
@@ -484,18 +501,9 @@ class Executor(BaseExampleGenExecutor):
         else:
             inputs = [(split.pattern, SplitLayout([uri], []))
                       for split, uri in zip(input_config.splits, uris)]
-        files = list_files(exec_properties[standard_component_specs.INPUT_BASE_KEY],
-                           [pattern for pattern, _ in inputs])
-        rating_range = _rating_range(exec_properties)
         with self._make_beam_pipeline() as pipeline:
-            all_rows = []
-            for index, ((_, layout), input_files) in enumerate(zip(inputs, files)):
-                rows = pipeline | f"ReadRatings[{index}]" >> ReadRatings(input_files, rating_range)
-                _ = rows | f"WriteSplits[{index}]" >> beam.ParDo(
-                    _WriteChunkSplits(settings.get("movies"), settings.get("users"), layout))
-                all_rows.append(rows)
-            _ = (all_rows | "AllSplits" >> beam.Flatten()
-                 | "CheckDuplicates" >> CheckDuplicates([path for split in files for _, path in split]))
+            write_examples(pipeline, inputs, exec_properties)
+        settings = _ingest_settings(exec_properties)
         # The artifact properties TFX's own Do sets.
         payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
         file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)

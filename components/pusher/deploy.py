@@ -49,7 +49,7 @@ METRICS_PATH = "/monitoring/prometheus/metrics"
 # BatchingParameters (tensorflow_serving/servables/tensorflow/session_bundle_config.proto): the
 # wrapper-typed fields are written `name { value: v }`, the others `name: v`. Written as text here
 # (components import no serving module but the contract); tests parse the file with TF Serving's
-# own message (serving/protos) and check it against the rules above.
+# own message (serving/tf_serving_config.py) and check it against the rules above.
 BATCHING_WRAPPED = {
     "max_batch_size": contract.MAX_BATCH_SIZE,
     "batch_timeout_micros": 2000,

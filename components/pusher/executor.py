@@ -8,8 +8,21 @@ A push that fails (a full disk, a folder that cannot be written) removes its sta
 says where it failed; the versions already served are untouched. Staging folders of pushes whose
 process died (killed mid-copy) are removed by the next push from this machine.
 After a push, the TF Serving deploy files beside the versions are refreshed (deploy.py).
+
+On object storage (gs://, s3://) there is no atomic folder rename: TensorFlow's filesystems
+rename a folder object by object, in key order, so `saved_model.pb` would land before
+`variables/`. There the staged version is copied to `<base>/<version>/` with `saved_model.pb`
+last. TF Serving 2.16.1 takes every child of the base path whose whole name parses as an integer
+as a version (sources/storage_path/file_system_storage_path_source.cc: ParseVersionNumber, i.e.
+safe_strto64, in IndexChildrenByVersion), as soon as any object under it exists, and checks
+nothing else; `.incoming-*` never parses, so staging is never loaded. A version caught mid-copy
+has no saved_model.pb yet, so loading it fails with NotFound, and TF Serving retries a failed
+load (model_servers/server.h: max_num_load_retries 5, load_retry_interval_micros 60 s), by
+which time the copy is complete. A version is only counted as served (`version_serving`) once
+its saved_model.pb is there.
 """
 import os
+import posixpath
 import re
 import socket
 import time
@@ -27,11 +40,14 @@ from tfx.components.util import model_utils
 from tfx.utils import io_utils, proto_utils
 
 from components import infra_validator
+from movierec import paths
 from movierec.errors import MovierecError
 from components.pusher import deploy
 from serving.contract import model_names, served_versions
 
 FINGERPRINT_FILE = "fingerprint.pb"
+# The SavedModel's graph: what TF Serving's loader reads first; copied last into a remote version.
+SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 STAGING_PREFIX = ".incoming-"
 # .incoming-<version>-<host>-<pid>-<uuid>: whose staging folder it is, to tell a dead push's leftovers.
 STAGING_OWNER = re.compile(re.escape(STAGING_PREFIX) + r"\d+-(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{32}$")
@@ -43,17 +59,23 @@ PUSH_NOTE = "push_note"
 
 
 def _fingerprint(model_dir: str) -> Optional[bytes]:
-    path = os.path.join(model_dir, FINGERPRINT_FILE)
+    path = paths.join(model_dir, FINGERPRINT_FILE)
     return io_utils.read_bytes_file(path) if fileio.exists(path) else None
 
 
+def _complete(version_dir: str) -> bool:
+    return any(fileio.exists(paths.join(version_dir, name)) for name in SAVED_MODEL_FILES)
+
+
 def version_serving(base: str, model_dir: str) -> Optional[int]:
-    """The served version that holds exactly this SavedModel, if any."""
+    """The served version that holds exactly this SavedModel, if any (a remote version still
+    being copied, or whose push died mid-copy, has no saved_model.pb and is not served)."""
     fingerprint = _fingerprint(model_dir)
     if fingerprint is None:
         return None
     for version in reversed(served_versions(base)):
-        if _fingerprint(os.path.join(base, str(version))) == fingerprint:
+        version_dir = paths.join(base, str(version))
+        if _fingerprint(version_dir) == fingerprint and _complete(version_dir):
             return version
     return None
 
@@ -74,30 +96,55 @@ def _alive(pid: int) -> bool:
 
 def _remove_dead_staging(base: str) -> None:
     """Removes staging folders left by pushes from this machine whose process is gone."""
-    for name in fileio.listdir(base):
-        owner = STAGING_OWNER.match(name.rstrip("/"))
+    for name in paths.children(base):
+        owner = STAGING_OWNER.match(name)
         if owner and owner["host"] == socket.gethostname() and not _alive(int(owner["pid"])):
-            fileio.rmtree(os.path.join(base, name.rstrip("/")))
+            fileio.rmtree(paths.join(base, name))
+
+
+def copy_graph_last(source: str, target: str) -> None:
+    """Copies the SavedModel folder `source` to `target` file by file, saved_model.pb last, so
+    that whatever of `target` exists before the end has no graph and does not load."""
+    files = [posixpath.relpath(paths.join(folder, name), source)
+             for folder, _, names in fileio.walk(source) for name in names]
+    for relative in sorted(files, key=lambda f: (f in SAVED_MODEL_FILES, f)):
+        destination = paths.join(target, relative)
+        fileio.makedirs(paths.parent(destination))
+        fileio.copy(paths.join(source, relative), destination, overwrite=True)
+
+
+def _move_into_place(staging: str, version_dir: str) -> None:
+    """Local filesystems rename the folder atomically; object stores get a copy, graph last
+    (see the module docstring), and the staging copy is removed by publish."""
+    if paths.is_remote(version_dir):
+        copy_graph_last(staging, version_dir)
+    else:
+        fileio.rename(staging, version_dir)
 
 
 def publish(model_dir: str, base: str) -> int:
-    """Copies a SavedModel to `<base>/<version>` atomically; versions only increase."""
-    staging = None
+    """Copies a SavedModel to `<base>/<version>`, complete or not loadable at all; versions only
+    increase."""
+    staging = version_dir = None
+    placed = False
     try:
         fileio.makedirs(base)
         _remove_dead_staging(base)
         versions = served_versions(base)
         version = max(int(time.time()), versions[-1] + 1 if versions else 0)
-        staging = os.path.join(
+        staging = paths.join(
             base, f"{STAGING_PREFIX}{version}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}")
+        version_dir = paths.join(base, str(version))
         io_utils.copy_dir(model_dir, staging)
-        fileio.rename(staging, os.path.join(base, str(version)))
+        _move_into_place(staging, version_dir)
+        placed = True
     except (OSError, tf.errors.OpError) as e:  # fileio raises TensorFlow's errors for local files too
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise PushError(f"{base}: push failed, served versions unchanged ({reason})") from e
     finally:
-        if staging and fileio.exists(staging):
-            fileio.rmtree(staging)
+        for leftover in (staging, None if placed else version_dir):
+            if leftover and fileio.exists(leftover):
+                fileio.rmtree(leftover)
     return version
 
 
@@ -135,11 +182,11 @@ class Executor(tfx_pusher.Executor):
             self._not_pushed(pushed_model, f"this model is already served as version {serving}")
             return
         version = publish(model_dir, base)
-        serving_dir = os.path.dirname(os.path.normpath(base))
+        serving_dir = paths.parent(base)
         deploy.write_deploy_files(serving_dir, model_names(serving_dir))
         pushed_model.set_int_custom_property(PUSHED, 1)
         pushed_model.set_string_custom_property(PUSHED_VERSION, str(version))
-        pushed_model.set_string_custom_property(PUSHED_DESTINATION, os.path.join(base, str(version)))
+        pushed_model.set_string_custom_property(PUSHED_DESTINATION, paths.join(base, str(version)))
         pushed_model.set_string_custom_property(PUSH_NOTE, f"pushed as version {version}")
         logging.info("Pushed %s to %s/%d", model_dir, base, version)
 

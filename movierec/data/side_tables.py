@@ -4,8 +4,10 @@ Read by the importers, and by ExampleGen to join movie and user features onto ea
 """
 import csv
 import dataclasses
+import io
 from typing import Dict, Iterable, Iterator, Optional, Sequence, Tuple
 
+from movierec import paths
 from movierec.data import features, records
 from movierec.data.records import RowError
 
@@ -85,11 +87,15 @@ def parse_users(stream: Iterable[str], source: str) -> Iterator[User]:
         yield User(user_id, age, row[features.GENDER], row[features.OCCUPATION], row[features.ZIP])
 
 
+def _text(path: str) -> io.TextIOWrapper:
+    """The file, local or in a bucket (gs://, s3://), as text decoded line by line, so bytes
+    that are not UTF-8 are reported at their row by csv_rows."""
+    return io.TextIOWrapper(io.BytesIO(paths.read_bytes(path)), encoding="utf-8-sig", newline="")
+
+
 def read_movies(path: str) -> list:
-    with open(path, newline="", encoding="utf-8-sig") as stream:
-        return list(parse_movies(stream, path))
+    return list(parse_movies(_text(path), path))
 
 
 def read_users(path: str) -> list:
-    with open(path, newline="", encoding="utf-8-sig") as stream:
-        return list(parse_users(stream, path))
+    return list(parse_users(_text(path), path))

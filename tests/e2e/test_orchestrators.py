@@ -78,7 +78,8 @@ def test_kubeflow_v2_pipeline_json(ratings_sample, tmp_path):
 HOLD_LOCK = """
 import sys, time
 from movierec.runlock import run_lock
-with run_lock(sys.argv[1]):
+from pipeline import configs
+with run_lock(configs.PipelineConfig(pipeline_root=sys.argv[1])):
     print("held", flush=True)
     time.sleep(120)
 """

@@ -20,7 +20,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 from serving import batching
 from serving.client import predict_request
 from serving.model_config import aspired_versions, read_model_server_config
-from serving.protos import session_bundle_config_pb2
+from serving import tf_serving_config
 from serving.server import Loader
 from serving.status import ServingError
 from tests import tfs_models
@@ -226,7 +226,7 @@ def _queue(parameters: str, version_dir) -> tuple:
 
 def tf_text(parameters: str):
     from google.protobuf import text_format
-    return text_format.Parse(parameters, session_bundle_config_pb2.BatchingParameters())
+    return text_format.Parse(parameters, tf_serving_config.BatchingParameters())
 
 
 def _together(queue, *requests):

@@ -9,7 +9,7 @@ import sys
 from tests.conftest import REPO
 
 # Lower layers first; a module may import its own layer and the ones before it.
-LAYERS = [("movierec.data", "movierec.errors"), ("serving.contract",), ("models",), ("components",),
+LAYERS = [("movierec.data", "movierec.errors", "movierec.paths"), ("serving.contract",), ("models",), ("components",),
           ("pipeline",), ("movierec",)]
 PACKAGES = ("movierec", "models", "components", "pipeline", "serving", "schema")
 

@@ -7,8 +7,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from components.pusher import deploy
 from serving import contract
-from serving.protos.monitoring_config_pb2 import MonitoringConfig
-from serving.protos.session_bundle_config_pb2 import BatchingParameters
+from serving.tf_serving_config import BatchingParameters, MonitoringConfig
 
 
 @pytest.fixture(scope="module")

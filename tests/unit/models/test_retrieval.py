@@ -13,6 +13,8 @@ from models import catalog, export, retrieval
 from models.features import MOVIE_XF, RATING_XF, USER_XF
 from models.hyperparameters import Hyperparameters
 from models.model import build_model
+from movierec.data import features
+from serving import contract
 from serving.contract import KNOWN_USER, MOVIE_ID
 from tests.transform import analyze_and_transform, raw_row
 
@@ -42,6 +44,7 @@ def planted(tmp_path_factory):
     transformed, output = analyze_and_transform(
         [raw_row(u.encode(), m.encode(), r, title=m.encode()) for u, m, r in rows], tmp)
     batch = {key: np.stack([r[key] for r in transformed]) for key in transformed[0]}
+    batch[features.TIMESTAMP] = np.zeros(len(rows), np.int64)  # each pair rated once: time plays no part
     movies_and_users = catalog.build(output, [{k: tf.constant(v) for k, v in batch.items()}])
     model = build_model(movies_and_users.num_users, movies_and_users.num_movies, 2.0,
                         Hyperparameters(embedding_dim=4, learning_rate=0.05, l2=0.0))
@@ -57,9 +60,8 @@ def planted(tmp_path_factory):
 
 
 def top(servable, users, k):
-    answer = servable.signatures["recommend"](
-        user_id=tf.constant(users), k=tf.constant(k), exclude_seen=tf.constant(True),
-        exclude_movie_ids=tf.zeros([len(users), 0], tf.string))
+    inputs = contract.recommend_inputs(users, [k] * len(users), [True] * len(users), [[]] * len(users))
+    answer = servable.signatures["recommend"](**{key: tf.constant(value) for key, value in inputs.items()})
     return [{m.decode() for m in row} for row in answer[MOVIE_ID].numpy()], answer
 
 

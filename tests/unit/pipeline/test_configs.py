@@ -133,7 +133,7 @@ def test_the_digest_reaches_the_cache_keys_of_the_components_that_run_our_code(t
     assert Hyperparameters.from_dict(trainer_config[HYPERPARAMETERS]) == config.hyperparameters
 
 
-@pytest.mark.parametrize("name", ["local", "dataflow", "flink", "spark"])
+@pytest.mark.parametrize("name", ["local", "dataflow", "flink", "spark", "portable"])
 def test_beam_arg_sets_are_valid_beam_options(name):
     """Every argument in configs/beam/*.yaml is one Beam knows (no typo silently dropped)."""
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -144,4 +144,8 @@ def test_beam_arg_sets_are_valid_beam_options(name):
     assert set(parsed) - known == set()
     if name != "local":
         assert parsed["setup_file"] == "./setup.py"
-        assert parsed["runner"] in ("DataflowRunner", "FlinkRunner", "SparkRunner")
+        assert parsed["runner"] in ("DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner")
+    if parsed.get("runner") in ("FlinkRunner", "SparkRunner", "PortableRunner"):
+        # Beam 2.59's PortableRunner.JobServiceHandle.run gives the job's state stream this
+        # deadline; Beam's default of 60 s failed the first Transform job on the portable runner.
+        assert int(parsed["job_server_timeout"]) >= 3600

@@ -1,0 +1,122 @@
+"""The resolver strategies, tested as TFX tests its own (tfx/dsl/input_resolution/strategies/
+latest_blessed_model_strategy_test.py: the strategy's resolve_artifacts on an ML Metadata store),
+but with real TFX artifacts put into an in-memory store in the order runs create them, so their IDs
+are the ones ML Metadata hands out rather than numbers the test picks.
+
+The history: run 1 ingested span 1 and produced cache 1 and a blessed model 1; run 2 ingested span
+2 and produced cache 2, a blessed model 2, then a model 3 the Evaluator did not bless."""
+import pytest
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from tfx import types
+from tfx.types import artifact_utils, standard_artifacts
+
+from components.resolvers import AnalyzerCacheStrategy, WarmStartModelStrategy
+
+
+class Store:
+    """An in-memory ML Metadata store (`fake_database`) that artifacts are put into as TFX does."""
+
+    def __init__(self):
+        config = metadata_store_pb2.ConnectionConfig()
+        config.fake_database.SetInParent()
+        self.mlmd = metadata_store.MetadataStore(config)
+
+    def put(self, artifact_class, uri: str, **custom_properties) -> types.Artifact:
+        artifact = artifact_class()
+        artifact.uri = uri
+        for name, value in custom_properties.items():
+            artifact.set_int_custom_property(name, value)
+        artifact.type_id = self.mlmd.put_artifact_type(artifact.artifact_type)
+        [artifact.id] = self.mlmd.put_artifacts([artifact.mlmd_artifact])
+        return artifact
+
+    def read(self, artifact_class):
+        """Every artifact of a type, as the store gives them back (what a resolver's channel holds)."""
+        artifact_type = self.mlmd.get_artifact_type(artifact_class.TYPE_NAME)
+        return [artifact_utils.deserialize_artifact(artifact_type, a)
+                for a in self.mlmd.get_artifacts_by_type(artifact_class.TYPE_NAME)]
+
+    def model_and_blessing(self, uri: str, blessed: bool):
+        model = self.put(standard_artifacts.Model, uri)
+        self.put(standard_artifacts.ModelBlessing, uri + "-blessing",
+                 blessed=int(blessed), current_model_id=model.id)
+        return model
+
+    def warm_start_inputs(self):
+        return {"model": self.read(standard_artifacts.Model),
+                "model_blessing": self.read(standard_artifacts.ModelBlessing),
+                "examples": self.read(standard_artifacts.Examples)}
+
+    def cache_inputs(self):
+        return {"cache": self.read(standard_artifacts.TransformCache),
+                "examples": self.read(standard_artifacts.Examples)}
+
+
+@pytest.fixture
+def history():
+    store = Store()
+    store.put(standard_artifacts.Examples, "span-1", span=1)
+    store.put(standard_artifacts.TransformCache, "cache-1")
+    store.model_and_blessing("model-1", blessed=True)
+    store.put(standard_artifacts.Examples, "span-2", span=2)
+    store.put(standard_artifacts.TransformCache, "cache-2")
+    store.model_and_blessing("model-2", blessed=True)
+    store.model_and_blessing("model-3", blessed=False)
+    return store
+
+
+def uris(artifacts):
+    return [a.uri for a in artifacts]
+
+
+def resolve(store: Store, strategy, inputs):
+    return strategy.resolve_artifacts(store.mlmd, inputs)
+
+
+def test_a_rerun_on_the_same_span_gets_what_the_last_run_started_from(history):
+    """Newest examples are span 2: the newest blessed model and cache made before them are run 1's,
+    as run 2 itself had, so run 2's Transform and Trainer inputs are the same again (cached)."""
+    assert uris(resolve(history, WarmStartModelStrategy(), history.warm_start_inputs())["model"]) == ["model-1"]
+    assert uris(resolve(history, AnalyzerCacheStrategy(), history.cache_inputs())["cache"]) == ["cache-1"]
+
+
+def test_a_new_span_gets_the_newest_blessed_model_and_cache(history):
+    """Span 3 arrives: the newest model (3) was not blessed and is passed over for model 2."""
+    history.put(standard_artifacts.Examples, "span-3", span=3)
+    assert uris(resolve(history, WarmStartModelStrategy(), history.warm_start_inputs())["model"]) == ["model-2"]
+    assert uris(resolve(history, AnalyzerCacheStrategy(), history.cache_inputs())["cache"]) == ["cache-2"]
+
+
+def test_a_blessing_counts_only_for_the_model_it_names(history):
+    """Model 3's blessing says no; a newer blessing of model 1 does not bless model 3 either."""
+    history.put(standard_artifacts.ModelBlessing, "again", blessed=1,
+                current_model_id=history.read(standard_artifacts.Model)[0].id)
+    history.put(standard_artifacts.Examples, "span-3", span=3)
+    assert uris(resolve(history, WarmStartModelStrategy(), history.warm_start_inputs())["model"]) == ["model-2"]
+
+
+def test_no_blessed_model_resolves_none():
+    store = Store()
+    store.put(standard_artifacts.Examples, "span-1", span=1)
+    store.model_and_blessing("model-1", blessed=False)
+    store.put(standard_artifacts.Examples, "span-2", span=2)
+    assert resolve(store, WarmStartModelStrategy(), store.warm_start_inputs())["model"] == []
+
+
+def test_without_examples_nothing_is_carried_over(history):
+    """No validated examples yet (or none resolved): there is no "before them", so nothing."""
+    inputs = {**history.warm_start_inputs(), "examples": []}
+    assert resolve(history, WarmStartModelStrategy(), inputs)["model"] == []
+    assert resolve(history, AnalyzerCacheStrategy(), {**history.cache_inputs(), "examples": []})["cache"] == []
+
+
+def test_every_input_key_is_returned_unchanged_but_the_resolved_one(history):
+    """A resolver strategy must return every input key (TFX checks the output against its channels)."""
+    inputs = history.warm_start_inputs()
+    result = resolve(history, WarmStartModelStrategy(), inputs)
+    assert set(result) == set(inputs)
+    assert result["model_blessing"] == inputs["model_blessing"] and result["examples"] == inputs["examples"]
+    inputs = history.cache_inputs()
+    result = resolve(history, AnalyzerCacheStrategy(), inputs)
+    assert set(result) == set(inputs) and result["examples"] == inputs["examples"]
