@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: setup run test test-fast data lock clean bench-serving bench-serving-load bench-catalog bench-accuracy bench-span-replay bench-scale
+.PHONY: setup run test test-fast data lock clean bench-serving bench-serving-load bench-catalog bench-accuracy bench-ranking bench-span-replay bench-scale
 
 setup: $(STAMP)
 
@@ -74,6 +74,10 @@ bench-catalog: $(STAMP)
 bench-accuracy: data
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements/benchmarks.txt
 	$(BIN)/python -m benchmarks.accuracy --data $(DATA_DIR)
+
+# Our pipeline's recommend lists vs popularity, EASE and implicit ALS on the same MovieLens-100K rows.
+bench-ranking: data
+	$(BIN)/python -m benchmarks.ranking --data $(DATA_DIR)
 
 # The full pipeline on synthetic 100k / 1M / 10M ratings: per-component time, peak RSS, rows/s.
 SCALE_SIZES ?= 100k,1m,10m

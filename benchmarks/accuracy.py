@@ -23,6 +23,7 @@ from tabulate import tabulate
 
 from movierec.data import features
 from pipeline import configs, run_summary
+from pipeline.pipeline import MAE, RMSE
 
 SPLITS = ("random", "temporal")
 TRAIN_FRACTION = 0.8
@@ -57,20 +58,20 @@ def write_split(folder: pathlib.Path, source: pathlib.Path, header, train, test)
             shutil.copy(source / side_table, folder / side_table)
 
 
-def run_pipeline(work: pathlib.Path, data: pathlib.Path, base: configs.PipelineConfig):
-    # The benchmark measures; it does not gate: the bound is relaxed so every run finishes.
+def run_pipeline(work: pathlib.Path, data: pathlib.Path, base: configs.PipelineConfig) -> run_summary.RunSummary:
+    """`movierec run` on the split's folders; the run's summary (RMSE, ranking, Trainer time)."""
+    # The benchmark measures; it does not gate: the bounds are relaxed so every run finishes.
     config = base.replace(
         data=str(data), pipeline_root=str(work / "pipeline"), serving_dir=str(work / "serving"),
-        evaluation=dataclasses.replace(base.evaluation, rmse_upper_bound=10.0, max_slice_rmse_increase=None))
+        evaluation=dataclasses.replace(base.evaluation, rmse_upper_bound=10.0, max_slice_rmse_increase=None,
+                                       ndcg_lower_bound=0.0, max_ndcg_decrease=1.0))
     config_file = work / "config.yaml"
     config_file.write_text(configs.to_yaml(config))
     result = subprocess.run([sys.executable, "-m", "movierec.cli", "run", "--config", str(config_file)],
                             capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"pipeline failed on {data}:\n{result.stderr[-3000:]}")
-    summary = run_summary.summarize(config)
-    return (summary.metrics["root_mean_squared_error"], summary.metrics["mean_absolute_error"],
-            summary.seconds["Trainer"])
+    return run_summary.summarize(config)
 
 
 def run_surprise(train, test):
@@ -96,17 +97,22 @@ def run_surprise(train, test):
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def split_arguments(description: str, work: str) -> argparse.ArgumentParser:
+    """The options of a benchmark on these splits: settings per split, data, work folder, splits."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", type=pathlib.Path, default=pathlib.Path("configs/movielens-100k.yaml"),
                         help="pipeline settings for the random split")
     parser.add_argument("--temporal-config", type=pathlib.Path,
                         default=pathlib.Path("configs/movielens-100k-temporal.yaml"),
                         help="pipeline settings for the temporal split")
     parser.add_argument("--data", type=pathlib.Path, default=pathlib.Path("data/movielens-100k"))
-    parser.add_argument("--work", type=pathlib.Path, default=pathlib.Path("runs/benchmark-accuracy"))
+    parser.add_argument("--work", type=pathlib.Path, default=pathlib.Path(work))
     parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = split_arguments(__doc__.splitlines()[0], "runs/benchmark-accuracy").parse_args()
     settings = {"random": args.config, "temporal": args.temporal_config}
     header, rows = read_ratings(args.data / features.RATINGS_FILE)
 
@@ -116,8 +122,9 @@ def main() -> None:
         work = args.work / kind
         shutil.rmtree(work, ignore_errors=True)
         write_split(work / "data", args.data, header, train, test)
-        rmse, mae, seconds = run_pipeline(work, work / "data", configs.load(settings[kind]))
-        table.append((kind, f"movierec ({settings[kind].name})", rmse, mae, seconds))
+        summary = run_pipeline(work, work / "data", configs.load(settings[kind]))
+        table.append((kind, f"movierec ({settings[kind].name})", summary.metrics[RMSE], summary.metrics[MAE],
+                      summary.seconds["Trainer"]))
         for name, (rmse, mae, seconds) in run_surprise(train, test).items():
             table.append((kind, f"surprise {name}", rmse, mae, seconds))
         print(f"{kind}: {len(train):,} training / {len(test):,} test ratings", flush=True)

@@ -61,7 +61,7 @@ def main() -> None:
         print(f"span {number}: exit {run.returncode} in {timings[-1][1]} s", flush=True)
     print(tabulate(timings, headers=["span added", "wall s", "exit", "last line"]))
     rows, plot = report.history(config, len(numbers))
-    print(tabulate(rows, headers=["run", "span", "ratings", "RMSE", "MAE", "blessed", "pushed", "note"]))
+    print(tabulate(rows, headers=report.HISTORY_HEADERS))
     print(f"RMSE across runs: {plot}")
 
 

@@ -351,8 +351,7 @@ def report_command(pipeline_root, config_file, last) -> None:
     if not found:
         raise click.ClickException(f"{config.pipeline_root}: no runs yet (no {config.metadata_file})")
     rows, plot = report.history(config, last)
-    click.echo(tabulate(rows, headers=["run", "span", "ratings", "RMSE", "MAE", "blessed", "pushed",
-                                       "note"]))
+    click.echo(tabulate(rows, headers=report.HISTORY_HEADERS))
     if plot:
         click.echo(f"RMSE across runs: {plot}")
     click.echo(f"run reports: {report.reports_dir(config)}/<run>/report.html")

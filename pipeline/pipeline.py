@@ -1,7 +1,8 @@
 """The movierec TFX pipeline, as a pure function of its config: the README's diagram in code.
 
 RatingsExampleGen -> StatisticsGen / ImportSchemaGen -> ExampleValidator -> ValidationGate
--> Transform -> Trainer -> Evaluator (vs the last blessed model) -> InfraValidator -> AtomicPusher
+-> Transform -> Trainer -> Evaluator (RMSE vs the last blessed model) -> RankingEvaluator (NDCG; one blessing
+with RMSE) -> InfraValidator -> AtomicPusher
 """
 import dataclasses
 import pathlib
@@ -13,6 +14,7 @@ from components import code_version, resolvers
 from components.example_gen.component import RatingsExampleGen
 from components.infra_validator.component import InfraValidator
 from components.pusher.component import AtomicPusher
+from components.ranking_evaluator.component import RankingEvaluator
 from components.schema_import import SchemaImport
 from components.validation_gate import ValidationGate
 from models.features import SLICE_FEATURES
@@ -27,6 +29,18 @@ RMSE = "root_mean_squared_error"
 MAE = "mean_absolute_error"
 # Change thresholds compare with a tolerance; this one only absorbs float rounding.
 RMSE_TOLERANCE = 1e-10
+RANKING_EVALUATOR = "RankingEvaluator"
+
+
+def _blessings(orchestrator: str) -> tfx.dsl.Channel:
+    """The blessings that say a model was blessed: the RankingEvaluator's, which requires TFMA's
+    RMSE blessing too. TFMA's own says nothing about ranking, so it must not make a model the
+    "last blessed" one. Kubeflow v2's resolvers take artifact types only: there both count.
+    """
+    if orchestrator == KUBEFLOW_V2:
+        return tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)
+    return tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
+                           producer_component_id=RANKING_EVALUATOR, output_key="blessing")
 
 
 def _rmse_change(max_increase: float) -> tfma.GenericChangeThreshold:
@@ -98,7 +112,7 @@ def _carried_over(config: configs.PipelineConfig, validation_gate, orchestrator:
             "base_model": tfx.dsl.Resolver(
                 strategy_class=resolvers.WarmStartModelStrategy,
                 model=channel(tfx.types.standard_artifacts.Model),
-                model_blessing=channel(tfx.types.standard_artifacts.ModelBlessing),
+                model_blessing=_blessings(orchestrator),
                 examples=validated_channel()),
         }
         if config.uses_spans():
@@ -186,7 +200,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
     latest_blessed_model = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        model_blessing=_blessings(orchestrator),
     ).with_id("latest_blessed_model_resolver")
 
     evaluator = tfx.components.Evaluator(
@@ -195,11 +209,21 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         baseline_model=latest_blessed_model.outputs["model"],
         eval_config=eval_config(config.evaluation))
 
+    ranking_evaluator = RankingEvaluator(
+        examples=validated, model=trainer.outputs["model"],
+        baseline_model=latest_blessed_model.outputs["model"], rmse_blessing=evaluator.outputs["blessing"],
+        k=config.evaluation.ranking_k, ndcg_lower_bound=config.evaluation.ndcg_lower_bound,
+        max_ndcg_decrease=config.evaluation.max_ndcg_decrease,
+        user_activity_bounds=config.evaluation.user_activity_bounds, code_digest=code_digest,
+    ).with_id(RANKING_EVALUATOR)
+    # The RankingEvaluator's blessing requires TFMA's (RMSE) and the NDCG gate's.
+    blessing = ranking_evaluator.outputs["blessing"]
+
     # Between Evaluator and Pusher: the candidate served as production serves it (TFX's InfraValidator role).
-    infra_validator = InfraValidator(model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+    infra_validator = InfraValidator(model=trainer.outputs["model"], model_blessing=blessing,
                                      model_name=config.model_name, model_server=config.model_server)
     # Keeps TFX's node ID, so run histories and caches of existing pipeline roots carry on.
-    pusher = AtomicPusher(trainer.outputs["model"], evaluator.outputs["blessing"],
+    pusher = AtomicPusher(trainer.outputs["model"], blessing,
                           infra_validator.outputs["blessing"], config.push_base).with_id("Pusher")
 
     return tfx.dsl.Pipeline(
@@ -207,7 +231,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         pipeline_root=config.pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator,
                     validation_gate, *carried_over.values(), transform, trainer, latest_blessed_model,
-                    evaluator, infra_validator, pusher],
+                    evaluator, ranking_evaluator, infra_validator, pusher],
         enable_cache=config.enable_cache,
         # Kubeflow Pipelines / Vertex keep their own ML Metadata: no settings (or password) needed,
         # and a remote pipeline root has no local SQLite file to name.

@@ -23,6 +23,8 @@ from pipeline.pipeline import MAE, RMSE  # noqa: E402
 REPORTS = "reports"
 CURVE_FILE = "training_curve.png"
 HISTORY_PLOT = "rmse_history.png"
+# Columns of `history`'s rows.
+HISTORY_HEADERS = ["run", "span", "ratings", "RMSE", "MAE", "NDCG@k", "Recall@k", "blessed", "pushed", "note"]
 
 
 def reports_dir(config: configs.PipelineConfig) -> str:
@@ -81,6 +83,18 @@ def markdown_report(summary: run_summary.RunSummary, images: List[str]) -> str:
                for name, models in sorted(summary.slices.items())],
             headers=["slice", "RMSE", "last blessed RMSE", "MAE", "examples"], tablefmt="github",
             disable_numparse=True), ""]
+    if summary.ranking_evaluation:
+        lines += ["## Ranking", "",
+                  f"`recommend`'s top {summary.ranking_evaluation['k']} over the whole catalogue, each user's training "
+                  "movies excluded, against the user's eval-split movies (NDCG, recall, precision, MAP "
+                  "averaged over users; coverage = share of the catalogue recommended to anyone; "
+                  "popularity rank = mean rank by training ratings of the movies recommended, 1 = most rated).", ""]
+        for relevance, label in run_summary.RANKING_RELEVANCE:
+            rows = summary.ranking_rows(relevance)
+            if rows:
+                lines += [f"{label}:", "", tabulate(
+                    rows, headers=["model", "slice", "users", "NDCG", "recall", "precision", "MAP", "coverage",
+                                   "popularity rank"], tablefmt="github", disable_numparse=True), ""]
     if summary.blessing_notes:
         lines += ["Why: " + "; ".join(summary.blessing_notes), ""]
     if summary.infra_blessed is not None:
@@ -121,6 +135,7 @@ def history(config: configs.PipelineConfig, last: int):
                  for run_id in run_summary.run_ids(store, config.pipeline_name)[-last:]]
     rows = [[s.run_id, s.span or "", sum(s.rows.values()) or "",
              f"{s.metrics[RMSE]:.4f}" if RMSE in s.metrics else "", f"{s.metrics[MAE]:.4f}" if MAE in s.metrics else "",
+             *(f"{s.ranking_overall()[key]:.4f}" if s.ranking_overall() else "" for key in ("ndcg", "recall")),
              {True: "yes", False: "no", None: "-"}[s.blessed], s.pushed_version or "",
              s.error or ("" if s.blessed else "; ".join(s.blessing_notes))] for s in summaries]
     plotted = [(i, s.metrics[RMSE], bool(s.blessed)) for i, s in enumerate(summaries) if RMSE in s.metrics]

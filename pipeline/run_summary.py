@@ -18,6 +18,8 @@ from tfx.types import artifact_utils
 from components.example_gen import executor as example_gen
 from components import infra_validator
 from components.pusher import executor as pusher
+from components.ranking_evaluator import executor as ranking_executor
+from models import ranking
 from models.artifacts import HISTORY_FILE, MAP_FILE
 from pipeline import configs, metadata
 from pipeline.pipeline import MAE, RMSE
@@ -28,6 +30,8 @@ EXECUTION_STATES = {
     metadata_store_pb2.Execution.FAILED: "failed",
     metadata_store_pb2.Execution.RUNNING: "running",
 }
+RANKING_RELEVANCE = ((ranking.RELEVANT_ALL, "relevant = eval movies"),
+                     (ranking.RELEVANT_LIKED, "relevant = eval movies rated 4-5"))
 # Custom property of an execution a killed run left running, set by the next run (recovery.py):
 # why it never finished. Such executions are shown as "abandoned".
 ABANDONED = "abandoned"
@@ -56,6 +60,24 @@ class RunSummary:
     side_tables: Dict[str, Optional[str]] = dataclasses.field(default_factory=dict)
     infra_blessed: Optional[bool] = None
     infra_note: str = ""
+    # The RankingEvaluator's ranking_metrics.json: {"k", "metrics": {relevance: {model: {slice:
+    # {metric: value}}}}, "gate": {...}}; empty when it did not run.
+    ranking_evaluation: Dict = dataclasses.field(default_factory=dict)
+
+    def ranking_overall(self, model: str = ranking_executor.CANDIDATE,
+                        relevance: str = ranking.RELEVANT_ALL) -> Dict[str, float]:
+        """A model's overall ranking metrics ({} when not evaluated)."""
+        by_model = self.ranking_evaluation.get("metrics", {}).get(relevance, {})
+        return by_model.get(model, {}).get(ranking.OVERALL, {})
+
+    def ranking_rows(self, relevance: str = ranking.RELEVANT_ALL) -> List[List[str]]:
+        """[model, slice, users, NDCG, recall, precision, MAP, coverage, popularity rank] rows."""
+        rows = []
+        for model, by_slice in self.ranking_evaluation.get("metrics", {}).get(relevance, {}).items():
+            for name, m in by_slice.items():
+                rows.append([model, name, str(m["users"])] + [f"{m[key]:.4f}" for key in ranking.METRICS[:5]]
+                            + [f"{m['popularity_rank']:.1f}"])
+        return rows
 
     def render(self) -> str:
         lines = [f"Run {self.run_id}"]
@@ -89,6 +111,22 @@ class RunSummary:
                 line = (f"    {name}: {candidate.get(RMSE, float('nan')):.4f} on "
                         f"{int(candidate.get('example_count', 0)):,} examples")
                 lines.append(line + (f" (last blessed {baseline[RMSE]:.4f})" if RMSE in baseline else ""))
+        if self.ranking_evaluation:
+            k = self.ranking_evaluation["k"]
+            for relevance, label in RANKING_RELEVANCE:
+                models = self.ranking_evaluation["metrics"].get(relevance, {})
+                for model, by_slice in models.items():
+                    m = by_slice[ranking.OVERALL]
+                    lines.append(f"  ranking top-{k}, {label}, {model}: NDCG {m['ndcg']:.4f}, recall "
+                                 f"{m['recall']:.4f}, precision {m['precision']:.4f}, MAP {m['map']:.4f}, "
+                                 f"coverage {m['coverage']:.3f}, popularity rank {m['popularity_rank']:.1f} "
+                                 f"({m['users']:,} users)")
+            candidate = self.ranking_evaluation["metrics"].get(ranking.RELEVANT_ALL, {}).get(
+                ranking_executor.CANDIDATE, {})
+            slices = {name: m for name, m in candidate.items() if name != ranking.OVERALL}
+            if slices:
+                lines.append(f"  NDCG@{k} by slice: " + ", ".join(
+                    f"{name} {m['ndcg']:.4f} ({m['users']:,} users)" for name, m in slices.items()))
         if self.blessed is not None:
             lines.append(f"  blessed: {'yes' if self.blessed else 'no'}"
                          + (" - " + "; ".join(self.blessing_notes) if self.blessing_notes else ""))
@@ -243,10 +281,16 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
         if "blessing" in outputs and outputs["blessing"].type_name == "InfraBlessing":
             summary.infra_blessed = bool(outputs["blessing"].get_int_custom_property(infra_validator.BLESSED))
             summary.infra_note = infra_validator.note(outputs["blessing"])
-        elif "blessing" in outputs:
+        elif "blessing" in outputs and "evaluation" in outputs:
             summary.blessed = bool(outputs["blessing"].get_int_custom_property("blessed"))
             summary.blessing_notes = _blessing_notes(
                 outputs["evaluation"].uri, config, summary.metrics, summary.baseline_metrics)
+        if ranking_executor.RANKING in outputs and fileio.exists(
+                os.path.join(outputs[ranking_executor.RANKING].uri, ranking_executor.METRICS_FILE)):
+            # The RankingEvaluator runs after TFMA's Evaluator; its blessing requires TFMA's.
+            summary.ranking_evaluation = ranking_executor.load_metrics(outputs[ranking_executor.RANKING].uri)
+            summary.blessed = bool(outputs["blessing"].get_int_custom_property("blessed"))
+            summary.blessing_notes = summary.blessing_notes + summary.ranking_evaluation["gate"]["notes"]
         if "pushed_model" in outputs:
             pushed = outputs["pushed_model"]
             summary.pushed = bool(pushed.get_int_custom_property(pusher.PUSHED))

@@ -10,7 +10,8 @@ from tests.conftest import REPO
 
 COMPONENTS = {"RatingsExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
               "ValidationGate", "transform_analyzer_cache", "warm_start_model", "Transform",
-              "Trainer", "latest_blessed_model_resolver", "Evaluator", "InfraValidator", "Pusher"}
+              "Trainer", "latest_blessed_model_resolver", "Evaluator", "RankingEvaluator", "InfraValidator",
+              "Pusher"}
 
 DAGBAG_PROBE = """
 import json, sys
@@ -43,8 +44,9 @@ def test_airflow_dag_loads_with_every_component_in_order(ratings_sample, tmp_pat
     assert set(dag["upstream"]) == COMPONENTS
     assert dag["schedule"] == "30 2 * * *" and dag["max_active_runs"] == 1
     assert "ValidationGate" in dag["upstream"]["Transform"]
-    assert set(dag["upstream"]["Pusher"]) == {"Evaluator", "InfraValidator", "Trainer"}
-    assert set(dag["upstream"]["InfraValidator"]) == {"Evaluator", "Trainer"}
+    assert set(dag["upstream"]["Pusher"]) == {"RankingEvaluator", "InfraValidator", "Trainer"}
+    assert set(dag["upstream"]["InfraValidator"]) == {"RankingEvaluator", "Trainer"}
+    assert {"Evaluator", "Trainer", "latest_blessed_model_resolver"} <= set(dag["upstream"]["RankingEvaluator"])
 
 
 def test_kubeflow_v2_pipeline_json(ratings_sample, tmp_path):
@@ -61,7 +63,8 @@ def test_kubeflow_v2_pipeline_json(ratings_sample, tmp_path):
     after = lambda task: set(tasks[task].get("dependentTasks", []))
     assert "ExampleValidator" in after("ValidationGate") and "ValidationGate" in after("Transform")
     assert "Transform" in after("Trainer") and "warm_start_model-model-resolver" in after("Trainer")
-    assert "Trainer" in after("Evaluator") and after("Pusher") == {"Evaluator", "InfraValidator", "Trainer"}
+    assert "Trainer" in after("Evaluator") and after("Pusher") == {"RankingEvaluator", "InfraValidator", "Trainer"}
+    assert "Evaluator" in after("RankingEvaluator")
     images = {e["container"]["image"] for e in spec["pipelineSpec"]["deploymentSpec"]["executors"].values()
               if "container" in e}
     assert images == {"europe-docker.pkg.dev/acme/ml/movierec:1.0"}

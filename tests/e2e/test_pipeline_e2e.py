@@ -8,14 +8,17 @@ import pytest
 import tensorflow as tf
 
 from movierec.data import features
-from tests.unit.components import test_csv_variants as variants
+from pipeline import report
 from serving import contract
+from tests.cli import movierec
 from tests.conftest import write_csv
 from tests.pipeline_runs import PipelineRun
+from tests.unit.components import test_csv_variants as variants
 
 ALL_COMPONENTS = ["RatingsExampleGen", "ImportSchemaGen", "latest_blessed_model_resolver",
                   "StatisticsGen", "ExampleValidator", "ValidationGate", "transform_analyzer_cache",
-                  "warm_start_model", "Transform", "Trainer", "Evaluator", "InfraValidator", "Pusher"]
+                  "warm_start_model", "Transform", "Trainer", "Evaluator", "RankingEvaluator",
+                  "InfraValidator", "Pusher"]
 
 
 def test_first_run_executes_every_component_and_pushes(trained_run):
@@ -52,6 +55,24 @@ def test_first_run_executes_every_component_and_pushes(trained_run):
     for exported in ("movie_vectors.tsv", "movie_metadata.tsv", "projector_config.pbtxt", "movie_map.png"):
         assert (model_run / exported).is_file(), exported
     assert "Toy Story" in (model_run / "movie_metadata.tsv").read_text()
+
+
+def test_ranking_figures_appear_in_the_summary_the_report_and_the_history(trained_run):
+    run, result = trained_run
+    summary = run.summary()
+    overall = summary.ranking_overall()
+    assert overall["users"] > 0 and 0 < overall["ndcg"] <= 1 and 0 < overall["coverage"] <= 1
+    assert (f"ranking top-10, relevant = eval movies, candidate: NDCG {overall['ndcg']:.4f}, "
+            f"recall {overall['recall']:.4f}") in result.stdout
+    assert "NDCG@10 by slice: user_activity=" in result.stdout
+    assert f"NDCG@10 {overall['ndcg']:.4f} >= bound 0" in result.stdout  # the gate's verdict
+    html = (pathlib.Path(report.reports_dir(run.config)) / summary.run_id.replace(":", "-") / "report.html").read_text()
+    assert "<h2>Ranking</h2>" in html
+    for key in ("ndcg", "recall", "precision", "map", "coverage"):
+        assert f"<td>{overall[key]:.4f}</td>" in html, key
+    history = movierec("report", "--pipeline-root", run.config.pipeline_root)
+    assert history.returncode == 0, history.stderr
+    assert "NDCG@k" in history.stdout and f"{overall['ndcg']:.4f}" in history.stdout
 
 
 def test_pushed_model_rates_known_and_unknown_users(trained_run):

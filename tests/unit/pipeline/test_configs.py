@@ -22,6 +22,9 @@ def test_yaml_overlay_keeps_unset_defaults(tmp_path):
     ("epochs: 3\n", "unknown config keys: \\['epochs'\\]"),
     ("hyperparameters:\n  epoch: 3\n", "unknown hyperparameters keys: \\['epoch'\\]"),
     ("- a\n- b\n", "expected a mapping"),
+    ("evaluation: {ndcg_lower_bound: 1.5}\n", "evaluation.ndcg_lower_bound: must be in \\[0, 1\\], got 1.5"),
+    ("evaluation: {max_ndcg_decrease: -0.1}\n", "evaluation.max_ndcg_decrease: must be in \\[0, 1\\], got -0.1"),
+    ("evaluation: {ranking_k: 0}\n", "evaluation.ranking_k: must be at least 1, got 0"),
 ])
 def test_bad_config_is_rejected(tmp_path, text, message):
     path = tmp_path / "config.yaml"

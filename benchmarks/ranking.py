@@ -1,0 +1,113 @@
+"""Ranking: our pipeline's `recommend` lists against popularity, EASE and implicit ALS, same rows.
+
+    python -m benchmarks.ranking [--splits random temporal]
+
+The splits are benchmarks/accuracy.py's (random: numpy default_rng(0) 80/20; temporal: oldest 80%
+by timestamp for training, newest 20% for testing), written as train/ and eval/ folders and run
+through `movierec run`: the pipeline's RankingEvaluator scores the pushed model's recommend lists
+(top 10 over the whole catalogue, training movies excluded, relevant = the user's test movies; and
+only those rated 4-5) and TFMA gives its RMSE. The peers are fitted on the same training rows and
+scored by the same code (models/ranking.py, EvalSet): most-popular; EASE (Steck 2019) and implicit
+ALS with settings chosen on validation carved from training only (a random 10% of the training
+pairs on the random split, the newest 10% on the temporal split), then refitted on all of it.
+EASE and ALS rank new users (no training ratings) by popularity. Prints one table.
+"""
+import itertools
+import pathlib
+import shutil
+import time
+
+import numpy as np
+import scipy.sparse as sp
+from tabulate import tabulate
+
+from benchmarks import accuracy
+from models import ranking
+from movierec.data import features
+from pipeline import configs
+from pipeline.pipeline import RMSE
+
+EASE_GRID = [{"l2": l2} for l2 in (100.0, 200.0, 500.0, 800.0, 1200.0)]
+# A first, wider search (factors 32/64/128, regularization 0.01/0.1, alpha 1/5/20) preferred few
+# factors and alpha 1 on both splits; this grid brackets that.
+ALS_GRID = [{"factors": f, "regularization": 0.1, "alpha": a} for f, a in itertools.product((16, 32, 64), (1.0, 5.0))]
+VALIDATION_FRACTION = 0.1
+
+
+def eval_set(train_rows, test_rows, bounds) -> ranking.EvalSet:
+    column = lambda rows, i: np.array([r[i] for r in rows])
+    return ranking.EvalSet.from_rows(
+        column(train_rows, 0), column(train_rows, 1), column(test_rows, 0), column(test_rows, 1),
+        column(test_rows, 2).astype(np.float32), activity_bounds=bounds)
+
+
+def validation_carve(data: ranking.EvalSet, train_rows, kind: str):
+    """(fitting part, validation part) of the training interactions, as the docstring says."""
+    if kind == "random":
+        return ranking.carve_validation(data.train, VALIDATION_FRACTION, seed=0)
+    users = np.searchsorted(data.all_user_ids, [r[0] for r in train_rows])
+    movies = np.searchsorted(data.movie_ids, [r[1] for r in train_rows])
+    # Timestamps laid out like the training matrix's stored pairs (CSR order).
+    stamps = sp.csr_matrix((np.array([int(r[3]) for r in train_rows], dtype=np.float64) + 1.0,
+                            (users, movies)), shape=data.train.shape)
+    return ranking.carve_validation(data.train, VALIDATION_FRACTION, order=stamps.tocoo().data)
+
+
+def peers(data: ranking.EvalSet, train_rows, kind: str):
+    """(name, settings, scorer, fit seconds) of each peer fitted on all training rows."""
+    fit_part, validation = validation_carve(data, train_rows, kind)
+    out = []
+    start = time.perf_counter()
+    out.append(("popularity", "", ranking.fit_popularity(data.train), time.perf_counter() - start))
+    for name, fit, grid in (("EASE", ranking.fit_ease, EASE_GRID),
+                            ("implicit ALS", ranking.fit_implicit_als, ALS_GRID)):
+        best, tried = ranking.choose(lambda x, **s: ranking.with_popularity_for_cold_users(fit(x, **s), x),
+                                     grid, fit_part, validation)
+        print(f"{kind} {name}: validation NDCG@10 " + ", ".join(
+            f"{settings} {score:.4f}" for settings, score in tried), flush=True)
+        start = time.perf_counter()
+        scorer = ranking.with_popularity_for_cold_users(fit(data.train, **best), data.train)
+        out.append((name, ", ".join(f"{k}={v:g}" for k, v in best.items()), scorer, time.perf_counter() - start))
+    return out
+
+
+def row(kind, model, metrics_all, metrics_liked, rmse, seconds):
+    return ([kind, model] + [metrics_all[c] for c in ranking.METRICS]
+            + [metrics_liked["ndcg"], metrics_liked["recall"], rmse, seconds])
+
+
+def main() -> None:
+    parser = accuracy.split_arguments(__doc__.splitlines()[0], "runs/benchmark-ranking")
+    parser.add_argument("--peers-only", action="store_true", help="skip the pipeline (checks the peers)")
+    args = parser.parse_args()
+    settings = {"random": args.config, "temporal": args.temporal_config}
+    header, rows = accuracy.read_ratings(args.data / features.RATINGS_FILE)
+
+    table = []
+    for kind in args.splits:
+        train, test = accuracy.split_rows(rows, kind)
+        config = configs.load(settings[kind])
+        data = eval_set(train, test, config.evaluation.user_activity_bounds)
+        if not args.peers_only:
+            work = args.work / kind
+            shutil.rmtree(work, ignore_errors=True)
+            accuracy.write_split(work / "data", args.data, header, train, test)
+            summary = accuracy.run_pipeline(work, work / "data", config)
+            table.append(row(kind, f"movierec ({settings[kind].name})", summary.ranking_overall(),
+                             summary.ranking_overall(relevance=ranking.RELEVANT_LIKED), summary.metrics[RMSE],
+                             summary.seconds["Trainer"]))
+        for name, chosen, scorer, seconds in peers(data, train, kind):
+            lists = data.peer_lists(scorer)
+            scored = {which: data.score(lists, which)[ranking.OVERALL].as_dict()
+                      for which in (ranking.RELEVANT_ALL, ranking.RELEVANT_LIKED)}
+            table.append(row(kind, f"{name} ({chosen})" if chosen else name, scored[ranking.RELEVANT_ALL],
+                             scored[ranking.RELEVANT_LIKED], None, seconds))
+        print(f"{kind}: {len(train):,} training / {len(test):,} test ratings, {len(data.user_ids):,} test users, "
+              f"{len(data.movie_ids):,} movies", flush=True)
+    print(tabulate(table, headers=["split", "model", "NDCG@10", "Recall@10", "P@10", "MAP@10", "coverage",
+                                   "pop. rank", "NDCG@10 4-5*", "Recall@10 4-5*", "RMSE", "fit s"],
+                   floatfmt=".4f", missingval="-"))
+
+
+if __name__ == "__main__":
+    main()
