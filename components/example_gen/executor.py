@@ -278,20 +278,6 @@ class _ExampleEncoder:
         return self._encoder.encode(pa.RecordBatch.from_arrays(list(columns.values()), list(columns)))
 
 
-class _ToExamples(beam.DoFn):
-    """One serialized tf.Example per rating (TFX's GetInputSourceToExamplePTransform contract)."""
-
-    def __init__(self, movies_path: Optional[str], users_path: Optional[str]):
-        super().__init__()
-        self._paths = (movies_path, users_path)
-
-    def setup(self):
-        self._encoder = _ExampleEncoder(*self._paths)
-
-    def process(self, rows: Rows) -> Iterator[bytes]:
-        yield from self._encoder.encode(rows)
-
-
 def _pair_groups(rows: Rows) -> Iterator[Tuple[int, Tuple[np.ndarray, np.ndarray, np.ndarray]]]:
     """(group, (pair hashes, file indices, lines)) of a chunk, grouped by hash for the shuffle."""
     hashes = rows.pair_hashes()
@@ -386,22 +372,6 @@ def _rating_range(exec_properties: Dict[str, Any]) -> Optional[Tuple[float, floa
     return tuple(_ingest_settings(exec_properties).get("rating_range", ())) or None
 
 
-class _RatingsCsvToExample(beam.PTransform):
-    """Serialized tf.Examples, one element each, of the files matching the split pattern
-    (TFX's GetInputSourceToExamplePTransform contract; Executor.Do reads all splits at once)."""
-
-    def __init__(self, exec_properties: Dict[str, Any], split_pattern: str):
-        super().__init__()
-        [self._files] = list_files(exec_properties[standard_component_specs.INPUT_BASE_KEY], [split_pattern])
-        self._rating_range = _rating_range(exec_properties)
-        self._settings = _ingest_settings(exec_properties)
-
-    def expand(self, pipeline: beam.Pipeline) -> beam.PCollection:
-        rows = pipeline | "ReadRatings" >> ReadRatings(self._files, self._rating_range)
-        _ = rows | "CheckDuplicates" >> CheckDuplicates([path for _, path in self._files])
-        return rows | "ToExamples" >> beam.ParDo(_ToExamples(self._settings.get("movies"), self._settings.get("users")))
-
-
 @dataclasses.dataclass(frozen=True)
 class SplitLayout:
     """Where examples go: split folders, and the cumulative hash buckets when one input is split."""
@@ -477,7 +447,11 @@ class Executor(BaseExampleGenExecutor):
     """
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
-        return _RatingsCsvToExample
+        """TFX's hook for its base `Do`, one transform per split. This executor's `Do` reads every
+        split in one Beam graph (one duplicate check across them) and writes each chunk where it
+        is encoded (`write_examples`), so there is no per-split transform to return."""
+        raise TypeError("RatingsExampleGen writes its splits in Executor.Do (write_examples); "
+                        "it has no per-split transform")
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:

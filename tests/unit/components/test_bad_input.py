@@ -4,15 +4,13 @@ These run the ExampleGen executor's code (its chunk parsing, and its Beam transf
 case needs it) on real files;
 tests/test_pipeline_e2e.py checks through `movierec run` that such a failure pushes nothing.
 """
-import apache_beam as beam
 import pytest
 import tensorflow as tf
-from tfx.types import standard_component_specs
-from tfx.utils import proto_utils
 
 from components.example_gen import executor as example_gen
 from movierec.data import features, records
 from tests.conftest import write_csv
+from tests.unit.components.test_example_gen import run_executor
 
 HEADER = ",".join(features.RATINGS_COLUMNS)
 GOOD_ROW = "u0,m0,3,50"
@@ -20,16 +18,9 @@ RATING_RANGE = (0.5, 5.0)
 
 
 def ingest(folder, movies=None, users=None):
-    """Serialized tf.Examples of folder/ratings.csv, through the ExampleGen executor's transform."""
-    config = example_gen.ingest_config(movies, users, RATING_RANGE, "test")
-    properties = {standard_component_specs.INPUT_BASE_KEY: str(folder),
-                  standard_component_specs.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(config)}
-    to_examples = example_gen.Executor().GetInputSourceToExamplePTransform()
-    output = folder / "examples.tfrecord"
-    with beam.Pipeline() as pipeline:
-        _ = (pipeline | to_examples(properties, features.RATINGS_FILE)
-             | beam.io.WriteToTFRecord(str(output), shard_name_template=""))
-    return [tf.train.Example.FromString(record.numpy()) for record in tf.data.TFRecordDataset(str(output))]
+    """The tf.Examples of folder/ratings.csv, through the executor's Do, as a pipeline runs it."""
+    by_split, _ = run_executor(folder, [("train", features.RATINGS_FILE)], movies=movies, users=users)
+    return [tf.train.Example.FromString(record) for record in by_split["train"]]
 
 
 def parse_file(path):
@@ -121,13 +112,9 @@ def test_chunks_keep_line_numbers_and_lose_no_row(tmp_path):
 def test_duplicates_are_found_across_files(tmp_path):
     write_csv(tmp_path / "ratings-a.csv", HEADER, ["u1,m1,4,1"])
     write_csv(tmp_path / "ratings-b.csv", HEADER, ["u2,m2,4,1", "u1,m1,3,2"])
-    config = example_gen.ingest_config(None, None, RATING_RANGE, "test")
-    properties = {standard_component_specs.INPUT_BASE_KEY: str(tmp_path),
-                  standard_component_specs.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(config)}
     with pytest.raises(Exception, match=r"ratings-b.csv:3: field 'movie_id': duplicated row: user 'u1' already "
                                         r"rated movie 'm1' on .*ratings-a.csv:2"):
-        with beam.Pipeline() as pipeline:
-            _ = pipeline | example_gen.Executor().GetInputSourceToExamplePTransform()(properties, "ratings-*.csv")
+        run_executor(tmp_path, [("train", "ratings-*.csv")])
 
 
 def test_clean_rows_become_typed_examples_with_side_features(tmp_path):

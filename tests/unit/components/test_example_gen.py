@@ -16,8 +16,9 @@ HASH_SPLIT = example_gen_pb2.SplitConfig(splits=[example_gen_pb2.SplitConfig.Spl
                                                  example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)])
 
 
-def run_executor(input_base, input_splits, split_config=None):
-    """{split: [serialized examples]} and the files written, from the executor's Do."""
+def run_executor(input_base, input_splits, split_config=None, movies=None, users=None):
+    """{split: [serialized examples]} and the files written, from the executor's Do (side tables
+    `movies` / `users` joined when given)."""
     examples = standard_artifacts.Examples()
     examples.uri = str(input_base / "output")
     properties = {
@@ -25,7 +26,7 @@ def run_executor(input_base, input_splits, split_config=None):
         specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Input(
             splits=[example_gen_pb2.Input.Split(name=name, pattern=pattern) for name, pattern in input_splits])),
         specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Output(split_config=split_config)),
-        specs.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(example_gen.ingest_config(None, None, (0.5, 5.0), "test")),
+        specs.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(example_gen.ingest_config(movies, users, (0.5, 5.0), "test")),
         specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
         specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
     }
