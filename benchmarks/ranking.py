@@ -13,7 +13,6 @@ pairs on the random split, the newest 10% on the temporal split), then refitted 
 EASE and ALS rank new users (no training ratings) by popularity. Prints one table.
 """
 import itertools
-import pathlib
 import shutil
 import time
 

@@ -6,7 +6,6 @@ the exported model serves it in the standard TF Serving image, at 100k+ movies w
 """
 from typing import Optional
 
-import numpy as np
 import tensorflow as tf
 
 from models import model as model_lib

@@ -5,7 +5,7 @@ nothing below reads globals or the environment.
 """
 import dataclasses
 import pathlib
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import yaml
 

@@ -5,7 +5,7 @@ raises; nothing is written unless every row of every file was read (see canonica
 """
 import pathlib
 import re
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from movierec.data import features, records, side_tables
 from movierec.data.records import Rating, RowError

@@ -16,7 +16,7 @@ from tfx.utils import writer_utils
 
 from components.validation_gate import ValidationGate, describe_anomalies, read_anomalies
 from movierec.errors import DataValidationError
-from pipeline import configs, metadata, run_summary
+from pipeline import configs, metadata
 
 SPLITS = ["train", "eval"]
 

@@ -1,17 +1,12 @@
-"""Embeddings as a product: projector files, the genre map, and a sanity check on MovieLens-100K."""
-import csv
+"""Embeddings as a product: projector files, the genre map, genre agreement on planted clusters.
+
+The same check on all of MovieLens-100K is an end-to-end test (tests/e2e/test_embedding_quality.py)."""
 
 import numpy as np
-import tensorflow as tf
 
 from models import embeddings
 from models.artifacts import MAP_FILE
-from models.features import MOVIE_XF, USER_XF
-from models.scoring import movie_vectors
-from movierec.data import features
 from models.catalog import Catalog
-from models.hyperparameters import Hyperparameters
-from models.model import build_model
 
 
 def small_catalog(num_movies=40):
@@ -45,33 +40,3 @@ def test_genre_agreement_on_synthetic_clusters():
                               np.random.default_rng(2).normal([-5, 0], 1, (20, 2))])
     near, random = embeddings.genre_agreement(vectors, genres, queries=range(40), k=5)
     assert near == 1.0 and 0.3 < random < 0.7
-
-
-def test_movielens_neighbours_share_genres_more_than_random_movies(movielens_100k):
-    """Train the seed model on all of MovieLens-100K; neighbours of its 50 most-rated films
-    share a genre with them far more often than random films do."""
-    with open(movielens_100k / features.RATINGS_FILE) as f:
-        rows = list(csv.DictReader(f))
-    with open(movielens_100k / features.MOVIES_FILE, encoding="utf-8") as f:
-        genres_by_id = {r[features.MOVIE_ID]: r[features.GENRES].encode() for r in csv.DictReader(f)}
-    movie_counts = {}
-    for r in rows:
-        movie_counts[r[features.MOVIE_ID]] = movie_counts.get(r[features.MOVIE_ID], 0) + 1
-    movie_ids = sorted(movie_counts, key=lambda m: -movie_counts[m])  # vocabulary order
-    user_ids = sorted({r[features.USER_ID] for r in rows})
-    movie_index = {m: i for i, m in enumerate(movie_ids)}
-    user_index = {u: i for i, u in enumerate(user_ids)}
-    inputs = {
-        USER_XF: np.array([[user_index[r["user_id"]]] for r in rows]),
-        MOVIE_XF: np.array([[movie_index[r["movie_id"]]] for r in rows]),
-    }
-    ratings = np.array([float(r["rating"]) for r in rows], dtype="float32")
-    tf.keras.utils.set_random_seed(0)
-    model = build_model(len(user_ids), len(movie_ids), float(ratings.mean()),
-                        Hyperparameters(embedding_dim=32, learning_rate=0.005, l2=0.1))
-    model.fit(inputs, ratings, batch_size=512, epochs=8, verbose=0)
-
-    genres = [genres_by_id[m] for m in movie_ids]
-    near, random = embeddings.genre_agreement(movie_vectors(model).numpy(), genres, range(50), k=10)
-    print(f"neighbours sharing a genre: {near:.1%}; random movies: {random:.1%}")
-    assert near > random + 0.15

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from movierec.data import features
 from models.hyperparameters import Hyperparameters
 from models import autorec
 from models.scoring import movie_vectors, score_all_movies, user_vectors
