@@ -1,6 +1,6 @@
 """Ranking: our pipeline's `recommend` lists against popularity, EASE and implicit ALS, same rows.
 
-    python -m benchmarks.ranking [--splits random temporal]
+    python -m benchmarks.ranking [--splits random temporal] [--choose-head]
 
 The splits are benchmarks/accuracy.py's (random: numpy default_rng(0) 80/20; temporal: oldest 80%
 by timestamp for training, newest 20% for testing), written as train/ and eval/ folders and run
@@ -11,6 +11,12 @@ scored by the same code (models/ranking.py, EvalSet): most-popular; EASE (Steck 
 ALS with settings chosen on validation carved from training only (a random 10% of the training
 pairs on the random split, the newest 10% on the temporal split), then refitted on all of it.
 EASE and ALS rank new users (no training ratings) by popularity. Prints one table.
+
+--choose-head instead searches the settings of our history head (models/retrieval.py: rank, L2,
+popularity L2) the same way, on validation carved from training only, and prints the search: on
+the random split the mean validation NDCG@10 over three random carves (seeds 0, 1, 2), as one
+carve's differences between the top settings are noise-sized; on the temporal split the one
+newest-10% carve. The configs' `retrieval_*` settings come from this search.
 """
 import itertools
 import shutil
@@ -21,7 +27,7 @@ import scipy.sparse as sp
 from tabulate import tabulate
 
 from benchmarks import accuracy
-from models import ranking
+from models import ranking, retrieval
 from movierec.data import features
 from pipeline import configs
 from pipeline.pipeline import RMSE
@@ -31,6 +37,9 @@ EASE_GRID = [{"l2": l2} for l2 in (100.0, 200.0, 500.0, 800.0, 1200.0)]
 # factors and alpha 1 on both splits; this grid brackets that.
 ALS_GRID = [{"factors": f, "regularization": 0.1, "alpha": a} for f, a in itertools.product((16, 32, 64), (1.0, 5.0))]
 VALIDATION_FRACTION = 0.1
+HEAD_GRID = [{"dim": d, "l2": l2, "popularity_l2": w}
+             for d, l2, w in itertools.product((64, 128, 256, 512), (300.0, 500.0, 800.0), (0.0, 0.5, 1.0))]
+HEAD_SEEDS = (0, 1, 2)
 
 
 def eval_set(train_rows, test_rows, bounds) -> ranking.EvalSet:
@@ -40,10 +49,10 @@ def eval_set(train_rows, test_rows, bounds) -> ranking.EvalSet:
         column(test_rows, 2).astype(np.float32), activity_bounds=bounds)
 
 
-def validation_carve(data: ranking.EvalSet, train_rows, kind: str):
+def validation_carve(data: ranking.EvalSet, train_rows, kind: str, seed: int = 0):
     """(fitting part, validation part) of the training interactions, as the docstring says."""
     if kind == "random":
-        return ranking.carve_validation(data.train, VALIDATION_FRACTION, seed=0)
+        return ranking.carve_validation(data.train, VALIDATION_FRACTION, seed=seed)
     users = np.searchsorted(data.all_user_ids, [r[0] for r in train_rows])
     movies = np.searchsorted(data.movie_ids, [r[1] for r in train_rows])
     # Timestamps laid out like the training matrix's stored pairs (CSR order).
@@ -70,6 +79,28 @@ def peers(data: ranking.EvalSet, train_rows, kind: str):
     return out
 
 
+def fit_head(train: sp.csr_matrix, dim: int, l2: float, popularity_l2: float) -> ranking.Scorer:
+    """Our history head's scores as a numpy peer: the tables `recommend` multiplies, for choosing
+    its settings without a pipeline run (users with no history: popularity, as the head does)."""
+    pairs = train.tocoo()
+    tables = retrieval.fit(pairs.row, pairs.col, train.shape[1], l2, dim, popularity_l2)
+    history, candidates = tables.history[:, :-1], tables.candidates[:, :-1]
+    return ranking.with_popularity_for_cold_users(lambda users: np.asarray(train[users] @ history) @ candidates.T,
+                                                  train)
+
+
+def choose_head(data: ranking.EvalSet, train_rows, kind: str) -> None:
+    """Prints the head's validation NDCG@10 per setting, best first (see the module docstring)."""
+    carves = [validation_carve(data, train_rows, kind, seed) for seed in (HEAD_SEEDS if kind == "random" else (0,))]
+    scores = [[ranking.score_peer(fit_head(fit_part, **settings), fit_part, validation)[ranking.OVERALL].ndcg
+               for fit_part, validation in carves] for settings in HEAD_GRID]
+    table = sorted(([kind, s["dim"], s["l2"], s["popularity_l2"], np.mean(v)] + v for s, v in zip(HEAD_GRID, scores)),
+                   key=lambda r: -r[4])
+    print(tabulate(table, headers=["split", "retrieval_dim", "retrieval_l2", "retrieval_popularity_l2",
+                                   "mean validation NDCG@10"] + [f"carve {i}" for i in range(len(carves))],
+                   floatfmt=".4f"), flush=True)
+
+
 def row(kind, model, metrics_all, metrics_liked, rmse, seconds):
     return ([kind, model] + [metrics_all[c] for c in ranking.METRICS]
             + [metrics_liked["ndcg"], metrics_liked["recall"], rmse, seconds])
@@ -78,6 +109,8 @@ def row(kind, model, metrics_all, metrics_liked, rmse, seconds):
 def main() -> None:
     parser = accuracy.split_arguments(__doc__.splitlines()[0], "runs/benchmark-ranking")
     parser.add_argument("--peers-only", action="store_true", help="skip the pipeline (checks the peers)")
+    parser.add_argument("--choose-head", action="store_true",
+                        help="only search the history head's settings on validation carved from training")
     args = parser.parse_args()
     settings = {"random": args.config, "temporal": args.temporal_config}
     header, rows = accuracy.read_ratings(args.data / features.RATINGS_FILE)
@@ -87,6 +120,9 @@ def main() -> None:
         train, test = accuracy.split_rows(rows, kind)
         config = configs.load(settings[kind])
         data = eval_set(train, test, config.evaluation.user_activity_bounds)
+        if args.choose_head:
+            choose_head(data, train, kind)
+            continue
         if not args.peers_only:
             work = args.work / kind
             shutil.rmtree(work, ignore_errors=True)

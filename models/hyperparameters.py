@@ -30,15 +30,22 @@ class Hyperparameters:
     autorec_batch_size: int = 64
     autorec_ema: float = 0.99
     blend_weight: float = 0.65
-    retrieval: str = "rating"    # how `recommend` ranks: rating | history (see retrieval.py)
+    # How `recommend` ranks: history (EASE on the user's history, retrieval.py) | rating (by
+    # predicted rating: niche films with a few high ratings first, below "most popular").
+    retrieval: str = "history"
     retrieval_l2: float = 500.0  # history: EASE's ridge penalty on the item-item weights
-    retrieval_dim: int = 64      # history: rank of the item-item factorisation
+    retrieval_popularity_l2: float = 0.0  # history: + this x the movie's rating count (EDLAE)
+    retrieval_dim: int = 64      # history: rank of the ratings matrix the head is fitted on
 
     def __post_init__(self):
         if self.retrieval not in RETRIEVALS:
             raise ValueError(f"unknown retrieval {self.retrieval!r}; choose one of {', '.join(RETRIEVALS)}")
         if self.retrieval_dim < 1:
             raise ValueError(f"retrieval_dim must be at least 1, not {self.retrieval_dim}")
+        if self.retrieval_l2 <= 0:
+            raise ValueError(f"retrieval_l2 must be positive, not {self.retrieval_l2}")
+        if self.retrieval_popularity_l2 < 0:
+            raise ValueError(f"retrieval_popularity_l2 must not be negative, not {self.retrieval_popularity_l2}")
 
     @classmethod
     def from_dict(cls, values) -> "Hyperparameters":

@@ -7,11 +7,29 @@ movie j for user u as
 
     score(u, j) = sum over movies i that u rated in training of  history[i] . candidate[j]
 
-a rank-`dim` factorisation of EASE's item-item matrix (Steck, "Embarrassingly Shallow
-Autoencoders for Sparse Data", WWW 2019): B = closed-form ridge regression of each movie's
-who-watched column on all the other movies' columns (zero diagonal), then history @ candidate.T
-= B's best rank-`dim` approximation (truncated SVD). On a validation carve of MovieLens-100K's
-training part the rank-64 truncation ranks as well as full EASE (NDCG@10 0.207 vs 0.203).
+that is, an item-item model B = history @ candidate.T applied to the user's history. B is EASE's
+(Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019): the closed-form ridge
+regression of each movie's who-watched column X[:, j] on all the other movies' columns,
+
+    B = argmin ||X - X B||^2 + ||Lambda^1/2 B||^2  with diag(B) = 0,
+    solution  B = I - P diagMat(1 / diag(P)),  P = (X'X + Lambda)^-1,
+
+with a per-movie penalty Lambda_j = l2 + popularity_l2 * count_j: EDLAE's dropout emphasis
+(Steck, "Autoencoders that don't overfit towards the Identity", NeurIPS 2020), which holds back
+the most-watched movies' weights a little more.
+
+Dense EASE inverts a movies x movies matrix, so it stops at ~10k movies. This head solves the same
+problem on X's best rank-`dim` approximation instead: with Y = X Lambda^-1/2 = U S W' (the top `dim`
+singular triplets of the sparse matrix, ARPACK), P = Lambda^-1/2 (I - W D W') Lambda^-1/2 with
+D = S^2 / (S^2 + 1), and B's factors are, per movie,
+
+    history[i]   = Lambda_i^-1/2 W[i] D                  ([num_movies, dim])
+    candidate[j] = Lambda_j^1/2 W[j] / (1 - (W D W')_jj)
+
+so fitting costs one truncated SVD of the sparse ratings matrix and memory linear in the catalogue
+(116k movies: seconds, two [116k, dim + 1] tables). With every singular vector kept it is exactly
+EASE. On MovieLens-100K's random split, settings chosen on validation carved from training, it
+ranks at least as well as dense EASE (benchmarks/README.md, Ranking).
 
 Serving stays one matrix product + top_k over the catalogue: the user's vector is the sum of the
 history rows of the movies the catalogue already records as rated by them ([B, dim + 1]), times
@@ -19,16 +37,14 @@ the candidate table ([movies, dim + 1]). The last column is popularity for users
 (unknown or new IDs): their vector is 0 ... 0, 1, so they get the most-rated movies, in order.
 
 The tables are a closed-form function of the training ratings, recomputed every run: nothing to
-warm-start (warm_start.py carries the trained rating tables only). Fitting takes a dense
-movies x movies matrix, so catalogues above MAX_MOVIES are refused: use `retrieval: rating` there.
+warm-start (warm_start.py carries the trained rating tables only).
 """
 import dataclasses
 
 import numpy as np
+import scipy.sparse as sp
 import scipy.sparse.linalg
 import tensorflow as tf
-
-MAX_MOVIES = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,39 +53,40 @@ class Tables:
     candidates: np.ndarray  # [num_movies, dim + 1] float32; last column popularity in [0, 1]
 
 
-def item_item(users: np.ndarray, movies: np.ndarray, num_movies: int, l2: float) -> np.ndarray:
-    """EASE's [num_movies, num_movies] item-item weights from implicit (user, movie) pairs."""
-    if num_movies > MAX_MOVIES:
-        raise ValueError(f"retrieval 'history' fits a {num_movies:,} x {num_movies:,} item-item matrix, "
-                         f"more than {MAX_MOVIES:,} movies: use retrieval 'rating' for this catalogue")
-    watched = np.zeros((int(users.max(initial=-1)) + 1, num_movies), np.float64)
-    watched[users, movies] = 1.0
-    gram = watched.T @ watched
-    gram[np.diag_indices(num_movies)] += l2
-    precision = np.linalg.inv(gram)
-    weights = -precision / np.diag(precision)
-    weights[np.diag_indices(num_movies)] = 0.0
-    return weights
+def watched(users: np.ndarray, movies: np.ndarray, num_movies: int) -> sp.csr_matrix:
+    """The binary [users, num_movies] who-watched matrix (a pair rated twice counts once)."""
+    matrix = sp.csr_matrix((np.ones(len(users)), (users, movies)),
+                           shape=(int(users.max(initial=-1)) + 1, num_movies))
+    matrix.data[:] = 1.0
+    return matrix
 
 
-def fit(users: np.ndarray, movies: np.ndarray, num_movies: int, l2: float, dim: int) -> Tables:
-    """The head's tables from the training (user index, movie index) pairs (duplicates count once)."""
-    weights = item_item(users, movies, num_movies, l2)
-    rank = min(dim, num_movies)
-    if rank < num_movies - 1:
-        # Only the top `rank` singular triplets (ARPACK): ~8x faster than the full SVD at 1,682 movies.
-        left, singular, right = scipy.sparse.linalg.svds(weights, k=rank, random_state=0)
-        order = np.argsort(-singular)
-        left, singular, right = left[:, order], singular[order], right[order]
+def _top_singular(matrix: sp.csr_matrix, rank: int):
+    """(singular values, right singular vectors as columns) of the `rank` largest triplets."""
+    if rank >= min(matrix.shape) - 1:
+        # ARPACK needs rank < min(shape); small problems take the dense SVD (every triplet).
+        _, singular, right = np.linalg.svd(matrix.toarray(), full_matrices=False)
     else:
-        left, singular, right = np.linalg.svd(weights)
-    counts = np.bincount(movies, minlength=num_movies).astype(np.float64)
-    popularity = counts / max(counts.max(initial=0.0), 1.0)
+        _, singular, right = scipy.sparse.linalg.svds(matrix, k=rank, random_state=0)
+    order = np.argsort(-singular)[:rank]
+    return singular[order], right[order].T
+
+
+def fit(users: np.ndarray, movies: np.ndarray, num_movies: int, l2: float, dim: int,
+        popularity_l2: float = 0.0) -> Tables:
+    """The head's tables from the training (user index, movie index) pairs (duplicates count once)."""
+    x = watched(users, movies, num_movies)
+    counts = np.asarray(x.sum(axis=0)).ravel()
+    penalty = l2 + popularity_l2 * counts
+    singular, right = _top_singular(x @ sp.diags(penalty ** -0.5), min(dim, num_movies))
+    shrink = singular ** 2 / (singular ** 2 + 1.0)
+    diagonal = 1.0 - (right ** 2 * shrink).sum(axis=1)  # (I - W D W')_jj > 0: D < 1, W orthonormal
+    rank = len(singular)
     history = np.zeros((num_movies, dim + 1), np.float32)
     candidates = np.zeros((num_movies, dim + 1), np.float32)
-    history[:, :rank] = left[:, :rank] * singular[:rank]
-    candidates[:, :rank] = right[:rank].T
-    candidates[:, dim] = popularity
+    history[:, :rank] = right * shrink * penalty[:, np.newaxis] ** -0.5
+    candidates[:, :rank] = right * (penalty ** 0.5 / diagonal)[:, np.newaxis]
+    candidates[:, dim] = counts / max(counts.max(initial=0.0), 1.0)
     return Tables(history=history, candidates=candidates)
 
 

@@ -89,8 +89,9 @@ def test_users_without_history_get_the_most_rated_movies_in_order(planted):
     assert listed_counts == sorted(counts.values(), reverse=True)[:5]
     # Not by relying on the vocabulary's most-rated-first order: with the least rated movie at
     # index 0, an empty history still ranks by count.
-    movies = np.repeat(np.arange(6), np.arange(1, 7))  # movie i rated i + 1 times
-    tables = retrieval.fit(np.arange(len(movies)) % 4, movies, 6, l2=1.0, dim=2)
+    movies = np.repeat(np.arange(6), np.arange(1, 7))  # movie i rated by i + 1 users
+    users = np.concatenate([np.arange(count) for count in range(1, 7)])
+    tables = retrieval.fit(users, movies, 6, l2=1.0, dim=2)
     nobody = tf.RaggedTensor.from_row_lengths(tf.zeros([0], tf.int64), [0])
     scores = retrieval.score_all_movies(tables.history, tables.candidates, nobody).numpy()[0]
     assert np.argsort(-scores).tolist() == [5, 4, 3, 2, 1, 0]
@@ -115,31 +116,74 @@ def test_recommend_is_one_matrix_product_over_the_catalogue_and_one_top_k(plante
         assert product.attr["transpose_b"].b  # [B, dim + 1] x [movies, dim + 1]^T
 
 
+def off_diagonal(matrix):
+    return matrix - np.diag(np.diag(matrix))
+
+
+def head_weights(tables, rank):
+    """The head's item-item matrix history @ candidates.T (the popularity column left out)."""
+    return tables.history[:, :rank].astype(np.float64) @ tables.candidates[:, :rank].T.astype(np.float64)
+
+
+def random_pairs(seed=3, users=30, movies=12, pairs=300):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, users, pairs), rng.integers(0, movies, pairs)
+
+
 def test_full_rank_head_solves_eases_constrained_ridge_regression():
     """Referee: the optimality conditions of EASE's problem (Steck 2019, eq. 1), not its formula:
     min ||X - XB||^2 + l2 ||B||^2 with diag(B) = 0 is solved where (X'X + l2 I) B - X'X is zero
-    off the diagonal (the diagonal is free: the constraint's multipliers)."""
-    rng = np.random.default_rng(3)
-    users, movies = rng.integers(0, 30, 300), rng.integers(0, 12, 300)
-    tables = retrieval.fit(users, movies, 12, l2=2.0, dim=12)
-    weights = tables.history[:, :12].astype(np.float64) @ tables.candidates[:, :12].T
+    off the diagonal (the diagonal is free: the constraint's multipliers). The head's own diagonal
+    is not B's zero: it only scores movies a user already watched, which `recommend` excludes."""
+    users, movies = random_pairs()
+    weights = off_diagonal(head_weights(retrieval.fit(users, movies, 12, l2=2.0, dim=12), 12))
     watched = np.zeros((30, 12))
     watched[users, movies] = 1.0
     gram = watched.T @ watched
     residual = (gram + 2.0 * np.eye(12)) @ weights - gram
-    np.testing.assert_allclose(np.diag(weights), 0.0, atol=1e-5)
-    np.testing.assert_allclose(residual - np.diag(np.diag(residual)), 0.0, atol=1e-3)
-    # Rank 3: the best rank-3 approximation (Eckart-Young), so what is left is the other singular values.
-    low = retrieval.fit(users, movies, 12, l2=2.0, dim=3)
-    singular = np.linalg.svd(weights, compute_uv=False)
-    error = np.linalg.norm(weights - low.history[:, :3].astype(np.float64) @ low.candidates[:, :3].T)
-    np.testing.assert_allclose(error, np.sqrt(np.sum(singular[3:] ** 2)), rtol=1e-3)
+    np.testing.assert_allclose(off_diagonal(residual), 0.0, atol=1e-3)
 
 
-def test_settings_and_catalogues_the_head_cannot_take_are_refused():
+@pytest.mark.parametrize("popularity_l2", [0.0, 0.5])
+def test_low_rank_head_is_ease_on_the_best_low_rank_ratings_matrix(popularity_l2):
+    """Referee: dense EASE computed the textbook way (invert X'X + Lambda, B = -P / diag(P)) on
+    the rank-3 truncation of X Lambda^-1/2 (numpy's full SVD, Eckart-Young) scaled back: the head
+    must give the same off-diagonal weights from ARPACK's three triplets of the sparse matrix."""
+    users, movies = random_pairs(seed=5, users=40, movies=15, pairs=320)
+    low = retrieval.fit(users, movies, 15, l2=2.0, dim=3, popularity_l2=popularity_l2)
+    watched = np.zeros((40, 15))
+    watched[users, movies] = 1.0
+    penalty = 2.0 + popularity_l2 * watched.sum(axis=0)
+    left, singular, right = np.linalg.svd(watched / np.sqrt(penalty), full_matrices=False)
+    truncated = (left[:, :3] * singular[:3]) @ right[:3] * np.sqrt(penalty)
+    precision = np.linalg.inv(truncated.T @ truncated + np.diag(penalty))
+    ease = off_diagonal(-precision / np.diag(precision))
+    np.testing.assert_allclose(off_diagonal(head_weights(low, 3)), ease, atol=1e-4)
+    # And it is not full EASE: the truncation is what makes the head scale.
+    full = off_diagonal(head_weights(retrieval.fit(users, movies, 15, l2=2.0, dim=15,
+                                                   popularity_l2=popularity_l2), 15))
+    assert np.abs(full - ease).max() > 1e-2
+
+
+def test_head_scales_to_a_catalogue_of_100k_movies_dense_ease_cannot_hold():
+    """A 116,000-movie catalogue (bench-catalog's size): dense EASE's movies x movies matrix
+    would be 108 GB of float64; the head fits in memory linear in the catalogue, and new movies
+    nobody watched score only by (zero) popularity."""
+    rng = np.random.default_rng(0)
+    num_movies, users = 116_000, rng.integers(0, 20_000, 200_000)
+    movies = np.minimum(rng.zipf(1.3, len(users)) - 1, num_movies - 1001)
+    tables = retrieval.fit(users, movies, num_movies, l2=500.0, dim=16, popularity_l2=0.5)
+    assert tables.history.shape == tables.candidates.shape == (num_movies, 17)
+    assert np.isfinite(tables.history).all() and np.isfinite(tables.candidates).all()
+    np.testing.assert_array_equal(tables.candidates[-1000:], 0.0)
+
+
+def test_settings_the_head_cannot_take_are_refused():
     with pytest.raises(ValueError, match="unknown retrieval 'ease'; choose one of rating, history"):
         Hyperparameters.from_dict({"retrieval": "ease"})
     with pytest.raises(ValueError, match="retrieval_dim must be at least 1"):
         Hyperparameters.from_dict({"retrieval": "history", "retrieval_dim": 0})
-    with pytest.raises(ValueError, match="more than 10,000 movies: use retrieval 'rating'"):
-        retrieval.fit(np.array([0]), np.array([0]), retrieval.MAX_MOVIES + 1, l2=1.0, dim=4)
+    with pytest.raises(ValueError, match="retrieval_l2 must be positive"):
+        Hyperparameters.from_dict({"retrieval": "history", "retrieval_l2": 0.0})
+    with pytest.raises(ValueError, match="retrieval_popularity_l2 must not be negative"):
+        Hyperparameters.from_dict({"retrieval": "history", "retrieval_popularity_l2": -0.1})
