@@ -69,6 +69,7 @@ bench-catalog: $(STAMP)
 		--movies 150000 --seed 0 --dest $(CATALOG_DIR)/data
 	$(BIN)/movierec run --data $(CATALOG_DIR)/data --config configs/synthetic-scale.yaml \
 		--pipeline-root $(CATALOG_DIR)/pipeline --serving-dir $(CATALOG_DIR)/serving
+	$(BIN)/python -m benchmarks.ranking --config configs/synthetic-scale.yaml --run $(CATALOG_DIR)/pipeline
 	$(BIN)/python -m benchmarks.serving_latency --model-dir $(CATALOG_DIR)/serving
 	$(BIN)/python -m benchmarks.serving_load --model-dir $(CATALOG_DIR)/serving
 

@@ -1,6 +1,7 @@
 """Ranking: our pipeline's `recommend` lists against popularity, EASE and implicit ALS, same rows.
 
     python -m benchmarks.ranking [--splits random temporal] [--choose-head]
+    python -m benchmarks.ranking --config CONFIG.yaml --run PIPELINE_ROOT   (peers on a run's rows)
 
 The splits are benchmarks/accuracy.py's (random: numpy default_rng(0) 80/20; temporal: oldest 80%
 by timestamp for training, newest 20% for testing), written as train/ and eval/ folders and run
@@ -16,9 +17,19 @@ EASE and ALS rank new users (no training ratings) by popularity. Prints one tabl
 popularity L2) the same way, on validation carved from training only, and prints the search: on
 the random split the mean validation NDCG@10 over three random carves (seeds 0, 1, 2), as one
 carve's differences between the top settings are noise-sized; on the temporal split the one
-newest-10% carve. The configs' `retrieval_*` settings come from this search.
+newest-10% carve. Then the popularity weight (`retrieval_popularity_weight`) with the best of
+those. The configs' `retrieval_*` settings come from this search. With --run (below) it searches
+the popularity weight only, on a random carve of that run's training rows.
+
+--run PIPELINE_ROOT scores the peers on the rows of the latest run of the --config pipeline
+there (its ExampleGen's train and eval splits, found through its ML Metadata) beside the run's
+own RankingEvaluator figures; `make bench-catalog` uses it on the 116k-movie catalogue. There the
+peers are most-popular and ALS with the MovieLens-100K choice (16 factors, regularization 0.1,
+alpha 1; no search: one fit takes minutes at that size); dense EASE cannot run there (a
+116k x 116k matrix), which is why our head exists.
 """
 import itertools
+from typing import Dict
 import shutil
 import time
 
@@ -27,9 +38,10 @@ import scipy.sparse as sp
 from tabulate import tabulate
 
 from benchmarks import accuracy
+from components.ranking_evaluator import executor as ranking_executor
 from models import ranking, retrieval
 from movierec.data import features
-from pipeline import configs
+from pipeline import configs, run_summary
 from pipeline.pipeline import RMSE
 
 EASE_GRID = [{"l2": l2} for l2 in (100.0, 200.0, 500.0, 800.0, 1200.0)]
@@ -40,6 +52,7 @@ VALIDATION_FRACTION = 0.1
 HEAD_GRID = [{"dim": d, "l2": l2, "popularity_l2": w}
              for d, l2, w in itertools.product((64, 128, 256, 512), (300.0, 500.0, 800.0), (0.0, 0.5, 1.0))]
 HEAD_SEEDS = (0, 1, 2)
+POPULARITY_WEIGHTS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 
 def eval_set(train_rows, test_rows, bounds) -> ranking.EvalSet:
@@ -79,26 +92,84 @@ def peers(data: ranking.EvalSet, train_rows, kind: str):
     return out
 
 
-def fit_head(train: sp.csr_matrix, dim: int, l2: float, popularity_l2: float) -> ranking.Scorer:
+def fit_head(train: sp.csr_matrix, dim: int, l2: float, popularity_l2: float,
+             popularity_weight: float = 0.0) -> ranking.Scorer:
     """Our history head's scores as a numpy peer: the tables `recommend` multiplies, for choosing
     its settings without a pipeline run (users with no history: popularity, as the head does)."""
     pairs = train.tocoo()
-    tables = retrieval.fit(pairs.row, pairs.col, train.shape[1], l2, dim, popularity_l2)
+    tables = retrieval.fit(pairs.row, pairs.col, train.shape[1], l2, dim, popularity_l2, popularity_weight)
     history, candidates = tables.history[:, :-1], tables.candidates[:, :-1]
-    return ranking.with_popularity_for_cold_users(lambda users: np.asarray(train[users] @ history) @ candidates.T,
-                                                  train)
+    popularity = tables.popularity_weight * tables.candidates[:, -1]
+    return ranking.with_popularity_for_cold_users(
+        lambda users: np.asarray(train[users] @ history) @ candidates.T + popularity, train)
+
+
+def search_head(grid, carves, label: str) -> Dict:
+    """Prints the head's validation NDCG@10 per setting (mean over carves), best first; the best."""
+    scores = [[ranking.score_peer(fit_head(fit_part, **settings), fit_part, validation)[ranking.OVERALL].ndcg
+               for fit_part, validation in carves] for settings in grid]
+    table = sorted(([label] + list(s.values()) + [np.mean(v)] + v for s, v in zip(grid, scores)),
+                   key=lambda r: -r[len(grid[0]) + 1])
+    print(tabulate(table, headers=["split"] + [f"retrieval_{key}" for key in grid[0]]
+                   + ["mean validation NDCG@10"] + [f"carve {i}" for i in range(len(carves))], floatfmt=".4f"),
+          flush=True)
+    return dict(zip(grid[0], table[0][1:len(grid[0]) + 1]))
 
 
 def choose_head(data: ranking.EvalSet, train_rows, kind: str) -> None:
-    """Prints the head's validation NDCG@10 per setting, best first (see the module docstring)."""
+    """The head's settings search (see the module docstring): rank, L2 and popularity L2 first,
+    then the popularity weight with those."""
     carves = [validation_carve(data, train_rows, kind, seed) for seed in (HEAD_SEEDS if kind == "random" else (0,))]
-    scores = [[ranking.score_peer(fit_head(fit_part, **settings), fit_part, validation)[ranking.OVERALL].ndcg
-               for fit_part, validation in carves] for settings in HEAD_GRID]
-    table = sorted(([kind, s["dim"], s["l2"], s["popularity_l2"], np.mean(v)] + v for s, v in zip(HEAD_GRID, scores)),
-                   key=lambda r: -r[4])
-    print(tabulate(table, headers=["split", "retrieval_dim", "retrieval_l2", "retrieval_popularity_l2",
-                                   "mean validation NDCG@10"] + [f"carve {i}" for i in range(len(carves))],
-                   floatfmt=".4f"), flush=True)
+    best = search_head(HEAD_GRID, carves, kind)
+    search_head([{**best, "popularity_weight": w} for w in POPULARITY_WEIGHTS], carves, kind)
+
+
+def run_rows(config: configs.PipelineConfig):
+    """(summary, EvalSet) of the latest run of the configured pipeline: its own train/eval rows."""
+    summary = run_summary.summarize(config)
+    if summary is None or summary.examples is None or not summary.ranking_evaluation:
+        raise SystemExit(f"{config.pipeline_root}: no run with examples and ranking metrics to compare with")
+    train_users, train_movies, _ = ranking_executor.read_split(summary.examples, "train")
+    return summary, ranking.EvalSet.from_rows(
+        train_users, train_movies, *ranking_executor.read_split(summary.examples, "eval"),
+        activity_bounds=config.evaluation.user_activity_bounds)
+
+
+def choose_head_on_run(config: configs.PipelineConfig) -> None:
+    """The popularity weight searched on a run's training rows (a random carve the size of its
+    eval split), the configured rank and penalties kept: a catalogue too large for the full grid."""
+    summary, data = run_rows(config)
+    carve = ranking.carve_validation(data.train, data.eval_ratings.nnz / (data.train.nnz + data.eval_ratings.nnz))
+    h = config.hyperparameters
+    search_head([{"dim": h.retrieval_dim, "l2": h.retrieval_l2, "popularity_l2": h.retrieval_popularity_l2,
+                  "popularity_weight": w} for w in POPULARITY_WEIGHTS], [carve], f"run {summary.run_id}")
+
+
+def peers_on_run(config: configs.PipelineConfig) -> None:
+    """Prints the run's own ranking figures and the peers' on the same rows (module docstring)."""
+    summary, data = run_rows(config)
+    table = [row("run", f"movierec (run {summary.run_id})", summary.ranking_overall(),
+                 summary.ranking_overall(relevance=ranking.RELEVANT_LIKED), summary.metrics.get(RMSE),
+                 summary.seconds.get("Trainer"))]
+    for name, fit in (("popularity", lambda: ranking.fit_popularity(data.train)),
+                      ("implicit ALS (factors=16, regularization=0.1, alpha=1)", lambda: ranking.with_popularity_for_cold_users(
+                          ranking.fit_implicit_als(data.train, 16, 0.1, 1.0), data.train))):
+        start = time.perf_counter()
+        scorer = fit()
+        seconds = time.perf_counter() - start
+        lists = data.peer_lists(scorer)
+        scored = {which: data.score(lists, which)[ranking.OVERALL].as_dict()
+                  for which in (ranking.RELEVANT_ALL, ranking.RELEVANT_LIKED)}
+        table.append(row("run", name, scored[ranking.RELEVANT_ALL], scored[ranking.RELEVANT_LIKED], None, seconds))
+    print(f"{data.train.nnz:,} training / {data.eval_ratings.nnz:,} eval ratings, {len(data.user_ids):,} eval users, "
+          f"{len(data.movie_ids):,} movies")
+    print_table(table)
+
+
+def print_table(table) -> None:
+    print(tabulate(table, headers=["split", "model", "NDCG@10", "Recall@10", "P@10", "MAP@10", "coverage",
+                                   "pop. rank", "NDCG@10 4-5*", "Recall@10 4-5*", "RMSE", "fit s"],
+                   floatfmt=".4f", missingval="-"), flush=True)
 
 
 def row(kind, model, metrics_all, metrics_liked, rmse, seconds):
@@ -111,7 +182,13 @@ def main() -> None:
     parser.add_argument("--peers-only", action="store_true", help="skip the pipeline (checks the peers)")
     parser.add_argument("--choose-head", action="store_true",
                         help="only search the history head's settings on validation carved from training")
+    parser.add_argument("--run", metavar="PIPELINE_ROOT",
+                        help="only score the peers on the latest run of the --config pipeline in this root")
     args = parser.parse_args()
+    if args.run:
+        config = configs.load(args.config).replace(pipeline_root=args.run)
+        (choose_head_on_run if args.choose_head else peers_on_run)(config)
+        return
     settings = {"random": args.config, "temporal": args.temporal_config}
     header, rows = accuracy.read_ratings(args.data / features.RATINGS_FILE)
 
@@ -139,9 +216,7 @@ def main() -> None:
                              scored[ranking.RELEVANT_LIKED], None, seconds))
         print(f"{kind}: {len(train):,} training / {len(test):,} test ratings, {len(data.user_ids):,} test users, "
               f"{len(data.movie_ids):,} movies", flush=True)
-    print(tabulate(table, headers=["split", "model", "NDCG@10", "Recall@10", "P@10", "MAP@10", "coverage",
-                                   "pop. rank", "NDCG@10 4-5*", "Recall@10 4-5*", "RMSE", "fit s"],
-                   floatfmt=".4f", missingval="-"))
+    print_table(table)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ class Hyperparameters:
     retrieval: str = "history"
     retrieval_l2: float = 500.0  # history: EASE's ridge penalty on the item-item weights
     retrieval_popularity_l2: float = 0.0  # history: + this x the movie's rating count (EDLAE)
+    retrieval_popularity_weight: float = 0.0  # history: + this x popularity in known users' scores
     retrieval_dim: int = 64      # history: rank of the ratings matrix the head is fitted on
 
     def __post_init__(self):
@@ -46,6 +47,8 @@ class Hyperparameters:
             raise ValueError(f"retrieval_l2 must be positive, not {self.retrieval_l2}")
         if self.retrieval_popularity_l2 < 0:
             raise ValueError(f"retrieval_popularity_l2 must not be negative, not {self.retrieval_popularity_l2}")
+        if self.retrieval_popularity_weight < 0:
+            raise ValueError(f"retrieval_popularity_weight must not be negative, not {self.retrieval_popularity_weight}")
 
     @classmethod
     def from_dict(cls, values) -> "Hyperparameters":

@@ -33,8 +33,12 @@ ranks at least as well as dense EASE (benchmarks/README.md, Ranking).
 
 Serving stays one matrix product + top_k over the catalogue: the user's vector is the sum of the
 history rows of the movies the catalogue already records as rated by them ([B, dim + 1]), times
-the candidate table ([movies, dim + 1]). The last column is popularity for users with no history
-(unknown or new IDs): their vector is 0 ... 0, 1, so they get the most-rated movies, in order.
+the candidate table ([movies, dim + 1]). The last column is popularity (count / largest count):
+users with no history (unknown or new IDs) have 0 ... 0, 1 there, so they get the most-rated
+movies, in order; users with a history have `popularity_weight` there, which adds that multiple of
+popularity to their EASE scores. It is 0 where who-rates-what carries personal signal (MovieLens:
+validation chooses 0); where it carries little (synthetic data, whose raters pick movies by
+popularity alone), validation chooses a weight that brings the lists back to most-popular.
 
 The tables are a closed-form function of the training ratings, recomputed every run: nothing to
 warm-start (warm_start.py carries the trained rating tables only).
@@ -51,6 +55,7 @@ import tensorflow as tf
 class Tables:
     history: np.ndarray     # [num_movies, dim + 1] float32; last column 0
     candidates: np.ndarray  # [num_movies, dim + 1] float32; last column popularity in [0, 1]
+    popularity_weight: float = 0.0  # users with a history: score += this x popularity
 
 
 def watched(users: np.ndarray, movies: np.ndarray, num_movies: int) -> sp.csr_matrix:
@@ -73,7 +78,7 @@ def _top_singular(matrix: sp.csr_matrix, rank: int):
 
 
 def fit(users: np.ndarray, movies: np.ndarray, num_movies: int, l2: float, dim: int,
-        popularity_l2: float = 0.0) -> Tables:
+        popularity_l2: float = 0.0, popularity_weight: float = 0.0) -> Tables:
     """The head's tables from the training (user index, movie index) pairs (duplicates count once)."""
     x = watched(users, movies, num_movies)
     counts = np.asarray(x.sum(axis=0)).ravel()
@@ -87,19 +92,21 @@ def fit(users: np.ndarray, movies: np.ndarray, num_movies: int, l2: float, dim: 
     history[:, :rank] = right * shrink * penalty[:, np.newaxis] ** -0.5
     candidates[:, :rank] = right * (penalty ** 0.5 / diagonal)[:, np.newaxis]
     candidates[:, dim] = counts / max(counts.max(initial=0.0), 1.0)
-    return Tables(history=history, candidates=candidates)
+    return Tables(history=history, candidates=candidates, popularity_weight=popularity_weight)
 
 
-def user_vectors(history: tf.Tensor, seen: tf.RaggedTensor) -> tf.Tensor:
-    """[B, dim + 1]: each user's summed history rows, and 1 in the last column if they have none.
+def user_vectors(history: tf.Tensor, seen: tf.RaggedTensor, popularity_weight) -> tf.Tensor:
+    """[B, dim + 1]: each user's summed history rows, and in the last column 1 if they have none,
+    else `popularity_weight`.
 
     `seen`: [B, None] movie indices each user rated in training (the catalogue's ragged rows).
     """
     summed = tf.reduce_sum(tf.gather(history, seen), axis=1)
     empty = tf.cast(seen.row_lengths() == 0, history.dtype)[:, tf.newaxis]
-    return tf.concat([summed[:, :-1], empty], axis=1)
+    return tf.concat([summed[:, :-1], empty + (1.0 - empty) * popularity_weight], axis=1)
 
 
-def score_all_movies(history: tf.Tensor, candidates: tf.Tensor, seen: tf.RaggedTensor) -> tf.Tensor:
+def score_all_movies(history: tf.Tensor, candidates: tf.Tensor, popularity_weight,
+                     seen: tf.RaggedTensor) -> tf.Tensor:
     """[B, num_movies]: the head's score of every movie, one matrix product over the catalogue."""
-    return tf.matmul(user_vectors(history, seen), candidates, transpose_b=True)
+    return tf.matmul(user_vectors(history, seen, popularity_weight), candidates, transpose_b=True)

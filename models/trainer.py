@@ -90,9 +90,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         started = time.perf_counter()
         retrieval_tables = retrieval.fit(movies_and_users.seen_users(), movies_and_users.seen_movies,
                                          movies_and_users.num_movies, hparams.retrieval_l2, hparams.retrieval_dim,
-                                         hparams.retrieval_popularity_l2)
-        logging.info("Retrieval head (rank %d EASE, L2 %g + %g x count) fitted in %.1f s", hparams.retrieval_dim,
-                     hparams.retrieval_l2, hparams.retrieval_popularity_l2, time.perf_counter() - started)
+                                         hparams.retrieval_popularity_l2, hparams.retrieval_popularity_weight)
+        logging.info("Retrieval head (rank %d EASE, L2 %g + %g x count, popularity weight %g) fitted in %.1f s",
+                     hparams.retrieval_dim, hparams.retrieval_l2, hparams.retrieval_popularity_l2,
+                     hparams.retrieval_popularity_weight, time.perf_counter() - started)
     evaluation = evaluation_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
                                     hparams.batch_size)
     model = model_lib.build_model(

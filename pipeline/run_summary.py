@@ -6,7 +6,7 @@ whether the model was blessed and why, and where it was pushed.
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
 from ml_metadata.metadata_store import metadata_store
@@ -63,6 +63,8 @@ class RunSummary:
     # The RankingEvaluator's ranking_metrics.json: {"k", "metrics": {relevance: {model: {slice:
     # {metric: value}}}}, "gate": {...}}; empty when it did not run.
     ranking_evaluation: Dict = dataclasses.field(default_factory=dict)
+    # ExampleGen's Examples artifact, so peers can be scored on the run's own rows (benchmarks/ranking.py).
+    examples: Optional[Any] = None
 
     def ranking_overall(self, model: str = ranking_executor.CANDIDATE,
                         relevance: str = ranking.RELEVANT_ALL) -> Dict[str, float]:
@@ -266,6 +268,7 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
             summary.rows = _rows(outputs["statistics"])
         if "examples" in outputs and node == "RatingsExampleGen":
             # ExampleGen records the span as a custom property.
+            summary.examples = outputs["examples"]
             summary.span = outputs["examples"].get_int_custom_property("span")
             joined = outputs["examples"].get_string_custom_property(example_gen.SIDE_TABLES_PROPERTY)
             summary.side_tables = json.loads(joined) if joined else {}

@@ -41,17 +41,18 @@ def large(tmp_path_factory):
     model.fit({k: batch[k] for k in (USER_XF, MOVIE_XF)}, batch[RATING_XF].reshape(-1), epochs=1,
               batch_size=4096, verbose=0)
     tables = retrieval.fit(movies_and_users.seen_users(), movies_and_users.seen_movies,
-                           movies_and_users.num_movies, l2=500.0, dim=64, popularity_l2=0.5)
+                           movies_and_users.num_movies, l2=500.0, dim=64, popularity_l2=0.5,
+                           popularity_weight=0.3)
     export.save(model, output, movies_and_users, str(tmp / "model"), tables)
     return tf.saved_model.load(str(tmp / "model")), movies_and_users, tables
 
 
 def reference_top(movies_and_users, tables, user_index):
-    """(scores of every movie, the best K scores) by numpy, the user's rated movies excluded."""
+    """(scores of every movie, the best K scores, the user's rated movies) by numpy, those excluded."""
     splits = movies_and_users.seen_row_splits
     seen = movies_and_users.seen_movies[splits[user_index]:splits[user_index + 1]]
     vector = tables.history[seen].astype(np.float64).sum(axis=0)
-    vector[-1] = 0.0 if len(seen) else 1.0
+    vector[-1] = tables.popularity_weight if len(seen) else 1.0
     scores = tables.candidates.astype(np.float64) @ vector
     scores[seen] = -np.inf
     return scores, np.sort(scores)[::-1][:K], seen

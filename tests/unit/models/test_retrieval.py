@@ -93,7 +93,23 @@ def test_users_without_history_get_the_most_rated_movies_in_order(planted):
     users = np.concatenate([np.arange(count) for count in range(1, 7)])
     tables = retrieval.fit(users, movies, 6, l2=1.0, dim=2)
     nobody = tf.RaggedTensor.from_row_lengths(tf.zeros([0], tf.int64), [0])
-    scores = retrieval.score_all_movies(tables.history, tables.candidates, nobody).numpy()[0]
+    scores = retrieval.score_all_movies(tables.history, tables.candidates, tables.popularity_weight, nobody).numpy()[0]
+    assert np.argsort(-scores).tolist() == [5, 4, 3, 2, 1, 0]
+
+
+def test_popularity_weight_moves_known_users_towards_the_most_rated_movies():
+    """Weight 0: a known user's scores are EASE's alone (the item-item weights over their history);
+    a weight far above the EASE scores: their list is the most-rated movies, in order."""
+    movies = np.repeat(np.arange(6), np.arange(1, 7))  # movie i rated by i + 1 users
+    users = np.concatenate([np.arange(count) for count in range(1, 7)])
+    history_of_user_0 = tf.RaggedTensor.from_row_lengths(tf.constant([0], tf.int64), [1])
+    plain = retrieval.fit(users, movies, 6, l2=1.0, dim=6)
+    scores = retrieval.score_all_movies(plain.history, plain.candidates, plain.popularity_weight,
+                                        history_of_user_0).numpy()[0]
+    np.testing.assert_allclose(scores, head_weights(plain, 6)[0], atol=1e-5)
+    heavy = retrieval.fit(users, movies, 6, l2=1.0, dim=6, popularity_weight=1e4)
+    scores = retrieval.score_all_movies(heavy.history, heavy.candidates, heavy.popularity_weight,
+                                        history_of_user_0).numpy()[0]
     assert np.argsort(-scores).tolist() == [5, 4, 3, 2, 1, 0]
 
 
@@ -187,3 +203,5 @@ def test_settings_the_head_cannot_take_are_refused():
         Hyperparameters.from_dict({"retrieval": "history", "retrieval_l2": 0.0})
     with pytest.raises(ValueError, match="retrieval_popularity_l2 must not be negative"):
         Hyperparameters.from_dict({"retrieval": "history", "retrieval_popularity_l2": -0.1})
+    with pytest.raises(ValueError, match="retrieval_popularity_weight must not be negative"):
+        Hyperparameters.from_dict({"retrieval": "history", "retrieval_popularity_weight": -1.0})
