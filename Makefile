@@ -8,6 +8,8 @@ AIRFLOW_STAMP := $(VENV)/.installed-airflow
 DATA_DIR ?= data/movielens-100k
 RUN_ARGS ?=
 PYTEST_ARGS ?=
+# pytest-xdist workers (one per CPU; tests/conftest.py says how tests are grouped onto them).
+PYTEST_WORKERS ?= auto
 
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
@@ -43,11 +45,11 @@ test: $(STAMP) $(AIRFLOW_STAMP)
 	command -v mariadbd >/dev/null || PATH="$$PATH:/usr/sbin" command -v mariadbd >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server; } \
 		> $(VENV)/mariadb-install.log 2>&1 || echo "mariadb-server not installed: see $(VENV)/mariadb-install.log"
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # The fast loop: unit tests only (tests/unit), under a minute; `make test` runs everything.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not e2e" -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not e2e" -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # Latency of the model pushed by `make run`, in-process and through `movierec serve`.
 bench-serving: $(STAMP)

@@ -4,8 +4,19 @@ AutoRec table and blend. models/model.py assembles them.
 """
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.autograph.core import config as autograph_config
+from tensorflow.python.autograph.core import config_lib
 
 from models.side_features import SideTables
+
+# AutoGraph leaves Keras' own code unconverted (its rule DoNotConvert("keras")), but TensorFlow
+# 2.16's rules predate tf-keras' module name: the first fit or trace in every process converted
+# tf_keras' training loop source to graph code (~20 s; a Trainer run spent most of its time there).
+# Newer TensorFlow has the rule (tensorflow/python/autograph/core/config.py, CONVERSION_RULES:
+# DoNotConvert("tf_keras")); added here for 2.16. Our own layers and functions are still converted.
+if not any(isinstance(rule, config_lib.DoNotConvert) and rule.matches("tf_keras")
+           for rule in autograph_config.CONVERSION_RULES):
+    autograph_config.CONVERSION_RULES = (*autograph_config.CONVERSION_RULES, config_lib.DoNotConvert("tf_keras"))
 
 
 class IdEmbedding(tf.keras.layers.Layer):

@@ -23,11 +23,57 @@ EXIT_STATUS = pytest.StashKey[int]()
 E2E_DIR = pathlib.Path(__file__).resolve().parent / "e2e"
 
 
-def pytest_collection_modifyitems(items):
-    """Everything under tests/e2e/ is marked `e2e`, so the folder decides and no test forgets it."""
+# The modules whose tests use the session's pipeline run (`trained_run`, and `server` on its pushed
+# model): under pytest-xdist they are one group, so that run (minutes) is made once, not per worker.
+SHARED_RUN = "trained_run"
+SHARED_RUN_MODULES = ("tests/e2e/test_pipeline_e2e.py", "tests/e2e/test_serving.py", "tests/e2e/test_serving_load.py")
+# Groups whose tests take longest on CI (`--durations` of `make test`), longest first. A stale entry
+# costs wall time, never coverage: it only decides which tests start first.
+LONGEST_FIRST = (SHARED_RUN, "tests/e2e/test_scheduled_runs.py", "tests/e2e/test_shared_metadata.py",
+                 "tests/e2e/test_object_store.py", "tests/e2e/test_portable_beam.py", "tests/e2e/test_catalogue_scale.py",
+                 "tests/unit/models/test_export.py", "tests/unit/models/test_model.py",
+                 "tests/unit/models/test_retrieval.py", "tests/unit/models/test_preprocessing.py")
+
+
+def xdist_group(nodeid: str) -> str:
+    """The group a test runs in under pytest-xdist (`make test` runs `pytest -n auto`): a group runs
+    whole on one worker, and each worker builds the session fixtures its own tests use. A module is
+    a group, so its module fixtures are built once; SHARED_RUN_MODULES are one group together."""
+    module = nodeid.split("::")[0]
+    return SHARED_RUN if module in SHARED_RUN_MODULES else module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's own `--dist loadgroup` reads groups from nodeids that pytest 9.2 no longer lets it
+    change, so the grouping is done here: scope scheduling with xdist_group() as the scope, in
+    collection order (`--no-loadscope-reorder`, pytest.ini)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group(nodeid)
+
+    return GroupScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/e2e/ is marked `e2e`, so the folder decides and no test forgets it.
+    The longest groups come first, then the other e2e modules, then the unit tests, so xdist's
+    workers finish together instead of one starting the longest test when the other is nearly done."""
     for item in items:
         if E2E_DIR in pathlib.Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.e2e)
+        if SHARED_RUN in item.fixturenames and xdist_group(item.nodeid) != SHARED_RUN:
+            raise pytest.UsageError(f"{item.nodeid} uses {SHARED_RUN}: add its module to SHARED_RUN_MODULES "
+                                    "in tests/conftest.py, or each xdist worker makes that run again")
+
+    def rank(item):
+        group = xdist_group(item.nodeid)
+        return (LONGEST_FIRST.index(group) if group in LONGEST_FIRST else len(LONGEST_FIRST),
+                item.get_closest_marker("e2e") is None)
+
+    items.sort(key=rank)  # stable: tests keep their order within a module
 
 
 @pytest.fixture(scope="session")

@@ -26,14 +26,21 @@ def side_row(user, movie):
     return {features.YEAR: YEARS[movie], **{key: [values[i]] if values else [] for i, key in enumerate(keys)}}
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["ids-only", "side-features"])
-def servable(tmp_path_factory, request):
-    tmp = tmp_path_factory.mktemp("export")
+@pytest.fixture(scope="module")
+def transformed(tmp_path_factory):
+    """The catalogue's rows through tf.Transform, once for both servables: (rows, transformed rows,
+    TFTransformOutput)."""
     rows = [raw_row(u.encode(), m.encode(), 4.0 if m in ("m1", "m3") else 2.0, title=TITLES[m].encode(),
                     genres=b"Drama", **side_row(u, m))
             for u, movies in RATED.items() for m in movies]
-    transformed, output = analyze_and_transform(rows, tmp)
-    batch = {key: np.stack([r[key] for r in transformed]) for key in transformed[0]}
+    return (rows, *analyze_and_transform(rows, tmp_path_factory.mktemp("transform")))
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["ids-only", "side-features"])
+def servable(transformed, tmp_path_factory, request):
+    tmp = tmp_path_factory.mktemp("export")
+    rows, transformed_rows, output = transformed
+    batch = {key: np.stack([r[key] for r in transformed_rows]) for key in transformed_rows[0]}
     batch[features.TIMESTAMP] = np.array([r[features.TIMESTAMP] for r in rows])
     movies_and_users = catalog.build(output, [{k: tf.constant(v) for k, v in batch.items()}])
     model = build_model(movies_and_users.num_users, movies_and_users.num_movies, 3.0,
