@@ -50,20 +50,14 @@ import scipy.sparse as sp
 import scipy.sparse.linalg
 import tensorflow as tf
 
+from models import ranking
+
 
 @dataclasses.dataclass(frozen=True)
 class Tables:
     history: np.ndarray     # [num_movies, dim + 1] float32; last column 0
     candidates: np.ndarray  # [num_movies, dim + 1] float32; last column popularity in [0, 1]
     popularity_weight: float = 0.0  # users with a history: score += this x popularity
-
-
-def watched(users: np.ndarray, movies: np.ndarray, num_movies: int) -> sp.csr_matrix:
-    """The binary [users, num_movies] who-watched matrix (a pair rated twice counts once)."""
-    matrix = sp.csr_matrix((np.ones(len(users)), (users, movies)),
-                           shape=(int(users.max(initial=-1)) + 1, num_movies))
-    matrix.data[:] = 1.0
-    return matrix
 
 
 def _top_singular(matrix: sp.csr_matrix, rank: int):
@@ -80,7 +74,8 @@ def _top_singular(matrix: sp.csr_matrix, rank: int):
 def fit(users: np.ndarray, movies: np.ndarray, num_movies: int, l2: float, dim: int,
         popularity_l2: float = 0.0, popularity_weight: float = 0.0) -> Tables:
     """The head's tables from the training (user index, movie index) pairs (duplicates count once)."""
-    x = watched(users, movies, num_movies)
+    # The binary who-watched matrix (a pair rated twice counts once), in float64 for the SVD.
+    x = ranking.interactions(users, movies, int(users.max(initial=-1)) + 1, num_movies).astype(np.float64)
     counts = np.asarray(x.sum(axis=0)).ravel()
     penalty = l2 + popularity_l2 * counts
     singular, right = _top_singular(x @ sp.diags(penalty ** -0.5), min(dim, num_movies))
