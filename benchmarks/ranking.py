@@ -129,10 +129,7 @@ def run_rows(config: configs.PipelineConfig):
     summary = run_summary.summarize(config)
     if summary is None or summary.examples is None or not summary.ranking_evaluation:
         raise SystemExit(f"{config.pipeline_root}: no run with examples and ranking metrics to compare with")
-    train_users, train_movies, _ = ranking_executor.read_split(summary.examples, "train")
-    return summary, ranking.EvalSet.from_rows(
-        train_users, train_movies, *ranking_executor.read_split(summary.examples, "eval"),
-        activity_bounds=config.evaluation.user_activity_bounds)
+    return summary, ranking_executor.read_eval_set(summary.examples, config.evaluation.user_activity_bounds)
 
 
 def choose_head_on_run(config: configs.PipelineConfig) -> None:
@@ -148,19 +145,13 @@ def choose_head_on_run(config: configs.PipelineConfig) -> None:
 def peers_on_run(config: configs.PipelineConfig) -> None:
     """Prints the run's own ranking figures and the peers' on the same rows (module docstring)."""
     summary, data = run_rows(config)
-    table = [row("run", f"movierec (run {summary.run_id})", summary.ranking_overall(),
-                 summary.ranking_overall(relevance=ranking.RELEVANT_LIKED), summary.metrics.get(RMSE),
-                 summary.seconds.get("Trainer"))]
+    table = [run_row("run", f"movierec (run {summary.run_id})", summary)]
     for name, fit in (("popularity", lambda: ranking.fit_popularity(data.train)),
                       ("implicit ALS (factors=16, regularization=0.1, alpha=1)", lambda: ranking.with_popularity_for_cold_users(
                           ranking.fit_implicit_als(data.train, 16, 0.1, 1.0), data.train))):
         start = time.perf_counter()
         scorer = fit()
-        seconds = time.perf_counter() - start
-        lists = data.peer_lists(scorer)
-        scored = {which: data.score(lists, which)[ranking.OVERALL].as_dict()
-                  for which in (ranking.RELEVANT_ALL, ranking.RELEVANT_LIKED)}
-        table.append(row("run", name, scored[ranking.RELEVANT_ALL], scored[ranking.RELEVANT_LIKED], None, seconds))
+        table.append(peer_row("run", name, data, scorer, time.perf_counter() - start))
     print(f"{data.train.nnz:,} training / {data.eval_ratings.nnz:,} eval ratings, {len(data.user_ids):,} eval users, "
           f"{len(data.movie_ids):,} movies")
     print_table(table)
@@ -175,6 +166,20 @@ def print_table(table) -> None:
 def row(kind, model, metrics_all, metrics_liked, rmse, seconds):
     return ([kind, model] + [metrics_all[c] for c in ranking.METRICS]
             + [metrics_liked["ndcg"], metrics_liked["recall"], rmse, seconds])
+
+
+def run_row(kind, model, summary: run_summary.RunSummary):
+    """A pipeline run's row: its RankingEvaluator's figures for the pushed model, TFMA's RMSE."""
+    return row(kind, model, summary.ranking_overall(), summary.ranking_overall(relevance=ranking.RELEVANT_LIKED),
+               summary.metrics[RMSE], summary.seconds["Trainer"])
+
+
+def peer_row(kind, model, data: ranking.EvalSet, scorer: ranking.Scorer, seconds):
+    """A fitted peer's row: its lists scored by the same code, both relevances."""
+    lists = data.peer_lists(scorer)
+    scored = {which: data.score(lists, which)[ranking.OVERALL].as_dict()
+              for which in (ranking.RELEVANT_ALL, ranking.RELEVANT_LIKED)}
+    return row(kind, model, scored[ranking.RELEVANT_ALL], scored[ranking.RELEVANT_LIKED], None, seconds)
 
 
 def main() -> None:
@@ -205,15 +210,9 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
             accuracy.write_split(work / "data", args.data, header, train, test)
             summary = accuracy.run_pipeline(work, work / "data", config)
-            table.append(row(kind, f"movierec ({settings[kind].name})", summary.ranking_overall(),
-                             summary.ranking_overall(relevance=ranking.RELEVANT_LIKED), summary.metrics[RMSE],
-                             summary.seconds["Trainer"]))
+            table.append(run_row(kind, f"movierec ({settings[kind].name})", summary))
         for name, chosen, scorer, seconds in peers(data, train, kind):
-            lists = data.peer_lists(scorer)
-            scored = {which: data.score(lists, which)[ranking.OVERALL].as_dict()
-                      for which in (ranking.RELEVANT_ALL, ranking.RELEVANT_LIKED)}
-            table.append(row(kind, f"{name} ({chosen})" if chosen else name, scored[ranking.RELEVANT_ALL],
-                             scored[ranking.RELEVANT_LIKED], None, seconds))
+            table.append(peer_row(kind, f"{name} ({chosen})" if chosen else name, data, scorer, seconds))
         print(f"{kind}: {len(train):,} training / {len(test):,} test ratings, {len(data.user_ids):,} test users, "
               f"{len(data.movie_ids):,} movies", flush=True)
     print_table(table)

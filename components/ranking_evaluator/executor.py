@@ -10,7 +10,7 @@ blessing both pass.
 """
 import json
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -60,6 +60,13 @@ def read_split(examples: types.Artifact, split: str) -> Tuple[np.ndarray, np.nda
         for key in spec:
             columns[key].append(batch[key].numpy())
     return tuple(np.concatenate(columns[key]) for key in spec)
+
+
+def read_eval_set(examples: types.Artifact, activity_bounds: Sequence[int]) -> ranking.EvalSet:
+    """The EvalSet of an Examples artifact's train and eval splits (what every model is scored on)."""
+    train_users, train_movies, _ = read_split(examples, "train")
+    return ranking.EvalSet.from_rows(train_users, train_movies, *read_split(examples, "eval"),
+                                     activity_bounds=activity_bounds)
 
 
 def recommend_request(user_ids: np.ndarray, k: int) -> Dict[str, tf.Tensor]:
@@ -129,10 +136,7 @@ class Executor(base_executor.BaseExecutor):
         k = int(exec_properties[K])
         bounds = json.loads(exec_properties[USER_ACTIVITY_BOUNDS])
 
-        train_users, train_movies, _ = read_split(examples, "train")
-        eval_users, eval_movies, eval_ratings = read_split(examples, "eval")
-        eval_set = ranking.EvalSet.from_rows(train_users, train_movies, eval_users, eval_movies, eval_ratings,
-                                             activity_bounds=bounds)
+        eval_set = read_eval_set(examples, bounds)
         model_dirs = {CANDIDATE: path_utils.serving_model_path(model.uri)}
         if baseline is not None:
             model_dirs[BASELINE] = path_utils.serving_model_path(baseline.uri)
