@@ -20,6 +20,7 @@ A batch runs when it is full, when batch_timeout_micros have passed since it ope
 later batch is waiting. Each queue has one thread (TF Serving shares num_batch_threads threads).
 """
 import collections
+import math
 import dataclasses
 import threading
 import time
@@ -103,8 +104,9 @@ def _pad(value: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 class _Task:
     """One request: its inputs, and the outputs of its pieces as batches finish them."""
 
-    def __init__(self, inputs: Tensors, size: int):
+    def __init__(self, inputs: Tensors, size: int, timeout_ms: int = 0):
         self.inputs, self.size = inputs, size
+        self.timeout_ms = timeout_ms  # RunOptions.timeout_in_ms; 0: none
         self.parts: Dict[int, Tensors] = {}
         self.rows_done = 0
         self.error: Optional[ServingError] = None
@@ -152,7 +154,7 @@ class _Batch:
 class Queue:
     """One signature's batch queue and the thread that runs its batches."""
 
-    def __init__(self, options: Options, execute: Callable[[Tensors], Tensors], name: str):
+    def __init__(self, options: Options, execute: Callable[[Tensors, int], Tensors], name: str):
         self.options, self._execute = options, execute
         self._batches: collections.deque = collections.deque()
         self._condition = threading.Condition()
@@ -160,8 +162,8 @@ class Queue:
         self._thread = threading.Thread(target=self._loop, name=f"batch-{name}", daemon=True)
         self._thread.start()
 
-    def run(self, inputs: Tensors) -> Tensors:
-        task = _Task(inputs, batch_size(inputs))
+    def run(self, inputs: Tensors, timeout_ms: int = 0) -> Tensors:
+        task = _Task(inputs, batch_size(inputs), timeout_ms)
         self._schedule(task)
         task.done.wait()
         if task.error is not None:
@@ -231,7 +233,15 @@ class Queue:
                 offset += rows
 
     def _run_batch(self, batch: _Batch) -> Tensors:
-        """batching_session.cc MergeInputTensors, the run, and SplitOutputTensors' checks."""
+        """batching_session.cc ProcessBatch: the batch's deadline (the latest of its tasks'; all
+        passed in the queue: RESOURCE_EXHAUSTED), MergeInputTensors, the run, SplitOutputTensors' checks."""
+        now = time.monotonic()
+        deadlines = [piece.task.enqueued + (piece.task.timeout_ms / 1e3 if piece.task.timeout_ms > 0 else math.inf)
+                     for piece in batch.pieces]
+        if max(deadlines) <= now:
+            raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               "Run() timeout exceeded while waiting in batching queue")
+        timeout_ms = 0 if max(deadlines) == math.inf else max(1, int((max(deadlines) - now) * 1e3))
         pieces = [piece.inputs() for piece in batch.pieces]
         merged: Tensors = {}
         for key in pieces[0]:
@@ -249,7 +259,7 @@ class Queue:
                 values.append(np.repeat(values[-1][:1], padding, axis=0))
             merged[key] = np.concatenate(values)
         total = batch.size + padding
-        outputs = self._execute(merged)
+        outputs = self._execute(merged, timeout_ms)
         for value in outputs.values():
             if value.ndim == 0:
                 raise failed_precondition("Batched output tensor has 0 dimensions")

@@ -163,8 +163,8 @@ class ModelRepository:
             waiting = self.unavailable_models()
             failed = {name: s for name, s in waiting.items() if s is not None and s.state == "END"}
             if failed:
-                raise RuntimeError(f"{len(failed)} model(s) did not become available: {{" + ", ".join(
-                    f"{{name: {name} version: {s.version}}} due to error: {s.error.code_name}: {s.error.message}"
+                raise RuntimeError(f"{len(failed)} model(s) did not become available: {{" + "".join(
+                    f"{{{{name: {name} version: {s.version}}} due to error: {s.error.code_name}: {s.error.message}}}, "
                     for name, s in sorted(failed.items())) + "}")
             if not waiting:
                 return

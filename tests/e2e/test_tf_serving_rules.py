@@ -153,7 +153,11 @@ def test_config_file_that_does_not_parse_is_refused_with_its_line(root):
     result = subprocess.run([*MOVIEREC, "serve", f"--model_config_file={bad}", "--port=1"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 255
-    assert "Failed to start server" in result.stderr and f"{bad}:1:" in result.stderr and "base_pth" in result.stderr
+    # main.cc prints the status on stdout; protobuf's TextFormat logs the line and the reason
+    # (util/proto_util.h ParseProtoTextFile; tensorflow_model_server_test.py testBadModelConfig).
+    assert f"Failed to start server. Error: INVALID_ARGUMENT: Invalid protobuf file: '{bad}'" in result.stdout
+    assert "Error parsing text-format tensorflow.serving.ModelServerConfig: 1:40: " in result.stderr
+    assert f"{bad}:1:" in result.stderr and "base_pth" in result.stderr
 
 
 # --- warmup as a load gate -----------------------------------------------------------------------
@@ -173,9 +177,9 @@ def test_server_whose_only_version_fails_warmup_does_not_start(tmp_path):
     result = subprocess.run([*MOVIEREC, "serve", "--model_name=m", f"--model_base_path={tmp_path}/m",
                              f"--port={portpicker.pick_unused_port()}", "--max_num_load_retries=0"],
                             capture_output=True, text=True, timeout=180)
-    assert result.returncode == 255
-    assert "Failed to start server. Error: 1 model(s) did not become available: {{name: m version: 1} due to " \
-           'error: FAILED_PRECONDITION: Serving signature key "no_such_signature" not found.' in result.stderr
+    assert result.returncode == 255  # main.cc: the status on stdout (server_core.cc WaitUntilModelsAvailable's text)
+    assert "Failed to start server. Error: UNKNOWN: 1 model(s) did not become available: {{{name: m version: 1} due " \
+           'to error: FAILED_PRECONDITION: Serving signature key "no_such_signature" not found.}, }' in result.stdout
 
 
 # --- batching session -----------------------------------------------------------------------------
@@ -356,7 +360,8 @@ def test_rest_status_and_metadata(served):
     assert status == 200 and metadata["model_spec"]["version"] == "7"
     assert metadata["metadata"]["signature_def"]["signature_def"]["recommend"]["method_name"] == \
         "tensorflow/serving/predict"
-    assert served.rest("/v1/models/nope") == (404, json.dumps({"error": "Could not find any versions of model nope"}))
+    status, body = served.rest("/v1/models/nope")  # pretty-printed as RapidJSON's PrettyWriter writes it
+    assert (status, json.loads(body)) == (404, {"error": "Could not find any versions of model nope"})
 
 
 def test_rest_predict_row_and_columnar(served):
@@ -372,8 +377,8 @@ def test_rest_predict_row_and_columnar(served):
 
 
 def test_rest_errors(served):
-    assert served.rest("/v1/models/good:predict", {"signature_name": "nope", "instances": [1]}) == (
-        400, json.dumps({"error": 'Serving signature name: "nope" not found in signature def'}))
+    status, body = served.rest("/v1/models/good:predict", {"signature_name": "nope", "instances": [1]})
+    assert (status, json.loads(body)) == (400, {"error": 'Serving signature name: "nope" not found in signature def'})
     status, body = served.rest("/v1/models/good:predict", {"signature_name": "scalar_k", "inputs": {
         "user_id": ["u"], "k": 2}})
     assert (status, json.loads(body)) == (400, {"error": "Batching Run() input tensors must have at least one dimension"})
