@@ -181,8 +181,8 @@ def serve(argv) -> None:
         click.echo(flags.usage(), nl=False)
         raise SystemExit(255)
     if values["version"]:
-        import tensorflow as tf
-        click.echo(flags.version_text(tf.__version__), nl=False)
+        from importlib import metadata
+        click.echo(flags.version_text(metadata.version("tensorflow")), nl=False)
         return
     if unknown:  # main.cc: reported, and the server starts anyway
         click.echo(f"unknown argument: {unknown[0]}\n" + flags.usage(), nl=False)

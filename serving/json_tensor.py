@@ -189,10 +189,10 @@ def fill_predict_request(body: bytes, tensor_infos: Callable[[str], Mapping[str,
         raise invalid_argument(f"Failed to get input map for signature: {signature_name or 'DEFAULT'}")
     dtypes = {name: info.dtype for name, info in infos.items()}
     instances, inputs = document.get(b"instances"), document.get(b"inputs")
-    both = format_error(document, "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist ")
     if b"instances" in document:
         if b"inputs" in document:
-            raise both
+            raise format_error(document, "Not formatted correctly expecting only one of 'inputs' or 'instances' "
+                                         "keys to exist ")
         if not isinstance(instances, list):
             raise format_error(document, "Expecting 'instances' to be an list/array")
         if not instances:

@@ -44,6 +44,10 @@ NUMBER_MISS_FRACTION = "Miss fraction part in number."
 NUMBER_MISS_EXPONENT = "Miss exponent in number."
 
 FLOAT_MAX = 3.4028234e38  # document.h IsFloat()
+# Ours, not RapidJSON's: it has no limit, and TF Serving's recursive parse (and the quoting of a
+# document in an error) runs out of stack or memory long before these; here they answer 400.
+MAX_DEPTH = 10_000
+MAX_QUOTED_BYTES = 1 << 20
 _POW10 = [float(f"1e{i}") for i in range(309)]  # internal/pow10.h: the exact double literals
 _ESCAPES = {ord('"'): b'"', ord("\\"): b"\\", ord("/"): b"/", ord("b"): b"\b", ord("f"): b"\f",
             ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t"}
@@ -330,6 +334,8 @@ class _Reader:
         while True:
             # Parse one value (or open a container).
             char = self.peek()
+            if char in (ord("{"), ord("[")) and len(stack) >= MAX_DEPTH:
+                raise ParseError(f"Nesting deeper than {MAX_DEPTH} levels (movierec serve's limit).", self.pos)
             if char == ord("{"):
                 self.pos += 1
                 self.skip_whitespace()
@@ -527,11 +533,11 @@ def _grisu_text(value: float) -> bytes:
 class PrettyWriter:
     """prettywriter.h: 4-space indentation, kFormatSingleLineArray as a switch."""
 
-    def __init__(self):
+    def __init__(self, limit: int = 0):
         self.out = bytearray()
         self.levels: List[list] = []  # [in_array, value_count]
         self.single_line = False
-        self.failed = False
+        self.limit = limit  # value() stops past this many bytes (0: none)
 
     def _prefix(self) -> None:
         if not self.levels:
@@ -586,6 +592,9 @@ class PrettyWriter:
         infinity: WriteDouble refuses them without kWriteNanAndInfFlag)."""
         todo = [("value", value)]
         while todo:
+            if self.limit and len(self.out) > self.limit:
+                self.out[self.limit:] = b"..."
+                return False
             kind, item = todo.pop()
             if kind == "end_object":
                 self.end_object()
@@ -626,10 +635,11 @@ class PrettyWriter:
 
 def value_text(value) -> str:
     """json_tensor.cc JsonValueToString: a double within float range as WriteDecimal of the
-    float, anything else through PrettyWriter (cut short where RapidJSON's writer stops)."""
+    float, anything else through PrettyWriter (cut short where RapidJSON's writer stops, and past
+    MAX_QUOTED_BYTES with "...")."""
     if type(value) is float and -FLOAT_MAX <= value <= FLOAT_MAX:
         import numpy as np
         return write_decimal(float(np.float32(value)), float32=True).decode("utf-8", "replace")
-    writer = PrettyWriter()
+    writer = PrettyWriter(MAX_QUOTED_BYTES)
     writer.value(value)
     return writer.text().decode("utf-8", "replace")

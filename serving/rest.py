@@ -282,10 +282,9 @@ class RestApi:
         if api == "regress":
             response = self.core.regress(request, self.timeout_ms)
             return json_tensor.regression_json([r.value for r in response.result.regressions])
-        response = self.core.classify(request, self.timeout_ms)
-        return json_tensor.classification_json([[(c.label.encode("utf-8", "surrogateescape"), c.score)
-                                                 for c in row.classes]
-                                                for row in response.result.classifications])
+        _, rows = self.core.classification_rows(request, self.timeout_ms)
+        return json_tensor.classification_json([[(label if label is not None else b"", score or 0.0)
+                                                 for label, score in row] for row in rows])
 
 
 # --- HTTP --------------------------------------------------------------------------------------------

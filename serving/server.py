@@ -67,6 +67,7 @@ def tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     array = np.asarray(array)
     proto = tensor_pb2.TensorProto(dtype=tf.as_dtype(array.dtype if array.dtype != object else tf.string)
                                    .as_datatype_enum)
+    proto.tensor_shape.SetInParent()  # set even for a scalar, as TensorShape::AsProto sets it
     proto.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape)
     flat = array.reshape(-1)
     if array.dtype == object:
@@ -120,7 +121,7 @@ class Servable:
                 values = self._callable(signature_name, aliases, outputs)(*[inputs[alias] for alias in aliases])
         except Exception as e:
             raise from_tf_error(e) from e
-        return dict(zip(outputs, values))
+        return {alias: _array(value) for alias, value in zip(outputs, values)}
 
     def _callable(self, signature_name: str, aliases: List[str], outputs: List[str]):
         """A session callable for these feeds and fetches (made once: the graph is pruned once)."""
@@ -146,9 +147,16 @@ class Servable:
         options = pywrap_tf_session.TF_NewBufferFromString(
             config_pb2.RunOptions(timeout_in_ms=timeout_ms).SerializeToString())
         try:
-            return self.session._do_call(self.session._call_tf_sessionrun, options, feeds, fetches, [], None)
+            return self.session._call_tf_sessionrun(options, feeds, fetches, [], None)
         finally:
             pywrap_tf_session.TF_DeleteBuffer(options)
+
+
+def _array(value) -> np.ndarray:
+    """A fetched value as an array (the session gives a scalar string as bytes)."""
+    if isinstance(value, np.ndarray):
+        return value
+    return np.array(value, dtype=object) if isinstance(value, bytes) else np.asarray(value)
 
 
 def check_dtypes(signature_def, inputs: Dict[str, np.ndarray]) -> None:
@@ -334,9 +342,11 @@ def _datatype_name(value: np.ndarray) -> str:
                                    .as_datatype_enum)
 
 
-def classify(servable: Servable, request: classification_pb2.ClassificationRequest,
-             check_method: bool = False, timeout_ms: int = 0) -> classification_pb2.ClassificationResponse:
-    """classifier.cc RunClassify, PostProcessClassificationResult."""
+def classification_rows(servable: Servable, request: classification_pb2.ClassificationRequest,
+                        check_method: bool = False, timeout_ms: int = 0) -> tuple:
+    """classifier.cc RunClassify, PostProcessClassificationResult: (signature name, rows of
+    (label bytes or None, score or None)). Labels stay bytes: the REST answer writes them as they
+    are, whatever they hold."""
     name, signature = _example_signature(servable, request.model_spec, "classification", CLASSIFY_METHOD,
                                          check_method, (1, 2))
     if not {"classes", "scores"} & set(signature.outputs):
@@ -357,17 +367,25 @@ def classify(servable: Servable, request: classification_pb2.ClassificationReque
     if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
         raise invalid_argument("Tensors class and score should match in dim_size(1). Got "
                                f"{classes.shape[1]} vs. {scores.shape[1]}")
+    width = (classes if classes is not None else scores).shape[1]
+    rows = [[(classes[i, c] if classes is not None else None, float(scores[i, c]) if scores is not None else None)
+             for c in range(width)] for i in range(len(examples))]
+    return name, rows
+
+
+def classify(servable: Servable, request: classification_pb2.ClassificationRequest,
+             check_method: bool = False, timeout_ms: int = 0) -> classification_pb2.ClassificationResponse:
+    name, rows = classification_rows(servable, request, check_method, timeout_ms)
     response = classification_pb2.ClassificationResponse()
     _fill_spec(response.model_spec, servable, name)
-    width = (classes if classes is not None else scores).shape[1]
-    for i in range(len(examples)):
-        row = response.result.classifications.add()
-        for c in range(width):
-            entry = row.classes.add()
-            if classes is not None:
-                entry.label = classes[i, c].decode("utf-8", "surrogateescape")
-            if scores is not None:
-                entry.score = float(scores[i, c])
+    for row in rows:
+        classifications = response.result.classifications.add()
+        for label, score in row:
+            entry = classifications.classes.add()
+            if label is not None:  # a proto string here; bytes that are not UTF-8 are replaced
+                entry.label = label.decode("utf-8", "replace")
+            if score is not None:
+                entry.score = score
     return response
 
 
@@ -470,18 +488,27 @@ class Core:
             raise invalid_argument("ModelSpec has no name specified.")
         return self.repository.get(model_spec.name, _version(model_spec), model_spec.version_label)
 
+    def _requested(self, request) -> Servable:
+        """predict_impl.cc / regression_service.cc / classification_service.cc: a request without
+        a ModelSpec is refused before any lookup."""
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
+        return self.servable(request.model_spec)
+
     def predict_arrays(self, request, arrays: Dict[str, np.ndarray], timeout_ms: int = 0) -> tuple:
-        return predict_outputs(self.servable(request.model_spec), request, self.check_method_names, timeout_ms,
-                               arrays)
+        return predict_outputs(self._requested(request), request, self.check_method_names, timeout_ms, arrays)
 
     def predict(self, request, timeout_ms: int = 0):
-        return predict(self.servable(request.model_spec), request, self.check_method_names, timeout_ms)
+        return predict(self._requested(request), request, self.check_method_names, timeout_ms)
 
     def regress(self, request, timeout_ms: int = 0):
-        return regress(self.servable(request.model_spec), request, self.check_method_names, timeout_ms)
+        return regress(self._requested(request), request, self.check_method_names, timeout_ms)
 
     def classify(self, request, timeout_ms: int = 0):
-        return classify(self.servable(request.model_spec), request, self.check_method_names, timeout_ms)
+        return classify(self._requested(request), request, self.check_method_names, timeout_ms)
+
+    def classification_rows(self, request, timeout_ms: int = 0) -> tuple:
+        return classification_rows(self._requested(request), request, self.check_method_names, timeout_ms)
 
     def metadata(self, request) -> get_model_metadata_pb2.GetModelMetadataResponse:
         """get_model_metadata_impl.cc: every SignatureDef of the MetaGraphDef."""
