@@ -115,25 +115,43 @@ STORAGE_NOTE = """\
 """
 
 
+def probe_paths(model_name: str) -> Dict[str, str]:
+    """The HTTP paths the probes call, and why each answers as it does on tensorflow_model_server
+    2.16.1 (model_servers/http_rest_api_handler.cc):
+
+    - readiness (and startup): GET /v1/models/<name>/metadata. ProcessModelMetadataRequest gets a
+      servable handle for the latest version (GetModelMetadataImpl -> ServerCore::GetServableHandle),
+      so it is 200 only while a version is AVAILABLE, and 404 ("Servable not found for request:
+      Latest(<name>)") while none can serve. GET /v1/models/<name> (ProcessModelStatusRequest ->
+      GetModelStatusImpl) is not usable: it answers 200 whenever any version is known, also when
+      every version is END (failed to load, or unloaded).
+    - liveness: GET on the Prometheus path (monitoring.config enables it): the HTTP server answers
+      it whatever the models' state, so a pod is restarted only when the server itself stops
+      answering, not when no version can serve (restarting would not bring one back).
+    """
+    return {"ready": f"/v1/models/{model_name}/metadata", "alive": METRICS_PATH}
+
+
 def kubernetes(model_names: Sequence[str]) -> list:
     """Deployment (2 replicas, probes on the REST API), Service, and the shared models claim.
 
-    Probes use GET /v1/models/<name> (TF Serving's model status over REST: 200 once a version of
-    the model is known, 404 before). The startup probe allows 5 minutes for the first load and
-    warmup; after it, a pod that stops answering is taken out of the Service (readiness) and,
-    after 30 s, restarted (liveness).
+    Probes (probe_paths): the startup probe allows 5 minutes for the first load and warmup (TF
+    Serving opens its ports once the models are loaded); a pod whose first model has no version
+    able to serve is taken out of the Service (readiness), one whose server stops answering is
+    restarted after 30 s (liveness).
     """
     labels = {"app": "movierec-serving"}
-    probe = lambda period, failures: {
-        "httpGet": {"path": f"/v1/models/{model_names[0]}", "port": REST_PORT},
+    paths = probe_paths(model_names[0])
+    probe = lambda path, period, failures: {
+        "httpGet": {"path": path, "port": REST_PORT},
         "periodSeconds": period, "failureThreshold": failures, "timeoutSeconds": 2}
     container = {
         "name": "tf-serving", "image": TF_SERVING_IMAGE, "args": server_args(),
         "ports": [{"name": "grpc", "containerPort": GRPC_PORT}, {"name": "http", "containerPort": REST_PORT}],
         "volumeMounts": [{"name": "models", "mountPath": MODELS_MOUNT, "readOnly": True}],
-        "startupProbe": probe(5, 60),
-        "readinessProbe": probe(5, 2),
-        "livenessProbe": probe(10, 3),
+        "startupProbe": probe(paths["ready"], 5, 60),
+        "readinessProbe": probe(paths["ready"], 5, 2),
+        "livenessProbe": probe(paths["alive"], 10, 3),
         "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "4Gi"}},
     }
     deployment = {

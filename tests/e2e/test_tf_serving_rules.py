@@ -629,3 +629,24 @@ def test_hostile_requests_get_4xx_and_the_server_keeps_answering(served):
     status, _, body = raw(served, "POST", "/v1/models/good:predict", json.dumps({
         "signature_name": "predict_rating", "instances": [{"user_id": "u", "movie_id": "m1"}]}).encode())
     assert status == 200 and json.loads(body)["predictions"][0]["rating"] == 4.0
+
+
+def test_probes_reflect_whether_a_version_can_serve(served, root):
+    """The pushed kubernetes.yaml's probes (components/pusher/deploy.py probe_paths) on a model
+    whose only version fails to load: GET /v1/models/<m> still answers 200 (the version is known,
+    END: http_rest_api_handler.cc ProcessModelStatusRequest), so it cannot be the readiness probe;
+    the readiness path answers 404 until a version can serve, then 200; liveness stays 200."""
+    from components.pusher import deploy
+
+    paths = deploy.probe_paths("broken")
+    (root / "broken" / "1").mkdir(parents=True)
+    (root / "broken" / "1" / "saved_model.pb").write_bytes(b"not a SavedModel")
+    (root / "models.config.tmp").write_text(models_config("good", "spin", "other", "broken", root=root))
+    (root / "models.config.tmp").rename(root / "models.config")
+    served.wait(lambda: served.status("broken").get(1, ("",))[0] == "END", timeout_s=60)
+    assert raw(served, "GET", "/v1/models/broken")[0] == 200
+    assert raw(served, "GET", paths["ready"])[0] == 404
+    assert raw(served, "GET", paths["alive"])[0] == 200
+    tfs_models.save(str(root / "broken" / "2"))
+    served.wait(lambda: served.status("broken").get(2, ("",))[0] == "AVAILABLE", timeout_s=60)
+    assert raw(served, "GET", paths["ready"])[0] == 200

@@ -75,9 +75,14 @@ def test_server_flags_name_the_files_and_turn_batching_warmup_and_polling_on(fil
 
 
 def test_kubernetes_probes_on_the_rest_api_and_shared_storage(files):
+    """Readiness on the metadata path (200 only with a version that can serve; what each answers
+    on a live server: tests/e2e/test_tf_serving_rules.py test_probes_reflect_whether_a_version_can_serve),
+    liveness on the Prometheus page monitoring.config enables."""
     deployment, service, claim = yaml.safe_load_all(files["kubernetes.yaml"])
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/v1/models/movierec", "port": deploy.REST_PORT}
+    for probe in ("startupProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/v1/models/movierec/metadata", "port": deploy.REST_PORT}
+    assert container["livenessProbe"]["httpGet"] == {"path": deploy.METRICS_PATH, "port": deploy.REST_PORT}
+    assert deploy.METRICS_PATH in files[deploy.MONITORING_FILE] and "enable: true" in files[deploy.MONITORING_FILE]
     assert deployment["spec"]["replicas"] > 1 and claim["spec"]["accessModes"] == ["ReadWriteMany"]
     assert "ReadWriteMany" in files["kubernetes.yaml"].splitlines()[2]  # the storage note, on top
