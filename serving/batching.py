@@ -13,6 +13,8 @@ up. What a client can observe is reproduced from the source:
   beyond the 0th dimension (FAILED_PRECONDITION) unless pad_variable_length_inputs, which pads
   with each tensor's first element (an empty tensor cannot be padded: INVALID_ARGUMENT); a batch
   is padded up to the next allowed_batch_sizes entry with copies of the last request's first row;
+  requests whose inputs differ in rank are not batched together (TF Serving's merge has no rule
+  for them; see _Batch.takes);
 - batching_session.cc SplitOutputTensors: every output must have a 0th dimension equal to the
   batch size (FAILED_PRECONDITION), and an error fails every request in the batch.
 
@@ -150,6 +152,14 @@ class _Batch:
     size: int = 0
     opened: float = dataclasses.field(default_factory=time.monotonic)
 
+    def takes(self, task: _Task) -> bool:
+        """Tasks whose inputs differ in rank never share a batch. TF Serving merges them anyway
+        (batching_util.cc CalculateMaxDimSizes indexes past the first task's rank: undefined; the
+        merge then fails), so there one such request can fail the requests batched with it; here
+        each is answered as if it came alone (docs/tf-serving-rules.md)."""
+        first = self.pieces[0].task.inputs if self.pieces else task.inputs
+        return all(np.ndim(value) == np.ndim(first.get(key)) for key, value in task.inputs.items())
+
 
 class Queue:
     """One signature's batch queue and the thread that runs its batches."""
@@ -177,7 +187,7 @@ class Queue:
                                    f"{options.max_batch_size}")
         with self._condition:
             open_batch = self._batches[-1] if self._batches else None
-            room = limit - open_batch.size if open_batch else 0
+            room = limit - open_batch.size if open_batch and open_batch.takes(task) else 0
             if options.enable_large_batch_splitting:
                 sizes, left = [], task.size
                 if room > 0:
@@ -194,7 +204,7 @@ class Queue:
                                    "The batch scheduling queue to which this task was submitted is full")
             start = 0
             for size in sizes:
-                if not self._batches or self._batches[-1].size + size > limit:
+                if not self._batches or self._batches[-1].size + size > limit or not self._batches[-1].takes(task):
                     self._batches.append(_Batch())
                 batch = self._batches[-1]
                 batch.pieces.append(_Piece(task, start, start + size))
@@ -222,9 +232,10 @@ class Queue:
                 return
             try:
                 outputs = self._run_batch(batch)
-            except ServingError as e:
+            except Exception as e:  # any failure fails this batch, never the queue
+                error = e if isinstance(e, ServingError) else ServingError(grpc.StatusCode.INTERNAL, str(e))
                 for piece in batch.pieces:
-                    piece.task.finish(piece.start, piece.stop - piece.start, None, e)
+                    piece.task.finish(piece.start, piece.stop - piece.start, None, error)
                 continue
             offset = 0
             for piece in batch.pieces:

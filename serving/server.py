@@ -1,7 +1,8 @@
 """A stand-in for tensorflow_model_server 2.16.1: its gRPC APIs, checks and status messages.
 
 `tensorflow_model_server` is not obtainable here (no Docker engine, no package ships it), so
-`movierec serve` loads the same SavedModels with TensorFlow and answers PredictionService
+`movierec serve` loads the same SavedModels as it does (each version's MetaGraphDef in a
+TensorFlow session, signatures run by tensor name, outputs in the typed fields) and answers PredictionService
 (Predict, Regress, Classify, GetModelMetadata) and ModelService (GetModelStatus) with the codes
 and messages TF Serving's source gives (servables/tensorflow/predict_util.cc, regressor.cc,
 classifier.cc, get_model_metadata_impl.cc, model_servers/get_model_status_impl.cc). Every

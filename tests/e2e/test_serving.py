@@ -34,9 +34,9 @@ def test_status_and_metadata(server):
     response = server.predictions.GetModelMetadata(request, timeout=10)
     signatures = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signatures)
-    assert set(signatures.signature_def) == {
+    assert set(signatures.signature_def) == {  # every SignatureDef, as get_model_metadata_impl.cc lists them
         "serving_default", "regress", "transform_features", "predict_rating", "recommend",
-        "similar_movies", "similar_users"}
+        "similar_movies", "similar_users", "__saved_model_init_op"}
     assert set(signatures.signature_def["recommend"].inputs) == {
         "user_id", "k", "exclude_seen", "exclude_movie_ids"}
     assert response.model_spec.version.value == status.version

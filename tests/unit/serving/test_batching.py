@@ -1,0 +1,72 @@
+"""serving/batching.py: one bad batch fails its own requests, never the queue's later ones."""
+import concurrent.futures
+import threading
+
+import grpc
+import numpy as np
+import pytest
+
+from serving import batching
+from serving.status import ServingError
+
+
+def _queue(execute, **options):
+    return batching.Queue(batching.Options(max_batch_size=8, batch_timeout_s=0.2, **options), execute, "test")
+
+
+def _run(queue, inputs, timeout_s=10.0):
+    """queue.run's outputs or error, failing the test if it gets no answer."""
+    answer = []
+
+    def call():
+        try:
+            answer.append(queue.run(inputs))
+        except ServingError as e:
+            answer.append(e)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if not answer:
+        queue.stop = lambda: None  # its thread is gone; nothing to stop
+        pytest.fail("no answer: the queue's thread died")
+    return answer[0]
+
+
+def test_a_batch_whose_run_raises_fails_its_requests_and_the_next_batch_runs():
+    calls = []
+
+    def execute(inputs, timeout_ms):
+        calls.append(inputs["x"].shape)
+        if len(calls) == 1:
+            raise ValueError("not a ServingError")
+        return {"y": inputs["x"] * 2}
+
+    queue = _queue(execute)
+    try:
+        refused = _run(queue, {"x": np.array([1.0])})
+        assert isinstance(refused, ServingError) and refused.code == grpc.StatusCode.INTERNAL
+        assert _run(queue, {"x": np.array([3.0])})["y"].tolist() == [6.0]
+    finally:
+        queue.stop()
+
+
+def test_requests_whose_inputs_differ_in_rank_are_answered_as_if_each_came_alone():
+    merged, both_queued = [], threading.Barrier(2)
+
+    def execute(inputs, timeout_ms):
+        merged.append(inputs["x"].shape)
+        return {"y": inputs["x"].reshape(len(inputs["x"]), -1).sum(axis=1)}
+
+    queue = _queue(execute, pad_variable_length_inputs=True)
+    try:
+        def call(value):
+            both_queued.wait()
+            return _run(queue, {"x": value})
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            wide, narrow = pool.map(call, [np.array([[1.0, 2.0]]), np.array([5.0])])
+        assert (wide["y"].tolist(), narrow["y"].tolist()) == ([3.0], [5.0])
+        assert sorted(merged) == [(1,), (1, 2)]
+    finally:
+        queue.stop()
