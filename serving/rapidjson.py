@@ -154,6 +154,17 @@ class _Reader:
             self.pos += 1
         return codepoint
 
+    def member_name(self) -> bytes:
+        """An object member's name and its colon, with the whitespace after each (ParseObject)."""
+        if self.peek() != ord('"'):
+            self.fail(OBJECT_MISS_NAME)
+        name = self.string()
+        self.skip_whitespace()
+        if not self.consume(ord(":")):
+            self.fail(OBJECT_MISS_COLON)
+        self.skip_whitespace()
+        return name
+
     def string(self) -> bytes:
         """reader.h ParseStringToStream (no encoding validation: bytes are copied)."""
         self.pos += 1  # the opening quote
@@ -342,14 +353,7 @@ class _Reader:
                 if self.consume(ord("}")):
                     value = Object()
                 else:
-                    if self.peek() != ord('"'):
-                        self.fail(OBJECT_MISS_NAME)
-                    name = self.string()
-                    self.skip_whitespace()
-                    if not self.consume(ord(":")):
-                        self.fail(OBJECT_MISS_COLON)
-                    self.skip_whitespace()
-                    stack.append((Object(), name))
+                    stack.append((Object(), self.member_name()))
                     continue
             elif char == ord("["):
                 self.pos += 1
@@ -382,14 +386,7 @@ class _Reader:
                     self.skip_whitespace()
                     if self.consume(ord(",")):
                         self.skip_whitespace()
-                        if self.peek() != ord('"'):
-                            self.fail(OBJECT_MISS_NAME)
-                        name = self.string()
-                        self.skip_whitespace()
-                        if not self.consume(ord(":")):
-                            self.fail(OBJECT_MISS_COLON)
-                        self.skip_whitespace()
-                        stack[-1] = (container, name)
+                        stack[-1] = (container, self.member_name())
                         break
                     if not self.consume(ord("}")):
                         self.fail(OBJECT_MISS_COMMA)

@@ -31,7 +31,7 @@ import shutil
 import socket
 import subprocess
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import grpc
 import portpicker
@@ -287,20 +287,13 @@ def json_equal(actual, expected) -> bool:
     return actual == expected
 
 
-def rest(servers: Servers, step: dict):
-    """(status, headers, body bytes) of one HTTP request, sent as written (method and path as given)."""
-    server = step.get("server", "main")
-    connection = http.client.HTTPConnection("127.0.0.1", servers.ports[server][1], timeout=30)
-    body = step.get("body")
-    if "json" in step:
-        body = json.dumps(step["json"])
-    if "body_base64" in step:
-        body = base64.b64decode(step["body_base64"])
-    if isinstance(body, str):
-        body = body.encode("utf-8")
-    connection.putrequest(step.get("method", "GET"), step["path"], skip_accept_encoding=True)
-    headers = dict(step.get("headers") or {})
-    if body is not None:
+def send_http(port: int, method: str, path: str, body: Optional[bytes] = None, headers: Optional[dict] = None):
+    """(status, headers, body bytes) of one HTTP request as written: method and path as given, no
+    Accept-Encoding, a Content-Length for a body that is not chunked."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.putrequest(method, path, skip_accept_encoding=True)
+    headers = dict(headers or {})
+    if body is not None and "Transfer-Encoding" not in headers:
         headers.setdefault("Content-Length", str(len(body)))
     for name, value in headers.items():
         connection.putheader(name, value)
@@ -309,6 +302,19 @@ def rest(servers: Servers, step: dict):
     result = response.status, dict(response.getheaders()), response.read()
     connection.close()
     return result
+
+
+def rest(servers: Servers, step: dict):
+    """One REST step's request (body as text, JSON or base64) on its server."""
+    body = step.get("body")
+    if "json" in step:
+        body = json.dumps(step["json"])
+    if "body_base64" in step:
+        body = base64.b64decode(step["body_base64"])
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    return send_http(servers.ports[step.get("server", "main")][1], step.get("method", "GET"), step["path"], body,
+                     step.get("headers"))
 
 
 def check_rest(result, expect: dict) -> None:

@@ -23,7 +23,7 @@ from serving.model_config import aspired_versions, read_model_server_config
 from serving import tf_serving_config
 from serving.server import Loader
 from serving.status import ServingError
-from tests import tfs_conformance_models, tfs_models
+from tests import tfs_conformance, tfs_conformance_models, tfs_models
 from tests.cli import MOVIEREC
 
 BATCHING_PARAMETERS = """max_batch_size { value: 4 }
@@ -457,19 +457,7 @@ def test_unknown_argument_is_reported_and_the_server_starts_anyway(served):
 
 def raw(served, method, path, body=b"", headers=None):
     """(status, headers, body) of one HTTP request exactly as written."""
-    import http.client
-    connection = http.client.HTTPConnection("127.0.0.1", served.rest_port, timeout=30)
-    connection.putrequest(method, path, skip_accept_encoding=True, skip_host=True)
-    headers = {"Host": "localhost", **(headers or {})}
-    if body is not None and "Transfer-Encoding" not in headers:
-        headers["Content-Length"] = str(len(body))
-    for name, value in headers.items():
-        connection.putheader(name, value)
-    connection.endheaders(body)
-    response = connection.getresponse()
-    result = response.status, dict(response.getheaders()), response.read()
-    connection.close()
-    return result
+    return tfs_conformance.send_http(served.rest_port, method, path, body, headers)
 
 
 def test_rest_timeout_cancels_a_run_that_takes_longer(served):
