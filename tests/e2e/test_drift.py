@@ -3,7 +3,8 @@
 The tests' 3,000 MovieLens ratings cut by month; span 1 is accepted and pushed, then a span whose
 rating column an upstream bug defaulted to one value, and a span on another star scale (ratings
 halved), each stopped at the ValidationGate by TFDV's drift comparators with exit code 5, nothing
-trained or pushed; then the rescaled span taken on purpose with --accept-drift.
+trained or pushed; then the rescaled span taken on purpose with --accept-drift, which makes it the
+baseline of the next span.
 """
 import pathlib
 
@@ -78,3 +79,11 @@ def test_broken_spans_are_refused_before_training_and_accept_drift_takes_one(spa
         if "validated_examples" in a.uri]
     assert sorted(a.custom_properties["span"].int_value for a in trained_on) == [1, 3]
 
+
+    # The accepted span is the next run's baseline: span 4, back on the old scale, is a change from
+    # it. (Through BeamDagRunner this time: its executor errors arrive wrapped, the exit code holds.)
+    replay.add_span(4)
+    back = movierec(*replay.command(), "--runner", "beam")
+    assert back.returncode == EXIT_DRIFT, back.stderr[-3000:]
+    assert ("Error: data drift from span 3, the last accepted: feature 'rating': Jensen-Shannon divergence"
+            in back.stderr)
