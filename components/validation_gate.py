@@ -38,7 +38,7 @@ EXAMPLES_ID = "examples_id"          # the ExampleGen artifact these statistics 
 SPAN = "span"
 DRIFT = "drift"                      # JSON list of Drift measurements against the baseline
 DRIFT_ACCEPTED = "drift_accepted"    # 1: past a threshold, accepted on purpose (--accept-drift)
-BASELINE_SPAN = "baseline_span"      # the span compared with; absent on cold start
+BASELINE_SPAN = "baseline_span"      # the span compared with; absent on cold start and without spans
 # The comparator keys of `drift_comparators` (JSON): {"features": {name: tensorflow.metadata
 # FeatureComparator as JSON}, "num_examples": NumericValueComparator as JSON}.
 FEATURES, NUM_EXAMPLES = "features", "num_examples"
@@ -149,7 +149,10 @@ def _load(artifact: tfx.types.standard_artifacts.ExampleStatistics) -> statistic
 
 
 def _span(artifact) -> Optional[int]:
-    return artifact.get_int_custom_property(SPAN) if SPAN in artifact.mlmd_artifact.custom_properties else None
+    """The span number of span-<N>/ data (`data split-spans` counts from 1); None for data without
+    spans, to which ExampleGen gives span 0."""
+    span = artifact.get_int_custom_property(SPAN) if SPAN in artifact.mlmd_artifact.custom_properties else 0
+    return span or None
 
 
 @tfx.dsl.components.component
