@@ -139,16 +139,13 @@ def _children(base_path: str) -> List[str]:
 
 
 def version_folders(base_path: str) -> Dict[int, str]:
-    """{version: path} as IndexChildrenByVersion builds it (a missing base path has none). Two
-    children for one version ("007" and "7"): the later one in byte order wins ("7"), as TF
-    Serving logs: "Duplicate version directories detected. Version 7 will be loaded from 7, 007
-    will be ignored." """
-    try:
-        children = _children(base_path)
-    except OSError:
-        return {}
+    """{version: path} as IndexChildrenByVersion builds it. Two children for one version ("007" and
+    "7"): the later one in byte order wins ("7"), as TF Serving logs: "Duplicate version directories
+    detected. Version 7 will be loaded from 7, 007 will be ignored." A base path that is missing or
+    cannot be listed raises OSError: TF Serving's poll fails then (PollFileSystemForServable), rather
+    than finding no versions."""
     versions: Dict[int, str] = {}
-    for child in children:
+    for child in _children(base_path):
         version = parse_version(child)
         if version is None:
             continue
@@ -167,12 +164,8 @@ def aspired_versions(model: model_server_config_pb2.ModelConfig) -> Dict[int, st
     policy = model.model_version_policy
     kind = policy.WhichOneof("policy_choice")
     if kind == "all":
-        try:
-            children = _children(model.base_path)
-        except OSError:
-            return {}
         found: Dict[int, str] = {}
-        for child in children:
+        for child in _children(model.base_path):
             version = parse_version(child)
             if version is not None and version not in found:
                 found[version] = os.path.join(model.base_path, child)
