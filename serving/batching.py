@@ -13,8 +13,8 @@ up. What a client can observe is reproduced from the source:
   beyond the 0th dimension (FAILED_PRECONDITION) unless pad_variable_length_inputs, which pads
   with each tensor's first element (an empty tensor cannot be padded: INVALID_ARGUMENT); a batch
   is padded up to the next allowed_batch_sizes entry with copies of the last request's first row;
-  requests whose inputs differ in rank are not batched together (TF Serving's merge has no rule
-  for them; see _Batch.takes);
+  with padding, requests whose inputs differ in rank are not batched together (TF Serving's
+  padding has no rule for them; see _Batch.takes);
 - batching_session.cc SplitOutputTensors: every output must have a 0th dimension equal to the
   batch size (FAILED_PRECONDITION), and an error fails every request in the batch.
 
@@ -152,11 +152,14 @@ class _Batch:
     size: int = 0
     opened: float = dataclasses.field(default_factory=time.monotonic)
 
-    def takes(self, task: _Task) -> bool:
-        """Tasks whose inputs differ in rank never share a batch. TF Serving merges them anyway
-        (batching_util.cc CalculateMaxDimSizes indexes past the first task's rank: undefined; the
-        merge then fails), so there one such request can fail the requests batched with it; here
-        each is answered as if it came alone (docs/tf-serving-rules.md)."""
+    def takes(self, task: _Task, padding: bool) -> bool:
+        """With padding, tasks whose inputs differ in rank never share a batch: TF Serving merges
+        them anyway and its padding is then undefined (batching_util.cc CalculateMaxDimSizes indexes
+        past the first task's rank), so here each is answered as if it came alone
+        (docs/tf-serving-rules.md). Without padding they merge, and the merge refuses the whole
+        batch as TF Serving's does (AreShapesEqualExceptZeroDim)."""
+        if not padding:
+            return True
         first = self.pieces[0].task.inputs if self.pieces else task.inputs
         return all(np.ndim(value) == np.ndim(first.get(key)) for key, value in task.inputs.items())
 
@@ -184,6 +187,7 @@ class Queue:
     def _schedule(self, task: _Task) -> bool:
         """Queues the task; False once the queue has stopped (the caller then runs it alone)."""
         options, limit = self.options, self.options.execution_limit
+        padding = options.pad_variable_length_inputs
         if task.size > options.max_batch_size:
             raise invalid_argument(f"Task size {task.size} is larger than maximum input batch size "
                                    f"{options.max_batch_size}")
@@ -191,7 +195,7 @@ class Queue:
             if self._stopped:
                 return False
             open_batch = self._batches[-1] if self._batches else None
-            room = limit - open_batch.size if open_batch and open_batch.takes(task) else 0
+            room = limit - open_batch.size if open_batch and open_batch.takes(task, padding) else 0
             if options.enable_large_batch_splitting:
                 sizes, left = [], task.size
                 if room > 0:
@@ -208,7 +212,8 @@ class Queue:
                                    "The batch scheduling queue to which this task was submitted is full")
             start = 0
             for size in sizes:
-                if not self._batches or self._batches[-1].size + size > limit or not self._batches[-1].takes(task):
+                if (not self._batches or self._batches[-1].size + size > limit
+                        or not self._batches[-1].takes(task, padding)):
                     self._batches.append(_Batch())
                 batch = self._batches[-1]
                 batch.pieces.append(_Piece(task, start, start + size))
