@@ -119,11 +119,6 @@ def read(artifact: types.Artifact) -> Dict[str, Any]:
         return json.load(f)
 
 
-def failed(verdict: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """The checks of a verdict dict that failed."""
-    return [check for check in verdict["checks"] if check["passed"] is False]
-
-
 class GateComponent(base_component.BaseComponent):
     """A model gate: a component whose output `<GATE>_verdict` is a GateVerdict the ModelGate reads.
 

@@ -62,9 +62,10 @@ class Executor(base_executor.BaseExecutor):
         newest = max(rows.span(examples) for examples in window)
         earlier = [examples for examples in window if rows.span(examples) < newest]
         output = artifact_utils.get_single_instance(output_dict[verdicts.output_key(GATE)])
-        if baseline is None or not earlier:
-            why = ("no blessed model yet to compare with" if earlier else
-                   "no earlier accepted data (the training window holds only this run's span)")
+        if baseline is None or not earlier or baseline.id == model.id:
+            why = ("no earlier accepted data (the training window holds only this run's span)" if not earlier else
+                   "no blessed model yet to compare with" if baseline is None else
+                   "the candidate is the last blessed model (no new data since)")
             verdicts.write(output, verdicts.Verdict(GATE, [verdicts.info(EARLIER, why)]))
             return
         k = int(exec_properties[K])
