@@ -1,5 +1,6 @@
 """An in-memory ML Metadata store (`fake_database`) holding artifacts as TFX puts them, for tests
 of what resolvers and gates read back: the IDs are the ones ML Metadata hands out."""
+from ml_metadata import errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import types
@@ -21,6 +22,9 @@ class MemoryStore:
 
     def read(self, artifact_class):
         """Every artifact of a type, as the store gives them back (what a resolver's channel holds)."""
-        artifact_type = self.mlmd.get_artifact_type(artifact_class.TYPE_NAME)
+        try:
+            artifact_type = self.mlmd.get_artifact_type(artifact_class.TYPE_NAME)
+        except errors.NotFoundError:  # none made yet
+            return []
         return [artifact_utils.deserialize_artifact(artifact_type, a)
                 for a in self.mlmd.get_artifacts_by_type(artifact_class.TYPE_NAME)]

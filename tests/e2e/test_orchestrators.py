@@ -49,6 +49,7 @@ def test_airflow_dag_loads_with_every_component_in_order(ratings_sample, tmp_pat
     assert set(dag["upstream"]) == components(settings) and GATES <= set(dag["upstream"])
     assert dag["schedule"] == "30 2 * * *" and dag["max_active_runs"] == 1
     assert "ValidationGate" in dag["upstream"]["Transform"]
+    assert {"last_accepted_statistics", "StatisticsGen"} <= set(dag["upstream"]["ValidationGate"])
     assert set(dag["upstream"]["Pusher"]) == {MODEL_GATE, "InfraValidator", "Trainer"}
     assert set(dag["upstream"]["InfraValidator"]) == {MODEL_GATE, "Trainer"}
     assert GATES | {"Trainer"} == set(dag["upstream"][MODEL_GATE])
