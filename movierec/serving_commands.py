@@ -165,7 +165,7 @@ def serve(argv) -> None:
     lists them, and which do nothing here), config files, gRPC and REST APIs
     (docs/tf-serving-rules.md lists the rules it follows and where it differs). One flag of its
     own: --host=ADDRESS (default 127.0.0.1; 0.0.0.0 for all interfaces)."""
-    from serving import flags
+    from serving.model_server import flags
 
     host = "127.0.0.1"
     rest = []
@@ -190,13 +190,13 @@ def serve(argv) -> None:
 
 
 def _serve(flag_values, host: str) -> None:
-    from serving import batching, model_config
-    from serving.metrics import Metrics
-    from serving.repository import ModelRepository
-    from serving.rest import RestApi, make_rest_server
-    from serving.server import Core, Loader, make_grpc_server, server_credentials, session_config
-    from serving.status import ServingError
-    from serving.flags import channel_arguments
+    from serving.model_server import batching, model_config
+    from serving.model_server.metrics import Metrics
+    from serving.model_server.repository import ModelRepository
+    from serving.model_server.rest import RestApi, make_rest_server
+    from serving.model_server.server import Core, Loader, make_grpc_server, server_credentials, session_config
+    from serving.model_server.status import ServingError
+    from serving.model_server.flags import channel_arguments
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     f = flag_values

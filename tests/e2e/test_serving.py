@@ -8,11 +8,12 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, regression_pb2
 
 from movierec.data import features
-from serving import contract, loadgen
+from benchmarks import loadgen
+from serving import contract
 from serving.client import GrpcBackend, RecommenderClient
 from serving.rest_client import RestBackend
 from serving.client import predict_request as build_predict_request
-from serving.server import warmup_records
+from serving.model_server.server import warmup_records
 from tests.cli import movierec
 from tests.serving_server import BATCHING, MODEL
 

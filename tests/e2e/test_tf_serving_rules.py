@@ -17,12 +17,12 @@ import tensorflow as tf
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2_grpc, prediction_service_pb2_grpc, regression_pb2)
 
-from serving import batching
+from serving.model_server import batching
 from serving.client import predict_request
-from serving.model_config import aspired_versions, read_model_server_config
-from serving import tf_serving_config
-from serving.server import Loader
-from serving.status import ServingError
+from serving.model_server.model_config import aspired_versions, read_model_server_config
+from serving.model_server import tf_serving_config
+from serving.model_server.server import Loader
+from serving.model_server.status import ServingError
 from tests import tfs_conformance, tfs_conformance_models, tfs_models
 from tests.cli import MOVIEREC
 
@@ -620,11 +620,11 @@ def test_hostile_requests_get_4xx_and_the_server_keeps_answering(served):
 
 
 def test_probes_reflect_whether_a_version_can_serve(served, root):
-    """The pushed kubernetes.yaml's probes (components/pusher/deploy.py probe_paths) on a model
+    """The pushed kubernetes.yaml's probes (serving/deploy.py probe_paths) on a model
     whose only version fails to load: GET /v1/models/<m> still answers 200 (the version is known,
     END: http_rest_api_handler.cc ProcessModelStatusRequest), so it cannot be the readiness probe;
     the readiness path answers 404 until a version can serve, then 200; liveness stays 200."""
-    from components.pusher import deploy
+    from serving import deploy
 
     paths = deploy.probe_paths("broken")
     (root / "broken" / "1").mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""serving/batching.py: one bad batch fails its own requests, never the queue's later ones."""
+"""serving/model_server/batching.py: one bad batch fails its own requests, never the queue's later ones."""
 import concurrent.futures
 import threading
 
@@ -6,8 +6,8 @@ import grpc
 import numpy as np
 import pytest
 
-from serving import batching
-from serving.status import ServingError
+from serving.model_server import batching
+from serving.model_server.status import ServingError
 
 
 def _queue(execute, **options):

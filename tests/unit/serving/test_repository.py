@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving import batching
-from serving.repository import ModelRepository
-from serving.status import ServingError
+from serving.model_server import batching
+from serving.model_server.repository import ModelRepository
+from serving.model_server.status import ServingError
 
 BROKEN = "broken"
 

@@ -7,7 +7,7 @@ TensorFlow session, signatures run by tensor name, outputs in the typed fields) 
 and messages TF Serving's source gives (servables/tensorflow/predict_util.cc, regressor.cc,
 classifier.cc, get_model_metadata_impl.cc, model_servers/get_model_status_impl.cc). Every
 rule, its source and its test are listed in docs/tf-serving-rules.md, with the places we differ.
-The REST API (serving/rest.py) calls the same functions. A bad request never takes it down.
+The REST API (serving/model_server/rest.py) calls the same functions. A bad request never takes it down.
 """
 import concurrent.futures
 import dataclasses
@@ -26,12 +26,12 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      model_service_pb2_grpc, predict_pb2, prediction_log_pb2,
                                      prediction_service_pb2_grpc, regression_pb2, status_pb2)
 
-from serving import batching
+from serving.model_server import batching
 from serving.contract import CLASSIFY_METHOD, PREDICT_METHOD, REGRESS_METHOD, SIGNATURE_DEF, WARMUP_FILE
 from serving.contract import SERVING_DEFAULT as DEFAULT_SIGNATURE
-from serving.metrics import Metrics, REQUEST_LATENCY, RUNTIME_LATENCY
-from serving.repository import ModelRepository
-from serving.status import ServingError, failed_precondition, invalid_argument
+from serving.model_server.metrics import Metrics, REQUEST_LATENCY, RUNTIME_LATENCY
+from serving.model_server.repository import ModelRepository
+from serving.model_server.status import ServingError, failed_precondition, invalid_argument
 
 MAX_WARMUP_RECORDS = 1000  # saved_model_warmup_util.h WarmupConsts::kMaxNumRecords
 STATES = {"LOADING": get_model_status_pb2.ModelVersionStatus.LOADING,

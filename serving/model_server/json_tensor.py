@@ -6,7 +6,7 @@ taken from the first element at each level), `fill_example_request` (Classify/Re
 "examples"). Responses: `tensors_to_json` (MakeRowFormatJsonFromTensors /
 MakeColumnarFormatJsonFromTensors: floats through WriteDecimal, *_bytes outputs as {"b64": ...}),
 `regression_json`, `classification_json`, `status_json`. Every message is the source's, and
-every JSON value quoted in one is written as JsonValueToString writes it (serving/rapidjson.py).
+every JSON value quoted in one is written as JsonValueToString writes it (serving/model_server/rapidjson.py).
 """
 import base64
 from typing import Callable, Dict, Mapping, Optional, Tuple
@@ -15,9 +15,9 @@ import grpc
 import numpy as np
 from tensorflow.core.framework import types_pb2
 
-from serving import rapidjson
-from serving.rapidjson import Object, value_text
-from serving.status import ServingError, invalid_argument
+from serving.model_server import rapidjson
+from serving.model_server.rapidjson import Object, value_text
+from serving.model_server.status import ServingError, invalid_argument
 
 ROW, COLUMNAR = "row", "columnar"
 MAX_RANK = 254  # TensorShape::MaxDimensions(): Tensor::FromProto refuses more

@@ -11,7 +11,7 @@ Routing follows model_servers/http_server.cc and http_rest_api_handler.cc exactl
   sub-resource is then compared case-sensitively: ":PREDICT" is "Malformed request", "/METADATA"
   is a status request. Model names and labels are percent-decoded (curl_easy_unescape);
 - bodies: Content-Length or chunked, gzip-encoded ones uncompressed (evhttp_request.cc); JSON in
-  and out as util/json_tensor.cc does it (serving/json_tensor.py); status and metadata through
+  and out as util/json_tensor.cc does it (serving/model_server/json_tensor.py); status and metadata through
   protobuf's JSON printer with one-space indentation (http_rest_api_util.cc ToJsonString);
 - errors: {"error": message} with the HTTP code of http_server.cc ToHTTPStatusCode; request
   count for every request reaching the API, latency for successful ones (API label = the verb
@@ -32,11 +32,11 @@ from google.protobuf import descriptor
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      predict_pb2, regression_pb2)
 
-from serving import json_tensor
+from serving.model_server import json_tensor
 from serving.contract import SIGNATURE_DEF
-from serving.metrics import REQUEST_LATENCY
-from serving.server import Core, DEFAULT_SIGNATURE, from_tf_error
-from serving.status import failed_precondition, invalid_argument
+from serving.model_server.metrics import REQUEST_LATENCY
+from serving.model_server.server import Core, DEFAULT_SIGNATURE, from_tf_error
+from serving.model_server.status import failed_precondition, invalid_argument
 
 # http_rest_api_util.cc kPredictionApiGegex / kModelStatusApiRegex; http_rest_api_util.h kHTTPRestApiHandlerPathRegex.
 PREDICTION_PATH = re.compile(

@@ -31,8 +31,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import grpc
 import numpy as np
 
-from serving import tf_serving_config
-from serving.status import ServingError, failed_precondition, invalid_argument
+from serving.model_server import tf_serving_config
+from serving.model_server.status import ServingError, failed_precondition, invalid_argument
 
 Tensors = Dict[str, np.ndarray]
 

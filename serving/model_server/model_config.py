@@ -10,11 +10,10 @@ import os
 import re
 from typing import Dict, List, Optional
 
-import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving import tf_serving_config
+from serving.model_server import tf_serving_config
 
 INT64_MAX = 2 ** 63 - 1
 
@@ -179,24 +178,3 @@ def aspired_versions(model: model_server_config_pb2.ModelConfig) -> Dict[int, st
         return {v: found[v] for v in sorted(set(policy.specific.versions)) if v in found}
     count = policy.latest.num_versions if kind == "latest" and policy.latest.num_versions else 1
     return {v: found[v] for v in sorted(found)[-count:]}
-
-
-def deploy_flags(serving_dir: str, work_dir, batching: bool = True) -> List[str]:
-    """The flags the pushed docker-compose.yaml gives tensorflow_model_server, for a local
-    `movierec serve` (tests, benchmarks): its /models mount mapped to `serving_dir` (models.config
-    rewritten into `work_dir`), ports and poll interval left to the caller, batching optional."""
-    with open(f"{serving_dir}/docker-compose.yaml") as f:
-        (service,) = yaml.safe_load(f)["services"].values()
-    mount = service["volumes"][0].split(":")[1]
-    config = os.path.join(work_dir, "models.config")
-    with open(f"{serving_dir}/models.config") as f, open(config, "w") as out:
-        out.write(f.read().replace(f'"{mount}/', f'"{serving_dir}/'))
-    flags = []
-    for flag in service["command"]:
-        name = flag.split("=")[0]
-        if name in ("--port", "--rest_api_port", "--file_system_poll_wait_seconds"):
-            continue
-        if name in ("--enable_batching", "--batching_parameters_file") and not batching:
-            continue
-        flags.append(flag.replace(f"={mount}/models.config", f"={config}").replace(f"={mount}/", f"={serving_dir}/"))
-    return flags
