@@ -23,8 +23,8 @@ from tabulate import tabulate
 
 from serving.client import GrpcBackend, RecommenderClient, SavedModelBackend
 from serving.contract import served_versions
-from serving.loadgen import known_ids
-from serving.model_config import deploy_flags
+from benchmarks.loadgen import known_ids
+from serving.deploy import local_flags
 from serving.rest_client import RestBackend
 
 TARGETS_P99_MS = {"predict batch 1": 10.0, "recommend top-10": 20.0}
@@ -148,7 +148,7 @@ def main() -> None:
         for batching in (False, True):
             label = f"batching {'on' if batching else 'off'}"
             # No load retries: a model the server cannot load fails at once instead of after 5 x 60 s.
-            server = ServerProcess([*deploy_flags(model_dir, work_dir, batching), "--max_num_load_retries=0"],
+            server = ServerProcess([*local_flags(model_dir, work_dir, batching), "--max_num_load_retries=0"],
                                    work_dir, label.replace(" ", "-"))
             if server.error:
                 failures.append(f"{label}: server did not start: {server.error}")

@@ -22,7 +22,7 @@ from tabulate import tabulate
 from benchmarks.serving_latency import ServerProcess
 from components.pusher.executor import publish
 from serving.contract import served_versions
-from serving import loadgen
+from benchmarks import loadgen
 from serving.client import GrpcBackend, RecommenderClient
 
 

@@ -14,7 +14,7 @@ import pathlib
 import posixpath
 import re
 import sys
-from typing import List
+from typing import Dict, List
 
 # A URI scheme as RFC 3986 spells it, followed by "://".
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -103,6 +103,16 @@ def children(folder: str) -> List[str]:
 def write_bytes(path: str, data: bytes) -> None:
     with _fileio().open(str(path), "wb") as f:
         f.write(data)
+
+
+def write_files(directory: str, files: Dict[str, str]) -> None:
+    """Writes each {name: text} into `directory` atomically (written beside, then renamed over), so
+    a server polling a file (TF Serving re-reading models.config) never reads half of it."""
+    for name, text in files.items():
+        path = join(directory, name)
+        with _fileio().open(f"{path}.tmp", "w") as f:
+            f.write(text)
+        _fileio().rename(f"{path}.tmp", path, overwrite=True)
 
 
 def read_bytes(path: str) -> bytes:

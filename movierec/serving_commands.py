@@ -154,73 +154,93 @@ def status(server, model_name, as_json) -> None:
            f"{model_name} on {server}")
 
 
-def _tf_flag(name: str, help: str, default=None, type=str, boolean: bool = False):
-    """A tensorflow_model_server flag, spelled as it spells it: `--name=value`, and booleans also
-    bare (`--enable_batching`) or `--name=true|false`, as tensorflow's command-line parser takes them."""
-    if boolean:
-        return click.option(f"--{name}", name, is_flag=False, flag_value="true", default=str(default).lower(),
-                            type=click.Choice(["true", "false", "1", "0"], case_sensitive=False),
-                            show_default=True, help=help)
-    return click.option(f"--{name}", name, default=default, type=type, show_default=default is not None, help=help)
+HOST_FLAG = "--host="  # ours: tensorflow_model_server has none (gRPC on 0.0.0.0, REST on localhost)
 
 
-@click.command()
-@_tf_flag("port", "gRPC port.", 8500, int)
-@_tf_flag("rest_api_port", "REST API port (0: no REST API).", 0, int)
-@_tf_flag("model_config_file", "models.config (a ModelServerConfig text proto).")
-@_tf_flag("model_config_file_poll_wait_seconds", "Re-read --model_config_file this often (0: never).", 0, int)
-@_tf_flag("model_name", "With --model_base_path: the one model to serve.", "default")
-@_tf_flag("model_base_path", "One model's base path (instead of --model_config_file).")
-@_tf_flag("enable_batching", "Batch concurrent requests (batching session rules).", False, boolean=True)
-@_tf_flag("batching_parameters_file", "BatchingParameters text proto (needs --enable_batching).")
-@_tf_flag("enable_model_warmup", "Replay assets.extra/tf_serving_warmup_requests before serving.", True,
-          boolean=True)
-@_tf_flag("num_request_iterations_for_warmup", "Times each warmup record is replayed (0: once).", 0, int)
-@_tf_flag("file_system_poll_wait_seconds", "Look for new versions this often.", 1, int)
-@_tf_flag("monitoring_config_file", "MonitoringConfig text proto (Prometheus metrics on the REST port).")
-@_tf_flag("max_num_load_retries", "Retries of a failed version load.", 5, int)
-@_tf_flag("load_retry_interval_micros", "Wait between load retries.", 60_000_000, int)
-@_tf_flag("enable_signature_method_name_check", "Regress/Classify require their method_name.", False,
-          boolean=True)
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Interface to listen on; tensorflow_model_server has no such flag (gRPC on 0.0.0.0, "
-                   "REST on localhost). 0.0.0.0 for all.")
-def serve(port, rest_api_port, model_config_file, model_config_file_poll_wait_seconds, model_name, model_base_path,
-          enable_batching, batching_parameters_file, enable_model_warmup, num_request_iterations_for_warmup,
-          file_system_poll_wait_seconds, monitoring_config_file, max_num_load_retries, load_retry_interval_micros,
-          enable_signature_method_name_check, host) -> None:
-    """A stand-in for tensorflow_model_server 2.16.1: same flags, config files, gRPC and REST APIs
-    (docs/tf-serving-rules.md lists the rules it follows and where it differs)."""
-    from serving import batching, model_config
-    from serving.metrics import Metrics
-    from serving.repository import ModelRepository
-    from serving.rest import RestApi, make_rest_server
-    from serving.server import Core, Loader, make_grpc_server
-    from serving.status import ServingError
+@click.command(context_settings={"ignore_unknown_options": True, "help_option_names": []},
+               add_help_option=False)
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED)
+def serve(argv) -> None:
+    """A stand-in for tensorflow_model_server 2.16.1: the same flags (`movierec serve --help`
+    lists them, and which do nothing here), config files, gRPC and REST APIs
+    (docs/tf-serving-rules.md lists the rules it follows and where it differs). One flag of its
+    own: --host=ADDRESS (default 127.0.0.1; 0.0.0.0 for all interfaces)."""
+    from serving.model_server import flags
+
+    host = "127.0.0.1"
+    rest = []
+    for argument in argv:
+        if argument.startswith(HOST_FLAG):
+            host = argument[len(HOST_FLAG):]
+        else:
+            rest.append(argument)
+    values, unknown, errors, ok = flags.parse(rest)
+    for error in errors:
+        click.echo(f"E {error}", err=True)
+    if not ok:  # main.cc: the usage on stdout, exit status -1 (255)
+        click.echo(flags.usage(), nl=False)
+        raise SystemExit(255)
+    if values["version"]:
+        from importlib import metadata
+        click.echo(flags.version_text(metadata.version("tensorflow")), nl=False)
+        return
+    if unknown:  # main.cc: reported, and the server starts anyway
+        click.echo(f"unknown argument: {unknown[0]}\n" + flags.usage(), nl=False)
+    _serve(values, host)
+
+
+def _serve(flag_values, host: str) -> None:
+    from serving.model_server import batching, model_config
+    from serving.model_server.metrics import Metrics
+    from serving.model_server.repository import ModelRepository
+    from serving.model_server.rest import RestApi, make_rest_server
+    from serving.model_server.server import Core, Loader, make_grpc_server, server_credentials, session_config
+    from serving.model_server.status import ServingError
+    from serving.model_server.flags import channel_arguments
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    on = lambda flag: flag.lower() in ("true", "1")
+    f = flag_values
 
-    def fail(message: str):  # model_servers/main.cc: "Failed to start server. Error: ...", exit code 255
-        click.echo(f"Failed to start server. Error: {message}", err=True)
+    def fail(message: str):  # model_servers/main.cc: "Failed to start server. Error: <status>" on stdout, -1
+        click.echo(f"Failed to start server. Error: {message}")
         raise SystemExit(255)
 
-    if not model_base_path and not model_config_file:
+    # model_servers/server.cc Server::BuildAndStart, in its order.
+    if f["port"] == 0 and not f["grpc_socket_path"]:
+        fail("INVALID_ARGUMENT: At least one of server_options.grpc_port or server_options.grpc_socket_path "
+             "must be set.")
+    if f["use_alts_credentials"] and f["ssl_config_file"]:
+        fail("INVALID_ARGUMENT: Either use_alts_credentials must be false or ssl_config_file must be empty.")
+    if not f["model_base_path"] and not f["model_config_file"]:
         fail("INVALID_ARGUMENT: Both server_options.model_base_path and server_options.model_config_file are empty!")
-    if batching_parameters_file and not on(enable_batching):
+    if f["batching_parameters_file"] and not f["enable_batching"]:
         fail("INVALID_ARGUMENT: server_options.batching_parameters_file is set without setting "
              "server_options.enable_batching to true.")
+    if f["tensorflow_intra_op_parallelism"] > 0 and f["tensorflow_inter_op_parallelism"] > 0 and \
+            f["tensorflow_session_parallelism"] > 0:
+        fail("INVALID_ARGUMENT: Either configure server_options.tensorflow_session_parallelism or "
+             "(server_options.tensorflow_intra_op_parallelism, server_options.tensorflow_inter_op_parallelism) "
+             "separately. You cannot configure all.")
     try:
-        config = (model_config.read_model_server_config(model_config_file) if model_config_file
-                  else model_config.single_model_config(model_name, model_base_path))
-        options = batching.options_from(model_config.read_batching_parameters(batching_parameters_file)) \
-            if on(enable_batching) else None
-        monitoring = model_config.read_monitoring_config(monitoring_config_file)
-    except (model_config.ConfigError, ServingError) as e:
-        fail(str(e))
-    loader = Loader(options, on(enable_model_warmup), max(num_request_iterations_for_warmup, 1))
-    repository = ModelRepository(config, loader.load, loader.unload, max_num_load_retries,
-                                 load_retry_interval_micros / 1e6)
+        config = (model_config.read_model_server_config(f["model_config_file"]) if f["model_config_file"]
+                  else model_config.single_model_config(f["model_name"], f["model_base_path"]))
+        options = batching.options_from(model_config.read_batching_parameters(f["batching_parameters_file"])) \
+            if f["enable_batching"] else None
+        session = session_config(model_config.read_session_config(f["tensorflow_session_config_file"]),
+                                 f["tensorflow_session_parallelism"], f["tensorflow_intra_op_parallelism"],
+                                 f["tensorflow_inter_op_parallelism"])
+        monitoring = model_config.read_monitoring_config(f["monitoring_config_file"])
+        credentials = server_credentials(model_config.read_ssl_config(f["ssl_config_file"]))
+    except model_config.ConfigError as e:
+        click.echo(f"E {e.log_line}", err=True)
+        fail(e.status)
+    except ServingError as e:
+        fail(f"{e.code_name}: {e.message}")
+    metrics = Metrics()
+    loader = Loader(options, f["enable_model_warmup"], max(f["num_request_iterations_for_warmup"], 1),
+                    [tag for tag in f["saved_model_tags"].split(",")], metrics, session)
+    repository = ModelRepository(config, loader.load, loader.unload, f["max_num_load_retries"],
+                                 max(f["load_retry_interval_micros"], 0) / 1e6)
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: (stopped.set(), repository.interrupt()))
@@ -228,20 +248,31 @@ def serve(port, rest_api_port, model_config_file, model_config_file_poll_wait_se
         repository.wait_until_available()
     except RuntimeError as e:
         repository.stop()
-        fail(str(e))
+        fail(f"UNKNOWN: {e}")
     if stopped.is_set():
         return
-    repository.start_polling(file_system_poll_wait_seconds, model_config_file, model_config_file_poll_wait_seconds)
-    core = Core(repository, Metrics(), on(enable_signature_method_name_check))
-    grpc_server = make_grpc_server(core, f"{host}:{port}")
+    repository.start_polling(f["file_system_poll_wait_seconds"], f["model_config_file"],
+                             f["model_config_file_poll_wait_seconds"])
+    core = Core(repository, metrics, f["enable_signature_method_name_check"])
+    addresses = ([f"{host}:{f['port']}"] if f["port"] else []) + \
+        ([f"unix:{f['grpc_socket_path']}"] if f["grpc_socket_path"] else [])
+    grpc_server = make_grpc_server(core, addresses, f["grpc_max_threads"], channel_arguments(f["grpc_channel_arguments"]),
+                                   credentials, f["enable_grpc_healthcheck_service"])
     grpc_server.start()
-    click.echo(f"Running gRPC ModelServer at {host}:{port} ...", err=True)
+    for address in addresses:
+        click.echo(f"Running gRPC ModelServer at {address} ...", err=True)
     rest_server = None
-    if rest_api_port:
-        prometheus = monitoring.prometheus_config
-        path = (prometheus.path or "/monitoring/prometheus/metrics") if prometheus.enable else None
-        rest_server = make_rest_server(RestApi(core, path), host, rest_api_port)
-        click.echo(f"Exporting HTTP/REST API at:{host}:{rest_api_port} ...", err=True)
+    if f["rest_api_port"]:
+        if f["rest_api_port"] == f["port"]:
+            click.echo("E server_options.http_port cannot be same as grpc_port. Please use a different port for "
+                       "HTTP/REST API. Skipped exporting HTTP/REST API.", err=True)
+        else:
+            prometheus = monitoring.prometheus_config
+            path = (prometheus.path or "/monitoring/prometheus/metrics") if prometheus.enable else None
+            rest_server = make_rest_server(RestApi(core, path, f["rest_api_timeout_in_ms"],
+                                                   f["rest_api_enable_cors_support"]),
+                                           host, f["rest_api_port"], f["rest_api_num_threads"])
+            click.echo(f"Exporting HTTP/REST API at:{host}:{f['rest_api_port']} ...", err=True)
     stopped.wait()
     if rest_server:
         rest_server.shutdown()

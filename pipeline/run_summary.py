@@ -15,7 +15,7 @@ from tensorflow_data_validation.utils import stats_util
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
-from components import evaluation, infra_validator, validation_gate
+from components import evaluation, infra_blessing, validation_gate
 from components.evaluation import RMSE
 from components.example_gen import executor as example_gen
 from components.model_gate import executor as model_gate
@@ -273,8 +273,8 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
             summary.baseline_metrics = overall.get(evaluation.BASELINE, {})
             summary.slices = by_slice
         if "blessing" in outputs and outputs["blessing"].type_name == "InfraBlessing":
-            summary.infra_blessed = bool(outputs["blessing"].get_int_custom_property(infra_validator.BLESSED))
-            summary.infra_note = infra_validator.note(outputs["blessing"])
+            summary.infra_blessed = bool(outputs["blessing"].get_int_custom_property(infra_blessing.BLESSED))
+            summary.infra_note = infra_blessing.note(outputs["blessing"])
         if model_gate.BLESSING in outputs:
             decision = model_gate.load(outputs[model_gate.BLESSING].uri)
             summary.blessed, summary.gates, summary.decided_by = (

@@ -36,7 +36,7 @@ shape TF Serving's batching accepts (tensorflow/serving 2.16.1):
   send, and one input cannot take both (TF Serving merges tensors of one name only at one rank). A zero-width tensor
   cannot be padded: merged with wider ones it fails the whole batch ("Got empty tensor in batch of
   non-empty tensors.", INVALID_ARGUMENT), so send at least one column (`[[""]]` for none).
-- Requests carry at most MAX_BATCH_SIZE rows: large-batch splitting stays off (components/pusher/deploy.py), as
+- Requests carry at most MAX_BATCH_SIZE rows: large-batch splitting stays off (serving/deploy.py), as
   it would concatenate the parts of one request answered in different batches, whose K may differ
   (`SplitInputTask`'s done callback: `tensor::Concat` of the parts).
 """
@@ -67,7 +67,7 @@ PREDICT_METHOD = "tensorflow/serving/predict"
 REGRESS_METHOD = "tensorflow/serving/regress"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 
-# Most rows in one request = batching's max_batch_size (components/pusher/deploy.py); a larger
+# Most rows in one request = batching's max_batch_size (serving/deploy.py); a larger
 # request is refused with INVALID_ARGUMENT "Task size N is larger than maximum input batch size
 # 256" by TensorFlow's tensorflow/core/kernels/batching_util/shared_batch_scheduler.h
 # `Queue::ValidateBatchTaskQueueCapacity` (input_batch_size_limit = max_batch_size there).

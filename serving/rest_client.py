@@ -36,6 +36,7 @@ class RestBackend:
         self.model_name = model_name
         self.connection = http.client.HTTPConnection(host, port, timeout=timeout_s)
         self.last_version = None
+        self._output_dtypes: Dict[str, Dict[str, np.dtype]] = {}
 
     def request(self, method: str, path: str, body=None):
         """(HTTP status, decoded JSON) of one call."""
@@ -52,7 +53,26 @@ class RestBackend:
         outputs = answer["outputs"]
         if not isinstance(outputs, dict):  # a single-output signature's value comes unnamed
             outputs = {"": outputs}
-        return {key: np.array(value, dtype=object if _is_text(value) else None) for key, value in outputs.items()}
+        dtypes = self.output_dtypes(signature)
+        return {key: np.array(value, dtype=object if _is_text(value) else dtypes.get(key))
+                for key, value in outputs.items()}
+
+    def output_dtypes(self, signature: str) -> Dict[str, np.dtype]:
+        """The signature's output dtypes, from the model's metadata (read once): JSON numbers carry
+        no dtype, and TF Serving writes a float32 with just the digits that read back as that
+        float32 (json_tensor.cc WriteDecimal), so it is read back as float32, not float64."""
+        if signature not in self._output_dtypes:
+            status, answer = self.request("GET", f"/v1/models/{self.model_name}/metadata")
+            if status != 200:
+                raise RestError(status, answer.get("error", ""))
+            outputs = answer["metadata"]["signature_def"]["signature_def"].get(signature, {}).get("outputs", {})
+            numpy = {"DT_FLOAT": np.float32, "DT_DOUBLE": np.float64, "DT_INT32": np.int32, "DT_INT64": np.int64,
+                     "DT_BOOL": np.bool_}
+            dtypes = {key: numpy[info["dtype"]] for key, info in outputs.items() if info.get("dtype") in numpy}
+            if len(outputs) == 1 and dtypes:  # a single output's value comes unnamed
+                dtypes[""] = next(iter(dtypes.values()))
+            self._output_dtypes[signature] = dtypes
+        return self._output_dtypes[signature]
 
     def close(self) -> None:
         self.connection.close()

@@ -11,7 +11,7 @@ import grpc
 import portpicker
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from serving.model_config import deploy_flags
+from serving.deploy import local_flags
 from tests.cli import MOVIEREC
 
 MODEL = "movierec"
@@ -30,7 +30,7 @@ class Server:
         self.log = open(work_dir / "server.log", "w")
         self.process = subprocess.Popen(
             [*MOVIEREC, "serve", f"--port={self.port}", f"--rest_api_port={self.rest_port}",
-             *deploy_flags(serving_dir, work_dir, batching), "--file_system_poll_wait_seconds=1"],
+             *local_flags(serving_dir, work_dir, batching), "--file_system_poll_wait_seconds=1"],
             stdout=self.log, stderr=subprocess.STDOUT)
         self.channel = grpc.insecure_channel(self.address)
         self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)

@@ -1,12 +1,2 @@
-"""Infra validation (component.py, executor.py); the InfraBlessing's properties, which the Pusher
-and the run summary read without importing the executor and its model-server client."""
-from tfx import types
-
-# TFX's InfraBlessing layout (tfx/components/infra_validator/executor.py `_mark_blessed`).
-BLESSED_FILE, NOT_BLESSED_FILE, BLESSED = "INFRA_BLESSED", "INFRA_NOT_BLESSED", "blessed"
-# Custom property: why the model was (not) blessed, one line, for the run summary.
-NOTE = "infra_validation_note"
-
-
-def note(blessing: types.Artifact) -> str:
-    return blessing.get_string_custom_property(NOTE)
+"""Infra validation (component.py, executor.py); the InfraBlessing it writes is laid out in
+components/infra_blessing.py, which the Pusher and the run summary read."""

@@ -1,7 +1,7 @@
 """InfraValidator executor: serve the candidate as production would, send canaries, bless or not.
 
 The candidate is copied as version 1 of `<model_name>` into a scratch serving dir that gets the
-deploy files a push writes (components/pusher/deploy.py: models.config, batching_parameters.txt,
+deploy files a push writes (serving/deploy.py: models.config, batching_parameters.txt,
 monitoring.config), and a model server is started on it with production's flags
 (`deploy.server_args`: batching on, warmup on) on free 127.0.0.1 ports. The server is the real
 `tensorflow_model_server` when one is configured or on PATH, else `movierec serve`, its stand-in
@@ -37,8 +37,9 @@ from tfx.utils import io_utils, path_utils
 from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc,
                                      prediction_service_pb2_grpc)
 
-from components.infra_validator import BLESSED, BLESSED_FILE, NOT_BLESSED_FILE, NOTE
-from components.pusher import deploy
+from components.infra_blessing import BLESSED, BLESSED_FILE, NOT_BLESSED_FILE, NOTE
+from movierec import paths
+from serving import deploy
 from serving import contract
 
 DEFAULT_TIMEOUT_SECONDS = 300
@@ -137,7 +138,7 @@ def validate(model_path: str, model_name: str, model_server: str, timeout_s: flo
     started = time.monotonic()
     models = os.path.join(workdir, "models")
     io_utils.copy_dir(model_path, os.path.join(models, model_name, "1"))
-    deploy.write_files(workdir, deploy.deploy_files([model_name], mount=models))
+    paths.write_files(workdir, deploy.config_files([model_name], mount=models))
     grpc_port, rest_port = portpicker.pick_unused_port(), portpicker.pick_unused_port()
     name, argv = server_command(model_server, workdir, grpc_port, rest_port)
     log_path = os.path.join(workdir, "server.log")

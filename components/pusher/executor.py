@@ -39,10 +39,10 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.components.util import model_utils
 from tfx.utils import io_utils, proto_utils
 
-from components import infra_validator
+from components import infra_blessing
 from movierec import paths
 from movierec.errors import MovierecError
-from components.pusher import deploy
+from serving import deploy
 from serving.contract import model_names, served_versions
 
 FINGERPRINT_FILE = "fingerprint.pb"
@@ -151,10 +151,10 @@ def publish(model_dir: str, base: str) -> int:
 def why_not_blessed(input_dict: Dict[str, List[types.Artifact]]) -> str:
     """Which validator held the model back: the model gates, or infra validation (and its reason)."""
     model_blessing = input_dict.get(standard_component_specs.MODEL_BLESSING_KEY) or []
-    infra_blessing = input_dict.get(standard_component_specs.INFRA_BLESSING_KEY) or []
-    if all(model_utils.is_model_blessed(b) for b in model_blessing) and infra_blessing \
-            and not model_utils.is_infra_validated(infra_blessing[0]):
-        return f"TF Serving could not serve it ({infra_validator.note(infra_blessing[0])})"
+    infra_blessings = input_dict.get(standard_component_specs.INFRA_BLESSING_KEY) or []
+    if all(model_utils.is_model_blessed(b) for b in model_blessing) and infra_blessings \
+            and not model_utils.is_infra_validated(infra_blessings[0]):
+        return f"TF Serving could not serve it ({infra_blessing.note(infra_blessings[0])})"
     return "the model was not blessed"
 
 
@@ -183,7 +183,7 @@ class Executor(tfx_pusher.Executor):
             return
         version = publish(model_dir, base)
         serving_dir = paths.parent(base)
-        deploy.write_deploy_files(serving_dir, model_names(serving_dir))
+        paths.write_files(serving_dir, deploy.all_files(model_names(serving_dir)))
         pushed_model.set_int_custom_property(PUSHED, 1)
         pushed_model.set_string_custom_property(PUSHED_VERSION, str(version))
         pushed_model.set_string_custom_property(PUSHED_DESTINATION, paths.join(base, str(version)))

@@ -12,7 +12,7 @@ from tfx import v1 as tfx
 from tfx.utils import path_utils
 
 from components.infra_validator import executor
-from components.pusher import deploy
+from serving import deploy
 from movierec import cli
 from pipeline import configs, run_summary
 from serving import contract

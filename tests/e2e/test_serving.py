@@ -8,11 +8,12 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, regression_pb2
 
 from movierec.data import features
-from serving import contract, loadgen
+from benchmarks import loadgen
+from serving import contract
 from serving.client import GrpcBackend, RecommenderClient
 from serving.rest_client import RestBackend
 from serving.client import predict_request as build_predict_request
-from serving.server import warmup_records
+from serving.model_server.server import warmup_records
 from tests.cli import movierec
 from tests.serving_server import BATCHING, MODEL
 
@@ -34,9 +35,9 @@ def test_status_and_metadata(server):
     response = server.predictions.GetModelMetadata(request, timeout=10)
     signatures = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signatures)
-    assert set(signatures.signature_def) == {
+    assert set(signatures.signature_def) == {  # every SignatureDef, as get_model_metadata_impl.cc lists them
         "serving_default", "regress", "transform_features", "predict_rating", "recommend",
-        "similar_movies", "similar_users"}
+        "similar_movies", "similar_users", "__saved_model_init_op"}
     assert set(signatures.signature_def["recommend"].inputs) == {
         "user_id", "k", "exclude_seen", "exclude_movie_ids"}
     assert response.model_spec.version.value == status.version

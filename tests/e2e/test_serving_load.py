@@ -5,7 +5,7 @@ server listens on 127.0.0.1 only (tests/serving_server.py). Latency numbers live
 benchmarks/serving_load.py, not here: these tests check that nothing fails.
 """
 from components.pusher.executor import publish
-from serving import loadgen
+from benchmarks import loadgen
 from serving.client import GrpcBackend, RecommenderClient
 from tests.serving_server import BATCHING, MODEL
 

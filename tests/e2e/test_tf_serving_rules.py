@@ -17,13 +17,13 @@ import tensorflow as tf
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2_grpc, prediction_service_pb2_grpc, regression_pb2)
 
-from serving import batching
+from serving.model_server import batching
 from serving.client import predict_request
-from serving.model_config import aspired_versions, read_model_server_config
-from serving import tf_serving_config
-from serving.server import Loader
-from serving.status import ServingError
-from tests import tfs_models
+from serving.model_server.model_config import aspired_versions, read_model_server_config
+from serving.model_server import tf_serving_config
+from serving.model_server.server import Loader
+from serving.model_server.status import ServingError
+from tests import tfs_conformance, tfs_conformance_models, tfs_models
 from tests.cli import MOVIEREC
 
 BATCHING_PARAMETERS = """max_batch_size { value: 4 }
@@ -93,7 +93,8 @@ def root(tmp_path_factory):
     tfs_models.save(str(root / "good" / "007"), tfs_models.GOOD_WARMUP)  # version 7, leading zeros
     (root / "good" / "not-a-version").mkdir()
     tfs_models.save(str(root / "other" / "3"))
-    (root / "models.config").write_text(models_config("good", root=root))
+    tfs_conformance_models.spin(str(root / "spin" / "1"))
+    (root / "models.config").write_text(models_config("good", "spin", root=root))
     (root / "batching_parameters.txt").write_text(BATCHING_PARAMETERS)
     (root / "monitoring.config").write_text(MONITORING)
     return root
@@ -103,7 +104,8 @@ def root(tmp_path_factory):
 def served(root):
     server = Served(root, f"--model_config_file={root}/models.config", "--model_config_file_poll_wait_seconds=1",
                     "--enable_batching", f"--batching_parameters_file={root}/batching_parameters.txt",
-                    f"--monitoring_config_file={root}/monitoring.config")
+                    f"--monitoring_config_file={root}/monitoring.config", "--rest_api_timeout_in_ms=2000",
+                    "--enable_grpc_healthcheck_service", "--no_such_flag=1")
     server.wait(lambda: server.status()[7][0] == "AVAILABLE")
     yield server
     server.stop()
@@ -141,7 +143,7 @@ def test_all_and_specific_policies(root):
 
 def test_second_model_picked_up_by_config_poll(served, root):
     assert code_of(lambda: served.status("other"))[0] == grpc.StatusCode.NOT_FOUND
-    (root / "models.config.tmp").write_text(models_config("good", "other", root=root))
+    (root / "models.config.tmp").write_text(models_config("good", "spin", "other", root=root))
     (root / "models.config.tmp").rename(root / "models.config")
     served.wait(lambda: served.status("other") == {3: ("AVAILABLE", 0, "")}, timeout_s=60)
     assert call(served, "recommend", model="other", **RECOMMEND).model_spec.name == "other"
@@ -153,7 +155,11 @@ def test_config_file_that_does_not_parse_is_refused_with_its_line(root):
     result = subprocess.run([*MOVIEREC, "serve", f"--model_config_file={bad}", "--port=1"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 255
-    assert "Failed to start server" in result.stderr and f"{bad}:1:" in result.stderr and "base_pth" in result.stderr
+    # main.cc prints the status on stdout; protobuf's TextFormat logs the line and the reason
+    # (util/proto_util.h ParseProtoTextFile; tensorflow_model_server_test.py testBadModelConfig).
+    assert f"Failed to start server. Error: INVALID_ARGUMENT: Invalid protobuf file: '{bad}'" in result.stdout
+    assert "Error parsing text-format tensorflow.serving.ModelServerConfig: 1:40: " in result.stderr
+    assert f"{bad}:1:" in result.stderr and "base_pth" in result.stderr
 
 
 # --- warmup as a load gate -----------------------------------------------------------------------
@@ -173,9 +179,9 @@ def test_server_whose_only_version_fails_warmup_does_not_start(tmp_path):
     result = subprocess.run([*MOVIEREC, "serve", "--model_name=m", f"--model_base_path={tmp_path}/m",
                              f"--port={portpicker.pick_unused_port()}", "--max_num_load_retries=0"],
                             capture_output=True, text=True, timeout=180)
-    assert result.returncode == 255
-    assert "Failed to start server. Error: 1 model(s) did not become available: {{name: m version: 1} due to " \
-           'error: FAILED_PRECONDITION: Serving signature key "no_such_signature" not found.' in result.stderr
+    assert result.returncode == 255  # main.cc: the status on stdout (server_core.cc WaitUntilModelsAvailable's text)
+    assert "Failed to start server. Error: UNKNOWN: 1 model(s) did not become available: {{{name: m version: 1} due " \
+           'to error: FAILED_PRECONDITION: Serving signature key "no_such_signature" not found.}, }' in result.stdout
 
 
 # --- batching session -----------------------------------------------------------------------------
@@ -356,7 +362,8 @@ def test_rest_status_and_metadata(served):
     assert status == 200 and metadata["model_spec"]["version"] == "7"
     assert metadata["metadata"]["signature_def"]["signature_def"]["recommend"]["method_name"] == \
         "tensorflow/serving/predict"
-    assert served.rest("/v1/models/nope") == (404, json.dumps({"error": "Could not find any versions of model nope"}))
+    status, body = served.rest("/v1/models/nope")  # pretty-printed as RapidJSON's PrettyWriter writes it
+    assert (status, json.loads(body)) == (404, {"error": "Could not find any versions of model nope"})
 
 
 def test_rest_predict_row_and_columnar(served):
@@ -372,8 +379,8 @@ def test_rest_predict_row_and_columnar(served):
 
 
 def test_rest_errors(served):
-    assert served.rest("/v1/models/good:predict", {"signature_name": "nope", "instances": [1]}) == (
-        400, json.dumps({"error": 'Serving signature name: "nope" not found in signature def'}))
+    status, body = served.rest("/v1/models/good:predict", {"signature_name": "nope", "instances": [1]})
+    assert (status, json.loads(body)) == (400, {"error": 'Serving signature name: "nope" not found in signature def'})
     status, body = served.rest("/v1/models/good:predict", {"signature_name": "scalar_k", "inputs": {
         "user_id": ["u"], "k": 2}})
     assert (status, json.loads(body)) == (400, {"error": "Batching Run() input tensors must have at least one dimension"})
@@ -398,3 +405,236 @@ def test_prometheus_metrics_use_tf_serving_names(served):
     assert '# TYPE :tensorflow:serving:request_latency histogram' in page
     assert ':tensorflow:serving:request_latency_bucket{model_name="good",API="Predict",entrypoint="GRPC",le="10"}' in page
     assert ':tensorflow:serving:request_latency_count{model_name="good",API="predict",entrypoint="REST"}' in page
+
+
+# --- command line (model_servers/main.cc, tensorflow/core/util/command_line_flags.cc) ------------
+
+MAIN_CC_FLAGS = (  # model_servers/main.cc's flag list at 2.16.1, in its order
+    "port grpc_socket_path rest_api_port rest_api_num_threads rest_api_timeout_in_ms rest_api_enable_cors_support "
+    "enable_batching allow_version_labels_for_unavailable_models batching_parameters_file "
+    "enable_per_model_batching_parameters model_config_file model_config_file_poll_wait_seconds model_name "
+    "model_base_path num_load_threads num_unload_threads max_num_load_retries load_retry_interval_micros "
+    "file_system_poll_wait_seconds flush_filesystem_caches tensorflow_session_parallelism "
+    "tensorflow_session_config_file tensorflow_intra_op_parallelism tensorflow_inter_op_parallelism "
+    "use_alts_credentials ssl_config_file platform_config_file per_process_gpu_memory_fraction saved_model_tags "
+    "grpc_channel_arguments grpc_max_threads enable_model_warmup num_request_iterations_for_warmup version "
+    "monitoring_config_file remove_unused_fields_from_bundle_metagraph prefer_tflite_model num_tflite_pools "
+    "num_tflite_interpreters_per_pool enable_signature_method_name_check xla_cpu_compilation_enabled "
+    "enable_profiler thread_pool_factory_config_file mixed_precision skip_initialize_tpu "
+    "enable_grpc_healthcheck_service").split()
+
+
+def serve(*args):
+    return subprocess.run([*MOVIEREC, "serve", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_command_line_as_main_cc_parses_it():
+    """--help: every flag of main.cc, in order, the usage on stdout and exit status 255 (Flags::Parse
+    returns false for --help); --version: the two version lines, 0; a value that does not parse, or
+    a boolean other than =true/=false: "Couldn't interpret value", the usage, 255."""
+    result = serve("--help")
+    assert result.returncode == 255 and result.stdout.startswith("usage: tensorflow_model_server\nFlags:\n")
+    listed = [line.split("=")[0].strip().lstrip("-") for line in result.stdout.splitlines()[2:]]
+    assert listed == MAIN_CC_FLAGS
+    assert f"\t{'--rest_api_timeout_in_ms=30000':<33}\tint32\tTimeout for HTTP/REST API calls.\n" in result.stdout
+    assert "--enable_profiler=true" in result.stdout and "[movierec serve: no effect, no profiler service]" in result.stdout
+    result = serve("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("TensorFlow ModelServer: 2.16.1") and "\nTensorFlow Library: 2.16" in result.stdout
+    result = serve("--port=abc", "--enable_batching=1", "--model_base_path=/nowhere")
+    assert result.returncode == 255 and result.stdout.startswith("usage: tensorflow_model_server")
+    assert "Couldn't interpret value abc for flag port." in result.stderr
+    assert "Couldn't interpret value =1 for flag enable_batching." in result.stderr
+
+
+def test_unknown_argument_is_reported_and_the_server_starts_anyway(served):
+    """main.cc: `unknown argument: <it>` and the usage, then BuildAndStart as usual."""
+    with open(served.log.name) as log:
+        assert "unknown argument: --no_such_flag=1\nusage: tensorflow_model_server" in log.read()
+
+
+# --- REST: timeout, routing, bodies (http_server.cc, http_rest_api_handler.cc, evhttp) -----------
+
+def raw(served, method, path, body=b"", headers=None):
+    """(status, headers, body) of one HTTP request exactly as written."""
+    return tfs_conformance.send_http(served.rest_port, method, path, body, headers)
+
+
+def test_rest_timeout_cancels_a_run_that_takes_longer(served):
+    """--rest_api_timeout_in_ms becomes RunOptions.timeout_in_ms (http_rest_api_handler.cc): a run
+    past it is cancelled, DEADLINE_EXCEEDED -> 504 with TensorFlow's "Timed out waiting for
+    notification" (through the batching session, which runs the batch with its tasks' deadline).
+    gRPC carries no REST timeout: the same run finishes."""
+    started = time.monotonic()
+    status, _, body = raw(served, "POST", "/v1/models/spin:predict",
+                          json.dumps({"signature_name": "spin", "instances": [10 ** 9]}).encode())
+    assert (status, json.loads(body)) == (504, {"error": "Timed out waiting for notification"})
+    assert time.monotonic() - started < 20
+    response = call(served, "spin", model="spin", n=np.array([10 ** 5], np.int64))
+    assert response.outputs["total"].float_val  # typed field, as predict_util.cc writes outputs
+
+
+def test_rest_routing_is_tf_servings(served):
+    """The verb and sub-resource are matched case-insensitively but dispatched case-sensitively
+    (http_rest_api_util.cc regexes with (?i), ProcessRequest comparing to "predict"/"metadata"); the
+    query string is part of the path the regexes see (evhttp's uri_path); only GET and POST reach
+    an API; OPTIONS is a CORS preflight; paths outside /v1/ get evhttp's 404 page."""
+    status, _, body = raw(served, "POST", "/v1/models/good:PREDICT", b"{}")
+    assert (status, json.loads(body)) == (400, {"error": "Malformed request: POST /v1/models/good:PREDICT"})
+    status, _, body = raw(served, "GET", "/V1/MODELS/good/METADATA")  # a status request, not metadata
+    assert status == 200 and "model_version_status" in json.loads(body)
+    status, _, body = raw(served, "GET", "/v1/models/good/metadata?x=1")  # ?x=1 is no sub-resource
+    assert (status, json.loads(body)) == (400, {"error": "Malformed request: GET /v1/models/good/metadata?x=1"})
+    status, _, body = raw(served, "GET", "/v1/models/good?x=1")  # the model is "good?x=1"
+    assert (status, json.loads(body)) == (404, {"error": "Could not find any versions of model good?x=1"})
+    status, headers, body = raw(served, "PUT", "/v1/models/good", b"")
+    assert (status, json.loads(body)) == (400, {"error": "Malformed request: PUT /v1/models/good"})
+    status, headers, body = raw(served, "OPTIONS", "/v1/models/good")
+    assert (status, body) == (400, b"")
+    status, headers, body = raw(served, "OPTIONS", "/v1/models/good", headers={"Origin": "https://example.com"})
+    assert (status, body) == (200, b"")
+    status, headers, body = raw(served, "GET", "/healthz")
+    assert (status, headers["Content-Type"], body) == (404, "text/html", b"<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n"
+                                                       b"</HEAD><BODY>\n<H1>Not Found</H1>\n</BODY></HTML>\n")
+    status, _, body = raw(served, "GET", "/monitoring/prometheus/metrics?x=1")
+    assert (status, body) == (400, b"Unexpected path: /monitoring/prometheus/metrics?x=1. "
+                                   b"Should be /monitoring/prometheus/metrics")
+    status, _, body = raw(served, "GET", "/v1/models/bad{path}")  # evhttp's strict URI parse
+    assert status == 400 and body.startswith(b"<HTML><HEAD>\n<TITLE>400 Bad Request</TITLE>")
+
+
+def test_rest_bodies_chunked_and_gzip(served):
+    """evhttp reads chunked bodies, and evhttp_request.cc uncompresses gzip-encoded ones."""
+    import gzip
+    request = json.dumps({"signature_name": "predict_rating", "instances": [
+        {"user_id": "u", "movie_id": "m1"}]}).encode()
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (request[:10], request[10:])) + b"0\r\n\r\n"
+    for body, headers in ((chunked, {"Transfer-Encoding": "chunked"}),
+                          (gzip.compress(request), {"Content-Encoding": "gzip"})):
+        status, _, answer = raw(served, "POST", "/v1/models/good:predict", body, headers)
+        assert (status, json.loads(answer)) == (200, {"predictions": [{"rating": 4.0, "id_bytes": {"b64": "bTE="}}]})
+
+
+def test_grpc_takes_requests_up_to_2_gib(served):
+    """model_servers/server.cc SetMaxMessageSize(kint32max): a 6 MB request is answered (gRPC's
+    default would refuse anything over 4 MiB with RESOURCE_EXHAUSTED), and so is a 6 MB answer."""
+    big = b"m" * (6 << 20)
+    channel = grpc.insecure_channel(f"127.0.0.1:{served.port}", options=[("grpc.max_receive_message_length", -1),
+                                                                         ("grpc.max_send_message_length", -1)])
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    response = stub.Predict(predict_request("good", "predict_rating", {
+        "user_id": np.array([b"u"], object), "movie_id": np.array([big], object)}), timeout=60)
+    channel.close()
+    assert response.outputs["id_bytes"].string_val == [big] and response.outputs["rating"].float_val == [3.0]
+
+
+def test_grpc_messages_over_1024_characters_are_cut(served):
+    """grpc_status_util.cc ToGRPCStatus: kErrorMessageLimit 1024, then "...TRUNCATED"."""
+    name = "x" * 2000
+    code, message = code_of(lambda: call(served, "nope" + name, **RECOMMEND))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert message == f'Serving signature key "nope{name}'[:1024] + "...TRUNCATED"
+
+
+def test_grpc_health_service(served):
+    """--enable_grpc_healthcheck_service: the standard grpc.health.v1 service, SERVING for the
+    server ("") and for ModelService and PredictionService (server.cc SetServingStatus)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    stub = health_pb2_grpc.HealthStub(served.channel)
+    for service in ("", "ModelService", "PredictionService"):
+        assert stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status == \
+            health_pb2.HealthCheckResponse.SERVING
+    assert code_of(lambda: stub.Check(health_pb2.HealthCheckRequest(service="Other"), timeout=10))[0] == \
+        grpc.StatusCode.NOT_FOUND
+
+
+def test_version_folders_seven_and_double_o_seven(tmp_path):
+    """"7" and "007" are both version 7. file_system_storage_path_source.cc IndexChildrenByVersion
+    (latest and specific policies) keeps the later child in byte order, "7"; AspireAllVersions
+    (policy all) aspires both and the manager keeps the first, "007" (the second is "already being
+    managed"). A file is a child like a folder."""
+    for child in ("7", "007", "not-a-version", "3"):
+        (tmp_path / child).mkdir()
+    (tmp_path / "9").write_text("a file")
+    config = tmp_path / "models.config"
+    chosen = {}
+    for policy in ("latest { num_versions: 2 }", "specific { versions: 7 }", "all {}"):
+        config.write_text(f'model_config_list {{ config {{ name: "m" base_path: "{tmp_path}" '
+                          f'model_platform: "tensorflow" model_version_policy {{ {policy} }} }} }}')
+        model = read_model_server_config(str(config)).model_config_list.config[0]
+        chosen[policy.split()[0]] = {v: p.rsplit("/", 1)[1] for v, p in aspired_versions(model).items()}
+    assert chosen == {"latest": {7: "7", 9: "9"}, "specific": {7: "7"}, "all": {3: "3", 7: "007", 9: "9"}}
+
+
+HOSTILE = [  # (what, method, path, body, headers, HTTP status TF Serving's code gives)
+    ("empty body", "POST", "/v1/models/good:predict", b"", {}, 400),
+    ("not JSON", "POST", "/v1/models/good:predict", b"\xff\xfe\x00garbage", {}, 400),
+    ("nesting a million deep", "POST", "/v1/models/good:predict", b"[" * 1_000_000, {}, 400),
+    ("a deep tensor", "POST", "/v1/models/good:predict",
+     b'{"signature_name": "total", "inputs": ' + b"[" * 5000 + b"1" + b"]" * 5000 + b"}", {}, 400),
+    ("a deep object in an error", "POST", "/v1/models/good:predict",
+     b'{"signature_name": 1, "x": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5000 + b"}", {}, 400),
+    ("a number too big", "POST", "/v1/models/good:predict", b'{"inputs": [1e999]}', {}, 400),
+    ("an int32 too big", "POST", "/v1/models/good:predict",
+     b'{"signature_name": "recommend", "inputs": {"user_id": ["u"], "k": [2147483648], "exclude_movie_ids": [[""]]}}',
+     {}, 400),
+    ("bad base64", "POST", "/v1/models/good:predict",
+     b'{"signature_name": "predict_rating", "inputs": {"user_id": [{"b64": "!!"}], "movie_id": ["m"]}}', {}, 400),
+    ("invalid UTF-8 and a lone surrogate", "POST", "/v1/models/good:predict",
+     b'{"signature_name": "predict_rating", "inputs": {"user_id": ["\xff\\udc00"], "movie_id": [1]}}', {}, 400),
+    ("a string where a float goes", "POST", "/v1/models/good:predict", b'{"signature_name": "total", "inputs": ["x"]}',
+     {}, 400),
+    ("ragged rows", "POST", "/v1/models/good:predict",
+     b'{"signature_name": "recommend", "instances": [{"user_id": "u", "k": 1, "exclude_movie_ids": [""]},'
+     b' {"user_id": "u", "k": 1, "exclude_movie_ids": [["", "m"]]}]}', {}, 400),
+    ("too many rows for the batch", "POST", "/v1/models/good:predict",
+     b'{"signature_name": "predict_rating", "inputs": {"user_id": ["u","u","u","u","u"], "movie_id": ["m","m","m","m","m"]}}',
+     {}, 400),
+    ("bad gzip", "POST", "/v1/models/good:predict", b"not gzip", {"Content-Encoding": "gzip"}, 400),
+    ("bad chunk", "POST", "/v1/models/good:predict", b"zz\r\nxx\r\n0\r\n\r\n", {"Transfer-Encoding": "chunked"}, 400),
+    ("a huge Content-Length", "POST", "/v1/models/good:predict", None, {"Content-Length": str(1 << 40)}, 413),
+    ("an unknown method", "BREW", "/v1/models/good", b"", {}, 400),
+    ("a long path", "GET", "/v1/models/" + "x" * 60000, None, {}, 404),
+    ("an unknown model", "POST", "/v1/models/nope:predict", b'{"instances": [1]}', {}, 404),
+    ("an unknown version", "GET", "/v1/models/good/versions/99999999999999999999", None, {}, 400),
+]
+
+
+def test_hostile_requests_get_4xx_and_the_server_keeps_answering(served):
+    """No 5xx for a client's mistake: every request above, sent 8 at a time, 3 rounds, gets its 4xx
+    (TF Serving's code for it: json_tensor.cc parse and type errors, batching limits, evhttp's own
+    refusals), never a 5xx, and the server answers a good request as before and still runs."""
+    def send(case):
+        what, method, path, body, headers, expected = case
+        status = raw(served, method, path, body, headers)[0]
+        return what, expected, status
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(send, HOSTILE * 3))
+    wrong = [(what, expected, status) for what, expected, status in results if status != expected]
+    assert not wrong, wrong
+    assert served.process.poll() is None
+    status, _, body = raw(served, "POST", "/v1/models/good:predict", json.dumps({
+        "signature_name": "predict_rating", "instances": [{"user_id": "u", "movie_id": "m1"}]}).encode())
+    assert status == 200 and json.loads(body)["predictions"][0]["rating"] == 4.0
+
+
+def test_probes_reflect_whether_a_version_can_serve(served, root):
+    """The pushed kubernetes.yaml's probes (serving/deploy.py probe_paths) on a model
+    whose only version fails to load: GET /v1/models/<m> still answers 200 (the version is known,
+    END: http_rest_api_handler.cc ProcessModelStatusRequest), so it cannot be the readiness probe;
+    the readiness path answers 404 until a version can serve, then 200; liveness stays 200."""
+    from serving import deploy
+
+    paths = deploy.probe_paths("broken")
+    (root / "broken" / "1").mkdir(parents=True)
+    (root / "broken" / "1" / "saved_model.pb").write_bytes(b"not a SavedModel")
+    (root / "models.config.tmp").write_text(models_config("good", "spin", "other", "broken", root=root))
+    (root / "models.config.tmp").rename(root / "models.config")
+    served.wait(lambda: served.status("broken").get(1, ("",))[0] == "END", timeout_s=60)
+    assert raw(served, "GET", "/v1/models/broken")[0] == 200
+    assert raw(served, "GET", paths["ready"])[0] == 404
+    assert raw(served, "GET", paths["alive"])[0] == 200
+    tfs_models.save(str(root / "broken" / "2"))
+    served.wait(lambda: served.status("broken").get(2, ("",))[0] == "AVAILABLE", timeout_s=60)
+    assert raw(served, "GET", paths["ready"])[0] == 200

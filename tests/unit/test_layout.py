@@ -1,6 +1,8 @@
-"""The import rule of the README's Layout section, checked on the source: layers import only
-downward (data format <- models <- components <- pipeline <- CLI), and serving depends on the
-contract module alone, so a gRPC client never loads TFX or tf.Transform."""
+"""The import rules of the README's Layout section, checked on the source: layers import only
+downward (data format <- models <- components <- pipeline <- CLI); serving/ is rooms by role (the
+contract, the deploy files, the clients, the stand-in model server), each importing only the rooms
+it needs, so a gRPC client never loads the server, TFX or tf.Transform; and the Pusher and the
+InfraValidator meet only through artifacts and serving/deploy.py, never by importing each other."""
 import ast
 import pathlib
 import subprocess
@@ -8,10 +10,22 @@ import sys
 
 from tests.conftest import REPO
 
-# Lower layers first; a module may import its own layer and the ones before it.
-LAYERS = [("movierec.data", "movierec.errors", "movierec.paths"), ("serving.contract",), ("models",), ("components",),
-          ("pipeline",), ("movierec",)]
+# Lower layers first; a module may import its own layer and the ones before it. The contract and
+# the deploy files are shared with the pipeline (models export the contract, components write the
+# deploy files); the rest of serving/ is applications the CLI starts.
+LAYERS = [("movierec.data", "movierec.errors", "movierec.paths"), ("serving.contract", "serving.deploy"), ("models",),
+          ("components",), ("pipeline",), ("movierec",)]
 PACKAGES = ("movierec", "models", "components", "pipeline", "serving", "schema")
+# serving/'s rooms: the serving modules each room may import besides its own (nothing outside serving/).
+SERVING_ROOMS = {
+    "serving.contract": (),
+    "serving.deploy": ("serving.contract",),
+    "serving.client": ("serving.contract",),
+    "serving.rest_client": ("serving.contract", "serving.client"),
+    "serving.model_server": ("serving.contract",),
+}
+# Component packages that must not import each other.
+APART = ("components.pusher", "components.infra_validator")
 
 
 def _layer(module: str) -> int:
@@ -27,19 +41,20 @@ def _layer(module: str) -> int:
     return best[0] if best else None
 
 
-def _is_package(module: str) -> bool:
-    return (REPO.joinpath(*module.split(".")) / "__init__.py").is_file()
+def _room(module: str, rooms) -> str:
+    """The entry of `rooms` that is the module or a package holding it (None if none)."""
+    return next((room for room in rooms if module == room or module.startswith(room + ".")), None)
 
 
-def _project_imports(path: pathlib.Path):
+def _project_imports(path: pathlib.Path, root: pathlib.Path):
     """(line, module) of each import of this project's modules; `from package import module`
     counts as importing package.module."""
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = ([f"{node.module}.{a.name}" for a in node.names] if _is_package(node.module)
-                     else [node.module])
+            is_package = (root.joinpath(*node.module.split(".")) / "__init__.py").is_file()
+            names = [f"{node.module}.{a.name}" for a in node.names] if is_package else [node.module]
         else:
             names = []
         for name in names:
@@ -47,42 +62,91 @@ def _project_imports(path: pathlib.Path):
                 yield node.lineno, name
 
 
-def _modules():
-    for package in PACKAGES:
-        for path in sorted((REPO / package).rglob("*.py")):
-            yield path, ".".join(path.relative_to(REPO).with_suffix("").parts)
+def _allowed(module: str, imported: str) -> bool:
+    if module.startswith("serving.") and not imported.startswith("serving"):
+        # The rooms shared with the pipeline may read the data format; the rest of serving/ nothing.
+        return _layer(module) is not None and _layer(imported) == 0
+    if module.startswith("serving."):
+        own = _room(module, SERVING_ROOMS)
+        target = _room(imported, SERVING_ROOMS)
+        return own is not None and target is not None and (target == own or target in SERVING_ROOMS[own])
+    apart = _room(module, APART)
+    if apart and _room(imported, APART) not in (None, apart):
+        return False
+    if imported.startswith("serving") and _layer(imported) is None:
+        return _layer(module) == len(LAYERS) - 1  # clients and the model server: the CLI starts them
+    own, target = _layer(module), _layer(imported)
+    return target is not None and own is not None and target <= own
 
 
-def test_layers_import_only_downward():
+def wrong_imports(root: pathlib.Path = REPO):
+    """'path:line imports module' for each import against the rules, over the packages under root."""
     wrong = []
-    for path, module in _modules():
-        own = _layer(module)
-        for line, imported in _project_imports(path):
-            target = _layer(imported)
-            if module.startswith("serving.") and module != "serving.contract":
-                allowed = imported.startswith("serving.") or imported == "serving"
-            elif imported.startswith("serving") and imported != "serving.contract":
-                # Only the contract is shared; the rest of serving/ is an application the CLI starts.
-                allowed = own == len(LAYERS) - 1
-            else:
-                allowed = target is not None and own is not None and target <= own
-            if not allowed:
-                wrong.append(f"{path.relative_to(REPO)}:{line} imports {imported}")
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            module = ".".join(path.relative_to(root).with_suffix("").parts)
+            for line, imported in _project_imports(path, root):
+                if not _allowed(module, imported):
+                    wrong.append(f"{path.relative_to(root)}:{line} imports {imported}")
+    return wrong
+
+
+def test_imports_follow_the_layers_and_rooms():
+    wrong = wrong_imports()
     assert not wrong, "imports against the layering:\n" + "\n".join(wrong)
 
 
-def test_the_rule_catches_an_upward_import(tmp_path):
-    """The check above is only worth something if it can fail."""
-    assert _layer("models.trainer") < _layer("components.pusher.executor")
-    assert _layer("movierec.data.records") < _layer("models.features") < _layer("pipeline.configs")
-    assert _layer("movierec.cli") == len(LAYERS) - 1
+def test_the_rules_catch_planted_wrong_imports(tmp_path):
+    """The check above is only worth something if it can fail: a copy of the tree's package
+    folders with one wrong import planted per rule, and allowed ones beside them."""
+    files = {
+        "components/__init__.py": "",
+        "components/pusher/__init__.py": "",
+        "components/pusher/planted.py": "from components.infra_validator import executor\nfrom serving import deploy\n",
+        "components/infra_validator/__init__.py": "",
+        "components/infra_validator/planted.py": "import components.pusher.executor\nfrom components import infra_blessing\n",
+        "components/planted.py": "from serving.model_server import server\nfrom serving import contract\n",
+        "models/__init__.py": "",
+        "models/planted.py": "from components import verdicts\nfrom movierec.data import features\n",
+        "serving/__init__.py": "",
+        "serving/client.py": "from serving.model_server import server\nfrom serving import contract\n",
+        "serving/contract.py": "from serving import deploy\n",
+        "serving/deploy.py": "from serving import contract\nfrom components import verdicts\n",
+        "serving/model_server/__init__.py": "",
+        "serving/model_server/server.py": ("from serving.model_server import batching\nfrom serving.client import predict_request\n"
+                                           "from movierec.data import features\n"),
+        "movierec/__init__.py": "",
+        "movierec/cli.py": "from serving.model_server import server\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert sorted(wrong_imports(tmp_path)) == sorted([
+        "components/pusher/planted.py:1 imports components.infra_validator.executor",
+        "components/infra_validator/planted.py:1 imports components.pusher.executor",
+        "components/planted.py:1 imports serving.model_server.server",
+        "models/planted.py:1 imports components.verdicts",
+        "serving/client.py:1 imports serving.model_server.server",
+        "serving/contract.py:1 imports serving.deploy",
+        "serving/deploy.py:2 imports components.verdicts",
+        "serving/model_server/server.py:2 imports serving.client",
+        "serving/model_server/server.py:3 imports movierec.data",
+    ])
 
 
 def test_serving_loads_neither_tfx_nor_tf_transform():
-    """In a fresh process, as a client application would import them."""
-    code = ("import sys, serving.client, serving.server, serving.loadgen; "
+    """In a fresh process, as a client application (or the model server) would import them."""
+    code = ("import sys, serving.client, serving.rest_client, serving.deploy, serving.model_server.server; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'tfx', 'tensorflow_transform', 'apache_beam', "
             "'components', 'models', 'pipeline'}))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert loaded.stdout.strip() == "[]"
+
+
+def test_a_client_does_not_load_the_model_server():
+    code = ("import sys, serving.client, serving.rest_client; "
+            "print(sorted(m for m in sys.modules if m.startswith('serving.model_server')))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert loaded.stdout.strip() == "[]"

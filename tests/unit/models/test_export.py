@@ -278,7 +278,7 @@ def test_signature_methods_and_warmup_file(servable):
     signature_defs = loader_impl.parse_saved_model(path).meta_graphs[0].signature_def
     assert signature_defs["regress"].method_name == "tensorflow/serving/regress"
     assert signature_defs["recommend"].method_name == "tensorflow/serving/predict"
-    from serving.server import warmup_records
+    from serving.model_server.server import warmup_records
     logs = warmup_records(path)
     assert {log.predict_log.request.model_spec.signature_name for log in logs} == {
         "serving_default", "regress", "predict_rating", "recommend", "similar_movies", "similar_users"}
@@ -349,16 +349,16 @@ def test_concurrent_recommend_calls_merged_by_batching_get_their_own_answers(ser
 
 
 def test_the_stand_in_merges_as_tf_serving_merges(servable):
-    """serving/batching.py, checked against the transcription of batching_session.cc above: the
+    """serving/model_server/batching.py, checked against the transcription of batching_session.cc above: the
     batch `movierec serve` runs for concurrent requests is the one TF Serving would run."""
     import itertools
     import threading
-    from serving import batching
+    from serving.model_server import batching
 
     batches = []
     queue = batching.Queue(batching.Options(max_batch_size=16, batch_timeout_s=2.0, allowed_batch_sizes=(1, 2, 4, 16),
                                             pad_variable_length_inputs=True),
-                           lambda inputs: batches.append(inputs) or {"rows": np.zeros(len(inputs["user_id"]))},
+                           lambda inputs, timeout_ms: batches.append(inputs) or {"rows": np.zeros(len(inputs["user_id"]))},
                            "recommend")
     threads = [threading.Thread(target=queue.run, args=({k: np.asarray(v) for k, v in task.items()},))
                for task in MERGED_TASKS]

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving import batching
-from serving.repository import ModelRepository
-from serving.status import ServingError
+from serving.model_server import batching
+from serving.model_server.repository import ModelRepository
+from serving.model_server.status import ServingError
 
 BROKEN = "broken"
 
@@ -247,7 +247,7 @@ def test_unloading_a_version_answers_the_requests_it_holds():
     once no handle is left). With batching, the version's queue answers what it holds before it
     stops, and a request that got the version just before the unload still runs."""
     queue = batching.Queue(batching.Options(max_batch_size=8, batch_timeout_s=5.0),
-                           lambda inputs: {"twice": inputs["x"] * 2}, "signature")
+                           lambda inputs, timeout_ms: {"twice": inputs["x"] * 2}, "signature")
     answers = []
     holder = threading.Thread(target=lambda: answers.append(queue.run({"x": np.array([1.0])})))
     holder.start()

@@ -1,10 +1,17 @@
-"""Deploy files for the real TF Serving, written beside the pushed versions.
+"""The deploy files for the real TF Serving: written here, and read back here alone.
 
-`<serving_dir>/` then holds everything `tensorflow/serving` needs: the versions
+`<serving_dir>/` holds everything `tensorflow/serving` needs: the versions
 (`<model>/<version>/`), `models.config`, batching and Prometheus monitoring settings, a
-docker-compose file and a Kubernetes manifest that mount that directory at /models. Infra
-validation (components/infra_validator) starts a model server with the same files and flags
-(`deploy_files`, `server_args`) on the candidate model before anything is pushed.
+docker-compose file and a Kubernetes manifest that mount that directory at /models. The Pusher
+writes them after each push (`all_files`); infra validation starts a model server with the same
+files and flags (`config_files`, `server_args`) on the candidate before anything is pushed; tests
+and benchmarks start `movierec serve` on a pushed directory as production would (`local_flags`).
+Why one module: the flags come from `server_args`, never from parsing docker-compose.yaml back,
+so what the compose file says and what a local server runs cannot drift apart; and the Pusher and
+the InfraValidator share it without importing each other.
+
+Only text is made here (no file system but a local `open` in `local_flags`): the components
+write it through movierec.paths, which reaches buckets too, and serving/ stays free of TFX.
 
 What TF Serving 2.16.1 requires of them, and where its source decides it:
 - Batching is on, so every input is batch-major (serving/contract.py); requests of different
@@ -28,11 +35,10 @@ What TF Serving 2.16.1 requires of them, and where its source decides it:
   (model_servers/server.cc `Server::BuildAndStart` polls only when it is > 0).
 """
 import os
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence
 
 import yaml
 from google.protobuf import text_format
-from tfx.dsl.io import fileio
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import contract
@@ -48,8 +54,8 @@ METRICS_PATH = "/monitoring/prometheus/metrics"
 
 # BatchingParameters (tensorflow_serving/servables/tensorflow/session_bundle_config.proto): the
 # wrapper-typed fields are written `name { value: v }`, the others `name: v`. Written as text here
-# (components import no serving module but the contract); tests parse the file with TF Serving's
-# own message (serving/tf_serving_config.py) and check it against the rules above.
+# (this module imports no model-server code); tests parse the file with TF Serving's own message
+# (serving/model_server/tf_serving_config.py) and check it against the rules above.
 BATCHING_WRAPPED = {
     "max_batch_size": contract.MAX_BATCH_SIZE,
     "batch_timeout_micros": 2000,
@@ -63,7 +69,7 @@ ALLOWED_BATCH_SIZES = [2 ** i for i in range(contract.MAX_BATCH_SIZE.bit_length(
 def batching_parameters() -> str:
     """batching_parameters.txt: a BatchingParameters text proto."""
     lines = ["# Server-side batching of concurrent requests (TF Serving BatchingParameters); see",
-             "# components/pusher/deploy.py for why each value is what it is."]
+             "# serving/deploy.py for why each value is what it is."]
     lines += [f"{name} {{ value: {value} }}" for name, value in BATCHING_WRAPPED.items()]
     lines += [f"allowed_batch_sizes: {size}" for size in ALLOWED_BATCH_SIZES]
     lines.append("pad_variable_length_inputs: true")
@@ -115,25 +121,43 @@ STORAGE_NOTE = """\
 """
 
 
+def probe_paths(model_name: str) -> Dict[str, str]:
+    """The HTTP paths the probes call, and why each answers as it does on tensorflow_model_server
+    2.16.1 (model_servers/http_rest_api_handler.cc):
+
+    - readiness (and startup): GET /v1/models/<name>/metadata. ProcessModelMetadataRequest gets a
+      servable handle for the latest version (GetModelMetadataImpl -> ServerCore::GetServableHandle),
+      so it is 200 only while a version is AVAILABLE, and 404 ("Servable not found for request:
+      Latest(<name>)") while none can serve. GET /v1/models/<name> (ProcessModelStatusRequest ->
+      GetModelStatusImpl) is not usable: it answers 200 whenever any version is known, also when
+      every version is END (failed to load, or unloaded).
+    - liveness: GET on the Prometheus path (monitoring.config enables it): the HTTP server answers
+      it whatever the models' state, so a pod is restarted only when the server itself stops
+      answering, not when no version can serve (restarting would not bring one back).
+    """
+    return {"ready": f"/v1/models/{model_name}/metadata", "alive": METRICS_PATH}
+
+
 def kubernetes(model_names: Sequence[str]) -> list:
     """Deployment (2 replicas, probes on the REST API), Service, and the shared models claim.
 
-    Probes use GET /v1/models/<name> (TF Serving's model status over REST: 200 once a version of
-    the model is known, 404 before). The startup probe allows 5 minutes for the first load and
-    warmup; after it, a pod that stops answering is taken out of the Service (readiness) and,
-    after 30 s, restarted (liveness).
+    Probes (probe_paths): the startup probe allows 5 minutes for the first load and warmup (TF
+    Serving opens its ports once the models are loaded); a pod whose first model has no version
+    able to serve is taken out of the Service (readiness), one whose server stops answering is
+    restarted after 30 s (liveness).
     """
     labels = {"app": "movierec-serving"}
-    probe = lambda period, failures: {
-        "httpGet": {"path": f"/v1/models/{model_names[0]}", "port": REST_PORT},
+    paths = probe_paths(model_names[0])
+    probe = lambda path, period, failures: {
+        "httpGet": {"path": path, "port": REST_PORT},
         "periodSeconds": period, "failureThreshold": failures, "timeoutSeconds": 2}
     container = {
         "name": "tf-serving", "image": TF_SERVING_IMAGE, "args": server_args(),
         "ports": [{"name": "grpc", "containerPort": GRPC_PORT}, {"name": "http", "containerPort": REST_PORT}],
         "volumeMounts": [{"name": "models", "mountPath": MODELS_MOUNT, "readOnly": True}],
-        "startupProbe": probe(5, 60),
-        "readinessProbe": probe(5, 2),
-        "livenessProbe": probe(10, 3),
+        "startupProbe": probe(paths["ready"], 5, 60),
+        "readinessProbe": probe(paths["ready"], 5, 2),
+        "livenessProbe": probe(paths["alive"], 10, 3),
         "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "4Gi"}},
     }
     deployment = {
@@ -158,25 +182,41 @@ def kubernetes(model_names: Sequence[str]) -> list:
     return [deployment, service, claim]
 
 
-def deploy_files(model_names: Sequence[str], mount: str = MODELS_MOUNT) -> Dict[str, str]:
+def config_files(model_names: Sequence[str], mount: str = MODELS_MOUNT) -> Dict[str, str]:
     """{file name: text}: the server's config files, with model base paths under `mount`."""
     return {MODELS_CONFIG: models_config(model_names, mount), BATCHING_FILE: batching_parameters(),
             MONITORING_FILE: monitoring_config()}
 
 
-def write_files(directory: str, files: Dict[str, str]) -> None:
-    """Writes each file atomically (a server polling models.config never reads half a file)."""
-    for name, text in files.items():
-        path = os.path.join(directory, name)
-        with fileio.open(f"{path}.tmp", "w") as f:
-            f.write(text)
-        fileio.rename(f"{path}.tmp", path, overwrite=True)
-
-
-def write_deploy_files(serving_dir: str, model_names: Sequence[str]) -> None:
-    """(Re)writes the deploy files for `model_names` into `serving_dir`."""
-    write_files(serving_dir, {
-        **deploy_files(model_names),
+def all_files(model_names: Sequence[str]) -> Dict[str, str]:
+    """{file name: text}: everything a push leaves beside the versions (config, compose, Kubernetes)."""
+    return {
+        **config_files(model_names),
         "docker-compose.yaml": yaml.safe_dump(docker_compose(), sort_keys=False),
         "kubernetes.yaml": STORAGE_NOTE + yaml.safe_dump_all(kubernetes(model_names), sort_keys=False),
-    })
+    }
+
+
+def local_flags(serving_dir: str, work_dir, batching: bool = True) -> List[str]:
+    """The flags docker-compose.yaml gives tensorflow_model_server, for a local `movierec serve` on a
+    pushed `serving_dir` (tests, benchmarks): the /models mount mapped to `serving_dir` (its
+    models.config, with base paths rewritten, goes to `work_dir`), ports and the version poll left
+    to the caller, batching optional."""
+    config = model_server_config_pb2.ModelServerConfig()
+    with open(os.path.join(serving_dir, MODELS_CONFIG)) as f:
+        text_format.Parse(f.read(), config)
+    for model in config.model_config_list.config:
+        if model.base_path.startswith(MODELS_MOUNT + "/"):
+            model.base_path = str(serving_dir) + model.base_path[len(MODELS_MOUNT):]
+    models_file = os.path.join(work_dir, MODELS_CONFIG)
+    with open(models_file, "w") as f:
+        f.write(text_format.MessageToString(config))
+    flags = []
+    for flag in server_args(str(serving_dir)):
+        name = flag.split("=")[0]
+        if name in ("--port", "--rest_api_port", "--file_system_poll_wait_seconds"):
+            continue
+        if name in ("--enable_batching", "--batching_parameters_file") and not batching:
+            continue
+        flags.append(f"--model_config_file={models_file}" if name == "--model_config_file" else flag)
+    return flags

@@ -326,6 +326,7 @@ def _tensor(dtype, dims: Sequence[int], **values) -> tensor_pb2.TensorProto:
 def malformed_requests(model: str, user: str, movie: str, batching: bool = True) -> List[Malformed]:
     """Requests TF Serving refuses: unknown model or version -> NOT_FOUND; unknown Predict
     signature -> FAILED_PRECONDITION; input that does not fit the signature -> INVALID_ARGUMENT.
+    (IDs of rank 2 are not among them: TF Serving checks no shapes and the model broadcasts them.)
     Inputs of different batch sizes are refused only by the batching session (`batching`); without
     it TF Serving runs them and the model broadcasts. The server must answer each and stay up."""
     not_found, invalid = grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT
@@ -352,7 +353,6 @@ def malformed_requests(model: str, user: str, movie: str, batching: bool = True)
         Malformed("int64 k", invalid, recommend(k=np.array([5], np.int64))),
         Malformed("float k", invalid, recommend(k=np.array([5], np.float32))),
         Malformed("int exclude_seen", invalid, recommend(exclude_seen=np.array([1], np.int32))),
-        Malformed("IDs of rank 2", invalid, _predict(contract.PREDICT_RATING, model, user_id=[[user]], movie_id=[[movie]])),
         Malformed("scalar IDs", invalid, _predict(contract.PREDICT_RATING, model, user_id=user, movie_id=movie)),
         Malformed("scalar k", invalid, recommend(k=np.int32(5))),
         Malformed("scalar exclude_seen", invalid, recommend(exclude_seen=False)),

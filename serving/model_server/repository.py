@@ -1,7 +1,7 @@
 """The models a server serves, loaded by the rules of TF Serving's ServerCore.
 
 Which models: a ModelServerConfig (models.config, re-read on --model_config_file_poll_wait_seconds).
-Which versions: each model's version policy over its version folders (serving/model_config.py),
+Which versions: each model's version policy over its version folders (serving/model_server/model_config.py),
 re-read every --file_system_poll_wait_seconds by one poll of every model, as
 sources/storage_path/file_system_storage_path_source.cc PollFileSystemForConfig does: a base path
 that is missing or cannot be listed fails the whole poll and changes nothing (a storage blip never
@@ -24,8 +24,8 @@ from typing import Callable, Dict, List, Optional
 import grpc
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving import model_config
-from serving.status import ServingError, invalid_argument, not_found
+from serving.model_server import model_config
+from serving.model_server.status import ServingError, invalid_argument, not_found
 
 
 @dataclasses.dataclass
@@ -223,8 +223,8 @@ class ModelRepository:
             waiting = self.unavailable_models()
             failed = {name: s for name, s in waiting.items() if s is not None and s.state == "END"}
             if failed:
-                raise RuntimeError(f"{len(failed)} model(s) did not become available: {{" + ", ".join(
-                    f"{{name: {name} version: {s.version}}} due to error: {s.error.code_name}: {s.error.message}"
+                raise RuntimeError(f"{len(failed)} model(s) did not become available: {{" + "".join(
+                    f"{{{{name: {name} version: {s.version}}} due to error: {s.error.code_name}: {s.error.message}}}, "
                     for name, s in sorted(failed.items())) + "}")
             if not waiting:
                 return

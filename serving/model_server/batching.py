@@ -13,6 +13,8 @@ up. What a client can observe is reproduced from the source:
   beyond the 0th dimension (FAILED_PRECONDITION) unless pad_variable_length_inputs, which pads
   with each tensor's first element (an empty tensor cannot be padded: INVALID_ARGUMENT); a batch
   is padded up to the next allowed_batch_sizes entry with copies of the last request's first row;
+  with padding, requests whose inputs differ in rank are not batched together (TF Serving's
+  padding has no rule for them; see _Batch.takes);
 - batching_session.cc SplitOutputTensors: every output must have a 0th dimension equal to the
   batch size (FAILED_PRECONDITION), and an error fails every request in the batch.
 
@@ -20,6 +22,7 @@ A batch runs when it is full, when batch_timeout_micros have passed since it ope
 later batch is waiting. Each queue has one thread (TF Serving shares num_batch_threads threads).
 """
 import collections
+import math
 import dataclasses
 import threading
 import time
@@ -28,8 +31,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import grpc
 import numpy as np
 
-from serving import tf_serving_config
-from serving.status import ServingError, failed_precondition, invalid_argument
+from serving.model_server import tf_serving_config
+from serving.model_server.status import ServingError, failed_precondition, invalid_argument
 
 Tensors = Dict[str, np.ndarray]
 
@@ -103,8 +106,9 @@ def _pad(value: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 class _Task:
     """One request: its inputs, and the outputs of its pieces as batches finish them."""
 
-    def __init__(self, inputs: Tensors, size: int):
+    def __init__(self, inputs: Tensors, size: int, timeout_ms: int = 0):
         self.inputs, self.size = inputs, size
+        self.timeout_ms = timeout_ms  # RunOptions.timeout_in_ms; 0: none
         self.parts: Dict[int, Tensors] = {}
         self.rows_done = 0
         self.error: Optional[ServingError] = None
@@ -148,11 +152,22 @@ class _Batch:
     size: int = 0
     opened: float = dataclasses.field(default_factory=time.monotonic)
 
+    def takes(self, task: _Task, padding: bool) -> bool:
+        """With padding, tasks whose inputs differ in rank never share a batch: TF Serving merges
+        them anyway and its padding is then undefined (batching_util.cc CalculateMaxDimSizes indexes
+        past the first task's rank), so here each is answered as if it came alone
+        (docs/tf-serving-rules.md). Without padding they merge, and the merge refuses the whole
+        batch as TF Serving's does (AreShapesEqualExceptZeroDim)."""
+        if not padding:
+            return True
+        first = self.pieces[0].task.inputs if self.pieces else task.inputs
+        return all(np.ndim(value) == np.ndim(first.get(key)) for key, value in task.inputs.items())
+
 
 class Queue:
     """One signature's batch queue and the thread that runs its batches."""
 
-    def __init__(self, options: Options, execute: Callable[[Tensors], Tensors], name: str):
+    def __init__(self, options: Options, execute: Callable[[Tensors, int], Tensors], name: str):
         self.options, self._execute = options, execute
         self._batches: collections.deque = collections.deque()
         self._condition = threading.Condition()
@@ -160,8 +175,8 @@ class Queue:
         self._thread = threading.Thread(target=self._loop, name=f"batch-{name}", daemon=True)
         self._thread.start()
 
-    def run(self, inputs: Tensors) -> Tensors:
-        task = _Task(inputs, batch_size(inputs))
+    def run(self, inputs: Tensors, timeout_ms: int = 0) -> Tensors:
+        task = _Task(inputs, batch_size(inputs), timeout_ms)
         if not self._schedule(task):
             self._finish(_Batch([_Piece(task, 0, task.size)], task.size))
         task.done.wait()
@@ -172,6 +187,7 @@ class Queue:
     def _schedule(self, task: _Task) -> bool:
         """Queues the task; False once the queue has stopped (the caller then runs it alone)."""
         options, limit = self.options, self.options.execution_limit
+        padding = options.pad_variable_length_inputs
         if task.size > options.max_batch_size:
             raise invalid_argument(f"Task size {task.size} is larger than maximum input batch size "
                                    f"{options.max_batch_size}")
@@ -179,7 +195,7 @@ class Queue:
             if self._stopped:
                 return False
             open_batch = self._batches[-1] if self._batches else None
-            room = limit - open_batch.size if open_batch else 0
+            room = limit - open_batch.size if open_batch and open_batch.takes(task, padding) else 0
             if options.enable_large_batch_splitting:
                 sizes, left = [], task.size
                 if room > 0:
@@ -196,7 +212,8 @@ class Queue:
                                    "The batch scheduling queue to which this task was submitted is full")
             start = 0
             for size in sizes:
-                if not self._batches or self._batches[-1].size + size > limit:
+                if (not self._batches or self._batches[-1].size + size > limit
+                        or not self._batches[-1].takes(task, padding)):
                     self._batches.append(_Batch())
                 batch = self._batches[-1]
                 batch.pieces.append(_Piece(task, start, start + size))
@@ -229,12 +246,14 @@ class Queue:
             self._finish(batch)
 
     def _finish(self, batch: _Batch) -> None:
-        """Runs a batch and hands each task its rows of the outputs, or the batch's error."""
+        """Runs a batch and hands each task its rows of the outputs, or the batch's error: any
+        failure fails this batch's requests, never the queue's thread."""
         try:
             outputs = self._run_batch(batch)
-        except ServingError as e:
+        except Exception as e:
+            error = e if isinstance(e, ServingError) else ServingError(grpc.StatusCode.INTERNAL, str(e))
             for piece in batch.pieces:
-                piece.task.finish(piece.start, piece.stop - piece.start, None, e)
+                piece.task.finish(piece.start, piece.stop - piece.start, None, error)
             return
         offset = 0
         for piece in batch.pieces:
@@ -243,7 +262,15 @@ class Queue:
             offset += rows
 
     def _run_batch(self, batch: _Batch) -> Tensors:
-        """batching_session.cc MergeInputTensors, the run, and SplitOutputTensors' checks."""
+        """batching_session.cc ProcessBatch: the batch's deadline (the latest of its tasks'; all
+        passed in the queue: RESOURCE_EXHAUSTED), MergeInputTensors, the run, SplitOutputTensors' checks."""
+        now = time.monotonic()
+        deadlines = [piece.task.enqueued + (piece.task.timeout_ms / 1e3 if piece.task.timeout_ms > 0 else math.inf)
+                     for piece in batch.pieces]
+        if max(deadlines) <= now:
+            raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               "Run() timeout exceeded while waiting in batching queue")
+        timeout_ms = 0 if max(deadlines) == math.inf else max(1, int((max(deadlines) - now) * 1e3))
         pieces = [piece.inputs() for piece in batch.pieces]
         merged: Tensors = {}
         for key in pieces[0]:
@@ -261,7 +288,7 @@ class Queue:
                 values.append(np.repeat(values[-1][:1], padding, axis=0))
             merged[key] = np.concatenate(values)
         total = batch.size + padding
-        outputs = self._execute(merged)
+        outputs = self._execute(merged, timeout_ms)
         for value in outputs.values():
             if value.ndim == 0:
                 raise failed_precondition("Batched output tensor has 0 dimensions")

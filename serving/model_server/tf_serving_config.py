@@ -5,8 +5,9 @@ tensorflow-serving-api 2.16.1 ships `tensorflow_serving.config` (ModelServerConf
 `models.config` is written and checked with the real module) but neither
 `tensorflow_serving/servables/tensorflow/session_bundle_config.proto` (BatchingParameters,
 read by `--batching_parameters_file`) nor `tensorflow_serving/config/monitoring_config.proto`
-(MonitoringConfig, `--monitoring_config_file`). The server parses those files as text protos, so
-a misspelt or mistyped field stops it at start. This module declares the two messages with the
+(MonitoringConfig, `--monitoring_config_file`) nor `config/ssl_config.proto` (SSLConfig,
+`--ssl_config_file`). The server parses those files as text protos, so
+a misspelt or mistyped field stops it at start. This module declares those messages with the
 same package, names, field numbers, types and wrapper types as TF Serving 2.16.1, in a pool of
 their own, so text_format parses our files exactly as the server's parser would. Checked on
 2026-11-29: the declared fields equal, name by name, those of the descriptors protoc 25.1 compiles
@@ -37,6 +38,12 @@ PROMETHEUS_CONFIG_FIELDS = (
     ("enable", 1, _BOOL, _OPTIONAL, None),
     ("path", 2, _STRING, _OPTIONAL, None),
 )
+SSL_CONFIG_FIELDS = (
+    ("server_key", 1, _STRING, _OPTIONAL, None),
+    ("server_cert", 2, _STRING, _OPTIONAL, None),
+    ("custom_ca", 3, _STRING, _OPTIONAL, None),
+    ("client_verify", 4, _BOOL, _OPTIONAL, None),
+)
 MONITORING_CONFIG_FIELDS = (
     ("prometheus_config", 1, _MESSAGE, _OPTIONAL, ".tensorflow.serving.PrometheusConfig"),
 )
@@ -66,7 +73,9 @@ POOL.Add(_file("tensorflow_serving/servables/tensorflow/session_bundle_config.pr
 POOL.Add(_file("tensorflow_serving/config/monitoring_config.proto",
                [_message("PrometheusConfig", PROMETHEUS_CONFIG_FIELDS),
                 _message("MonitoringConfig", MONITORING_CONFIG_FIELDS)]))
+POOL.Add(_file("tensorflow_serving/config/ssl_config.proto", [_message("SSLConfig", SSL_CONFIG_FIELDS)]))
 BatchingParameters = message_factory.GetMessageClass(
     POOL.FindMessageTypeByName("tensorflow.serving.BatchingParameters"))
 MonitoringConfig = message_factory.GetMessageClass(
     POOL.FindMessageTypeByName("tensorflow.serving.MonitoringConfig"))
+SSLConfig = message_factory.GetMessageClass(POOL.FindMessageTypeByName("tensorflow.serving.SSLConfig"))

@@ -2,29 +2,60 @@
 
 Definitions: servables/tensorflow/util.cc (/tensorflow/serving/request_count by model_name and
 status; request_latency by model_name, API, entrypoint; runtime_latency by model_name, API,
-runtime; histograms in microseconds with Buckets::Exponential(10, 1.8, 33)). Page:
-util/prometheus_exporter.cc (metric names with every character outside [a-zA-Z0-9_] replaced by
-':', "# TYPE" lines, cumulative `_bucket{...,le="..."}`, `_sum`, `_count`).
+runtime; histograms of whole microseconds with Buckets::Exponential(10, 1.8, 33)). Buckets: TF's
+monitoring ExponentialBuckets, 33 limits 10, 10*1.8, ... multiplied step by step, then DBL_MAX
+(ExplicitBuckets appends it); a value goes to the first limit above it (Histogram::Add,
+upper_bound). Page: util/prometheus_exporter.cc (metric names with every character outside
+[a-zA-Z0-9_] replaced by ':', label names with every character outside [a-zA-Z0-9] replaced by
+'_', label values with \\ and " escaped, "# TYPE" lines, cumulative `_bucket{...,le="..."}` with
+the limits and `_sum` written by absl::StrCat - six significant digits, as printf's %g - and the
+last bucket as le="+Inf"; counters with %d).
 """
+import bisect
 import collections
+import re
 import threading
 from typing import Dict, List, Tuple
 
 REQUEST_COUNT = "/tensorflow/serving/request_count"
 REQUEST_LATENCY = "/tensorflow/serving/request_latency"
 RUNTIME_LATENCY = "/tensorflow/serving/runtime_latency"
-# Buckets::Exponential(10, 1.8, 33): 10 * 1.8^i for i in 0..31, then +Inf.
-BUCKET_LIMITS = [10 * 1.8 ** i for i in range(32)]
+
+
+def exponential_buckets(scale: float, growth_factor: float, count: int) -> list:
+    """TF monitoring ComputeBucketLimits: bound = scale, then bound *= growth_factor, `count` times."""
+    limits, bound = [], scale
+    for _ in range(count):
+        limits.append(bound)
+        bound *= growth_factor
+    return limits
+
+
+BUCKET_LIMITS = exponential_buckets(10, 1.8, 33)  # the +Inf bucket (DBL_MAX) comes after them
 LABELS = {REQUEST_COUNT: ("model_name", "status"), REQUEST_LATENCY: ("model_name", "API", "entrypoint"),
           RUNTIME_LATENCY: ("model_name", "API", "runtime")}
 
 
 def prometheus_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c == "_" else ":" for c in name)
+    """GetPrometheusMetricName: [^a-zA-Z0-9_] -> ':', a leading digit gets a '_'."""
+    name = re.sub(r"[^a-zA-Z0-9_]", ":", name)
+    return "_" + name if name[:1].isdigit() else name
+
+
+def label_name(name: str) -> str:
+    """SanatizeLabelName: [^a-zA-Z0-9] -> '_', a leading digit gets a '_'."""
+    name = re.sub(r"[^a-zA-Z0-9]", "_", name)
+    return "_" + name if name[:1].isdigit() else name
+
+
+def label_value(value: str) -> str:
+    """SanitizeLabelValue: backslash and double quote escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(value)
+    """absl::StrCat of a double: SixDigitsToBuffer, "%g"."""
+    return "%g" % value
 
 
 class Metrics:
@@ -39,14 +70,15 @@ class Metrics:
 
     def observe(self, metric: str, labels: Tuple[str, ...], microseconds: float) -> None:
         with self._lock:
+            microseconds = int(microseconds)  # Env::NowMicros() differences: whole microseconds
             cell = self._histograms[metric].setdefault(labels, [[0] * (len(BUCKET_LIMITS) + 1), 0.0])
-            bucket = next((i for i, limit in enumerate(BUCKET_LIMITS) if microseconds < limit), len(BUCKET_LIMITS))
+            bucket = bisect.bisect_right(BUCKET_LIMITS, microseconds)
             cell[0][bucket] += 1
             cell[1] += microseconds
 
     def page(self) -> str:
         def labels(metric, values, extra=""):
-            text = ",".join(f'{name}="{value}"' for name, value in zip(LABELS[metric], values))
+            text = ",".join(f'{label_name(name)}="{label_value(value)}"' for name, value in zip(LABELS[metric], values))
             return text + ("," if text and extra else "") + extra
 
         with self._lock:

@@ -5,15 +5,15 @@ import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from components.pusher import deploy
-from serving import contract
-from serving.tf_serving_config import BatchingParameters, MonitoringConfig
+from movierec import paths
+from serving import contract, deploy
+from serving.model_server.tf_serving_config import BatchingParameters, MonitoringConfig
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("serving")
-    deploy.write_deploy_files(str(folder), ["movierec", "movierec-neumf"])
+    paths.write_files(str(folder), deploy.all_files(["movierec", "movierec-neumf"]))
     return {path.name: path.read_text() for path in folder.iterdir()}
 
 
@@ -75,9 +75,35 @@ def test_server_flags_name_the_files_and_turn_batching_warmup_and_polling_on(fil
 
 
 def test_kubernetes_probes_on_the_rest_api_and_shared_storage(files):
+    """Readiness on the metadata path (200 only with a version that can serve; what each answers
+    on a live server: tests/e2e/test_tf_serving_rules.py test_probes_reflect_whether_a_version_can_serve),
+    liveness on the Prometheus page monitoring.config enables."""
     deployment, service, claim = yaml.safe_load_all(files["kubernetes.yaml"])
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/v1/models/movierec", "port": deploy.REST_PORT}
+    for probe in ("startupProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/v1/models/movierec/metadata", "port": deploy.REST_PORT}
+    assert container["livenessProbe"]["httpGet"] == {"path": deploy.METRICS_PATH, "port": deploy.REST_PORT}
+    assert deploy.METRICS_PATH in files[deploy.MONITORING_FILE] and "enable: true" in files[deploy.MONITORING_FILE]
     assert deployment["spec"]["replicas"] > 1 and claim["spec"]["accessModes"] == ["ReadWriteMany"]
     assert "ReadWriteMany" in files["kubernetes.yaml"].splitlines()[2]  # the storage note, on top
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_a_local_server_runs_the_compose_files_command_on_the_pushed_folder(tmp_path, batching):
+    """local_flags (what tests and benchmarks start `movierec serve` with) against the pushed
+    docker-compose.yaml, read here as docker reads it: its command with the /models mount mapped to
+    the serving dir, ports and the version poll left to the caller, and batching dropped on request."""
+    serving_dir, work_dir = tmp_path / "serving", tmp_path / "work"
+    serving_dir.mkdir(), work_dir.mkdir()
+    paths.write_files(str(serving_dir), deploy.all_files(["movierec", "movierec-neumf"]))
+    (service,) = yaml.safe_load((serving_dir / "docker-compose.yaml").read_text())["services"].values()
+    mount = service["volumes"][0].split(":")[1]
+    expected = [arg.replace(f"={mount}/", f"={serving_dir}/") for arg in service["command"]
+                if arg.split("=")[0] not in ("--port", "--rest_api_port", "--file_system_poll_wait_seconds")
+                and (batching or "batching" not in arg)]
+    expected = [f"--model_config_file={work_dir}/{deploy.MODELS_CONFIG}" if arg.startswith("--model_config_file=")
+                else arg for arg in expected]
+    assert deploy.local_flags(str(serving_dir), str(work_dir), batching) == expected
+    config = text_format.Parse((work_dir / deploy.MODELS_CONFIG).read_text(), model_server_config_pb2.ModelServerConfig())
+    assert [m.base_path for m in config.model_config_list.config] == [
+        f"{serving_dir}/movierec", f"{serving_dir}/movierec-neumf"]
