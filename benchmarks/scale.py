@@ -7,7 +7,8 @@ For each size: `movierec data synth` (MovieLens-shaped users x movies, cached be
 `movierec run` from an empty pipeline root. Prints per-component wall time (from ML Metadata),
 the whole run's wall time, peak RSS of the run's process tree (sampled every 0.2 s), rows/s,
 the Trainer's examples/s against plain Keras fitting the same model on the same training rows
-held in memory, and the 10M/1M time ratio. Targets (2 cores, 24 GB): 10M end to end <= 30 min,
+held in memory, the size of the pushed servable's seen tables (every accepted rating, models/seen.py)
+and the 10M/1M time ratio. Targets (2 cores, 24 GB): 10M end to end <= 30 min,
 peak RSS <= 6 GB, 10M/1M <= 11.
 
     python -m benchmarks.scale --example-gen-only [--sizes 1m] [--repeat 3]
@@ -30,11 +31,13 @@ from typing import Dict, List
 import psutil
 from tabulate import tabulate
 
+from components.servable_export.executor import SEEN_BYTES
 from pipeline import configs, metadata, run_summary
 
 # (ratings, users, movies): MovieLens-100K, -1M and -10M shapes.
 SIZES = {"100k": (100_000, 943, 1_682), "1m": (1_000_000, 6_040, 3_706), "10m": (10_000_000, 69_878, 10_677)}
-MAIN_COMPONENTS = ("RatingsExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator", "Pusher")
+MAIN_COMPONENTS = ("RatingsExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator", "ServableExport",
+                   "Pusher")
 
 
 def movierec(*args) -> List[str]:
@@ -88,9 +91,8 @@ def keras_in_memory(config: configs.PipelineConfig, epochs: int = 2) -> float:
     from tfx.components.util import examples_utils, tfxio_utils
     from tfx.proto import example_gen_pb2
 
-    from models import catalog, side_features, trainer
+    from models import catalog, trainer
     from models.artifacts import EXAMPLES_PER_SECOND
-    from models import model as model_lib
 
     store = metadata.connect(config)
     tft_output = tft.TFTransformOutput(store.get_artifacts_by_type("TransformGraph")[-1].uri)
@@ -103,10 +105,8 @@ def keras_in_memory(config: configs.PipelineConfig, epochs: int = 2) -> float:
     rows = catalog.build(tft_output, trainer.transformed_dataset(
         [f"{examples.uri}/Split-train/*"], accessor, tft_output, catalog.SCAN_BATCH))
     hparams = config.hyperparameters
-    model = model_lib.build_model(
-        rows.num_users, rows.num_movies, float(rows.seen_ratings.mean()), hparams,
-        rating_range=(float(rows.seen_ratings.min()), float(rows.seen_ratings.max())),
-        **(side_features.tables(rows) if hparams.side_features else {}))
+    model = trainer.rating_model(rows, hparams, float(rows.seen_ratings.mean()),
+                                 (float(rows.seen_ratings.min()), float(rows.seen_ratings.max())))
     history = model.fit(rows.training_inputs(), rows.seen_ratings, batch_size=hparams.batch_size, epochs=epochs,
                         shuffle=True, verbose=0, callbacks=[trainer.Throughput(len(rows.seen_ratings))])
     return max(history.history[EXAMPLES_PER_SECOND])
@@ -184,6 +184,8 @@ def run_size(size: str, args) -> Dict:
               "components": {name: summary.seconds.get(name, 0.0) for name in MAIN_COMPONENTS},
               "eval_rmse": summary.metrics.get("root_mean_squared_error"),
               "trainer_examples_per_s": trainer_rate,
+              # The pushed servable's seen tables (models/seen.py): every accepted rating.
+              "seen_mb": summary.servable.get_int_custom_property(SEEN_BYTES) / 1e6 if summary.servable else None,
               "keras_in_memory_examples_per_s": keras_in_memory(config) if code == 0 else None}
     print(json.dumps(result), flush=True)
     return result
@@ -209,11 +211,12 @@ def main() -> None:
     (args.work / "results.json").write_text(json.dumps(results, indent=1))
 
     headers = ["size", "exit", "total s", "peak RSS GB", "rows/s", *[c.replace("FileBased", "") for c in MAIN_COMPONENTS],
-               "eval RMSE", "trainer ex/s", "Keras in-memory ex/s"]
+               "eval RMSE", "trainer ex/s", "Keras in-memory ex/s", "seen tables MB"]
     print(tabulate([[r["size"], r["exit_code"], f"{r['seconds']:.0f}", f"{r['peak_rss_gb']:.2f}",
                      f"{r['rows_per_s']:,.0f}", *[f"{r['components'][c]:.0f}" if r["components"][c] else "-" for c in MAIN_COMPONENTS],
                      f"{r['eval_rmse']:.4f}" if r["eval_rmse"] else "-", f"{r['trainer_examples_per_s']:,.0f}",
-                     f"{r['keras_in_memory_examples_per_s']:,.0f}" if r["keras_in_memory_examples_per_s"] else "-"]
+                     f"{r['keras_in_memory_examples_per_s']:,.0f}" if r["keras_in_memory_examples_per_s"] else "-",
+                     f"{r['seen_mb']:.1f}" if r["seen_mb"] is not None else "-"]
                     for r in results], headers=headers))
     by_size = {r["size"]: r for r in results}
     if "1m" in by_size and "10m" in by_size:

@@ -2,9 +2,10 @@
 
 RatingsExampleGen -> StatisticsGen / ImportSchemaGen -> ExampleValidator -> ValidationGate
 -> Transform -> Trainer -> Evaluator (RMSE vs the last blessed model) -> RankingEvaluator (NDCG; one blessing
-with RMSE) -> InfraValidator -> AtomicPusher
+with RMSE) -> ServableExport (the blessed model with every accepted rating) -> InfraValidator -> AtomicPusher
 """
 import dataclasses
+import json
 import pathlib
 
 import tensorflow_model_analysis as tfma
@@ -15,6 +16,7 @@ from components.example_gen.component import RatingsExampleGen
 from components.infra_validator.component import InfraValidator
 from components.pusher.component import AtomicPusher
 from components.ranking_evaluator.component import RankingEvaluator
+from components.servable_export.component import ServableExport
 from components.schema_import import SchemaImport
 from components.validation_gate import ValidationGate
 from models.features import SLICE_FEATURES
@@ -30,6 +32,7 @@ MAE = "mean_absolute_error"
 # Change thresholds compare with a tolerance; this one only absorbs float rounding.
 RMSE_TOLERANCE = 1e-10
 RANKING_EVALUATOR = "RankingEvaluator"
+SERVABLE_EXPORT = "ServableExport"
 
 
 def _blessings(orchestrator: str) -> tfx.dsl.Channel:
@@ -80,14 +83,17 @@ def eval_config(evaluation: configs.EvaluationConfig) -> tfma.EvalConfig:
 
 
 def _carried_over(config: configs.PipelineConfig, validation_gate, orchestrator: str):
-    """(training examples, {name: resolver}): what a run takes over from earlier runs.
+    """(training examples, accepted examples, {name: resolver}): what a run takes over from
+    earlier runs.
 
     Locally (and on Airflow): the rolling window of validated spans, and the analyzer cache and
-    warm-start model chosen so that a rerun on unchanged data is fully cached (resolvers.py).
+    warm-start model chosen so that a rerun on unchanged data is fully cached (resolvers.py), and
+    every span ever validated, which the pushed servable knows (components/servable_export).
     Kubeflow v2 accepts only TFX's latest-artifact and latest-blessed-model resolvers there: it
-    trains on the newest validated span, with the latest cache and latest blessed model.
+    trains on the newest validated span, with the latest cache and latest blessed model, and its
+    servable knows that span's ratings (every split), not older spans'.
     """
-    training_examples = validation_gate.outputs["validated_examples"]
+    training_examples = accepted_examples = validation_gate.outputs["validated_examples"]
     channel = lambda artifact_type: tfx.dsl.Channel(type=artifact_type)
     if orchestrator == KUBEFLOW_V2:
         resolvers_by_name = {
@@ -114,7 +120,10 @@ def _carried_over(config: configs.PipelineConfig, validation_gate, orchestrator:
                 model=channel(tfx.types.standard_artifacts.Model),
                 model_blessing=_blessings(orchestrator),
                 examples=validated_channel()),
+            "accepted_examples": tfx.dsl.Resolver(
+                strategy_class=resolvers.AcceptedExamplesStrategy, examples=validated_channel()),
         }
+        accepted_examples = resolvers_by_name["accepted_examples"].outputs["examples"]
         if config.uses_spans():
             resolvers_by_name["span_window"] = tfx.dsl.Resolver(
                 strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
@@ -125,8 +134,8 @@ def _carried_over(config: configs.PipelineConfig, validation_gate, orchestrator:
         for resolver in resolvers_by_name.values():
             resolver.add_upstream_node(validation_gate)
     ids = {"analyzer_cache": "transform_analyzer_cache", "base_model": "warm_start_model",
-           "span_window": "rolling_span_window"}
-    return training_examples, {name: r.with_id(ids[name]) for name, r in resolvers_by_name.items()}
+           "span_window": "rolling_span_window", "accepted_examples": "accepted_examples"}
+    return training_examples, accepted_examples, {name: r.with_id(ids[name]) for name, r in resolvers_by_name.items()}
 
 
 def _schema_import(config: configs.PipelineConfig, orchestrator: str) -> SchemaImport:
@@ -173,7 +182,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     validation_gate = ValidationGate(examples=examples, anomalies=example_validator.outputs["anomalies"])
     validated = validation_gate.outputs["validated_examples"]
-    training_examples, carried_over = _carried_over(config, validation_gate, orchestrator)
+    training_examples, accepted_examples, carried_over = _carried_over(config, validation_gate, orchestrator)
 
     transform = tfx.components.Transform(
         examples=training_examples, schema=schema_gen.outputs["schema"],
@@ -189,13 +198,14 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
                        "movie_popularity_bounds": list(config.evaluation.movie_popularity_bounds),
                        code_version.KEY: code_digest})
 
+    hyperparameters = dataclasses.asdict(config.hyperparameters)
     trainer = tfx.components.Trainer(
         run_fn=configs.RUN_FN,
         examples=training_examples,
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         base_model=carried_over["base_model"].outputs["model"],
-        custom_config={HYPERPARAMETERS: dataclasses.asdict(config.hyperparameters), code_version.KEY: code_digest})
+        custom_config={HYPERPARAMETERS: hyperparameters, code_version.KEY: code_digest})
 
     latest_blessed_model = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -216,22 +226,31 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         max_ndcg_decrease=config.evaluation.max_ndcg_decrease,
         user_activity_bounds=config.evaluation.user_activity_bounds, code_digest=code_digest,
     ).with_id(RANKING_EVALUATOR)
-    # The RankingEvaluator's blessing requires TFMA's (RMSE) and the NDCG gate's.
+    # The RankingEvaluator's blessing requires TFMA's (RMSE) and the NDCG gate's. The one place
+    # that says which blessing lets a model through to serving.
     blessing = ranking_evaluator.outputs["blessing"]
 
-    # Between Evaluator and Pusher: the candidate served as production serves it (TFX's InfraValidator role).
-    infra_validator = InfraValidator(model=trainer.outputs["model"], model_blessing=blessing,
+    # What is pushed: the judged model with recommend's tables over every accepted rating
+    # (models/servable.py states the rule), built once the blessing is decided; it does not read
+    # the blessing, so a rerun whose Evaluator ran again finds it cached (servable_export/executor.py).
+    servable_export = ServableExport(
+        model=trainer.outputs["model"], transform_graph=transform.outputs["transform_graph"],
+        examples=accepted_examples, hyperparameters=json.dumps(hyperparameters),
+        code_digest=code_digest).with_id(SERVABLE_EXPORT)
+    servable_export.add_upstream_node(blessing.producer_component)
+    servable = servable_export.outputs["servable"]
+    # Between Evaluator and Pusher: the servable served as production serves it (TFX's InfraValidator role).
+    infra_validator = InfraValidator(model=servable, model_blessing=blessing,
                                      model_name=config.model_name, model_server=config.model_server)
     # Keeps TFX's node ID, so run histories and caches of existing pipeline roots carry on.
-    pusher = AtomicPusher(trainer.outputs["model"], blessing,
-                          infra_validator.outputs["blessing"], config.push_base).with_id("Pusher")
+    pusher = AtomicPusher(servable, blessing, infra_validator.outputs["blessing"], config.push_base).with_id("Pusher")
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator,
                     validation_gate, *carried_over.values(), transform, trainer, latest_blessed_model,
-                    evaluator, ranking_evaluator, infra_validator, pusher],
+                    evaluator, ranking_evaluator, servable_export, infra_validator, pusher],
         enable_cache=config.enable_cache,
         # Kubeflow Pipelines / Vertex keep their own ML Metadata: no settings (or password) needed,
         # and a remote pipeline root has no local SQLite file to name.

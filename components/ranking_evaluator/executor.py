@@ -44,22 +44,27 @@ RANKING_NOTES = "ranking_notes"
 TOLERANCE = 1e-10
 
 
-def read_split(examples: types.Artifact, split: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(user IDs, movie IDs, ratings) of one split of the Examples artifact, as numpy arrays."""
+ROW_KEYS = (features.USER_ID, features.MOVIE_ID, features.RATING)
+
+
+def split_batches(examples: types.Artifact, split: str, keys: Sequence[str] = ROW_KEYS) -> tf.data.Dataset:
+    """Batches of {key: [batch] values} of one split of the Examples artifact, for `keys` of ROW_KEYS."""
     pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*")
     files = sorted(fileio.glob(pattern))
     if not files:
         raise FileNotFoundError(f"{pattern}: no examples in split '{split}'")
-    spec = {features.USER_ID: tf.io.FixedLenFeature([], tf.string),
-            features.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
-            features.RATING: tf.io.FixedLenFeature([], tf.float32)}
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(65536).map(
+    spec = {key: tf.io.FixedLenFeature([], tf.float32 if key == features.RATING else tf.string) for key in keys}
+    return tf.data.TFRecordDataset(files, compression_type="GZIP").batch(65536).map(
         lambda batch: tf.io.parse_example(batch, spec))
-    columns = {key: [] for key in spec}
-    for batch in dataset:
-        for key in spec:
+
+
+def read_split(examples: types.Artifact, split: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user IDs, movie IDs, ratings) of one split of the Examples artifact, as numpy arrays."""
+    columns = {key: [] for key in ROW_KEYS}
+    for batch in split_batches(examples, split):
+        for key in ROW_KEYS:
             columns[key].append(batch[key].numpy())
-    return tuple(np.concatenate(columns[key]) for key in spec)
+    return tuple(np.concatenate(columns[key]) for key in ROW_KEYS)
 
 
 def read_eval_set(examples: types.Artifact, activity_bounds: Sequence[int]) -> ranking.EvalSet:

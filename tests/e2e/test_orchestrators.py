@@ -10,8 +10,8 @@ from tests.conftest import REPO
 
 COMPONENTS = {"RatingsExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
               "ValidationGate", "transform_analyzer_cache", "warm_start_model", "Transform",
-              "Trainer", "latest_blessed_model_resolver", "Evaluator", "RankingEvaluator", "InfraValidator",
-              "Pusher"}
+              "Trainer", "latest_blessed_model_resolver", "Evaluator", "RankingEvaluator", "ServableExport",
+              "InfraValidator", "Pusher"}
 
 DAGBAG_PROBE = """
 import json, sys
@@ -41,11 +41,13 @@ def test_airflow_dag_loads_with_every_component_in_order(ratings_sample, tmp_pat
     assert result.returncode == 0, result.stderr[-3000:]
     dag = json.loads(result.stdout.strip().splitlines()[-1])
     assert dag["errors"] == {}
-    assert set(dag["upstream"]) == COMPONENTS
+    assert set(dag["upstream"]) == COMPONENTS | {"accepted_examples"}
     assert dag["schedule"] == "30 2 * * *" and dag["max_active_runs"] == 1
     assert "ValidationGate" in dag["upstream"]["Transform"]
-    assert set(dag["upstream"]["Pusher"]) == {"RankingEvaluator", "InfraValidator", "Trainer"}
-    assert set(dag["upstream"]["InfraValidator"]) == {"RankingEvaluator", "Trainer"}
+    # What is pushed is the servable built from the blessed model and every accepted rating.
+    assert set(dag["upstream"]["ServableExport"]) == {"RankingEvaluator", "Trainer", "Transform", "accepted_examples"}
+    assert set(dag["upstream"]["Pusher"]) == {"RankingEvaluator", "InfraValidator", "ServableExport"}
+    assert set(dag["upstream"]["InfraValidator"]) == {"RankingEvaluator", "ServableExport"}
     assert {"Evaluator", "Trainer", "latest_blessed_model_resolver"} <= set(dag["upstream"]["RankingEvaluator"])
 
 
@@ -63,7 +65,9 @@ def test_kubeflow_v2_pipeline_json(ratings_sample, tmp_path):
     after = lambda task: set(tasks[task].get("dependentTasks", []))
     assert "ExampleValidator" in after("ValidationGate") and "ValidationGate" in after("Transform")
     assert "Transform" in after("Trainer") and "warm_start_model-model-resolver" in after("Trainer")
-    assert "Trainer" in after("Evaluator") and after("Pusher") == {"RankingEvaluator", "InfraValidator", "Trainer"}
+    assert "Trainer" in after("Evaluator") and after("Pusher") == {"RankingEvaluator", "InfraValidator", "ServableExport"}
+    # Kubeflow v2 has no resolver for every accepted span: the servable knows this run's examples.
+    assert after("ServableExport") == {"RankingEvaluator", "Trainer", "Transform", "ValidationGate"}
     assert "Evaluator" in after("RankingEvaluator")
     images = {e["container"]["image"] for e in spec["pipelineSpec"]["deploymentSpec"]["executors"].values()
               if "container" in e}
