@@ -13,6 +13,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from models.features import MOVIE_XF, RATING_XF, USER_XF, transformed_name, vocabulary_id, vocabulary_name
+from movierec import paths
 from movierec.data import features
 
 SCAN_BATCH = 8192
@@ -118,14 +119,12 @@ def save(catalog: Catalog, path: str) -> None:
     stats = (len(ratings), ratings.mean(), ratings.min(), ratings.max()) if len(ratings) else (0, 0.0, 0.0, 0.0)
     buffer = io.BytesIO()
     np.savez(buffer, rating_stats=np.array(stats, np.float64), **arrays)
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(buffer.getvalue())
+    paths.write_bytes(path, buffer.getvalue())
 
 
 def load(path: str) -> Tuple[Catalog, Dict[str, float]]:
     """(the catalogue `save` wrote, with no ratings; {RATING_STATS name: value})."""
-    with tf.io.gfile.GFile(path, "rb") as f:
-        stored = np.load(io.BytesIO(f.read()), allow_pickle=False)
+    stored = np.load(io.BytesIO(paths.read_bytes(path)), allow_pickle=False)
     arrays = {name: stored[name].astype(object) if stored[name].dtype.kind == "S" else stored[name]
               for name in stored.files if name != "rating_stats"}
     stats = dict(zip(RATING_STATS, stored["rating_stats"].tolist()))

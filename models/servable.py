@@ -17,7 +17,6 @@ and what is pushed"):
 
 Then it is exported by the same code as the judged model (export.save).
 """
-import os
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -28,6 +27,7 @@ from models import catalog, export, retrieval, trainer
 from models import model as model_lib
 from models.hyperparameters import Hyperparameters
 from models.seen import Seen
+from movierec import paths
 
 
 def restore_rating_model(model_dir: str, catalog_file: str,
@@ -41,7 +41,7 @@ def restore_rating_model(model_dir: str, catalog_file: str,
         model = model_lib.with_autorec(model, table, hparams.blend_weight)
     # The SavedModel's variables are an object-based checkpoint whose root is the exported
     # module: its `model` attribute is this Keras model, matched layer by layer.
-    status = tf.train.Checkpoint(model=model).read(os.path.join(model_dir, "variables", "variables"))
+    status = tf.train.Checkpoint(model=model).read(paths.join(model_dir, "variables", "variables"))
     status.expect_partial()  # the module's other objects (tables, catalogue vectors) are rebuilt
     status.assert_existing_objects_matched()
     return model, movies_and_users, stats

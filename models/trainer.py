@@ -21,6 +21,7 @@ from models import model as model_lib
 from models.artifacts import CATALOG_FILE, EXAMPLES_PER_SECOND, HISTORY_FILE, MAP_FILE
 from models.features import MOVIE_XF, RATING_XF, USER_XF
 from models.hyperparameters import HYPERPARAMETERS, Hyperparameters
+from movierec import paths
 from movierec.data import features
 
 
@@ -139,7 +140,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         json.dump(history.history, f)
     export.save(model, tf_transform_output, movies_and_users, fn_args.serving_model_dir, retrieval_tables)
     # Beside Format-Serving: what the servable that is pushed is rebuilt from (models/servable.py).
-    catalog.save(movies_and_users, os.path.join(os.path.dirname(fn_args.serving_model_dir), CATALOG_FILE))
+    catalog.save(movies_and_users, paths.join(paths.parent(fn_args.serving_model_dir), CATALOG_FILE))
     vectors = scoring.movie_vectors(model).numpy()
     embeddings.write_projector(fn_args.model_run_dir, movies_and_users, vectors)
     embeddings.write_map(os.path.join(fn_args.model_run_dir, MAP_FILE), movies_and_users, vectors)

@@ -11,7 +11,6 @@ and the Pusher read the blessing and do nothing with a model that was not blesse
 The servable's custom properties say which ratings each model used, for the run summary.
 """
 import json
-import os
 from typing import Any, Dict, List, Tuple
 
 import numpy as np
@@ -28,6 +27,7 @@ from components.resolvers import SPAN
 from models import catalog, seen as seen_lib, servable
 from models.artifacts import CATALOG_FILE
 from models.hyperparameters import Hyperparameters
+from movierec import paths
 from movierec.data import features
 
 # Component spec keys.
@@ -78,7 +78,7 @@ class Executor(base_executor.BaseExecutor):
         model = artifact_utils.get_single_instance(input_dict[MODEL])
         output = artifact_utils.get_single_instance(output_dict[SERVABLE])
         hparams = Hyperparameters.from_dict(json.loads(exec_properties[HYPERPARAMETERS]))
-        catalog_file = os.path.join(model.uri, CATALOG_FILE)
+        catalog_file = paths.join(model.uri, CATALOG_FILE)
         movies_and_users, stats = catalog.load(catalog_file)
         seen, read, sources = accepted_ratings(input_dict[EXAMPLES], movies_and_users.movie_ids)
         transform_graph = artifact_utils.get_single_instance(input_dict[TRANSFORM_GRAPH])
