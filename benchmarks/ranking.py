@@ -41,10 +41,9 @@ import time
 import numpy as np
 import scipy.sparse as sp
 from tabulate import tabulate
-
-from benchmarks import accuracy
 from tfx.utils import path_utils
 
+from benchmarks import accuracy
 from components.ranking_evaluator import executor as ranking_executor
 from models import ranking, retrieval
 from movierec.data import features

@@ -3,9 +3,9 @@ every rating the pipeline accepted.
 
 The model the gates judge (the Trainer's) holds out the eval split and knows only the spans of
 its rolling window: right for judging it, wrong for the people it serves, who would be offered
-films they rated (issue 21: 37.6% of MovieLens-100K's recommended movies). So after the blessing,
-components/servable_export rebuilds that model for serving, by this rule (README, "What is judged
-and what is pushed"):
+films they rated (issue 21: 37.6% of MovieLens-100K's recommended movies). So once the blessing
+is decided, components/servable_export rebuilds that model for serving, by this rule (README,
+"What is judged and what is pushed"):
 
 - the rating model, its vocabularies, catalogue, titles and movie/user vectors are the judged
   model's, weight for weight (restored from its SavedModel's checkpoint into the same Keras model

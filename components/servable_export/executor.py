@@ -1,4 +1,4 @@
-"""ServableExport executor: the blessed model, rebuilt with every accepted rating (component.py).
+"""ServableExport executor: the judged model, rebuilt with every accepted rating (component.py).
 
 Reads the user and movie IDs of every split of every accepted Examples artifact in batches,
 keeping only integer codes (8 bytes a rating; 10M ratings are never held as Python strings),
