@@ -44,11 +44,12 @@ from tabulate import tabulate
 from tfx.utils import path_utils
 
 from benchmarks import accuracy
+from components import rows
 from components.ranking_evaluator import executor as ranking_executor
 from models import ranking, retrieval
 from movierec.data import features
 from pipeline import configs, run_summary
-from pipeline.pipeline import RMSE
+from components.evaluation import RMSE
 
 EASE_GRID = [{"l2": l2} for l2 in (100.0, 200.0, 500.0, 800.0, 1200.0)]
 # A first, wider search (factors 32/64/128, regularization 0.01/0.1, alpha 1/5/20) preferred few
@@ -137,7 +138,7 @@ def run_rows(config: configs.PipelineConfig):
     summary = run_summary.summarize(config)
     if summary is None or summary.examples is None or not summary.ranking_evaluation:
         raise SystemExit(f"{config.pipeline_root}: no run with examples and ranking metrics to compare with")
-    return summary, ranking_executor.read_eval_set(summary.examples, config.evaluation.user_activity_bounds)
+    return summary, rows.read_eval_set(summary.examples, config.evaluation.user_activity_bounds)
 
 
 def choose_head_on_run(config: configs.PipelineConfig) -> None:
@@ -192,11 +193,11 @@ def peer_row(kind, model, data: ranking.EvalSet, scorer: ranking.Scorer, seconds
 
 def already_rated(data: ranking.EvalSet, lists: Dict) -> float:
     """Share of the listed movies that the user rated in the training rows."""
-    rows = dict(zip(data.all_user_ids.tolist(), range(len(data.all_user_ids))))
+    row_of = dict(zip(data.all_user_ids.tolist(), range(len(data.all_user_ids))))
     index = dict(zip(data.movie_ids.tolist(), range(len(data.movie_ids))))
     listed = rated = 0
     for user, movies in lists.items():
-        own = set(data.train.indices[data.train.indptr[rows[user]]:data.train.indptr[rows[user] + 1]].tolist())
+        own = set(data.train.indices[data.train.indptr[row_of[user]]:data.train.indptr[row_of[user] + 1]].tolist())
         listed += len(movies)
         rated += sum(index.get(m, -1) in own for m in movies)
     return rated / max(listed, 1)
@@ -221,7 +222,8 @@ def user_rows(kind: str, work, source, header, train_rows, config: configs.Pipel
                  for user, movies in ranking_executor.recommend_lists(model_dir, data.user_ids, ranking.K).items()}
         table.append(peer_row(kind, f"movierec one file, {name}", data, None, seconds, lists))
         print(f"{kind} {name}: {already_rated(data, lists):.1%} of listed movies already rated", flush=True)
-    users, movies = (column.astype(str) for column in ranking_executor.read_split(summary.examples, "train")[:2])
+    train = rows.read_split(summary.examples, rows.TRAIN)
+    users, movies = train.users.astype(str), train.movies.astype(str)
     judged_rows = ranking.interactions(np.searchsorted(data.all_user_ids, users), np.searchsorted(data.movie_ids, movies),
                                        *data.train.shape)
     h = config.hyperparameters

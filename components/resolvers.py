@@ -19,10 +19,9 @@ from typing import Dict, List, Optional
 from tfx import types
 from tfx.dsl.components.common import resolver
 
-from components import validation_gate
+from components import rows, validation_gate
 
 EXAMPLES = "examples"
-SPAN = "span"  # ExampleGen's custom property (tfx/components/example_gen/utils.py SPAN_PROPERTY_NAME)
 
 
 def _older_than_newest_examples(artifacts: List[types.Artifact],
@@ -64,7 +63,7 @@ class AcceptedExamplesStrategy(resolver.ResolverStrategy):
     def resolve_artifacts(self, store, input_dict) -> Optional[Dict[str, List[types.Artifact]]]:
         newest = {}
         for artifact in sorted(input_dict[EXAMPLES], key=lambda a: a.id):
-            newest[artifact.get_int_custom_property(SPAN)] = artifact
+            newest[rows.span(artifact)] = artifact
         return {**input_dict, EXAMPLES: [newest[span] for span in sorted(newest)]}
 
 

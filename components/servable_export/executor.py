@@ -22,8 +22,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from components.ranking_evaluator.executor import split_batches
-from components.resolvers import SPAN
+from components import rows
 from models import catalog, seen as seen_lib, servable
 from models.artifacts import CATALOG_FILE
 from models.hyperparameters import Hyperparameters
@@ -59,9 +58,9 @@ def accepted_ratings(examples: List[types.Artifact],
     users, movies, sources = [], [], []
     for artifact in examples:
         splits = artifact_utils.decode_split_names(artifact.split_names)
-        sources.append(f"span {artifact.get_int_custom_property(SPAN)} ({', '.join(splits)})")
+        sources.append(f"span {rows.span(artifact)} ({', '.join(splits)})")
         for split in splits:
-            for batch in split_batches(artifact, split, (features.USER_ID, features.MOVIE_ID)):
+            for batch in rows.split_batches(artifact, split, (features.USER_ID, features.MOVIE_ID)):
                 users.append(_codes(batch[features.USER_ID].numpy(), user_index, grow=True).astype(np.int32))
                 movies.append(_codes(batch[features.MOVIE_ID].numpy(), movie_index, grow=False).astype(np.int32))
     users = np.concatenate(users) if users else np.zeros(0, np.int32)

@@ -11,10 +11,11 @@ import collections
 import numpy as np
 import pytest
 import tensorflow as tf
+from tfx.components.evaluator import constants
 from tfx.utils import path_utils
 
-from components.ranking_evaluator import executor as ranking_executor
-from components.ranking_evaluator.executor import read_split
+from components.model_gate import executor as model_gate
+from components.rows import EVAL, TRAIN, read_split
 from pipeline import metadata
 from models import retrieval
 from serving.client import GrpcBackend, RecommenderClient
@@ -28,10 +29,10 @@ def models(trained_run):
     run, result = trained_run
     assert result.returncode == 0, result.stderr[-3000:]
     summary = run.summary()
-    # The model the RankingEvaluator judged, as its blessing names it.
+    # The model the gates judged, as the ModelGate's blessing names it.
     blessing = [b for b in metadata.connect(run.config).get_artifacts_by_type("ModelBlessing")
-                if ranking_executor.RANKING_NOTES in b.custom_properties][-1]
-    judged_uri = blessing.custom_properties[ranking_executor.CURRENT_MODEL_URI].string_value
+                if model_gate.DECIDED_BY in b.custom_properties][-1]
+    judged_uri = blessing.custom_properties[constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY].string_value
     judged = tf.saved_model.load(path_utils.serving_model_path(judged_uri))
     pushed = tf.saved_model.load(f"{run.config.push_base}/{run.versions()[-1]}")
     return judged, pushed, summary, rated_by_user(run.data)
@@ -46,8 +47,9 @@ def test_no_movie_the_user_rated_comes_back_with_exclude_seen(models, server):
     assert {user: lists[user] & rated[user] for user in rated if lists[user] & rated[user]} == {}
     assert all(lists[user] == catalogue - rated[user] for user in rated)
     # The eval split's ratings are what was missing: there are some, of catalogue movies.
-    eval_users, eval_movies, _ = read_split(summary.examples, "eval")
-    assert sum(m.decode() in catalogue for m in eval_movies) > 100
+    eval_rows = read_split(summary.examples, EVAL)
+    eval_users = eval_rows.users
+    assert sum(m.decode() in catalogue for m in eval_rows.movies) > 100
 
     # The same through `movierec serve` (the pushed deploy files, batching on), as a client asks:
     # the users with the most eval-split ratings, top 20 with exclude_seen and nothing else.
@@ -93,12 +95,13 @@ def head_top(servable, pairs, hparams, users, k=10):
 
 
 def test_evaluated_lists_never_used_eval_ratings_and_the_pushed_tables_hold_them(models, trained_run):
-    """The judged model (what the RankingEvaluator's lists come from) excludes and ranks from the
+    """The judged model (what the RankingEvaluator's and the other gates' lists come from) excludes and ranks from the
     train split only; the pushed one from every rating of the file, with its head refitted on them."""
     judged, pushed, summary, rated = models
     run, result = trained_run
-    train = list(zip(*(text(column) for column in read_split(summary.examples, "train")[:2])))
-    eval_users, eval_movies, _ = read_split(summary.examples, "eval")
+    train_rows = read_split(summary.examples, TRAIN)
+    train = list(zip(text(train_rows.users), text(train_rows.movies)))
+    eval_users = read_split(summary.examples, EVAL).users
     every = [(u, m) for u, movies in rated.items() for m in movies]
     assert len(train) + len(eval_users) == len(every)
     # The run summary says which ratings each model used.
