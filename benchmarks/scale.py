@@ -16,6 +16,14 @@ peak RSS <= 6 GB, 10M/1M <= 11.
 times the ExampleGen executor alone (its `Do`, with the config's Beam args, hash split and side
 tables) on the same synthetic data: the number to compare before and after an ingestion change,
 in about a tenth of a full run.
+
+    python -m benchmarks.scale --seen-tables-only [--sizes 1m,10m]
+
+builds only the pushed servable's seen tables (models/seen.py) for as many distinct user-movie
+pairs as each size has ratings, over its users and movies with the synthetic data's IDs, and
+prints their size by the stored layout and the memory the process gains holding them as the
+servable does (the three variables and the user-ID hash table, models/export.py): seconds, not
+a whole run.
 """
 import argparse
 import json
@@ -191,6 +199,31 @@ def run_size(size: str, args) -> Dict:
     return result
 
 
+def seen_tables(size: str) -> None:
+    """The seen tables alone at a size (see the module's docstring): layout bytes, RSS gained."""
+    import numpy as np
+    import tensorflow as tf
+
+    from models import export, seen as seen_lib
+
+    ratings, users, movies = SIZES[size]
+    rng = np.random.default_rng(0)
+    cells = np.unique(rng.integers(0, users * movies, int(ratings * 1.05)))
+    cells = rng.permutation(cells)[:ratings]  # distinct pairs, as synth writes them
+    user_ids = np.array([str(i + 1).encode() for i in range(users)], dtype=object)
+    seen = seen_lib.from_pairs(cells // movies, user_ids, (cells % movies).astype(np.int32))
+    del cells
+    process = psutil.Process()
+    before = process.memory_info().rss
+    held = (export.index_table(seen.user_ids), tf.Variable(seen.user_ids.astype(bytes)),
+            tf.Variable(seen.movies), tf.Variable(seen.row_splits))
+    gained = process.memory_info().rss - before
+    print(f"{size}: {seen.num_pairs:,} pairs of {seen.num_users:,} users; layout {seen.nbytes / 1e6:.1f} MB "
+          f"(movies {seen.movies.nbytes / 1e6:.1f}, row splits {seen.row_splits.nbytes / 1e6:.2f}); "
+          f"held as the servable holds them: +{gained / 1e6:.1f} MB RSS", flush=True)
+    del held
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100k,1m,10m")
@@ -201,7 +234,12 @@ def main() -> None:
     parser.add_argument("--beam-arg", action="append", default=[], help="passed to `movierec run --beam-arg`")
     parser.add_argument("--example-gen-only", action="store_true", help="time the ExampleGen executor alone")
     parser.add_argument("--repeat", type=int, default=3, help="with --example-gen-only: runs per size")
+    parser.add_argument("--seen-tables-only", action="store_true", help="only the servable's seen tables' memory")
     args = parser.parse_args()
+    if args.seen_tables_only:
+        for size in args.sizes.split(","):
+            seen_tables(size)
+        return
     args.work.mkdir(parents=True, exist_ok=True)
     if args.example_gen_only:
         for size in args.sizes.split(","):
