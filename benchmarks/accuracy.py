@@ -46,7 +46,14 @@ def split_rows(rows, kind: str):
 
 
 def write_split(folder: pathlib.Path, source: pathlib.Path, header, train, test) -> None:
-    for name, rows in (("train", train), ("eval", test)):
+    """train/ and eval/ folders, which the pipeline keeps as its splits."""
+    write_data(folder, source, header, {"train": train, "eval": test})
+
+
+def write_data(folder: pathlib.Path, source: pathlib.Path, header, files) -> None:
+    """A dataset folder: `files` {subfolder ("" for the folder itself): rows} as ratings files,
+    and the side tables of `source` beside them."""
+    for name, rows in files.items():
         (folder / name).mkdir(parents=True, exist_ok=True)
         with open(folder / name / features.RATINGS_FILE, "w", newline="") as f:
             writer = csv.writer(f, lineterminator="\n")

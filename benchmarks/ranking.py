@@ -11,7 +11,12 @@ only those rated 4-5) and TFMA gives its RMSE. The peers are fitted on the same 
 scored by the same code (models/ranking.py, EvalSet): most-popular; EASE (Steck 2019) and implicit
 ALS with settings chosen on validation carved from training only (a random 10% of the training
 pairs on the random split, the newest 10% on the temporal split), then refitted on all of it.
-EASE and ALS rank new users (no training ratings) by popularity. Prints one table.
+EASE and ALS rank new users (no training ratings) by popularity. Then what a user sees (issue
+21): the same training rows handed over as ONE ratings file (the pipeline makes its own eval split
+inside them), the pushed model's `recommend` asked for each test user's top 10 with exclude_seen on
+and no exclusions of the client's; beside it, from that run, the judged model as it was pushed
+before ServableExport, and its head with history widened but not refitted (`user_rows`). Prints
+one table, and the share of each of those lists' movies the user had already rated.
 
 --choose-head instead searches the settings of our history head (models/retrieval.py: rank, L2,
 popularity L2) the same way, on validation carved from training only, and prints the search: on
@@ -36,9 +41,11 @@ import time
 import numpy as np
 import scipy.sparse as sp
 from tabulate import tabulate
+from tfx.utils import path_utils
 
 from benchmarks import accuracy
 from components import rows
+from components.ranking_evaluator import executor as ranking_executor
 from models import ranking, retrieval
 from movierec.data import features
 from pipeline import configs, run_summary
@@ -93,15 +100,17 @@ def peers(data: ranking.EvalSet, train_rows, kind: str):
 
 
 def fit_head(train: sp.csr_matrix, dim: int, l2: float, popularity_l2: float,
-             popularity_weight: float = 0.0) -> ranking.Scorer:
+             popularity_weight: float = 0.0, history: sp.csr_matrix = None) -> ranking.Scorer:
     """Our history head's scores as a numpy peer: the tables `recommend` multiplies, for choosing
-    its settings without a pipeline run (users with no history: popularity, as the head does)."""
+    its settings without a pipeline run (users with no history: popularity, as the head does).
+    `history`: whose rows are the users' histories (default: the rows fitted on, `train`)."""
+    history = train if history is None else history
     pairs = train.tocoo()
     tables = retrieval.fit(pairs.row, pairs.col, train.shape[1], l2, dim, popularity_l2, popularity_weight)
-    history, candidates = tables.history[:, :-1], tables.candidates[:, :-1]
+    history_rows, candidates = tables.history[:, :-1], tables.candidates[:, :-1]
     popularity = tables.popularity_weight * tables.candidates[:, -1]
     return ranking.with_popularity_for_cold_users(
-        lambda users: np.asarray(train[users] @ history) @ candidates.T + popularity, train)
+        lambda users: np.asarray(history[users] @ history_rows) @ candidates.T + popularity, history)
 
 
 def search_head(grid, carves, label: str) -> Dict:
@@ -174,12 +183,54 @@ def run_row(kind, model, summary: run_summary.RunSummary):
                summary.metrics[RMSE], summary.seconds["Trainer"])
 
 
-def peer_row(kind, model, data: ranking.EvalSet, scorer: ranking.Scorer, seconds):
-    """A fitted peer's row: its lists scored by the same code, both relevances."""
-    lists = data.peer_lists(scorer)
+def peer_row(kind, model, data: ranking.EvalSet, scorer: ranking.Scorer, seconds, lists=None):
+    """A fitted peer's row (or given lists'): scored by the same code, both relevances."""
+    lists = data.peer_lists(scorer) if lists is None else lists
     scored = {which: data.score(lists, which)[ranking.OVERALL].as_dict()
               for which in (ranking.RELEVANT_ALL, ranking.RELEVANT_LIKED)}
     return row(kind, model, scored[ranking.RELEVANT_ALL], scored[ranking.RELEVANT_LIKED], None, seconds)
+
+
+def already_rated(data: ranking.EvalSet, lists: Dict) -> float:
+    """Share of the listed movies that the user rated in the training rows."""
+    row_of = dict(zip(data.all_user_ids.tolist(), range(len(data.all_user_ids))))
+    index = dict(zip(data.movie_ids.tolist(), range(len(data.movie_ids))))
+    listed = rated = 0
+    for user, movies in lists.items():
+        own = set(data.train.indices[data.train.indptr[row_of[user]]:data.train.indptr[row_of[user] + 1]].tolist())
+        listed += len(movies)
+        rated += sum(index.get(m, -1) in own for m in movies)
+    return rated / max(listed, 1)
+
+
+def user_rows(kind: str, work, source, header, train_rows, config: configs.PipelineConfig, data: ranking.EvalSet):
+    """What a user sees (issue 21): the pipeline given the training rows as ONE ratings file (it
+    makes its own eval split inside them), the model it pushed asked for each test user's top 10
+    with exclude_seen on and no exclusions of the client's. Beside it, from the same run: the model
+    the gates judged (what was pushed before ServableExport: it knows its train split only), and
+    in numpy that model's head with history and exclusions widened to every training row but not
+    refitted (the other way to build the servable). Prints the share of listed movies the user had
+    already rated."""
+    shutil.rmtree(work, ignore_errors=True)
+    accuracy.write_data(work / "data", source, header, {"": train_rows})
+    summary = accuracy.run_pipeline(work, work / "data", config)
+    seconds = summary.seconds["Trainer"] + summary.seconds["ServableExport"]
+    table = []
+    for name, model_dir in (("pushed: judged weights, head refitted on every rating", summary.pushed_destination),
+                            ("judged model as pushed before", path_utils.serving_model_path(summary.judged_model.uri))):
+        lists = {user: [m.decode() for m in movies]  # the CSV's IDs are str, the model's bytes
+                 for user, movies in ranking_executor.recommend_lists(model_dir, data.user_ids, ranking.K).items()}
+        table.append(peer_row(kind, f"movierec one file, {name}", data, None, seconds, lists))
+        print(f"{kind} {name}: {already_rated(data, lists):.1%} of listed movies already rated", flush=True)
+    train = rows.read_split(summary.examples, rows.TRAIN)
+    users, movies = train.users.astype(str), train.movies.astype(str)
+    judged_rows = ranking.interactions(np.searchsorted(data.all_user_ids, users), np.searchsorted(data.movie_ids, movies),
+                                       *data.train.shape)
+    h = config.hyperparameters
+    widened = fit_head(judged_rows, h.retrieval_dim, h.retrieval_l2, h.retrieval_popularity_l2,
+                       h.retrieval_popularity_weight, history=data.train)
+    table.append(peer_row(kind, "numpy: judged head, history widened, not refitted", data, widened, None))
+    return table
 
 
 def main() -> None:
@@ -210,7 +261,9 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
             accuracy.write_split(work / "data", args.data, header, train, test)
             summary = accuracy.run_pipeline(work, work / "data", config)
-            table.append(run_row(kind, f"movierec ({settings[kind].name})", summary))
+            table.append(run_row(kind, f"movierec ({settings[kind].name}), train/ and eval/ given: judged model",
+                                 summary))
+            table += user_rows(kind, args.work / f"{kind}-one-file", args.data, header, train, config, data)
         for name, chosen, scorer, seconds in peers(data, train, kind):
             table.append(peer_row(kind, f"{name} ({chosen})" if chosen else name, data, scorer, seconds))
         print(f"{kind}: {len(train):,} training / {len(test):,} test ratings, {len(data.user_ids):,} test users, "

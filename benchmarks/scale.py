@@ -7,7 +7,8 @@ For each size: `movierec data synth` (MovieLens-shaped users x movies, cached be
 `movierec run` from an empty pipeline root. Prints per-component wall time (from ML Metadata),
 the whole run's wall time, peak RSS of the run's process tree (sampled every 0.2 s), rows/s,
 the Trainer's examples/s against plain Keras fitting the same model on the same training rows
-held in memory, and the 10M/1M time ratio. Targets (2 cores, 24 GB): 10M end to end <= 30 min,
+held in memory, the size of the pushed servable's seen tables (every accepted rating, models/seen.py)
+and the 10M/1M time ratio. Targets (2 cores, 24 GB): 10M end to end <= 30 min,
 peak RSS <= 6 GB, 10M/1M <= 11.
 
     python -m benchmarks.scale --example-gen-only [--sizes 1m] [--repeat 3]
@@ -15,6 +16,14 @@ peak RSS <= 6 GB, 10M/1M <= 11.
 times the ExampleGen executor alone (its `Do`, with the config's Beam args, hash split and side
 tables) on the same synthetic data: the number to compare before and after an ingestion change,
 in about a tenth of a full run.
+
+    python -m benchmarks.scale --seen-tables-only [--sizes 1m,10m]
+
+builds only the pushed servable's seen tables (models/seen.py) for as many distinct user-movie
+pairs as each size has ratings, over its users and movies with the synthetic data's IDs, and
+prints their size by the stored layout and the memory the process gains holding them as the
+servable does (the three variables and the user-ID hash table, models/export.py): seconds, not
+a whole run.
 """
 import argparse
 import json
@@ -30,11 +39,13 @@ from typing import Dict, List
 import psutil
 from tabulate import tabulate
 
+from components.servable_export.executor import SEEN_BYTES
 from pipeline import configs, metadata, run_summary
 
 # (ratings, users, movies): MovieLens-100K, -1M and -10M shapes.
 SIZES = {"100k": (100_000, 943, 1_682), "1m": (1_000_000, 6_040, 3_706), "10m": (10_000_000, 69_878, 10_677)}
-MAIN_COMPONENTS = ("RatingsExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator", "Pusher")
+MAIN_COMPONENTS = ("RatingsExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator", "ServableExport",
+                   "Pusher")
 
 
 def movierec(*args) -> List[str]:
@@ -88,9 +99,8 @@ def keras_in_memory(config: configs.PipelineConfig, epochs: int = 2) -> float:
     from tfx.components.util import examples_utils, tfxio_utils
     from tfx.proto import example_gen_pb2
 
-    from models import catalog, side_features, trainer
+    from models import catalog, trainer
     from models.artifacts import EXAMPLES_PER_SECOND
-    from models import model as model_lib
 
     store = metadata.connect(config)
     tft_output = tft.TFTransformOutput(store.get_artifacts_by_type("TransformGraph")[-1].uri)
@@ -103,10 +113,8 @@ def keras_in_memory(config: configs.PipelineConfig, epochs: int = 2) -> float:
     rows = catalog.build(tft_output, trainer.transformed_dataset(
         [f"{examples.uri}/Split-train/*"], accessor, tft_output, catalog.SCAN_BATCH))
     hparams = config.hyperparameters
-    model = model_lib.build_model(
-        rows.num_users, rows.num_movies, float(rows.seen_ratings.mean()), hparams,
-        rating_range=(float(rows.seen_ratings.min()), float(rows.seen_ratings.max())),
-        **(side_features.tables(rows) if hparams.side_features else {}))
+    model = trainer.rating_model(rows, hparams, float(rows.seen_ratings.mean()),
+                                 (float(rows.seen_ratings.min()), float(rows.seen_ratings.max())))
     history = model.fit(rows.training_inputs(), rows.seen_ratings, batch_size=hparams.batch_size, epochs=epochs,
                         shuffle=True, verbose=0, callbacks=[trainer.Throughput(len(rows.seen_ratings))])
     return max(history.history[EXAMPLES_PER_SECOND])
@@ -184,9 +192,36 @@ def run_size(size: str, args) -> Dict:
               "components": {name: summary.seconds.get(name, 0.0) for name in MAIN_COMPONENTS},
               "eval_rmse": summary.metrics.get("root_mean_squared_error"),
               "trainer_examples_per_s": trainer_rate,
+              # The pushed servable's seen tables (models/seen.py): every accepted rating.
+              "seen_mb": summary.servable.get_int_custom_property(SEEN_BYTES) / 1e6 if summary.servable else None,
               "keras_in_memory_examples_per_s": keras_in_memory(config) if code == 0 else None}
     print(json.dumps(result), flush=True)
     return result
+
+
+def seen_tables(size: str) -> None:
+    """The seen tables alone at a size (see the module's docstring): layout bytes, RSS gained."""
+    import numpy as np
+    import tensorflow as tf
+
+    from models import export, seen as seen_lib
+
+    ratings, users, movies = SIZES[size]
+    rng = np.random.default_rng(0)
+    cells = np.unique(rng.integers(0, users * movies, int(ratings * 1.05)))
+    cells = rng.permutation(cells)[:ratings]  # distinct pairs, as synth writes them
+    user_ids = np.array([str(i + 1).encode() for i in range(users)], dtype=object)
+    seen = seen_lib.from_pairs(cells // movies, user_ids, (cells % movies).astype(np.int32))
+    del cells
+    process = psutil.Process()
+    before = process.memory_info().rss
+    held = (export.index_table(seen.user_ids), tf.Variable(seen.user_ids.astype(bytes)),
+            tf.Variable(seen.movies), tf.Variable(seen.row_splits))
+    gained = process.memory_info().rss - before
+    print(f"{size}: {seen.num_pairs:,} pairs of {seen.num_users:,} users; layout {seen.nbytes / 1e6:.1f} MB "
+          f"(movies {seen.movies.nbytes / 1e6:.1f}, row splits {seen.row_splits.nbytes / 1e6:.2f}); "
+          f"held as the servable holds them: +{gained / 1e6:.1f} MB RSS", flush=True)
+    del held
 
 
 def main() -> None:
@@ -199,7 +234,12 @@ def main() -> None:
     parser.add_argument("--beam-arg", action="append", default=[], help="passed to `movierec run --beam-arg`")
     parser.add_argument("--example-gen-only", action="store_true", help="time the ExampleGen executor alone")
     parser.add_argument("--repeat", type=int, default=3, help="with --example-gen-only: runs per size")
+    parser.add_argument("--seen-tables-only", action="store_true", help="only the servable's seen tables' memory")
     args = parser.parse_args()
+    if args.seen_tables_only:
+        for size in args.sizes.split(","):
+            seen_tables(size)
+        return
     args.work.mkdir(parents=True, exist_ok=True)
     if args.example_gen_only:
         for size in args.sizes.split(","):
@@ -209,11 +249,12 @@ def main() -> None:
     (args.work / "results.json").write_text(json.dumps(results, indent=1))
 
     headers = ["size", "exit", "total s", "peak RSS GB", "rows/s", *[c.replace("FileBased", "") for c in MAIN_COMPONENTS],
-               "eval RMSE", "trainer ex/s", "Keras in-memory ex/s"]
+               "eval RMSE", "trainer ex/s", "Keras in-memory ex/s", "seen tables MB"]
     print(tabulate([[r["size"], r["exit_code"], f"{r['seconds']:.0f}", f"{r['peak_rss_gb']:.2f}",
                      f"{r['rows_per_s']:,.0f}", *[f"{r['components'][c]:.0f}" if r["components"][c] else "-" for c in MAIN_COMPONENTS],
                      f"{r['eval_rmse']:.4f}" if r["eval_rmse"] else "-", f"{r['trainer_examples_per_s']:,.0f}",
-                     f"{r['keras_in_memory_examples_per_s']:,.0f}" if r["keras_in_memory_examples_per_s"] else "-"]
+                     f"{r['keras_in_memory_examples_per_s']:,.0f}" if r["keras_in_memory_examples_per_s"] else "-",
+                     f"{r['seen_mb']:.1f}" if r["seen_mb"] is not None else "-"]
                     for r in results], headers=headers))
     by_size = {r["size"]: r for r in results}
     if "1m" in by_size and "10m" in by_size:

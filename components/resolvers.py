@@ -1,6 +1,9 @@
 """Resolver strategies for what a run carries over from earlier runs, chosen so that a rerun on
 unchanged data resolves exactly what the previous run did (and its components are cached).
 
+AcceptedExamplesStrategy: every rating the pipeline ever accepted, which the servable that is
+pushed knows (components/servable_export).
+
 The warm-start model and the analyzer cache are the newest artifact older than the newest
 validated examples: with a new span, that is what the last run left (its blessed model to
 warm-start from, its Transform analyzer cache); with no new data, it is what the last run itself
@@ -16,7 +19,7 @@ from typing import Dict, List, Optional
 from tfx import types
 from tfx.dsl.components.common import resolver
 
-from components import validation_gate
+from components import rows, validation_gate
 
 EXAMPLES = "examples"
 
@@ -46,6 +49,22 @@ class AnalyzerCacheStrategy(resolver.ResolverStrategy):
 
     def resolve_artifacts(self, store, input_dict) -> Optional[Dict[str, List[types.Artifact]]]:
         return {**input_dict, "cache": _older_than_newest_examples(input_dict["cache"], input_dict)[-1:]}
+
+
+class AcceptedExamplesStrategy(resolver.ResolverStrategy):
+    """Every validated Examples artifact, the newest of each span; input examples (the gate's
+    validated_examples, all runs).
+
+    A span is accepted once it passes validation, and stays accepted after it leaves the rolling
+    window. A span ingested again (changed data, a run with --no-cache) is its newest artifact:
+    the data as last given. Input without span folders is span 0 every run, so the newest file
+    (or train/eval folders) given is the whole of it, as it is for training."""
+
+    def resolve_artifacts(self, store, input_dict) -> Optional[Dict[str, List[types.Artifact]]]:
+        newest = {}
+        for artifact in sorted(input_dict[EXAMPLES], key=lambda a: a.id):
+            newest[rows.span(artifact)] = artifact
+        return {**input_dict, EXAMPLES: [newest[span] for span in sorted(newest)]}
 
 
 class LastAcceptedStatisticsStrategy(resolver.ResolverStrategy):

@@ -44,23 +44,30 @@ class Rows:
         return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(cls)))
 
 
-def read_split(examples: types.Artifact, split: str) -> Rows:
-    """One split of an Examples artifact (gzipped tf.Examples, as ExampleGen writes them)."""
+COLUMNS = {features.USER_ID: tf.string, features.MOVIE_ID: tf.string, features.RATING: tf.float32,
+           features.TIMESTAMP: tf.int64}
+
+
+def split_batches(examples: types.Artifact, split: str, keys: Sequence[str] = tuple(COLUMNS)) -> tf.data.Dataset:
+    """Batches of {key: values} of one split of an Examples artifact (gzipped tf.Examples, as
+    ExampleGen writes them), for `keys` of COLUMNS: what a reader streams when it must not hold
+    every column of 10M ratings at once (components/servable_export)."""
     pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*")
     files = sorted(fileio.glob(pattern))
     if not files:
         raise FileNotFoundError(f"{pattern}: no examples in split '{split}'")
-    spec = {features.USER_ID: tf.io.FixedLenFeature([], tf.string),
-            features.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
-            features.RATING: tf.io.FixedLenFeature([], tf.float32),
-            features.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(65536).map(
+    spec = {key: tf.io.FixedLenFeature([], COLUMNS[key]) for key in keys}
+    return tf.data.TFRecordDataset(files, compression_type="GZIP").batch(65536).map(
         lambda batch: tf.io.parse_example(batch, spec))
-    columns = {key: [] for key in spec}
-    for batch in dataset:
-        for key in spec:
+
+
+def read_split(examples: types.Artifact, split: str) -> Rows:
+    """One split of an Examples artifact, every column."""
+    columns = {key: [] for key in COLUMNS}
+    for batch in split_batches(examples, split):
+        for key in COLUMNS:
             columns[key].append(batch[key].numpy())
-    return Rows(*(np.concatenate(columns[key]) for key in spec))
+    return Rows(*(np.concatenate(columns[key]) for key in COLUMNS))
 
 
 def training_rows(training_examples: Sequence[types.Artifact]) -> Rows:

@@ -5,16 +5,21 @@ examples, so serving needs no side files: recommendations come back with titles,
 what this user already rated" is answered inside the model.
 """
 import dataclasses
-from typing import Dict, Optional
+import io
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from models.features import MOVIE_XF, RATING_XF, USER_XF, transformed_name, vocabulary_id, vocabulary_name
+from movierec import paths
 from movierec.data import features
 
 SCAN_BATCH = 8192
+# What `save` keeps of the ratings: their count and what the rating model's layers are built
+# with (the mean starts the global bias; the range clips every prediction).
+RATING_STATS = ("count", "mean", "min", "max")
 _TEXT = features.UNKNOWN_TEXT.encode()
 # What the catalogue records per movie / per user index: (Catalog attribute, feature, unknown value).
 MOVIE_FIELDS = (("titles", features.TITLE, _TEXT), ("genres", features.GENRES, _TEXT),
@@ -106,3 +111,29 @@ def build(tf_transform_output: tft.TFTransformOutput, examples: tf.data.Dataset)
     row_splits = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     return Catalog(user_ids=user_ids, movie_ids=movie_ids, seen_row_splits=row_splits,
                    seen_movies=movies.astype(np.int64), seen_ratings=ratings, **fields)
+
+
+def save(catalog: Catalog, path: str) -> None:
+    """Writes the catalogue without its ratings, and RATING_STATS of them: what rebuilding the
+    rating model needs (servable.py). The ratings are the Trainer's; a servable gets its own seen
+    tables. IDs and texts as fixed-width bytes, so reading needs no pickle."""
+    kinds = {"user_ids": bytes, "movie_ids": bytes,
+             **{name: type(unknown) for name, _, unknown in MOVIE_FIELDS + USER_FIELDS}}
+    arrays = {name: np.asarray(getattr(catalog, name)).astype(np.int64 if kind is int else bytes)
+              for name, kind in kinds.items() if getattr(catalog, name) is not None}
+    ratings = catalog.seen_ratings
+    stats = (len(ratings), ratings.mean(), ratings.min(), ratings.max()) if len(ratings) else (0, 0.0, 0.0, 0.0)
+    buffer = io.BytesIO()
+    np.savez(buffer, rating_stats=np.array(stats, np.float64), **arrays)
+    paths.write_bytes(path, buffer.getvalue())
+
+
+def load(path: str) -> Tuple[Catalog, Dict[str, float]]:
+    """(the catalogue `save` wrote, with no ratings; {RATING_STATS name: value})."""
+    stored = np.load(io.BytesIO(paths.read_bytes(path)), allow_pickle=False)
+    arrays = {name: stored[name].astype(object) if stored[name].dtype.kind == "S" else stored[name]
+              for name in stored.files if name != "rating_stats"}
+    stats = dict(zip(RATING_STATS, stored["rating_stats"].tolist()))
+    num_users = len(arrays["user_ids"])
+    return Catalog(seen_row_splits=np.zeros(num_users + 2, np.int64), seen_movies=np.zeros(0, np.int64),
+                   seen_ratings=np.zeros(0, np.float32), **arrays), stats

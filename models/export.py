@@ -17,7 +17,10 @@ Signatures (inputs -> outputs):
                       i's non-empty cells are the movies row i leaves out; "" is no movie)
                       -> movie_id, title, score [B, K]; known_user [B]
                       score: the predicted rating, or with a retrieval head (retrieval.py) its
-                      ranking score, comparable within a user's list only
+                      ranking score, comparable within a user's list only; exclude_seen and the
+                      head's history read the seen tables (seen.py: the variables seen_user_ids,
+                      seen_row_splits, seen_movies); known_user: the user has a row there or is
+                      known to the rating model
 - similar_movies:     movie [B] (an ID, or a title, case-insensitive), k [B]
                       -> movie_id, title, score [B, K]; query_movie_id, query_title, found [B]
 - similar_users:      user_id [B], k [B] -> user_id, score [B, K]; known_user [B]
@@ -32,7 +35,7 @@ import tensorflow_transform as tft
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-from models import model as model_lib, retrieval, scoring
+from models import model as model_lib, retrieval, scoring, seen as seen_lib
 from models.catalog import Catalog
 from models.features import MOVIE_XF, USER_XF
 from movierec.data import features
@@ -79,8 +82,11 @@ class RecommenderModule(tf.Module):
     """The Keras model, the Transform layer and the catalogue, with the serving functions."""
 
     def __init__(self, model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
-                 catalog: Catalog, retrieval_tables: Optional[retrieval.Tables] = None):
-        """`retrieval_tables`: `recommend` ranks with that head; None ranks by predicted rating."""
+                 catalog: Catalog, retrieval_tables: Optional[retrieval.Tables] = None,
+                 seen: Optional[seen_lib.Seen] = None):
+        """`retrieval_tables`: `recommend` ranks with that head; None ranks by predicted rating.
+        `seen`: what `recommend` knows each user rated (seen.py); None: the catalogue's training
+        ratings, as the model the gates judge has them."""
         super().__init__()
         self.model = model
         self.tft_layer = tf_transform_output.transform_features_layer()
@@ -104,9 +110,14 @@ class RecommenderModule(tf.Module):
                                                trainable=False, name="unit_movie_vectors")
         self._unit_user_vectors = tf.Variable(tf.math.l2_normalize(scoring.user_vectors(model), axis=1),
                                               trainable=False, name="unit_user_vectors")
-        self._seen_movies = tf.Variable(catalog.seen_movies, trainable=False, name="seen_movies")
-        self._seen_row_splits = tf.Variable(catalog.seen_row_splits, trainable=False,
-                                            name="seen_row_splits")
+        # The seen tables (seen.py), keyed by user ID on their own: the servable that is pushed
+        # holds users the rating model's vocabulary does not (eval-only users, older spans').
+        seen = seen_lib.from_catalog(catalog) if seen is None else seen
+        self._seen_users = index_table(seen.user_ids)
+        self._num_seen_users = seen.num_users
+        self.seen_user_ids = tf.Variable(seen.user_ids.astype(bytes), trainable=False, name="seen_user_ids")
+        self.seen_movies = tf.Variable(seen.movies, trainable=False, name="seen_movies")
+        self.seen_row_splits = tf.Variable(seen.row_splits, trainable=False, name="seen_row_splits")
         self._retrieval = None if retrieval_tables is None else (
             tf.Variable(retrieval_tables.history, trainable=False, name="retrieval_history"),
             tf.Variable(retrieval_tables.candidates, trainable=False, name="retrieval_candidates"),
@@ -155,8 +166,9 @@ class RecommenderModule(tf.Module):
                                   tf.TensorSpec([None, None], tf.string, name=EXCLUDE_MOVIE_IDS)])
     def recommend(self, user_id, k, exclude_seen, exclude_movie_ids):
         user_index = self._index(features.USER_ID, user_id)
-        seen = tf.RaggedTensor.from_row_splits(self._seen_movies, self._seen_row_splits)
-        seen_for_users = tf.gather(seen, user_index)
+        seen_row = self._seen_users.lookup(user_id)
+        seen = tf.RaggedTensor.from_row_splits(self.seen_movies, self.seen_row_splits)
+        seen_for_users = tf.gather(seen, seen_row)
         if self._retrieval is None:
             scores = scoring.score_all_movies(self.model, user_index, self._movie_vectors)
         else:
@@ -171,14 +183,15 @@ class RecommenderModule(tf.Module):
         excluded = self._index(features.MOVIE_ID, exclude_movie_ids)
         rows = tf.repeat(tf.range(tf.shape(excluded, tf.int64)[0]), tf.shape(excluded, tf.int64)[1])
         cells = tf.stack([rows, tf.reshape(excluded, [-1])], axis=1)
-        seen_cells = tf.stack([seen_for_users.value_rowids(), seen_for_users.flat_values], axis=1)
+        seen_cells = tf.stack([seen_for_users.value_rowids(), tf.cast(seen_for_users.flat_values, tf.int64)], axis=1)
         seen_cells = tf.boolean_mask(seen_cells, tf.gather(exclude_seen, seen_for_users.value_rowids()))
         values, indices, in_k = scoring.top_k_excluding(scores, k, tf.concat([cells, seen_cells], 0),
                                                         self._num_movies)
         return {MOVIE_ID: scoring.ranked(self._movie_ids, indices, in_k),
                 TITLE: scoring.ranked(self._titles, indices, in_k),
                 SCORE: values,
-                KNOWN_USER: user_index < self._num_users}
+                # Known: rated something the servable holds, or known to the rating model.
+                KNOWN_USER: (user_index < self._num_users) | (seen_row < self._num_seen_users)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=MOVIE), _K])
     def similar_movies(self, movie, k):
@@ -251,9 +264,10 @@ def write_warmup(export_dir: str, catalog: Catalog) -> None:
 
 
 def save(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput, catalog: Catalog,
-         export_dir: str, retrieval_tables: Optional[retrieval.Tables] = None) -> None:
+         export_dir: str, retrieval_tables: Optional[retrieval.Tables] = None,
+         seen: Optional[seen_lib.Seen] = None) -> None:
     """Saves the servable SavedModel with all signatures and its warmup requests."""
-    module = RecommenderModule(model, tf_transform_output, catalog, retrieval_tables)
+    module = RecommenderModule(model, tf_transform_output, catalog, retrieval_tables, seen)
     tf.saved_model.save(module, export_dir, signatures=module.signatures())
     mark_regression_signature(export_dir)
     write_warmup(export_dir, catalog)

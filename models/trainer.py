@@ -6,7 +6,9 @@ data, so its signatures take raw IDs and answer ratings, recommendations and sim
 import json
 import os
 import time
+from typing import Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
@@ -16,9 +18,10 @@ from tfx_bsl.public import tfxio
 from models import (autorec, catalog, embeddings, export, retrieval, scoring, side_features,
                     warm_start)
 from models import model as model_lib
-from models.artifacts import EXAMPLES_PER_SECOND, HISTORY_FILE, MAP_FILE
+from models.artifacts import CATALOG_FILE, EXAMPLES_PER_SECOND, HISTORY_FILE, MAP_FILE
 from models.features import MOVIE_XF, RATING_XF, USER_XF
 from models.hyperparameters import HYPERPARAMETERS, Hyperparameters
+from movierec import paths
 from movierec.data import features
 
 
@@ -74,6 +77,31 @@ class Throughput(tf.keras.callbacks.Callback):
         logs[EXAMPLES_PER_SECOND] = self.examples / seconds
 
 
+def retrieval_head(users: np.ndarray, movies: np.ndarray, num_movies: int,
+                   hparams: Hyperparameters) -> Optional[retrieval.Tables]:
+    """The closed-form retrieval head (seconds, even at 100k+ movies) of (user, movie index)
+    pairs, or None with `retrieval: rating`. The Trainer fits it on its training ratings, the
+    servable that is pushed on every accepted rating (models/servable.py): one function of both."""
+    if hparams.retrieval != "history":
+        return None
+    started = time.perf_counter()
+    tables = retrieval.fit(users, movies, num_movies, hparams.retrieval_l2, hparams.retrieval_dim,
+                           hparams.retrieval_popularity_l2, hparams.retrieval_popularity_weight)
+    logging.info("Retrieval head (rank %d EASE, L2 %g + %g x count, popularity weight %g) fitted on %d ratings "
+                 "in %.1f s", hparams.retrieval_dim, hparams.retrieval_l2, hparams.retrieval_popularity_l2,
+                 hparams.retrieval_popularity_weight, len(movies), time.perf_counter() - started)
+    return tables
+
+
+def rating_model(movies_and_users: catalog.Catalog, hparams: Hyperparameters, global_mean: float,
+                 rating_range: Tuple[float, float]) -> tf.keras.Model:
+    """The rating model (before any AutoRec blend) over a catalogue, untrained: what run_fn fits
+    and what models/servable.py restores the fitted weights into."""
+    return model_lib.build_model(movies_and_users.num_users, movies_and_users.num_movies, global_mean, hparams,
+                                 rating_range=rating_range,
+                                 **(side_features.tables(movies_and_users) if hparams.side_features else {}))
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Called by the TFX Trainer: trains, logs to TensorBoard, exports the serving model."""
     hparams = Hyperparameters.from_dict((fn_args.custom_config or {}).get(HYPERPARAMETERS, {}))
@@ -84,22 +112,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         tf_transform_output,
         transformed_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, catalog.SCAN_BATCH))
     ratings = movies_and_users.seen_ratings
-    # The closed-form retrieval head (seconds, even at 100k+ movies).
-    retrieval_tables = None
-    if hparams.retrieval == "history":
-        started = time.perf_counter()
-        retrieval_tables = retrieval.fit(movies_and_users.seen_users(), movies_and_users.seen_movies,
-                                         movies_and_users.num_movies, hparams.retrieval_l2, hparams.retrieval_dim,
-                                         hparams.retrieval_popularity_l2, hparams.retrieval_popularity_weight)
-        logging.info("Retrieval head (rank %d EASE, L2 %g + %g x count, popularity weight %g) fitted in %.1f s",
-                     hparams.retrieval_dim, hparams.retrieval_l2, hparams.retrieval_popularity_l2,
-                     hparams.retrieval_popularity_weight, time.perf_counter() - started)
+    retrieval_tables = retrieval_head(movies_and_users.seen_users(), movies_and_users.seen_movies,
+                                      movies_and_users.num_movies, hparams)
     evaluation = evaluation_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
                                     hparams.batch_size)
-    model = model_lib.build_model(
-        movies_and_users.num_users, movies_and_users.num_movies, float(ratings.mean()), hparams,
-        rating_range=(float(ratings.min()), float(ratings.max())),
-        **(side_features.tables(movies_and_users) if hparams.side_features else {}))
+    model = rating_model(movies_and_users, hparams, float(ratings.mean()), (float(ratings.min()), float(ratings.max())))
     if fn_args.base_model:
         logging.info("Warm start: %s", warm_start.warm_start(model, fn_args.base_model, movies_and_users))
     # Training batches come from the catalogue's (user, movie, rating) arrays, ~20 bytes a rating
@@ -122,6 +139,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     with tf.io.gfile.GFile(f"{fn_args.model_run_dir}/{HISTORY_FILE}", "w") as f:
         json.dump(history.history, f)
     export.save(model, tf_transform_output, movies_and_users, fn_args.serving_model_dir, retrieval_tables)
+    # Beside Format-Serving: what the servable that is pushed is rebuilt from (models/servable.py).
+    catalog.save(movies_and_users, paths.join(paths.parent(fn_args.serving_model_dir), CATALOG_FILE))
     vectors = scoring.movie_vectors(model).numpy()
     embeddings.write_projector(fn_args.model_run_dir, movies_and_users, vectors)
     embeddings.write_map(os.path.join(fn_args.model_run_dir, MAP_FILE), movies_and_users, vectors)

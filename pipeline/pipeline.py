@@ -3,7 +3,7 @@
 RatingsExampleGen -> StatisticsGen / ImportSchemaGen -> ExampleValidator -> ValidationGate (schema,
 and drift from the last accepted span) -> Transform -> Trainer -> Evaluator (TFMA: RMSE per slice)
 -> the model gates (rating, ranking, baselines, yardstick) -> ModelGate (the one blessing)
--> InfraValidator -> AtomicPusher
+-> ServableExport (the judged model with every accepted rating) -> InfraValidator -> AtomicPusher
 """
 import dataclasses
 import json
@@ -23,6 +23,7 @@ from components.model_gate import executor as model_gate
 from components.model_gate.component import ModelGate
 from components.ranking_evaluator.component import RankingEvaluator
 from components.rating_gate.component import RatingGate
+from components.servable_export.component import ServableExport
 from components.schema_import import SchemaImport
 from components.yardstick.component import Yardstick
 from models.features import SLICE_FEATURES
@@ -34,6 +35,7 @@ from serving import contract
 
 LOCAL, KUBEFLOW_V2 = "local", "kubeflow-v2"
 MODEL_GATE = "ModelGate"
+SERVABLE_EXPORT = "ServableExport"
 VALIDATION_GATE = "ValidationGate"
 LAST_ACCEPTED_STATISTICS = "last_accepted_statistics"
 
@@ -105,14 +107,17 @@ def _validation_gate(config: configs.PipelineConfig, examples, statistics, schem
 
 
 def _carried_over(config: configs.PipelineConfig, validation_gate, orchestrator: str):
-    """(training examples, {name: resolver}): what a run takes over from earlier runs.
+    """(training examples, accepted examples, {name: resolver}): what a run takes over from
+    earlier runs.
 
     Locally (and on Airflow): the rolling window of validated spans, and the analyzer cache and
-    warm-start model chosen so that a rerun on unchanged data is fully cached (resolvers.py).
+    warm-start model chosen so that a rerun on unchanged data is fully cached (resolvers.py), and
+    every span ever validated, which the pushed servable knows (components/servable_export).
     Kubeflow v2 accepts only TFX's latest-artifact and latest-blessed-model resolvers there: it
-    trains on the newest validated span, with the latest cache and latest blessed model.
+    trains on the newest validated span, with the latest cache and latest blessed model, and its
+    servable knows that span's ratings (every split), not older spans'.
     """
-    training_examples = validation_gate.outputs["validated_examples"]
+    training_examples = accepted_examples = validation_gate.outputs["validated_examples"]
     channel = lambda artifact_type: tfx.dsl.Channel(type=artifact_type)
     if orchestrator == KUBEFLOW_V2:
         resolvers_by_name = {
@@ -139,7 +144,10 @@ def _carried_over(config: configs.PipelineConfig, validation_gate, orchestrator:
                 model=channel(tfx.types.standard_artifacts.Model),
                 model_blessing=_blessings(orchestrator),
                 examples=validated_channel()),
+            "accepted_examples": tfx.dsl.Resolver(
+                strategy_class=resolvers.AcceptedExamplesStrategy, examples=validated_channel()),
         }
+        accepted_examples = resolvers_by_name["accepted_examples"].outputs["examples"]
         if config.uses_spans():
             resolvers_by_name["span_window"] = tfx.dsl.Resolver(
                 strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
@@ -150,8 +158,8 @@ def _carried_over(config: configs.PipelineConfig, validation_gate, orchestrator:
         for resolver in resolvers_by_name.values():
             resolver.add_upstream_node(validation_gate)
     ids = {"analyzer_cache": "transform_analyzer_cache", "base_model": "warm_start_model",
-           "span_window": "rolling_span_window"}
-    return training_examples, {name: r.with_id(ids[name]) for name, r in resolvers_by_name.items()}
+           "span_window": "rolling_span_window", "accepted_examples": "accepted_examples"}
+    return training_examples, accepted_examples, {name: r.with_id(ids[name]) for name, r in resolvers_by_name.items()}
 
 
 def _schema_import(config: configs.PipelineConfig, orchestrator: str) -> SchemaImport:
@@ -200,7 +208,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         config, examples, statistics_gen.outputs["statistics"], schema_gen.outputs["schema"],
         example_validator.outputs["anomalies"], orchestrator)
     validated = validation_gate.outputs["validated_examples"]
-    training_examples, carried_over = _carried_over(config, validation_gate, orchestrator)
+    training_examples, accepted_examples, carried_over = _carried_over(config, validation_gate, orchestrator)
 
     transform = tfx.components.Transform(
         examples=training_examples, schema=schema_gen.outputs["schema"],
@@ -216,13 +224,14 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
                        "movie_popularity_bounds": list(config.evaluation.movie_popularity_bounds),
                        code_version.KEY: code_digest})
 
+    hyperparameters = dataclasses.asdict(config.hyperparameters)
     trainer = tfx.components.Trainer(
         run_fn=configs.RUN_FN,
         examples=training_examples,
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         base_model=carried_over["base_model"].outputs["model"],
-        custom_config={HYPERPARAMETERS: dataclasses.asdict(config.hyperparameters), code_version.KEY: code_digest})
+        custom_config={HYPERPARAMETERS: hyperparameters, code_version.KEY: code_digest})
 
     latest_blessed_model = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -254,11 +263,20 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
     decision = ModelGate(model, gates).with_id(MODEL_GATE)
     blessing = decision.outputs[model_gate.BLESSING]
 
-    # Between the gates and the Pusher: the candidate served as production serves it (TFX's InfraValidator role).
-    infra_validator = InfraValidator(model=model, model_blessing=blessing,
+    # What is pushed: the judged model with recommend's tables over every accepted rating
+    # (models/servable.py states the rule), built once the blessing is decided; it does not read
+    # the blessing, so a rerun whose gates ran again finds it cached (servable_export/executor.py).
+    servable_export = ServableExport(
+        model=model, transform_graph=transform.outputs["transform_graph"],
+        examples=accepted_examples, hyperparameters=json.dumps(hyperparameters),
+        code_digest=code_digest).with_id(SERVABLE_EXPORT)
+    servable_export.add_upstream_node(decision)
+    servable = servable_export.outputs["servable"]
+    # Between the gates and the Pusher: the servable served as production serves it (TFX's InfraValidator role).
+    infra_validator = InfraValidator(model=servable, model_blessing=blessing,
                                      model_name=config.model_name, model_server=config.model_server)
     # Keeps TFX's node ID, so run histories and caches of existing pipeline roots carry on.
-    pusher = AtomicPusher(model, blessing, infra_validator.outputs["blessing"], config.push_base).with_id("Pusher")
+    pusher = AtomicPusher(servable, blessing, infra_validator.outputs["blessing"], config.push_base).with_id("Pusher")
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
@@ -266,7 +284,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         components=[example_gen, statistics_gen, schema_gen, example_validator,
                     *([baseline_statistics] if baseline_statistics else []), validation_gate,
                     *carried_over.values(), transform, trainer, latest_blessed_model, evaluator,
-                    *gates, decision, infra_validator, pusher],
+                    *gates, decision, servable_export, infra_validator, pusher],
         enable_cache=config.enable_cache,
         # Kubeflow Pipelines / Vertex keep their own ML Metadata: no settings (or password) needed,
         # and a remote pipeline root has no local SQLite file to name.

@@ -21,6 +21,7 @@ from components.example_gen import executor as example_gen
 from components.model_gate import executor as model_gate
 from components.pusher import executor as pusher
 from components.ranking_evaluator import executor as ranking_executor
+from components.servable_export import executor as servable_export
 from models import ranking
 from models.artifacts import HISTORY_FILE, MAP_FILE
 from pipeline import configs, metadata
@@ -65,6 +66,9 @@ class RunSummary:
     ranking_evaluation: Dict = dataclasses.field(default_factory=dict)
     # ExampleGen's Examples artifact, so peers can be scored on the run's own rows (benchmarks/ranking.py).
     examples: Optional[Any] = None
+    # The model the gates judged (the Trainer's) and the servable ServableExport wrote from it.
+    judged_model: Optional[Any] = None
+    servable: Optional[Any] = None
     # The ModelGate's decision: each gate's verdict ({"gate", "passed", "checks": [...]}, in the
     # pipeline's order) and the checks that decided (the failed ones, or the closest call).
     gates: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -100,6 +104,22 @@ class RunSummary:
                 rows.append([model, name, str(m["users"])] + [f"{m[key]:.4f}" for key in ranking.METRICS[:5]]
                             + [f"{m['popularity_rank']:.1f}"])
         return rows
+
+    def ratings_used(self) -> List[str]:
+        """Which ratings the judged and the pushed model used (models/servable.py's rule), from
+        the servable's properties; none when there is no servable (the run stopped before)."""
+        servable = self.servable
+        if servable is None:
+            return []
+        number = lambda key: f"{servable.get_int_custom_property(key):,}"
+        return [f"  evaluated model: {number(servable_export.JUDGED_RATINGS)} training ratings (its train split); "
+                "recommend's history and exclusions: those only",
+                f"  servable (what is pushed): the evaluated model's rating weights; recommend's history, exclusions "
+                "and head: "
+                f"every accepted rating, {number(servable_export.ACCEPTED_RATINGS)} "
+                f"({servable.get_string_custom_property(servable_export.ACCEPTED_FROM)}): "
+                f"{number(servable_export.SEEN_PAIRS)} user-movie pairs of {number(servable_export.SEEN_USERS)} "
+                f"users ({servable.get_int_custom_property(servable_export.SEEN_BYTES) / 1e6:.1f} MB)"]
 
     def render(self) -> str:
         lines = [f"Run {self.run_id}"]
@@ -156,6 +176,7 @@ class RunSummary:
             for verdict in self.gates:
                 lines.append(f"    {verdict['gate']}: {'passed' if verdict['passed'] else 'refused'} - "
                              + "; ".join(check["note"] for check in verdict["checks"]))
+        lines += self.ratings_used()
         if self.blessed is not None:
             lines.append(f"  blessed: {'yes' if self.blessed else 'no'}" + (
                 f" - {'closest call' if self.blessed else 'refused by'} {'; '.join(self.decided_by)}"
@@ -256,6 +277,10 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
             summary.span = outputs["examples"].get_int_custom_property("span")
             joined = outputs["examples"].get_string_custom_property(example_gen.SIDE_TABLES_PROPERTY)
             summary.side_tables = json.loads(joined) if joined else {}
+        if "model" in outputs and node == "Trainer":
+            summary.judged_model = outputs["model"]
+        if servable_export.SERVABLE in outputs:
+            summary.servable = outputs[servable_export.SERVABLE]
         if "accepted_statistics" in outputs:
             accepted = outputs["accepted_statistics"]
             summary.drift = [validation_gate.Drift(**d) for d in

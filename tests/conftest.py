@@ -26,7 +26,8 @@ E2E_DIR = pathlib.Path(__file__).resolve().parent / "e2e"
 # The modules whose tests use the session's pipeline run (`trained_run`, and `server` on its pushed
 # model): under pytest-xdist they are one group, so that run (minutes) is made once, not per worker.
 SHARED_RUN = "trained_run"
-SHARED_RUN_MODULES = ("tests/e2e/test_pipeline_e2e.py", "tests/e2e/test_serving.py", "tests/e2e/test_serving_load.py")
+SHARED_RUN_MODULES = ("tests/e2e/test_pipeline_e2e.py", "tests/e2e/test_serving.py", "tests/e2e/test_serving_load.py",
+                      "tests/e2e/test_seen.py")
 # Groups whose tests take longest on CI (`--durations` of `make test`), longest first. A stale entry
 # costs wall time, never coverage: it only decides which tests start first.
 LONGEST_FIRST = ("tests/e2e/test_push_gates.py", SHARED_RUN, "tests/e2e/test_scheduled_runs.py",

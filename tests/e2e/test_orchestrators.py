@@ -50,8 +50,10 @@ def test_airflow_dag_loads_with_every_component_in_order(ratings_sample, tmp_pat
     assert dag["schedule"] == "30 2 * * *" and dag["max_active_runs"] == 1
     assert "ValidationGate" in dag["upstream"]["Transform"]
     assert {"last_accepted_statistics", "StatisticsGen"} <= set(dag["upstream"]["ValidationGate"])
-    assert set(dag["upstream"]["Pusher"]) == {MODEL_GATE, "InfraValidator", "Trainer"}
-    assert set(dag["upstream"]["InfraValidator"]) == {MODEL_GATE, "Trainer"}
+    # What is pushed is the servable built from the judged model and every accepted rating, after the blessing.
+    assert set(dag["upstream"]["ServableExport"]) == {MODEL_GATE, "Trainer", "Transform", "accepted_examples"}
+    assert set(dag["upstream"]["Pusher"]) == {MODEL_GATE, "InfraValidator", "ServableExport"}
+    assert set(dag["upstream"]["InfraValidator"]) == {MODEL_GATE, "ServableExport"}
     assert GATES | {"Trainer"} == set(dag["upstream"][MODEL_GATE])
     assert {"Trainer", "latest_blessed_model_resolver"} <= set(dag["upstream"]["RankingEvaluator"])
     assert {"Evaluator", "RankingEvaluator"} <= set(dag["upstream"]["Baselines"])
@@ -72,8 +74,10 @@ def test_kubeflow_v2_pipeline_json(ratings_sample, tmp_path):
     after = lambda task: set(tasks[task].get("dependentTasks", []))
     assert "ExampleValidator" in after("ValidationGate") and "ValidationGate" in after("Transform")
     assert "Transform" in after("Trainer") and "warm_start_model-model-resolver" in after("Trainer")
-    assert "Trainer" in after("Evaluator") and after("Pusher") == {MODEL_GATE, "InfraValidator", "Trainer"}
+    assert "Trainer" in after("Evaluator") and after("Pusher") == {MODEL_GATE, "InfraValidator", "ServableExport"}
     assert "Evaluator" in after("RatingGate") and GATES | {"Trainer"} == after(MODEL_GATE)
+    # Kubeflow v2 has no resolver for every accepted span: the servable knows this run's examples.
+    assert after("ServableExport") == {MODEL_GATE, "Trainer", "Transform", "ValidationGate"}
     images = {e["container"]["image"] for e in spec["pipelineSpec"]["deploymentSpec"]["executors"].values()
               if "container" in e}
     assert images == {"europe-docker.pkg.dev/acme/ml/movierec:1.0"}

@@ -10,7 +10,8 @@ from tfx import types
 from tfx.types import standard_artifacts
 
 from components import validation_gate
-from components.resolvers import AnalyzerCacheStrategy, LastAcceptedStatisticsStrategy, WarmStartModelStrategy
+from components.resolvers import (AcceptedExamplesStrategy, AnalyzerCacheStrategy, LastAcceptedStatisticsStrategy,
+                                  WarmStartModelStrategy)
 from tests.metadata_store import MemoryStore
 
 
@@ -107,6 +108,23 @@ def test_every_input_key_is_returned_unchanged_but_the_resolved_one(history):
     inputs = history.cache_inputs()
     result = resolve(history, AnalyzerCacheStrategy(), inputs)
     assert set(result) == set(inputs) and result["examples"] == inputs["examples"]
+
+
+def test_every_accepted_span_is_known_the_newest_artifact_of_each(history):
+    """Span 1 left a rolling window of one span long ago, and span 2 was ingested twice (a run with
+    --no-cache, or its data changed): the servable knows both spans, span 2 as last ingested."""
+    history.put(standard_artifacts.Examples, "span-2-again", span=2)
+    inputs = {"examples": history.read(standard_artifacts.Examples)}
+    assert uris(resolve(history, AcceptedExamplesStrategy(), inputs)["examples"]) == ["span-1", "span-2-again"]
+
+
+def test_input_without_spans_is_the_newest_file_given():
+    """Without span folders every run is span 0: the newest file given is the whole of the data."""
+    store = Store()
+    for uri in ("ratings-monday", "ratings-tuesday"):
+        store.put(standard_artifacts.Examples, uri, span=0)
+    inputs = {"examples": store.read(standard_artifacts.Examples)}
+    assert uris(resolve(store, AcceptedExamplesStrategy(), inputs)["examples"]) == ["ratings-tuesday"]
 
 
 def accepted_statistics(store: Store, examples: types.Artifact, drift_accepted: bool = False) -> types.Artifact:

@@ -4,12 +4,15 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.saved_model import loader_impl
 
-from models import catalog, export, side_features
+from models import autorec, catalog, export, retrieval, seen as seen_lib, side_features
+from models import model as model_lib
+from models.servable import export_servable
 from models.features import RATING_XF
 from movierec.data import features
 from serving import contract
 from models.hyperparameters import Hyperparameters
 from models.model import build_model
+from tests.served_lists import full_lists, recommend as served_recommend
 from tests.transform import analyze_and_transform, raw_row
 
 TITLES = {"m1": "Alpha", "m2": "Beta", "m3": "Gamma", "m4": "alpha"}  # "Alpha" twice, by case
@@ -385,3 +388,113 @@ def test_a_batch_cannot_tell_padding_from_an_id_in_a_later_row():
     second, _ = merge_as_tf_serving([one_row, another, wider], [])
     assert all(np.array_equal(first[key], second[key]) for key in first)
     assert first[contract.EXCLUDE_MOVIE_IDS][1].tolist() == ["m2", "m3", "m1"]
+
+
+# --- The servable that is pushed (models/servable.py), against the judged model it is rebuilt from:
+# the rating weights answer exactly as judged, and recommend knows every rating given to it (users
+# the rating model does not know included), its head refitted on them. Referees: the judged
+# SavedModel's own answers, and the history head fitted in numpy on the pairs the test hands over.
+
+# What the pipeline accepted beyond the judged model's training ratings: u1's eval-split m3, a user
+# the rating model never saw (an eval-only user, or an older span's), and a movie outside the
+# catalogue, which recommend can never list.
+MORE = {"u1": ["m3"], "u9": ["m2", "m4", "m-elsewhere"]}
+HPARAMS = Hyperparameters(model="mf_autorec", side_features=True, embedding_dim=4, learning_rate=0.05, l2=0.0,
+                          autorec_hidden=4, autorec_epochs=2, retrieval_dim=2, retrieval_l2=1.0)
+
+
+@pytest.fixture(scope="module")
+def judged_and_pushed(transformed, tmp_path_factory):
+    """(judged SavedModel, pushed SavedModel (models/servable.py), the judged catalogue, {user: every
+    movie given}), the rating model the most complex variant: mf_autorec with side features."""
+    tmp = tmp_path_factory.mktemp("servable")
+    rows, transformed_rows, output = transformed
+    batch = {key: np.stack([r[key] for r in transformed_rows]) for key in transformed_rows[0]}
+    batch[features.TIMESTAMP] = np.zeros(len(rows), np.int64)
+    movies_and_users = catalog.build(output, [{k: tf.constant(v) for k, v in batch.items()}])
+    model = model_lib.build_model(movies_and_users.num_users, movies_and_users.num_movies, 3.0, HPARAMS,
+                                  rating_range=(2.0, 4.0), **side_features.tables(movies_and_users))
+    model.fit({k: batch[k] for k in (catalog.USER_XF, catalog.MOVIE_XF)}, batch[RATING_XF].reshape(-1),
+              epochs=20, verbose=0)
+    table = autorec.fit_table(movies_and_users.seen_users(), movies_and_users.seen_movies,
+                              movies_and_users.seen_ratings, movies_and_users.num_users,
+                              movies_and_users.num_movies, HPARAMS)
+    model = model_lib.with_autorec(model, table, HPARAMS.blend_weight)
+    export.save(model, output, movies_and_users, str(tmp / "judged"))
+    catalog.save(movies_and_users, str(tmp / "catalog.npz"))
+
+    every = {user: RATED.get(user, []) + MORE.get(user, []) for user in {*RATED, *MORE}}
+    users = sorted(every)
+    index = {m: i for i, m in enumerate(text(movies_and_users.movie_ids))}
+    pairs = [(users.index(u), index.get(m, -1)) for u in users for m in every[u]]
+    rows, movies = np.array(pairs).T
+    seen = seen_lib.from_pairs(rows, np.array([u.encode() for u in users], dtype=object), movies)
+    export_servable(str(tmp / "judged"), str(tmp / "catalog.npz"), output, HPARAMS, seen,
+                    str(tmp / "pushed"))
+    return (tf.saved_model.load(str(tmp / "judged")), tf.saved_model.load(str(tmp / "pushed")),
+            movies_and_users, every)
+
+
+def test_the_catalogue_file_reads_back_without_its_ratings(judged_and_pushed, tmp_path):
+    _, _, movies_and_users, _ = judged_and_pushed
+    catalog.save(movies_and_users, str(tmp_path / "catalog.npz"))
+    loaded, stats = catalog.load(str(tmp_path / "catalog.npz"))
+    for name in ("user_ids", "movie_ids", "titles", "genres", "years", "ages", "genders", "occupations"):
+        assert list(getattr(loaded, name)) == list(getattr(movies_and_users, name)), name
+    ratings = movies_and_users.seen_ratings
+    assert stats == {"count": len(ratings), "mean": pytest.approx(ratings.mean()), "min": 2.0, "max": 4.0}
+    assert loaded.seen_movies.size == 0
+
+
+def test_ratings_and_similar_movies_answer_exactly_as_judged(judged_and_pushed):
+    judged, pushed, movies_and_users, _ = judged_and_pushed
+    users = text(movies_and_users.user_ids) + ["u9", "nobody"]
+    movies = text(movies_and_users.movie_ids) + ["m-elsewhere"]
+    pairs = [(u, m) for u in users for m in movies]
+    inputs = {"user_id": tf.constant([u for u, _ in pairs]), "movie_id": tf.constant([m for _, m in pairs])}
+    rate = lambda servable: servable.signatures[contract.PREDICT_RATING](**inputs)[features.LABEL_KEY].numpy()
+    np.testing.assert_array_equal(rate(pushed), rate(judged))
+    similar = lambda servable: servable.signatures[contract.SIMILAR_MOVIES](
+        movie=tf.constant(movies), k=tf.constant([3] * len(movies)))[contract.SCORE].numpy()
+    np.testing.assert_array_equal(similar(pushed), similar(judged))
+
+
+def test_recommend_knows_every_rating_given(judged_and_pushed):
+    """u1's eval-split m3 and u9's movies are excluded; u9 (unknown to the rating model) is known
+    to recommend and ranked from their history; the judged model knows the training ratings only."""
+    judged, pushed, movies_and_users, every = judged_and_pushed
+    catalogue = set(text(movies_and_users.movie_ids))
+    lists = full_lists(pushed, sorted(every))
+    assert lists == {user: catalogue - set(movies) for user, movies in every.items()}
+    assert full_lists(judged, ["u1", "u9"]) == {"u1": catalogue - set(RATED["u1"]), "u9": catalogue}
+    _, _, known = served_recommend(pushed, ["u9", "nobody"], 1)
+    assert known.tolist() == [True, False]
+    _, _, known = served_recommend(judged, ["u9"], 1)
+    assert known.tolist() == [False]
+
+
+def test_the_head_is_refitted_on_every_rating_given(judged_and_pushed):
+    _, pushed, movies_and_users, every = judged_and_pushed
+    index = {m: i for i, m in enumerate(text(movies_and_users.movie_ids))}
+    users = sorted(every)
+    pairs = [(users.index(u), index[m]) for u in users for m in every[u] if m in index]
+    rows, movies = np.array(pairs).T
+    tables = retrieval.fit(rows, movies, len(index), HPARAMS.retrieval_l2, HPARAMS.retrieval_dim,
+                           HPARAMS.retrieval_popularity_l2, HPARAMS.retrieval_popularity_weight)
+    for user in ("u1", "u9"):
+        seen = movies[rows == users.index(user)]
+        vector = tables.history[seen].sum(axis=0)
+        vector[-1] = tables.popularity_weight
+        expected = tables.candidates @ vector
+        ids, scores, _ = served_recommend(pushed, [user], len(index), exclude_seen=False)
+        got = dict(zip(text(ids[0]), scores[0]))
+        np.testing.assert_allclose([got[m] for m in index], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_seen_tables_from_pairs_count_each_pair_once_and_keep_catalogue_movies():
+    seen = seen_lib.from_pairs(np.array([1, 0, 1, 1, 0, 2]), np.array([b"b", b"a", b"c"], dtype=object),
+                               np.array([3, 5, 3, 0, -1, -1]))
+    assert seen.user_ids.tolist() == [b"a", b"b"]  # c rated only movies outside the catalogue
+    assert seen.row_splits.tolist() == [0, 2, 3, 3]  # and the unknown users' empty row
+    assert seen.movies.tolist() == [0, 3, 5] and seen.movies.dtype == np.int32
+    assert seen.of_user(b"a").tolist() == [0, 3] and seen.of_user(b"c").size == 0
