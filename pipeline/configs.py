@@ -18,8 +18,6 @@ from schema import SCHEMA_DIR
 PIPELINE_NAME = "movierec"
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
-# Local Beam: one process per core; the DirectRunner otherwise runs everything in one thread.
-LOCAL_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
 # Folders hold one or more ratings files; other CSVs beside them (movies.csv, users.csv) are not ratings.
 RATINGS_FILE_PATTERN = "ratings*.csv"
 # Where the Dockerfile puts schema/ inside the image container-based orchestrators run.
