@@ -196,13 +196,13 @@ def test_head_scales_to_a_catalogue_of_100k_movies_dense_ease_cannot_hold():
 
 
 def test_settings_the_head_cannot_take_are_refused():
-    with pytest.raises(ValueError, match="unknown retrieval 'ease'; choose one of rating, history"):
+    with pytest.raises(ValueError, match="hyperparameters.retrieval: must be one of rating, history, got 'ease'"):
         Hyperparameters.from_dict({"retrieval": "ease"})
-    with pytest.raises(ValueError, match="retrieval_dim must be at least 1"):
+    with pytest.raises(ValueError, match="hyperparameters.retrieval_dim: must be an integer of at least 1, got 0"):
         Hyperparameters.from_dict({"retrieval": "history", "retrieval_dim": 0})
-    with pytest.raises(ValueError, match="retrieval_l2 must be positive"):
+    with pytest.raises(ValueError, match="hyperparameters.retrieval_l2: must be positive, got 0.0"):
         Hyperparameters.from_dict({"retrieval": "history", "retrieval_l2": 0.0})
-    with pytest.raises(ValueError, match="retrieval_popularity_l2 must not be negative"):
+    with pytest.raises(ValueError, match="hyperparameters.retrieval_popularity_l2: must be 0 or more, got -0.1"):
         Hyperparameters.from_dict({"retrieval": "history", "retrieval_popularity_l2": -0.1})
-    with pytest.raises(ValueError, match="retrieval_popularity_weight must not be negative"):
+    with pytest.raises(ValueError, match="hyperparameters.retrieval_popularity_weight: must be 0 or more, got -1.0"):
         Hyperparameters.from_dict({"retrieval": "history", "retrieval_popularity_weight": -1.0})
