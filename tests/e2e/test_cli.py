@@ -2,7 +2,7 @@
 import pytest
 
 from tests.cli import movierec
-from tests.conftest import write_csv
+from tests.helpers import write_csv
 
 
 def test_run_with_missing_data_fails_in_one_line(tmp_path):

@@ -6,7 +6,7 @@ import pathlib
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 # Lower layers first; a module may import its own layer and the ones before it.
 LAYERS = [("movierec.data", "movierec.errors", "movierec.paths"), ("serving.contract",), ("models",), ("components",),

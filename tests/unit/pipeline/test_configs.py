@@ -2,7 +2,7 @@
 import pytest
 
 from pipeline import configs
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def test_yaml_overlay_keeps_unset_defaults(tmp_path):
