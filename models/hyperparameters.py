@@ -4,8 +4,29 @@ from typing import Tuple
 
 # The Trainer's custom_config key holding these (beside the pipeline's code digest).
 HYPERPARAMETERS = "hyperparameters"
-# How `recommend` ranks (models/retrieval.py); here so configs are checked without TensorFlow.
+# The rating model's variants (models/model.py) and how `recommend` ranks (models/retrieval.py);
+# here so configs are checked without TensorFlow.
+MODELS = ("mf", "neumf", "mf_autorec")
 RETRIEVALS = ("rating", "history")
+
+
+def is_number(value) -> bool:
+    """YAML's true/false are Python bools, which are ints: a setting of `true` is not the number 1."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def check(section: str, settings, key: str, ok, rule: str) -> None:
+    """Raises ValueError "<section>.<key>: must be <rule>, got <value>" unless ok(value): the one
+    wording of every settings error (pipeline/configs.py uses it too), naming the key as the
+    settings file spells it."""
+    value = getattr(settings, key)
+    if not ok(value):
+        shown = list(value) if isinstance(value, tuple) else value
+        raise ValueError(f"{section}.{key}: must be {rule}, got {shown!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,16 +60,24 @@ class Hyperparameters:
     retrieval_dim: int = 64      # history: rank of the ratings matrix the head is fitted on
 
     def __post_init__(self):
-        if self.retrieval not in RETRIEVALS:
-            raise ValueError(f"unknown retrieval {self.retrieval!r}; choose one of {', '.join(RETRIEVALS)}")
-        if self.retrieval_dim < 1:
-            raise ValueError(f"retrieval_dim must be at least 1, not {self.retrieval_dim}")
-        if self.retrieval_l2 <= 0:
-            raise ValueError(f"retrieval_l2 must be positive, not {self.retrieval_l2}")
-        if self.retrieval_popularity_l2 < 0:
-            raise ValueError(f"retrieval_popularity_l2 must not be negative, not {self.retrieval_popularity_l2}")
-        if self.retrieval_popularity_weight < 0:
-            raise ValueError(f"retrieval_popularity_weight must not be negative, not {self.retrieval_popularity_weight}")
+        """Every setting checked when the config loads (`movierec config` and `run` fail on it, naming
+        the key), not minutes into a run when the Trainer builds the model."""
+        check("hyperparameters", self, "model", lambda v: v in MODELS, f"one of {', '.join(MODELS)}")
+        check("hyperparameters", self, "retrieval", lambda v: v in RETRIEVALS, f"one of {', '.join(RETRIEVALS)}")
+        for key in ("embedding_dim", "epochs", "batch_size", "autorec_hidden", "autorec_epochs",
+                    "autorec_batch_size", "retrieval_dim"):
+            check("hyperparameters", self, key, is_count, "an integer of at least 1")
+        check("hyperparameters", self, "seed", lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer")
+        check("hyperparameters", self, "mlp_layers", lambda v: isinstance(v, tuple) and all(map(is_count, v)),
+              "a list of integers of at least 1")
+        check("hyperparameters", self, "side_features", lambda v: isinstance(v, bool), "true or false")
+        for key in ("learning_rate", "autorec_learning_rate", "retrieval_l2"):
+            check("hyperparameters", self, key, lambda v: is_number(v) and v > 0, "positive")
+        for key in ("l2", "bias_l2", "mlp_l2", "side_l2", "autorec_l2", "retrieval_popularity_l2",
+                    "retrieval_popularity_weight"):
+            check("hyperparameters", self, key, lambda v: is_number(v) and v >= 0, "0 or more")
+        check("hyperparameters", self, "blend_weight", lambda v: is_number(v) and 0 <= v <= 1, "in [0, 1]")
+        check("hyperparameters", self, "autorec_ema", lambda v: is_number(v) and 0 <= v < 1, "in [0, 1)")
 
     @classmethod
     def from_dict(cls, values) -> "Hyperparameters":

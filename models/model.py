@@ -31,7 +31,6 @@ MLP_OUTPUT = "mlp_output"
 AUTOREC_TABLE = "autorec_table"
 BLEND = "blended_rating"
 USER_SIDE, MOVIE_SIDE = "user_side", "movie_side"
-MODELS = ("mf", "neumf", "mf_autorec")
 
 
 def _compile(model: tf.keras.Model, learning_rate: float) -> tf.keras.Model:
@@ -54,8 +53,6 @@ def build_model(num_users: int, num_movies: int, global_mean: float, hparams: Hy
     `hparams.side_features` adds side-feature vectors (`user_side`, `movie_side` tables) to the
     ID vectors, whatever the interaction.
     """
-    if hparams.model not in MODELS:
-        raise ValueError(f"unknown model {hparams.model!r}; choose one of {', '.join(MODELS)}")
     user_index = tf.keras.Input(shape=(1,), dtype=tf.int64, name=USER_XF)
     movie_index = tf.keras.Input(shape=(1,), dtype=tf.int64, name=MOVIE_XF)
     initializer = tf.keras.initializers.RandomNormal(stddev=0.05, seed=hparams.seed)

@@ -235,9 +235,12 @@ def _settings(config_files, **overrides):
     from pipeline import configs
 
     config = configs.PipelineConfig()
-    for config_file in config_files:
-        config = configs.load(config_file, config)
-    config = config.replace(**{k: v for k, v in overrides.items() if v is not None}).absolute()
+    try:
+        for config_file in config_files:
+            config = configs.load(config_file, config)
+        config = config.replace(**{k: v for k, v in overrides.items() if v is not None}).absolute()
+    except ValueError as e:  # a bad setting, named by file and key: one line, no traceback
+        raise click.ClickException(str(e)) from e
     paths.register_filesystems(*config.uris())
     return config
 

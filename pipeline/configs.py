@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional, Tuple
 import yaml
 
 from models.features import DEFAULT_MOVIE_POPULARITY_BOUNDS, DEFAULT_USER_ACTIVITY_BOUNDS
-from models.hyperparameters import Hyperparameters
+from models.hyperparameters import Hyperparameters, check, is_count, is_number
 from movierec import paths
 from movierec.data import features
 from schema import SCHEMA_DIR
@@ -18,8 +18,6 @@ from schema import SCHEMA_DIR
 PIPELINE_NAME = "movierec"
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
-# Local Beam: one process per core; the DirectRunner otherwise runs everything in one thread.
-LOCAL_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
 # Folders hold one or more ratings files; other CSVs beside them (movies.csv, users.csv) are not ratings.
 RATINGS_FILE_PATTERN = "ratings*.csv"
 # Where the Dockerfile puts schema/ inside the image container-based orchestrators run.
@@ -74,24 +72,22 @@ class EvaluationConfig:
     yardstick_max_relative_ndcg_decrease: Optional[float] = 0.03
 
     def __post_init__(self):
-        def check(key: str, ok, rule: str):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not ok(value):
-                raise ValueError(f"evaluation.{key}: must be {rule}, got {value!r}")
-
-        number = lambda v: isinstance(v, (int, float))
-        optional = lambda test: lambda v: v is None or (number(v) and test(v))
-        check("ranking_k", lambda v: isinstance(v, int) and v >= 1, "an integer of at least 1")
-        check("min_slice_examples", lambda v: isinstance(v, int) and v >= 1, "an integer of at least 1")
-        check("rmse_upper_bound", optional(lambda v: v > 0), "positive, or null (off)")
-        check("ndcg_lower_bound", optional(lambda v: 0 <= v <= 1), "in [0, 1], or null (off)")
+        optional = lambda test: lambda v: v is None or (is_number(v) and test(v))
+        for key in ("ranking_k", "min_slice_examples"):
+            check("evaluation", self, key, is_count, "an integer of at least 1")
+        check("evaluation", self, "rmse_upper_bound", optional(lambda v: v > 0), "positive, or null (off)")
+        check("evaluation", self, "ndcg_lower_bound", optional(lambda v: 0 <= v <= 1), "in [0, 1], or null (off)")
         for key in ("max_rmse_increase", "max_slice_rmse_increase"):
-            check(key, optional(lambda v: v >= 0), "0 or more, or null (not gated)")
+            check("evaluation", self, key, optional(lambda v: v >= 0), "0 or more, or null (not gated)")
         for key in ("max_relative_ndcg_decrease", "yardstick_max_relative_rmse_increase",
                     "yardstick_max_relative_ndcg_decrease"):
-            check(key, optional(lambda v: 0 <= v <= 1), "a fraction in [0, 1], or null (not gated)")
+            check("evaluation", self, key, optional(lambda v: 0 <= v <= 1), "a fraction in [0, 1], or null (not gated)")
         for key in ("ndcg_margin_over_popular", "rmse_margin_over_bias_only"):
-            check(key, optional(lambda v: -1 < v < 1), "a fraction in (-1, 1), or null (not gated)")
+            check("evaluation", self, key, optional(lambda v: -1 < v < 1), "a fraction in (-1, 1), or null (not gated)")
+        for key in ("user_activity_bounds", "movie_popularity_bounds"):
+            check("evaluation", self, key, lambda v: isinstance(v, tuple) and len(v) > 0
+                  and all(is_number(b) and b >= 0 and int(b) == b for b in v) and list(v) == sorted(set(v)),
+                  "a list of increasing rating counts (upper bounds of the slices)")
 
     def ungated(self) -> "EvaluationConfig":
         """The same settings with every gate reporting only (benchmarks measure; they do not gate)."""
@@ -124,21 +120,15 @@ class DriftConfig:
     accept: bool = False
 
     def __post_init__(self):
-        for name in ("rating_jsd", "user_id_linf"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not 0.0 < value <= 1.0):
-                raise ValueError(f"drift.{name}: must be in (0, 1] or null (off), got {value!r}")
-        for name in ("min_examples_ratio", "max_examples_ratio"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-                raise ValueError(f"drift.{name}: must be a positive ratio or null (off), got {value!r}")
+        for key in ("rating_jsd", "user_id_linf"):
+            check("drift", self, key, lambda v: v is None or (is_number(v) and 0.0 < v <= 1.0), "in (0, 1] or null (off)")
+        for key in ("min_examples_ratio", "max_examples_ratio"):
+            check("drift", self, key, lambda v: v is None or (is_number(v) and v > 0), "a positive ratio or null (off)")
         if None not in (self.min_examples_ratio, self.max_examples_ratio) and \
                 self.min_examples_ratio > self.max_examples_ratio:
             raise ValueError(f"drift.min_examples_ratio: {self.min_examples_ratio} is above "
                              f"drift.max_examples_ratio {self.max_examples_ratio}")
-        if not isinstance(self.accept, bool):
-            raise ValueError(f"drift.accept: must be true or false, got {self.accept!r}")
+        check("drift", self, "accept", lambda v: isinstance(v, bool), "true or false")
 
 
 METADATA_KINDS = ("sqlite", "mysql")
@@ -203,6 +193,19 @@ class PipelineConfig:
     metadata: MetadataConfig = MetadataConfig()
     beam_pipeline_args: Tuple[str, ...] = ()
     enable_cache: bool = True
+
+    def __post_init__(self):
+        text = lambda v: isinstance(v, str) and v != ""
+        for key in ("data", "pipeline_root", "serving_dir", "pipeline_name", "model_name", "schema_dir"):
+            check("config", self, key, text, "a non-empty string")
+        for key in ("movies", "users"):
+            check("config", self, key, lambda v: v is None or text(v), "a path, or null (beside the ratings)")
+        check("config", self, "model_server", lambda v: isinstance(v, str), "a path, or '' (found on PATH)")
+        for key in ("rolling_spans", "train_buckets", "eval_buckets"):
+            check("config", self, key, is_count, "an integer of at least 1")
+        check("config", self, "beam_pipeline_args", lambda v: isinstance(v, tuple) and all(
+            isinstance(a, str) and a.startswith("--") for a in v), "a list of --flag=value strings")
+        check("config", self, "enable_cache", lambda v: isinstance(v, bool), "true or false")
 
     @property
     def metadata_file(self) -> str:
@@ -275,12 +278,14 @@ class PipelineConfig:
 
 
 def _overlay(base, values: Dict[str, Any], what: str):
+    if not isinstance(values, dict):
+        raise ValueError(f"{what}: expected a mapping of settings, got {values!r}")
     known = {f.name for f in dataclasses.fields(base)}
     unknown = set(values) - known
     if unknown:
         raise ValueError(f"unknown {what} keys: {sorted(unknown)}; known: {sorted(known)}")
     # YAML has lists where the settings hold tuples.
-    values = {key: tuple(value) if isinstance(getattr(base, key), tuple) else value
+    values = {key: tuple(value) if isinstance(value, list) else value
               for key, value in values.items()}
     return dataclasses.replace(base, **values)
 
@@ -299,7 +304,10 @@ def load(path: pathlib.Path, base: PipelineConfig = PipelineConfig()) -> Pipelin
     values = yaml.safe_load(pathlib.Path(path).read_text()) or {}
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping of settings, got {type(values).__name__}")
-    return from_dict(values, base)
+    try:
+        return from_dict(values, base)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
 
 
 def _plain(value):

@@ -58,8 +58,6 @@ PREDICT_RATING = "predict_rating"
 RECOMMEND = "recommend"
 SIMILAR_MOVIES = "similar_movies"
 SIMILAR_USERS = "similar_users"
-# What clients call; transform_features exists for TFMA.
-CLIENT_SIGNATURES = (SERVING_DEFAULT, REGRESS, PREDICT_RATING, RECOMMEND, SIMILAR_MOVIES, SIMILAR_USERS)
 
 # TF Serving's method names (tensorflow/cc/saved_model/signature_constants.h): its Regress and
 # Classify APIs only accept signatures whose method_name is theirs.

@@ -14,11 +14,11 @@ import schema  # noqa: E402
 from movierec import paths  # noqa: E402
 from movierec.data import features  # noqa: E402
 from movierec.data import fetch  # noqa: E402
-from tests.pipeline_runs import PipelineRun, write_csv  # noqa: E402
+from tests.helpers import write_csv  # noqa: E402
+from tests.pipeline_runs import PipelineRun  # noqa: E402
 from tests.cli import movierec  # noqa: E402
 from tests.serving_server import Server  # noqa: E402
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 EXIT_STATUS = pytest.StashKey[int]()
 E2E_DIR = pathlib.Path(__file__).resolve().parent / "e2e"
 

@@ -11,6 +11,7 @@ from components import rows
 from pipeline import configs, metadata, run_summary
 from serving import contract
 from tests.cli import MOVIEREC, movierec
+from tests.helpers import write_csv
 
 # A small sample trains a rough model, worse than the baselines: its lists are little better than
 # random (NDCG@10 ~0.02 vs ~0.007, most popular ~0.05), so the baselines gate only reports here;
@@ -72,10 +73,6 @@ class PipelineRun:
         return run_summary.summarize(self.config)
 
 
-def write_csv(path: pathlib.Path, header: str, rows) -> pathlib.Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
-    return path
 
 
 # Small and quick; tolerances on the comparisons with the last blessed model absorb noise on tiny

@@ -14,9 +14,8 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.infra_validator import executor
-
-MODEL_KEY, MODEL_BLESSING_KEY, BLESSING_KEY = "model", "model_blessing", "blessing"
-MODEL_NAME_KEY, MODEL_SERVER_KEY, TIMEOUT_KEY = "model_name", "model_server", "timeout_seconds"
+from components.infra_validator.executor import (BLESSING_KEY, MODEL_BLESSING_KEY, MODEL_KEY, MODEL_NAME_KEY,
+                                                 MODEL_SERVER_KEY, TIMEOUT_KEY)
 
 
 class InfraValidatorSpec(ComponentSpec):

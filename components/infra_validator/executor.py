@@ -167,22 +167,28 @@ def mark(blessing: types.Artifact, blessed: bool, note: str) -> None:
     logging.info("Infra validation: %s", note)
 
 
+# The component's inputs, output and properties, named here once: component.py declares them with
+# these names and Do reads them by them.
+MODEL_KEY, MODEL_BLESSING_KEY, BLESSING_KEY = "model", "model_blessing", "blessing"
+MODEL_NAME_KEY, MODEL_SERVER_KEY, TIMEOUT_KEY = "model_name", "model_server", "timeout_seconds"
+
+
 class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
-        model = artifact_utils.get_single_instance(input_dict["model"])
-        blessing = artifact_utils.get_single_instance(output_dict["blessing"])
-        model_blessing: Sequence[types.Artifact] = input_dict.get("model_blessing") or []
+        model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+        blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
+        model_blessing: Sequence[types.Artifact] = input_dict.get(MODEL_BLESSING_KEY) or []
         if model_blessing and not model_utils.is_model_blessed(model_blessing[0]):
             mark(blessing, False, "not run: the model gates did not bless the model")
             return
         model_path = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
         with tempfile.TemporaryDirectory(prefix="infra-validation-") as workdir:
             try:
-                mark(blessing, True, validate(model_path, exec_properties["model_name"],
-                                              exec_properties.get("model_server") or "",
-                                              exec_properties.get("timeout_seconds") or DEFAULT_TIMEOUT_SECONDS,
+                mark(blessing, True, validate(model_path, exec_properties[MODEL_NAME_KEY],
+                                              exec_properties.get(MODEL_SERVER_KEY) or "",
+                                              exec_properties.get(TIMEOUT_KEY) or DEFAULT_TIMEOUT_SECONDS,
                                               workdir))
             except InfraValidationFailed as e:
                 mark(blessing, False, str(e))

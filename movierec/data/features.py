@@ -21,9 +21,6 @@ AGE, GENDER, OCCUPATION, ZIP = "age", "gender", "occupation", "zip"
 MOVIES_COLUMNS = (MOVIE_ID, TITLE, YEAR, GENRES)
 USERS_COLUMNS = (USER_ID, AGE, GENDER, OCCUPATION, ZIP)
 GENRE_SEPARATOR = "|"
-# Side features ExampleGen joins onto each rating (absent when the side table or row is missing).
-MOVIE_FEATURES = (TITLE, YEAR, GENRES)
-USER_FEATURES = (AGE, GENDER, OCCUPATION)
 # Unknown values of the side features after Transform (missing row, or missing side table).
 UNKNOWN_INT, UNKNOWN_TEXT = -1, ""
 

@@ -20,8 +20,6 @@ from typing import Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from movierec.data import features
 
-
-RATINGS_HEADER = ",".join(features.RATINGS_COLUMNS)
 # Header names of the canonical columns: ours, and GroupLens' MovieLens latest/20M/25M ratings.csv.
 CANONICAL_NAMES = {name: name for name in features.RATINGS_COLUMNS}
 MOVIELENS_NAMES = {"userId": features.USER_ID, "movieId": features.MOVIE_ID,

@@ -2,7 +2,7 @@
 import pytest
 
 from tests.cli import movierec
-from tests.conftest import write_csv
+from tests.helpers import write_csv
 
 
 def test_run_with_missing_data_fails_in_one_line(tmp_path):
@@ -59,3 +59,26 @@ def test_data_import_writes_canonical_csv(tmp_path):
     assert "wrote 2 ratings (2 users, 1 movies)" in result.stdout
     assert (tmp_path / "out" / "ratings.csv").read_text().splitlines() == [
         "user_id,movie_id,rating,timestamp", "1,10,5,978300760", "2,10,4,978300761"]
+
+
+@pytest.mark.parametrize("settings, message", [
+    ("hyperparameters:\n  model: mff\n", "hyperparameters.model: must be one of mf, neumf, mf_autorec, got 'mff'"),
+    ("hyperparameters:\n  embedding_dim: -8\n", "hyperparameters.embedding_dim: must be an integer of at least 1, got -8"),
+    ("hyperparameters:\n  mlp_layers: [64, 0]\n",
+     "hyperparameters.mlp_layers: must be a list of integers of at least 1, got [64, 0]"),
+    ("hyperparameters:\n  learning_rate: fast\n", "hyperparameters.learning_rate: must be positive, got 'fast'"),
+    ("hyperparameters:\n  blend_weight: 1.5\n", "hyperparameters.blend_weight: must be in [0, 1], got 1.5"),
+    ("hyperparameters:\n  side_features: 'yes'\n", "hyperparameters.side_features: must be true or false, got 'yes'"),
+    ("evaluation:\n  ranking_k: 0\n", "evaluation.ranking_k: must be an integer of at least 1, got 0"),
+    ("hyperparameters:\n  epoch: 3\n", "unknown hyperparameters keys: ['epoch']"),
+])
+def test_config_names_the_file_and_key_of_a_bad_setting(tmp_path, settings, message):
+    """`movierec config` reads settings as `movierec run` does: a bad one is refused there, in one
+    line naming the file and key, not minutes into a run when the Trainer builds the model. The
+    second file is the bad one, so the message must name it and not the first."""
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("hyperparameters:\n  epochs: 3\n")
+    bad.write_text(settings)
+    result = movierec("config", "--config", good, "--config", bad)
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.strip().startswith(f"Error: {bad}: {message}") and "\n" not in result.stderr.strip()

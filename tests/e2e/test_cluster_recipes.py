@@ -22,9 +22,11 @@ from movierec import paths
 from pipeline import configs, kubeflow_v2_runner
 from tests.cli import movierec
 
-from tests.conftest import REPO
+from tests.helpers import REPO
+# The Vertex recipe's bucket: compile only names it, nothing reads or writes it here.
+GCS_BUCKET = "gs://movierec-test-bucket"
 # What the recipes' placeholders stand for here.
-PLACEHOLDERS = {"PROJECT": "movierec-test", "REGION": "europe-west4", "BUCKET": "movierec-test-bucket",
+PLACEHOLDERS = {"PROJECT": "movierec-test", "REGION": "europe-west4", "BUCKET": GCS_BUCKET[len("gs://"):],
                 "FLINK_MASTER": "flink.invalid", "SPARK_MASTER": "spark.invalid",
                 "./setup.py": str(REPO / "setup.py")}
 
@@ -110,21 +112,24 @@ def test_flink_and_spark_recipes_build_their_portable_job(ratings_sample, engine
 
 
 def test_kubeflow_compile_puts_only_bucket_paths_in_the_pipeline_json(s3_bucket, ratings_sample, tmp_path):
-    """The Vertex recipe's compile, with data, pipeline root and serving dir in a bucket: no local
-    path reaches the JSON the cluster runs (the schema is the image's copy). Vertex's
-    PipelineJob then loads the JSON; creating the schedule is the first call that needs an account."""
+    """The Vertex recipe's compile, with pipeline root and serving dir in a gs:// bucket (Vertex
+    writes its outputs to Cloud Storage only) and the data in a bucket compile can read here (an
+    S3 server on loopback: no GCS emulator reaches TensorFlow 2.16, tests/object_store.py): no
+    local path reaches the JSON the cluster runs (the schema is the image's copy). Vertex's
+    PipelineJob then loads the JSON with the gs:// root; creating the schedule is the first call
+    that needs an account."""
     paths.register_filesystems(s3_bucket)
     data = paths.join(s3_bucket, "kubeflow-data")
     paths.write_bytes(paths.join(data, features.RATINGS_FILE), ratings_sample.read_bytes())
     result = movierec("compile", "--target", "kubeflow-v2", "--data", data,
-                      "--pipeline-root", paths.join(s3_bucket, "pipeline"),
-                      "--serving-dir", paths.join(s3_bucket, "serving"),
+                      "--pipeline-root", f"{GCS_BUCKET}/pipeline", "--serving-dir", f"{GCS_BUCKET}/serving",
                       "--image", "europe-docker.pkg.dev/acme/ml/movierec:1", "--schedule", "0 3 * * *",
                       "--output", tmp_path / "kfp")
     assert result.returncode == 0, result.stderr[-3000:]
     text = (tmp_path / "kfp" / kubeflow_v2_runner.PIPELINE_FILE).read_text()
-    assert f"{s3_bucket}/pipeline" in text and f"{s3_bucket}/serving/movierec" in text and data in text
+    assert f"{GCS_BUCKET}/pipeline" in text and f"{GCS_BUCKET}/serving/movierec" in text and data in text
     assert str(REPO) not in text and str(tmp_path) not in text and "gs:/" not in text.replace("gs://", "")
+    assert f"{s3_bucket}/pipeline" not in text
     assert f"{configs.IMAGE_SCHEMA_DIR}/{configs.SCHEMA_FILE}" in text
 
     from google.auth.credentials import AnonymousCredentials
@@ -135,4 +140,4 @@ def test_kubeflow_compile_puts_only_bucket_paths_in_the_pipeline_json(s3_bucket,
                                  pipeline_root=schedule["pipeline_root"], project="movierec-test",
                                  location="europe-west4", credentials=AnonymousCredentials())
     assert job.pipeline_spec["pipelineInfo"]["name"] == "movierec"
-    assert job._gca_resource.runtime_config.gcs_output_directory == f"{s3_bucket}/pipeline"
+    assert job._gca_resource.runtime_config.gcs_output_directory == f"{GCS_BUCKET}/pipeline"

@@ -11,7 +11,8 @@ import pathlib
 from movierec.cli import EXIT_DRIFT
 from pipeline import metadata, report, run_summary
 from tests.cli import movierec
-from tests.pipeline_runs import Replay, write_csv
+from tests.helpers import write_csv
+from tests.pipeline_runs import Replay
 
 NOT_REACHED = ("Transform", "Trainer", "Evaluator", "RatingGate", "RankingEvaluator", "Baselines", "Yardstick",
                "ModelGate", "InfraValidator", "Pusher")

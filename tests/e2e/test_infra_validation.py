@@ -17,7 +17,7 @@ from movierec import cli
 from pipeline import configs, run_summary
 from serving import contract
 from tests import tfs_models
-from tests.unit.components.test_pusher import push_pipeline
+from tests.helpers import push_pipeline
 
 
 def test_a_model_with_a_scalar_input_is_refused_and_not_pushed(tmp_path):

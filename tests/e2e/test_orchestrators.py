@@ -7,7 +7,7 @@ import sys
 from pipeline import configs, kubeflow_v2_runner
 from pipeline.pipeline import KUBEFLOW_V2, LOCAL, MODEL_GATE, create_pipeline
 from tests.cli import movierec
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 GATES = {"RatingGate", "RankingEvaluator", "Baselines", "Yardstick"}
 

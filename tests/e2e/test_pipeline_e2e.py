@@ -13,9 +13,9 @@ from pipeline import metadata, report
 from pipeline.pipeline import MODEL_GATE, create_pipeline
 from serving import contract
 from tests.cli import movierec
-from tests.conftest import write_csv
+from tests.helpers import write_csv
 from tests.pipeline_runs import PipelineRun
-from tests.unit.components import test_csv_variants as variants
+from tests import helpers
 
 
 
@@ -159,7 +159,7 @@ def test_beam_dag_runner_end_to_end(ratings_sample, tmp_path):
 
 def test_files_as_tools_write_them_go_through_movierec_run(ratings_sample, tmp_path):
     """The sample's 3,000 ratings split over files written by the csv module, pandas, Excel's CSV
-    UTF-8 layout and by hand (tests/test_csv_variants.py), side tables beside them: every row is
+    UTF-8 layout and by hand (tests/helpers.py, as tests/unit/components/test_csv_variants.py checks them), side tables beside them: every row is
     ingested and both side tables are joined."""
     with open(ratings_sample, newline="") as f:
         sample = [(u, m, float(r), int(t)) for u, m, r, t in list(csv.reader(f))[1:]]
@@ -167,9 +167,9 @@ def test_files_as_tools_write_them_go_through_movierec_run(ratings_sample, tmp_p
     data.mkdir()
     for side_table in (features.MOVIES_FILE, features.USERS_FILE):
         shutil.copy(ratings_sample.parent / side_table, data / side_table)
-    for index, (name, writer) in enumerate(variants.WRITERS.items()):
-        writer(data / f"ratings-{name}.csv", sample[index::len(variants.WRITERS)])
-    expected = sum(len(variants.referee(path)) for path in data.glob("ratings-*.csv"))
+    for index, (name, writer) in enumerate(helpers.WRITERS.items()):
+        writer(data / f"ratings-{name}.csv", sample[index::len(helpers.WRITERS)])
+    expected = sum(len(helpers.referee(path)) for path in data.glob("ratings-*.csv"))
     assert expected == len(sample) == 3000
     run = PipelineRun(tmp_path / "run", data)
     result = run()

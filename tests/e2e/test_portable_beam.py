@@ -18,7 +18,7 @@ import yaml
 
 from pipeline import configs
 from tests.beam_sdk_boot import RECORD_FILE, WORKFLOW_FILE
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tests.pipeline_runs import SMALL_RUN_CONFIG, PipelineRun
 
 BEAM_COMPONENTS = ("RatingsExampleGen", "StatisticsGen", "Transform", "Evaluator")

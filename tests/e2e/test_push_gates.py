@@ -22,7 +22,7 @@ from movierec.data import features
 from pipeline import configs, run_summary
 from serving import contract
 from tests.cli import movierec
-from tests.conftest import REPO, write_csv
+from tests.helpers import REPO, write_csv
 from tests.pipeline_runs import gate_check, rows_of
 
 SHIPPED = REPO / "configs" / "movielens-100k.yaml"

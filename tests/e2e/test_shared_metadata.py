@@ -57,7 +57,13 @@ def test_the_run_lock_is_a_named_lock_in_the_shared_database(mariadb, ratings_sa
                 f"(lock 'movierec/mlmd/movierec' held by database connection") in refused.stderr
         assert mariadb.query("SELECT IS_USED_LOCK('movierec/mlmd/movierec') IS NOT NULL") == ((1,),)
         waiter = _hold(settings, wait=True, seconds=0)
-        time.sleep(3)
+        # Waiting means blocked in the server's GET_LOCK (MariaDB's processlist state "User lock"),
+        # not still importing: seen from the server, not assumed after a sleep.
+        deadline = time.monotonic() + 120
+        while mariadb.query("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE = 'User lock'") != ((1,),):
+            assert waiter.poll() is None, waiter.communicate()
+            assert time.monotonic() < deadline, "the waiter never reached GET_LOCK"
+            time.sleep(0.2)
         assert waiter.poll() is None  # waiting for the holder
         holder.send_signal(signal.SIGKILL)  # a killed run: the server drops its connection's lock
         holder.wait()

@@ -4,6 +4,7 @@ tensorflow_model_server is not obtainable here; these tests run against `moviere
 small hand-built SavedModels (tests/tfs_models.py), started once with batching on.
 """
 import concurrent.futures
+import contextlib
 import json
 import subprocess
 import time
@@ -86,9 +87,7 @@ class Served:
         self.log.close()
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tfs")
+def _model_root(root):
     tfs_models.save(str(root / "good" / "1"), tfs_models.GOOD_WARMUP)
     tfs_models.save(str(root / "good" / "007"), tfs_models.GOOD_WARMUP)  # version 7, leading zeros
     (root / "good" / "not-a-version").mkdir()
@@ -100,8 +99,8 @@ def root(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def served(root):
+@contextlib.contextmanager
+def _serving(root):
     server = Served(root, f"--model_config_file={root}/models.config", "--model_config_file_poll_wait_seconds=1",
                     "--enable_batching", f"--batching_parameters_file={root}/batching_parameters.txt",
                     f"--monitoring_config_file={root}/monitoring.config", "--rest_api_timeout_in_ms=2000",
@@ -110,6 +109,27 @@ def served(root):
     yield server
     server.stop()
     assert server.process.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """Model folders the module's server serves; no test changes them, so each test sees the same
+    versions whatever ran before it."""
+    return _model_root(tmp_path_factory.mktemp("tfs"))
+
+
+@pytest.fixture(scope="module")
+def served(root):
+    with _serving(root) as server:
+        yield server
+
+
+@pytest.fixture
+def own(tmp_path):
+    """A server of its own on its own model folders, for a test that adds versions or models."""
+    root = _model_root(tmp_path)
+    with _serving(root) as server:
+        yield server, root
 
 
 def call(served, signature, model="good", **inputs):
@@ -133,15 +153,16 @@ def test_version_folders_and_latest_policy(served):
     assert call(served, "recommend", **RECOMMEND).model_spec.version.value == 7
 
 
-def test_all_and_specific_policies(root):
-    config = root / "policies.config"
+def test_all_and_specific_policies(root, tmp_path):
+    config = tmp_path / "policies.config"
     config.write_text(models_config("good", policy="all {}", root=root))
     assert sorted(aspired_versions(read_model_server_config(str(config)).model_config_list.config[0])) == [1, 7]
     config.write_text(models_config("good", policy="specific { versions: 1 }", root=root))
     assert sorted(aspired_versions(read_model_server_config(str(config)).model_config_list.config[0])) == [1]
 
 
-def test_second_model_picked_up_by_config_poll(served, root):
+def test_second_model_picked_up_by_config_poll(own):
+    served, root = own
     assert code_of(lambda: served.status("other"))[0] == grpc.StatusCode.NOT_FOUND
     (root / "models.config.tmp").write_text(models_config("good", "spin", "other", root=root))
     (root / "models.config.tmp").rename(root / "models.config")
@@ -149,8 +170,8 @@ def test_second_model_picked_up_by_config_poll(served, root):
     assert call(served, "recommend", model="other", **RECOMMEND).model_spec.name == "other"
 
 
-def test_config_file_that_does_not_parse_is_refused_with_its_line(root):
-    bad = root / "bad.config"
+def test_config_file_that_does_not_parse_is_refused_with_its_line(tmp_path):
+    bad = tmp_path / "bad.config"
     bad.write_text('model_config_list { config { name: "x" base_pth: "/y" } }\n')
     result = subprocess.run([*MOVIEREC, "serve", f"--model_config_file={bad}", "--port=1"],
                             capture_output=True, text=True, timeout=120)
@@ -164,7 +185,8 @@ def test_config_file_that_does_not_parse_is_refused_with_its_line(root):
 
 # --- warmup as a load gate -----------------------------------------------------------------------
 
-def test_version_whose_warmup_fails_never_serves(served, root):
+def test_version_whose_warmup_fails_never_serves(own):
+    served, root = own
     tfs_models.save(str(root / "good" / "9"), tfs_models.SCALAR_WARMUP)  # rank-0 k: batching refuses it
     served.wait(lambda: served.status().get(9, ("",))[0] == "END", timeout_s=90)
     state, code, message = served.status()[9]

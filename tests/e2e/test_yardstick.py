@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from movierec.data import features
-from tests.conftest import write_csv
+from tests.helpers import write_csv
 from tests.pipeline_runs import PLANT_CONFIG, PipelineRun, gate, gate_check
 
 LATER = 10 ** 8  # seconds added to span 2's timestamps: its ratings are the newest of each pair

@@ -8,7 +8,7 @@ import pathlib
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 # Lower layers first; a module may import its own layer and the ones before it. The contract and
 # the deploy files are shared with the pipeline (models export the contract, components write the

@@ -9,8 +9,8 @@ import tensorflow as tf
 
 from components.example_gen import executor as example_gen
 from movierec.data import features, records
-from tests.conftest import write_csv
-from tests.unit.components.test_example_gen import run_executor
+from tests.helpers import write_csv
+from tests.helpers import run_executor
 
 HEADER = ",".join(features.RATINGS_COLUMNS)
 GOOD_ROW = "u0,m0,3,50"

@@ -17,20 +17,14 @@ import io
 import pathlib
 
 import hypothesis
-import pandas as pd
 import pytest
 from hypothesis import strategies as st
 
 from components.example_gen import executor as example_gen
-from movierec.data import features, records
+from movierec.data import records
 from movierec.data import importers
-from tests.unit.components.test_example_gen import pair, run_executor
+from tests.helpers import COLUMNS, RATING_RANGE, ROWS, WRITERS, excel_csv, pair, python_csv, referee, run_executor
 
-COLUMNS = list(features.RATINGS_COLUMNS)
-RATING_RANGE = (0.5, 5.0)
-# IDs that differ only in leading zeros, hold commas, quotes, spaces or non-ASCII letters.
-ROWS = [("007", "m1", 4.0, 881250949), ("7", "m1", 3.5, 881250950), ("u,comma", 'say "hi"', 5.0, 881250951),
-        ("Amélie fan", "Amélie (2001)", 2.0, 881250952), ("7", "007", 1.0, 881250953), ("u 9", "m,2", 0.5, 1)]
 EXCEL_CSV_UTF8 = ("\ufeffuser_id,movie_id,rating,timestamp\r\n007,m1,4,881250949\r\n7,m1,3.5,881250950\r\n"
                   '"u,comma","say ""hi""",5,881250951\r\nAmélie fan,Amélie (2001),2,881250952\r\n'
                   '7,007,1,881250953\r\nu 9,"m,2",0.5,1\r\n').encode("utf-8")
@@ -41,16 +35,6 @@ MOVIELENS_MOVIES = (b"movieId,title,genres\n1,Toy Story (1995),Adventure|Animati
                     b'3,"Grumpier Old Men, The (1995)",Comedy|Romance\n')
 
 
-def referee(path: pathlib.Path, names=records.CANONICAL_NAMES):
-    """(user, movie, rating, timestamp) of each row, as csv.reader reads the file."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = [name.strip() for name in next(reader)]
-        at = [header.index(name) for name in names]
-        return [(row[at[0]].strip(), row[at[1]].strip(), float(row[at[2]]), int(float(row[at[3]])))
-                for row in reader if row]
-
-
 def ingested(path: pathlib.Path, chunk_bytes=None):
     """What the executor's chunk planning and parsing (fast path or line by line) make of the file."""
     out = []
@@ -59,41 +43,6 @@ def ingested(path: pathlib.Path, chunk_bytes=None):
             out += zip(rows.user_ids, rows.movie_ids, rows.ratings.astype(float), rows.timestamps.astype(int))
     return [(u, m, r, int(t)) for u, m, r, t in out]
 
-
-def python_csv(path: pathlib.Path, rows=ROWS) -> pathlib.Path:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)  # the default dialect: CRLF, minimal quoting
-        writer.writerow(COLUMNS)
-        writer.writerows(rows)
-    return path
-
-
-def pandas_csv(path: pathlib.Path, rows=ROWS) -> pathlib.Path:
-    frame = pd.DataFrame(rows, columns=COLUMNS)
-    frame[["timestamp", "movie_id", "rating", "user_id"]].to_csv(path)  # with its index column
-    return path
-
-
-def excel_csv(path: pathlib.Path, rows=ROWS) -> pathlib.Path:
-    """Excel's CSV UTF-8 layout, field by field: BOM, CRLF, quotes only around commas and quotes."""
-    def field(value) -> str:
-        text = format(value, "g") if isinstance(value, float) else str(value)
-        return f'"{text.replace(chr(34), chr(34) * 2)}"' if "," in text or '"' in text else text
-    lines = [",".join(COLUMNS), *(",".join(map(field, row)) for row in rows)]
-    path.write_bytes(b"\xef\xbb\xbf" + "".join(f"{line}\r\n" for line in lines).encode("utf-8"))
-    return path
-
-
-def hand_edited(path: pathlib.Path, rows=ROWS) -> pathlib.Path:
-    """Mixed line ends, spaces around names and values, whole-second float timestamps, a trailing blank line."""
-    lines = ["user_id , movie_id,rating , timestamp"] + [
-        f" {user}  ,{movie}, {rating:g} ,{timestamp}{'.0' * (i % 2)}" for i, (user, movie, rating, timestamp) in
-        enumerate(rows) if "," not in user + movie and '"' not in user + movie]
-    path.write_bytes("".join(line + ("\r\n" if i % 2 else "\n") for i, line in enumerate(lines)).encode() + b"\r\n")
-    return path
-
-
-WRITERS = {"python-csv": python_csv, "pandas": pandas_csv, "excel-csv-utf8": excel_csv, "hand-edited": hand_edited}
 
 
 @pytest.mark.parametrize("writer", WRITERS)

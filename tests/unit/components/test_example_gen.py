@@ -2,47 +2,15 @@
 import collections
 
 import pytest
-import tensorflow as tf
 from tfx.proto import example_gen_pb2
-from tfx.types import artifact_utils, standard_artifacts, standard_component_specs as specs
-from tfx.utils import proto_utils
 
 from components.example_gen import executor as example_gen
 from movierec.data import features
-from tests.conftest import write_csv
+from tests.helpers import pair, run_executor, write_csv
 
 HEADER = ",".join(features.RATINGS_COLUMNS)
 HASH_SPLIT = example_gen_pb2.SplitConfig(splits=[example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=3),
                                                  example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)])
-
-
-def run_executor(input_base, input_splits, split_config=None, movies=None, users=None):
-    """{split: [serialized examples]} and the files written, from the executor's Do (side tables
-    `movies` / `users` joined when given)."""
-    examples = standard_artifacts.Examples()
-    examples.uri = str(input_base / "output")
-    properties = {
-        specs.INPUT_BASE_KEY: str(input_base),
-        specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Input(
-            splits=[example_gen_pb2.Input.Split(name=name, pattern=pattern) for name, pattern in input_splits])),
-        specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Output(split_config=split_config)),
-        specs.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(example_gen.ingest_config(movies, users, (0.5, 5.0), "test")),
-        specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
-        specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-    }
-    example_gen.Executor().Do({}, {specs.EXAMPLES_KEY: [examples]}, properties)
-    assert examples.get_string_custom_property("payload_format") == "FORMAT_TF_EXAMPLE"
-    assert examples.get_string_custom_property("file_format") == "tfrecords_gzip"
-    by_split, files = {}, {}
-    for split in artifact_utils.decode_split_names(examples.split_names):
-        files[split] = sorted(tf.io.gfile.glob(f"{artifact_utils.get_split_uri([examples], split)}/*"))
-        by_split[split] = [r.numpy() for r in tf.data.TFRecordDataset(files[split], compression_type="GZIP")]
-    return by_split, files
-
-
-def pair(record: bytes):
-    feature = tf.train.Example.FromString(record).features.feature
-    return feature[features.USER_ID].bytes_list.value[0], feature[features.MOVIE_ID].bytes_list.value[0]
 
 
 def splits_of_pairs(by_split):

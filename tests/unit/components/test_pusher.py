@@ -10,26 +10,12 @@ import uuid
 
 import pytest
 from tfx import v1 as tfx
-from tfx import version as tfx_version
-from tfx.types import standard_artifact_utils
 from tfx.utils import path_utils
 
-from components.infra_validator.component import InfraValidator
 from components.pusher import executor as pusher
-from components.pusher.component import AtomicPusher
 from serving import contract
 from pipeline import configs, run_summary
-
-
-def fake_saved_model(path, fingerprint: bytes, variables_size: int = 0):
-    os.makedirs(os.path.join(path, "variables"))
-    with open(os.path.join(path, "saved_model.pb"), "wb") as f:
-        f.write(b"graph")
-    with open(os.path.join(path, pusher.FINGERPRINT_FILE), "wb") as f:
-        f.write(fingerprint)
-    if variables_size:
-        with open(os.path.join(path, "variables", "variables.data-00000-of-00001"), "wb") as f:
-            f.write(os.urandom(variables_size))
+from tests.helpers import fake_saved_model, push_pipeline
 
 
 def test_publish_versions_increase_and_leave_no_staging(tmp_path):
@@ -89,28 +75,6 @@ def file_size_limit(limit: int):
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, handler)
-
-
-def push_pipeline(config: configs.PipelineConfig, model_uri: str, infra_validation: bool = False) -> tfx.dsl.Pipeline:
-    """The pipeline's Pusher on an imported, blessed model (a Trainer's model carries its TFX version);
-    its infra blessing imported as passed, or with `infra_validation` from the real InfraValidator."""
-    model = tfx.dsl.Importer(
-        source_uri=model_uri, artifact_type=tfx.types.standard_artifacts.Model,
-        custom_properties={standard_artifact_utils.ARTIFACT_TFX_VERSION_CUSTOM_PROPERTY_KEY: tfx_version.__version__},
-    ).with_id("model")
-    blessing = tfx.dsl.Importer(source_uri=model_uri, artifact_type=tfx.types.standard_artifacts.ModelBlessing,
-                                custom_properties={"blessed": 1}).with_id("blessing")
-    infra = (InfraValidator(model=model.outputs["result"], model_blessing=blessing.outputs["result"],
-                            model_name=config.model_name, model_server=config.model_server) if infra_validation
-             else tfx.dsl.Importer(source_uri=model_uri, artifact_type=tfx.types.standard_artifacts.InfraBlessing,
-                                   custom_properties={"blessed": 1}).with_id("infra_blessing"))
-    infra_blessing = infra.outputs["blessing" if infra_validation else "result"]
-    return tfx.dsl.Pipeline(
-        pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
-        components=[model, blessing, infra, AtomicPusher(model.outputs["result"], blessing.outputs["result"],
-                                                         infra_blessing, config.push_base).with_id("Pusher")],
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_file))
 
 
 def test_a_push_that_cannot_write_fails_and_keeps_the_served_version(tmp_path):

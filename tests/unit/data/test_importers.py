@@ -5,7 +5,7 @@ import pytest
 
 from movierec.data import importers
 from movierec.errors import DataError
-from tests.conftest import write_csv
+from tests.helpers import write_csv
 
 CANONICAL_HEADER = "user_id,movie_id,rating,timestamp"
 
@@ -111,16 +111,6 @@ def test_missing_source_and_empty_input(tmp_path, rating_range):
     with pytest.raises(DataError, match="no ratings found"):
         importers.import_dataset("csv", src, tmp_path / "out", rating_range)
     assert not (tmp_path / "out" / "ratings.csv").exists()
-
-
-def test_fetch_movielens_100k(movielens_100k):
-    """The fetched dataset is the real one: 100,000 ratings by 943 users of 1,682 movies."""
-    lines = (movielens_100k / "ratings.csv").read_text().splitlines()
-    assert lines[0] == CANONICAL_HEADER and len(lines) == 100_001
-    users = {line.split(",")[0] for line in lines[1:]}
-    movies = {line.split(",")[1] for line in lines[1:]}
-    assert (len(users), len(movies)) == (943, 1682)
-    assert "1,Toy Story,1995,Animation|Children's|Comedy" in (movielens_100k / "movies.csv").read_text()
 
 
 def test_import_leaves_no_side_table_of_an_earlier_import(tmp_path, rating_range):

@@ -11,7 +11,7 @@ import pytest
 
 from movierec.data import features, spans
 from movierec.errors import DataError
-from tests.conftest import write_csv
+from tests.helpers import write_csv
 
 HEADER = ",".join(features.RATINGS_COLUMNS)
 

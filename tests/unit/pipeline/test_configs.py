@@ -2,7 +2,7 @@
 import pytest
 
 from pipeline import configs
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def test_yaml_overlay_keeps_unset_defaults(tmp_path):
@@ -39,11 +39,19 @@ def test_yaml_overlay_keeps_unset_defaults(tmp_path):
     ("drift: {min_examples_ratio: 2, max_examples_ratio: 1}\n",
      "drift.min_examples_ratio: 2 is above drift.max_examples_ratio 1"),
     ("drift: {accept: 1}\n", "drift.accept: must be true or false, got 1"),
+    ("drift: 3\n", "drift: expected a mapping of settings, got 3"),
+    ("rolling_spans: 0\n", "config.rolling_spans: must be an integer of at least 1, got 0"),
+    ("enable_cache: 'no'\n", "config.enable_cache: must be true or false, got 'no'"),
+    ("beam_pipeline_args: [direct_num_workers=2]\n", "config.beam_pipeline_args: must be a list of --flag=value strings"),
+    ("hyperparameters: {mlp_layers: 5}\n", "hyperparameters.mlp_layers: must be a list of integers of at least 1, got 5"),
+    ("hyperparameters: {epochs: true}\n", "hyperparameters.epochs: must be an integer of at least 1, got True"),
+    ("hyperparameters: {autorec_ema: 1}\n", "hyperparameters.autorec_ema: must be in \\[0, 1\\), got 1"),
+    ("evaluation: {user_activity_bounds: [20, 10]}\n", "evaluation.user_activity_bounds: must be a list of increasing"),
 ])
 def test_bad_config_is_rejected(tmp_path, text, message):
     path = tmp_path / "config.yaml"
     path.write_text(text)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=f"^{path}: {message}"):
         configs.load(path)
 
 

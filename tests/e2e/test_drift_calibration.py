@@ -1,4 +1,5 @@
-"""The drift check the ValidationGate makes, on real TFDV statistics of MovieLens-100K spans.
+"""The drift check the ValidationGate makes, on real TFDV statistics of MovieLens-100K spans (the
+whole dataset, fetched once a session: an e2e calibration, not a unit test).
 
 Each span is cut as `movierec data split-spans` cuts it; the statistics are TFDV's of the rows
 ExampleGen's hash split puts in the span's train split (benchmarks/drift.py, which prints the
