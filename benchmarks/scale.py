@@ -8,7 +8,9 @@ For each size: `movierec data synth` (MovieLens-shaped users x movies, cached be
 the whole run's wall time, peak RSS of the run's process tree (sampled every 0.2 s), rows/s,
 the Trainer's examples/s against plain Keras fitting the same model on the same training rows
 held in memory, and the 10M/1M time ratio. Targets (2 cores, 24 GB): 10M end to end <= 30 min,
-peak RSS <= 6 GB, 10M/1M <= 11.
+peak RSS <= 6 GB, 10M/1M <= 11. Then quality on the run's own rows (benchmarks.ranking's
+quality_on_run): the pushed `recommend`'s NDCG@10 and Recall@10 beside most-popular, implicit ALS
+and the planted ceiling of the synthetic world, and the run's RMSE beside the noise floor.
 
     python -m benchmarks.scale --example-gen-only [--sizes 1m] [--repeat 3]
 
@@ -30,6 +32,8 @@ from typing import Dict, List
 import psutil
 from tabulate import tabulate
 
+from benchmarks import ranking as ranking_benchmark
+from movierec.data import synth
 from pipeline import configs, metadata, run_summary
 
 # (ratings, users, movies): MovieLens-100K, -1M and -10M shapes.
@@ -74,7 +78,7 @@ class PeakRss:
 def synthesize(size: str, work: pathlib.Path) -> pathlib.Path:
     ratings, users, movies = SIZES[size]
     data = work / f"synth-{size}"
-    if not (data / "ratings.csv").exists():
+    if not (data / synth.SPEC_FILE).exists():  # data of the generator before its planted world: made again
         subprocess.run(movierec("data", "synth", "--ratings", ratings, "--users", users, "--movies", movies,
                                 "--seed", 0, "--dest", data), check=True)
     return data
@@ -185,6 +189,10 @@ def run_size(size: str, args) -> Dict:
               "eval_rmse": summary.metrics.get("root_mean_squared_error"),
               "trainer_examples_per_s": trainer_rate,
               "keras_in_memory_examples_per_s": keras_in_memory(config) if code == 0 else None}
+    if code == 0:
+        table, result["quality_rows_on"] = ranking_benchmark.quality_on_run(config)
+        result["quality"] = [{"model": line[1], "ndcg": line[2], "recall": line[3], "rmse": line[10],
+                              "of_ceiling": line[-1]} for line in table]
     print(json.dumps(result), flush=True)
     return result
 
@@ -215,6 +223,10 @@ def main() -> None:
                      f"{r['eval_rmse']:.4f}" if r["eval_rmse"] else "-", f"{r['trainer_examples_per_s']:,.0f}",
                      f"{r['keras_in_memory_examples_per_s']:,.0f}" if r["keras_in_memory_examples_per_s"] else "-"]
                     for r in results], headers=headers))
+    print(tabulate([[r["size"], q["model"], q["ndcg"], q["recall"], q["of_ceiling"], q["rmse"]]
+                    for r in results for q in r.get("quality", [])],
+                   headers=["size", "model (same rows)", "NDCG@10", "Recall@10", "of ceiling", "RMSE"],
+                   floatfmt=".4f", missingval="-"))
     by_size = {r["size"]: r for r in results}
     if "1m" in by_size and "10m" in by_size:
         small, large = by_size["1m"], by_size["10m"]
