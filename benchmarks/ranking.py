@@ -23,10 +23,15 @@ the popularity weight only, on a random carve of that run's training rows.
 
 --run PIPELINE_ROOT scores the peers on the rows of the latest run of the --config pipeline
 there (its ExampleGen's train and eval splits, found through its ML Metadata) beside the run's
-own RankingEvaluator figures; `make bench-catalog` uses it on the 116k-movie catalogue. There the
-peers are most-popular and ALS with the MovieLens-100K choice (16 factors, regularization 0.1,
-alpha 1; no search: one fit takes minutes at that size); dense EASE cannot run there (a
-116k x 116k matrix), which is why our head exists.
+own RankingEvaluator figures; `make bench-catalog` and benchmarks/scale.py use it. There the
+peers are most-popular and implicit ALS with the MovieLens-100K choice (16 factors, regularization
+0.1, alpha 1; no search: one fit takes minutes at 116k movies); dense EASE cannot run there (a
+116k x 116k matrix), which is why our head exists. On `movierec data synth` data (synth.json
+beside the side tables the run joined) it adds the planted ceiling, lists ranked by the world's own
+choice probabilities (`World.expected_picks`), with the noise floor as its RMSE (E[stars |
+preference] on the run's eval rows), and each model's NDCG@10 as a share of the ceiling's.
+--run --choose-head searches the head's rank and L2 (RUN_HEAD_GRID) and then its popularity
+weight on a random carve of that run's training rows the size of its eval split.
 """
 import itertools
 import pathlib
