@@ -11,3 +11,7 @@ class DataError(MovierecError):
 
 class DataValidationError(DataError):
     """ExampleValidator found anomalies: the data does not match the schema."""
+
+
+class DriftError(DataValidationError):
+    """The new data moved from the last accepted data past a drift threshold."""

@@ -16,9 +16,9 @@ from tests.pipeline_runs import PipelineRun
 from tests.unit.components import test_csv_variants as variants
 
 ALL_COMPONENTS = ["RatingsExampleGen", "ImportSchemaGen", "latest_blessed_model_resolver",
-                  "StatisticsGen", "ExampleValidator", "ValidationGate", "transform_analyzer_cache",
-                  "warm_start_model", "Transform", "Trainer", "Evaluator", "RankingEvaluator",
-                  "InfraValidator", "Pusher"]
+                  "StatisticsGen", "ExampleValidator", "last_accepted_statistics", "ValidationGate",
+                  "transform_analyzer_cache", "warm_start_model", "Transform", "Trainer", "Evaluator",
+                  "RankingEvaluator", "InfraValidator", "Pusher"]
 
 
 def test_first_run_executes_every_component_and_pushes(trained_run):
