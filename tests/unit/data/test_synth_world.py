@@ -3,16 +3,23 @@ that partly explain them, tastes and releases that move across spans, and a know
 
 Referees: the planted truth (`synth.World`, recomputed from the spec), peers fitted on exactly the
 same rows (EASE, most-popular, a biases-only rating model; models/ranking.py's scoring), label
-permutations as the null for side-feature effects, and real MovieLens-100K months for how much a
-span's rating distribution may move.
+permutations as the null for side-feature effects, real MovieLens-100K (its star shares, how much
+its rating distribution moves month to month), and TFDV's drift comparators at the ValidationGate's
+default thresholds for the spans a user would feed the pipeline.
 """
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import tensorflow_data_validation as tfdv
 
+import schema
+from benchmarks import drift as calibration
+from components.validation_gate import check_drift
 from models import ranking, side_features
 from movierec.data import features, synth
+from pipeline import configs
+from pipeline.pipeline import drift_comparators
 
 SPEC = synth.SynthSpec(ratings=50_000, users=1_000, movies=2_000, seed=0)
 
@@ -55,8 +62,10 @@ def test_the_noise_floor_is_what_the_ratings_show_and_a_fitted_model_stays_above
     expected = world.expected_stars(preference)
     floor = rmse(test.rating, expected)
     # The held-out stars spread around E[stars | preference] as the stated noise model says: stars
-    # drawn afresh from the same preferences (N(0, NOISE_STD), rounded, clipped) spread as much.
-    fresh = np.clip(np.rint(preference + np.random.default_rng(1).normal(0, synth.NOISE_STD, preference.size)), 1, 5)
+    # drawn afresh from the same preferences (N(0, NOISE_STD), cut into stars at the stated
+    # STAR_CUTS) spread as much.
+    score = preference + np.random.default_rng(1).normal(0, synth.NOISE_STD, preference.size)
+    fresh = 1 + np.digitize(score, synth.STAR_CUTS)
     assert floor == pytest.approx(rmse(fresh, expected), rel=0.03)
     # A rating model fitted on the training part (mean + user and movie biases, alternating
     # regularised least squares) is well above the floor on the held-out part.
@@ -70,6 +79,10 @@ def test_the_noise_floor_is_what_the_ratings_show_and_a_fitted_model_stays_above
     fitted = rmse(test.rating, mean + user_bias.reindex(test.user_id).fillna(0).values
                   + movie_bias.reindex(test.movie_id).fillna(0).values)
     assert floor < fitted - 0.05, (floor, fitted)
+
+
+def curated_schema():
+    return tfdv.load_schema_text(str(schema.SCHEMA_FILE))
 
 
 def between_group_share(mix: np.ndarray, labels: np.ndarray) -> float:
@@ -133,6 +146,36 @@ def test_the_rating_distribution_moves_between_spans_no_more_than_movielens_betw
     jump = lambda shares: max(np.abs(a - b).max() for a, b in zip(shares, shares[1:]))  # L-infinity, as TFDV
     assert len(monthly) == len(synthetic) == 8
     assert jump(synthetic) <= jump(monthly), (jump(synthetic), jump(monthly))
+
+
+def test_star_shares_are_movielens_shares(months, movielens_100k):
+    """Users rate what they are drawn to, so most ratings are 3-5, with MovieLens' low tail: as
+    many 1-star ratings as in MovieLens-100K (not the half that a normal rounded to stars gives)."""
+    _, _, spans = months
+    real = star_shares(pd.read_csv(movielens_100k / features.RATINGS_FILE).rating)
+    synthetic = star_shares(pd.concat(spans).rating)
+    assert np.abs(synthetic - real).max() < 0.02, (synthetic.round(3), real.round(3))
+
+
+@pytest.mark.parametrize("spec", [synth.SynthSpec(ratings=100_000, users=943, movies=1_682, seed=0, spans=8),
+                                  synth.SynthSpec(ratings=100_000, users=943, movies=1_682, seed=0, spans=30),
+                                  synth.SynthSpec(ratings=3_000, users=100, movies=300, seed=0, spans=8)],
+                         ids=["100k-8-spans", "100k-30-spans", "3000-8-spans"])
+def test_genuine_spans_pass_the_drift_check_with_margin(spec):
+    """Every span compared with the one before it, as the ValidationGate compares them (TFDV's
+    statistics of the span's train split, TFDV's drift comparators at the default thresholds:
+    benchmarks/drift.py): none refused, each distance at most half its threshold. The tiny replay
+    (spans of 160-700 ratings) is the hard one: a span without a single 1-star rating moves TFDV's
+    rating histogram (its range) to a Jensen-Shannon divergence of ~0.37."""
+    parts = calibration.synthetic_spans(spec)
+    statistics = [calibration.span_statistics(span) for span in parts]
+    drift = configs.DriftConfig()
+    limits = {("rating", "Jensen-Shannon divergence"): drift.rating_jsd, ("user_id", "L-infinity distance"): drift.user_id_linf}
+    measured = [d for i in range(1, len(parts))
+                for d in check_drift(statistics[i], statistics[i - 1], curated_schema(), drift_comparators(drift))]
+    assert len(measured) == 2 * (spec.spans - 1)
+    worst = {key: max(d.value for d in measured if (d.feature, d.distance) == key) for key in limits}
+    assert all(worst[key] <= limit / 2 for key, limit in limits.items()), worst
 
 
 def test_new_releases_appear_across_spans(months):
