@@ -18,20 +18,19 @@ popularity L2) the same way, on validation carved from training only, and prints
 the random split the mean validation NDCG@10 over three random carves (seeds 0, 1, 2), as one
 carve's differences between the top settings are noise-sized; on the temporal split the one
 newest-10% carve. Then the popularity weight (`retrieval_popularity_weight`) with the best of
-those. The configs' `retrieval_*` settings come from this search. With --run (below) it searches
-the popularity weight only, on a random carve of that run's training rows.
+those. The configs' `retrieval_*` settings come from this search.
 
 --run PIPELINE_ROOT scores the peers on the rows of the latest run of the --config pipeline
 there (its ExampleGen's train and eval splits, found through its ML Metadata) beside the run's
 own RankingEvaluator figures; `make bench-catalog` and benchmarks/scale.py use it. There the
-peers are most-popular and implicit ALS with the MovieLens-100K choice (16 factors, regularization
-0.1, alpha 1; no search: one fit takes minutes at 116k movies); dense EASE cannot run there (a
-116k x 116k matrix), which is why our head exists. On `movierec data synth` data (synth.json
-beside the side tables the run joined) it adds the planted ceiling, lists ranked by the world's own
-choice probabilities (`World.expected_picks`), with the noise floor as its RMSE (E[stars |
-preference] on the run's eval rows), and each model's NDCG@10 as a share of the ceiling's.
---run --choose-head searches the head's rank and L2 (RUN_HEAD_GRID) and then its popularity
-weight on a random carve of that run's training rows the size of its eval split.
+peers are most-popular and implicit ALS, ALS's settings chosen over ALS_GRID on a random carve of
+the run's training rows the size of its eval split (its "fit s" is the search and the refit);
+dense EASE cannot run there (a 116k x 116k matrix), which is why our head exists. On `movierec
+data synth` data (synth.json beside the side tables the run joined) it adds the planted ceiling,
+lists ranked by the world's own choice probabilities (`World.expected_picks`), with the noise
+floor as its RMSE (E[stars | preference] on the run's eval rows), and each model's NDCG@10 as a
+share of the ceiling's. --run --choose-head searches the head's rank and L2 (RUN_HEAD_GRID), then
+its popularity weight, on that same carve.
 """
 import itertools
 import pathlib
@@ -142,16 +141,31 @@ def run_rows(config: configs.PipelineConfig):
     return summary, ranking_executor.read_eval_set(summary.examples, config.evaluation.user_activity_bounds)
 
 
+def run_carve(data: ranking.EvalSet):
+    """(fitting part, validation part) of a run's training rows: one random carve the size of its
+    eval split, for choosing the head's and ALS's settings there."""
+    return ranking.carve_validation(data.train, data.eval_ratings.nnz / (data.train.nnz + data.eval_ratings.nnz))
+
+
 def choose_head_on_run(config: configs.PipelineConfig) -> None:
-    """The head's settings searched on a run's training rows (one random carve the size of its eval
-    split): RUN_HEAD_GRID (a catalogue too large for HEAD_GRID's ranks), then the popularity weight."""
+    """The head's settings searched on a run's training rows (run_carve): RUN_HEAD_GRID (a
+    catalogue too large for HEAD_GRID's ranks), then the popularity weight."""
     summary, data = run_rows(config)
-    carve = ranking.carve_validation(data.train, data.eval_ratings.nnz / (data.train.nnz + data.eval_ratings.nnz))
+    carve = run_carve(data)
     best = search_head(RUN_HEAD_GRID, [carve], f"run {summary.run_id}")
     search_head([{**best, "popularity_weight": w} for w in POPULARITY_WEIGHTS], [carve], f"run {summary.run_id}")
 
 
-ALS_AT_SCALE = {"factors": 16, "regularization": 0.1, "alpha": 1.0}  # MovieLens-100K's choice; no search
+def als_on_run(data: ranking.EvalSet) -> Tuple[Dict, ranking.Scorer]:
+    """(settings, scorer) of implicit ALS chosen over ALS_GRID on run_carve, as the head's are,
+    then refitted on all the run's training rows: a peer tuned like ours, not MovieLens' choice."""
+    fit = lambda train, **settings: ranking.with_popularity_for_cold_users(
+        ranking.fit_implicit_als(train, **settings), train)
+    fit_part, validation = run_carve(data)
+    best, tried = ranking.choose(fit, ALS_GRID, fit_part, validation)
+    print("implicit ALS: validation NDCG@10 " + ", ".join(f"{settings} {score:.4f}" for settings, score in tried),
+          flush=True)
+    return best, fit(data.train, **best)
 
 
 def planted_truth(summary: run_summary.RunSummary, data: ranking.EvalSet) -> Optional[Tuple[ranking.Scorer, float]]:
@@ -194,13 +208,12 @@ def quality_on_run(config: configs.PipelineConfig) -> Tuple[List, str]:
     all on the run's rows; the last column is each NDCG@10's share of the ceiling's."""
     summary, data = run_rows(config)
     table = [run_row("run", f"movierec (run {summary.run_id})", summary)]
-    settings = ", ".join(f"{k}={v:g}" for k, v in ALS_AT_SCALE.items())
-    for name, fit in (("most popular", lambda: ranking.fit_popularity(data.train)),
-                      (f"implicit ALS ({settings})", lambda: ranking.with_popularity_for_cold_users(
-                          ranking.fit_implicit_als(data.train, **ALS_AT_SCALE), data.train))):
-        start = time.perf_counter()
-        scorer = fit()
-        table.append(peer_row("run", name, data, scorer, time.perf_counter() - start))
+    start = time.perf_counter()
+    table.append(peer_row("run", "most popular", data, ranking.fit_popularity(data.train), time.perf_counter() - start))
+    start = time.perf_counter()
+    chosen, scorer = als_on_run(data)
+    settings = ", ".join(f"{k}={v:g}" for k, v in chosen.items())
+    table.append(peer_row("run", f"implicit ALS ({settings})", data, scorer, time.perf_counter() - start))
     truth = planted_truth(summary, data)
     if truth:
         ceiling, floor = truth
