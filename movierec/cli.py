@@ -280,7 +280,7 @@ def run(data_path, pipeline_root, serving_dir, runner, config_file, beam_args, n
     """Run the whole pipeline: ingest, validate, transform, train, evaluate, push.
 
     Exit codes: 0 blessed (pushed, or already served); 1 error (bad data, validation anomalies,
-    a failing component); 3 not blessed (by the Evaluator, or infra validation: TF Serving could
+    a failing component); 3 not blessed (by a model gate, or infra validation: TF Serving could
     not serve it), nothing pushed; 4 another run holds the pipeline root; 5 the new data drifted
     from the last accepted data past a threshold (the line names the feature, the distance and
     the threshold), nothing trained or pushed: fix the data, or take it with --accept-drift.
@@ -341,12 +341,15 @@ def _run_locked(config, runner: str) -> int:
 
 
 def outcome(summary) -> Tuple[int, str]:
-    """(exit code, last line for stderr) of a run that finished: 0 when blessed; 3 when the
-    Evaluator did not bless the model, or TF Serving could not serve it (then with the reason:
-    such a model is never pushed)."""
+    """(exit code, last line for stderr) of a run that finished: 0 when blessed; 3 when the model
+    gates did not bless the model (naming the checks that refused it), or TF Serving could not
+    serve it; such a model is never pushed. Whatever gates the pipeline has, the ModelGate's
+    decision is the one read here."""
     if summary.infra_blessed is False and summary.blessed is not False:
         return EXIT_NOT_BLESSED, f"Not pushed: TF Serving could not serve the model: {summary.infra_note}"
-    return (0 if summary.blessed else EXIT_NOT_BLESSED), ""
+    if summary.blessed:
+        return 0, ""
+    return EXIT_NOT_BLESSED, "Not blessed: refused by " + "; ".join(summary.decided_by)
 
 
 @main.command("report")

@@ -5,13 +5,17 @@ import subprocess
 import sys
 
 from pipeline import configs, kubeflow_v2_runner
+from pipeline.pipeline import KUBEFLOW_V2, LOCAL, MODEL_GATE, create_pipeline
 from tests.cli import movierec
 from tests.conftest import REPO
 
-COMPONENTS = {"RatingsExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-              "last_accepted_statistics", "ValidationGate", "transform_analyzer_cache", "warm_start_model", "Transform",
-              "Trainer", "latest_blessed_model_resolver", "Evaluator", "RankingEvaluator", "InfraValidator",
-              "Pusher"}
+GATES = {"RatingGate", "RankingEvaluator", "Baselines", "Yardstick"}
+
+
+def components(settings, orchestrator=LOCAL):
+    """The node IDs of the pipeline these settings build: the pipeline decides, not a list here."""
+    return {node.id for node in create_pipeline(configs.load(settings), orchestrator).components}
+
 
 DAGBAG_PROBE = """
 import json, sys
@@ -32,26 +36,30 @@ def settings_file(tmp_path, data):
 
 
 def test_airflow_dag_loads_with_every_component_in_order(ratings_sample, tmp_path):
+    settings = settings_file(tmp_path, ratings_sample)
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "600", "MOVIEREC_SCHEDULE": "30 2 * * *",
-           "MOVIEREC_CONFIG": str(settings_file(tmp_path, ratings_sample)), "PYTHONWARNINGS": "ignore"}
+           "MOVIEREC_CONFIG": str(settings), "PYTHONWARNINGS": "ignore"}
     dag_file = os.path.join(os.path.dirname(configs.__file__), "airflow_dag.py")
     result = subprocess.run([sys.executable, "-c", DAGBAG_PROBE, dag_file], env=env,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     dag = json.loads(result.stdout.strip().splitlines()[-1])
     assert dag["errors"] == {}
-    assert set(dag["upstream"]) == COMPONENTS
+    assert set(dag["upstream"]) == components(settings) and GATES <= set(dag["upstream"])
     assert dag["schedule"] == "30 2 * * *" and dag["max_active_runs"] == 1
     assert "ValidationGate" in dag["upstream"]["Transform"]
     assert {"last_accepted_statistics", "StatisticsGen"} <= set(dag["upstream"]["ValidationGate"])
-    assert set(dag["upstream"]["Pusher"]) == {"RankingEvaluator", "InfraValidator", "Trainer"}
-    assert set(dag["upstream"]["InfraValidator"]) == {"RankingEvaluator", "Trainer"}
-    assert {"Evaluator", "Trainer", "latest_blessed_model_resolver"} <= set(dag["upstream"]["RankingEvaluator"])
+    assert set(dag["upstream"]["Pusher"]) == {MODEL_GATE, "InfraValidator", "Trainer"}
+    assert set(dag["upstream"]["InfraValidator"]) == {MODEL_GATE, "Trainer"}
+    assert GATES | {"Trainer"} == set(dag["upstream"][MODEL_GATE])
+    assert {"Trainer", "latest_blessed_model_resolver"} <= set(dag["upstream"]["RankingEvaluator"])
+    assert {"Evaluator", "RankingEvaluator"} <= set(dag["upstream"]["Baselines"])
 
 
 def test_kubeflow_v2_pipeline_json(ratings_sample, tmp_path):
-    result = movierec("compile", "--target", "kubeflow-v2", "--config", settings_file(tmp_path, ratings_sample),
+    settings = settings_file(tmp_path, ratings_sample)
+    result = movierec("compile", "--target", "kubeflow-v2", "--config", settings,
                       "--image", "europe-docker.pkg.dev/acme/ml/movierec:1.0", "--schedule", "0 3 * * *",
                       "--output", tmp_path / "kfp")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -59,15 +67,13 @@ def test_kubeflow_v2_pipeline_json(ratings_sample, tmp_path):
     tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
     # KFP runs each resolver as one task per resolved channel ("<id>-model-resolver", ...).
     resolvers = {"transform_analyzer_cache", "warm_start_model", "latest_blessed_model_resolver"}
-    # No drift baseline there: KFP's resolvers select by type only (pipeline._validation_gate).
-    assert {t for t in tasks if not t.startswith(tuple(resolvers))} == COMPONENTS - resolvers - {
-        "last_accepted_statistics"}
+    assert {t for t in tasks if not t.startswith(tuple(resolvers))} == components(settings, KUBEFLOW_V2) - resolvers
     assert all(any(t.startswith(r) for t in tasks) for r in resolvers)
     after = lambda task: set(tasks[task].get("dependentTasks", []))
     assert "ExampleValidator" in after("ValidationGate") and "ValidationGate" in after("Transform")
     assert "Transform" in after("Trainer") and "warm_start_model-model-resolver" in after("Trainer")
-    assert "Trainer" in after("Evaluator") and after("Pusher") == {"RankingEvaluator", "InfraValidator", "Trainer"}
-    assert "Evaluator" in after("RankingEvaluator")
+    assert "Trainer" in after("Evaluator") and after("Pusher") == {MODEL_GATE, "InfraValidator", "Trainer"}
+    assert "Evaluator" in after("RatingGate") and GATES | {"Trainer"} == after(MODEL_GATE)
     images = {e["container"]["image"] for e in spec["pipelineSpec"]["deploymentSpec"]["executors"].values()
               if "container" in e}
     assert images == {"europe-docker.pkg.dev/acme/ml/movierec:1.0"}
