@@ -23,22 +23,28 @@ popularity L2) the same way, on validation carved from training only, and prints
 the random split the mean validation NDCG@10 over three random carves (seeds 0, 1, 2), as one
 carve's differences between the top settings are noise-sized; on the temporal split the one
 newest-10% carve. Then the popularity weight (`retrieval_popularity_weight`) with the best of
-those. The configs' `retrieval_*` settings come from this search. With --run (below) it searches
-the popularity weight only, on a random carve of that run's training rows.
+those. The configs' `retrieval_*` settings come from this search.
 
 --run PIPELINE_ROOT scores the peers on the rows of the latest run of the --config pipeline
 there (its ExampleGen's train and eval splits, found through its ML Metadata) beside the run's
-own RankingEvaluator figures; `make bench-catalog` uses it on the 116k-movie catalogue. There the
-peers are most-popular and ALS with the MovieLens-100K choice (16 factors, regularization 0.1,
-alpha 1; no search: one fit takes minutes at that size); dense EASE cannot run there (a
-116k x 116k matrix), which is why our head exists.
+own RankingEvaluator figures; `make bench-catalog` and benchmarks/scale.py use it. There the
+peers are most-popular and implicit ALS, ALS's settings chosen over ALS_GRID on a random carve of
+the run's training rows the size of its eval split (its "fit s" is the search and the refit);
+dense EASE cannot run there (a 116k x 116k matrix), which is why our head exists. On `movierec
+data synth` data (synth.json beside the side tables the run joined) it adds the planted ceiling,
+lists ranked by the world's own choice probabilities (`World.expected_picks`), with the noise
+floor as its RMSE (E[stars | preference] on the run's eval rows), and each model's NDCG@10 as a
+share of the ceiling's. --run --choose-head searches the head's rank and L2 (RUN_HEAD_GRID), then
+its popularity weight, on that same carve.
 """
 import itertools
-from typing import Dict
+import pathlib
+from typing import Dict, List, Optional, Tuple
 import shutil
 import time
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from tabulate import tabulate
 from tfx.utils import path_utils
@@ -47,7 +53,7 @@ from benchmarks import accuracy
 from components import rows
 from components.ranking_evaluator import executor as ranking_executor
 from models import ranking, retrieval
-from movierec.data import features
+from movierec.data import features, synth
 from pipeline import configs, run_summary
 from components.evaluation import RMSE
 
@@ -59,6 +65,9 @@ VALIDATION_FRACTION = 0.1
 HEAD_GRID = [{"dim": d, "l2": l2, "popularity_l2": w}
              for d, l2, w in itertools.product((64, 128, 256, 512), (300.0, 500.0, 800.0), (0.0, 0.5, 1.0))]
 HEAD_SEEDS = (0, 1, 2)
+# On a catalogue-scale run (--run --choose-head): each setting is one truncated SVD of the run's
+# ratings and lists over the whole catalogue, minutes at 116k movies; L2 spans the larger counts.
+RUN_HEAD_GRID = [{"dim": d, "l2": l2, "popularity_l2": 0.5} for d, l2 in itertools.product((64, 256), (10.0, 50.0, 200.0, 1000.0))]
 POPULARITY_WEIGHTS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 
@@ -141,35 +150,103 @@ def run_rows(config: configs.PipelineConfig):
     return summary, rows.read_eval_set(summary.examples, config.evaluation.user_activity_bounds)
 
 
+def run_carve(data: ranking.EvalSet):
+    """(fitting part, validation part) of a run's training rows: one random carve the size of its
+    eval split, for choosing the head's and ALS's settings there."""
+    return ranking.carve_validation(data.train, data.eval_ratings.nnz / (data.train.nnz + data.eval_ratings.nnz))
+
+
 def choose_head_on_run(config: configs.PipelineConfig) -> None:
-    """The popularity weight searched on a run's training rows (a random carve the size of its
-    eval split), the configured rank and penalties kept: a catalogue too large for the full grid."""
+    """The head's settings searched on a run's training rows (run_carve): RUN_HEAD_GRID (a
+    catalogue too large for HEAD_GRID's ranks), then the popularity weight."""
     summary, data = run_rows(config)
-    carve = ranking.carve_validation(data.train, data.eval_ratings.nnz / (data.train.nnz + data.eval_ratings.nnz))
-    h = config.hyperparameters
-    search_head([{"dim": h.retrieval_dim, "l2": h.retrieval_l2, "popularity_l2": h.retrieval_popularity_l2,
-                  "popularity_weight": w} for w in POPULARITY_WEIGHTS], [carve], f"run {summary.run_id}")
+    carve = run_carve(data)
+    best = search_head(RUN_HEAD_GRID, [carve], f"run {summary.run_id}")
+    search_head([{**best, "popularity_weight": w} for w in POPULARITY_WEIGHTS], [carve], f"run {summary.run_id}")
+
+
+def als_on_run(data: ranking.EvalSet) -> Tuple[Dict, ranking.Scorer]:
+    """(settings, scorer) of implicit ALS chosen over ALS_GRID on run_carve, as the head's are,
+    then refitted on all the run's training rows: a peer tuned like ours, not MovieLens' choice."""
+    fit = lambda train, **settings: ranking.with_popularity_for_cold_users(
+        ranking.fit_implicit_als(train, **settings), train)
+    fit_part, validation = run_carve(data)
+    best, tried = ranking.choose(fit, ALS_GRID, fit_part, validation)
+    print("implicit ALS: validation NDCG@10 " + ", ".join(f"{settings} {score:.4f}" for settings, score in tried),
+          flush=True)
+    return best, fit(data.train, **best)
+
+
+def planted_truth(summary: run_summary.RunSummary, data: ranking.EvalSet) -> Optional[Tuple[ranking.Scorer, float]]:
+    """(the planted ceiling's scorer, the noise floor: RMSE of E[stars | preference] on the run's
+    eval rows) when the run's data was written by `movierec data synth` (synth.json beside the
+    side tables the run joined), else None."""
+    movies_table = summary.side_tables.get("movies")
+    world = synth.World.load(pathlib.Path(movies_table).parent) if movies_table else None
+    if world is None:
+        return None
+    users, movies = synth.index_of(data.all_user_ids), synth.index_of(data.movie_ids)
+    held_out = data.eval_ratings.tocoo()
+    eval_users, eval_movies = users[held_out.row], movies[held_out.col]
+    stamps = rating_timestamps(pathlib.Path(movies_table).parent, eval_users, eval_movies, world.spec.movies)
+    expected = world.expected_stars(world.preference(eval_users, eval_movies, stamps))
+    floor = float(np.sqrt(np.mean((held_out.data - expected) ** 2)))
+    return (lambda rows: world.expected_picks(users[rows], movies)), floor
+
+
+def rating_timestamps(folder: pathlib.Path, users: np.ndarray, movies: np.ndarray, num_movies: int) -> np.ndarray:
+    """Timestamps of the given (user, movie) index pairs, read from the ratings files under folder."""
+    wanted = users * num_movies + movies
+    order = np.argsort(wanted)
+    stamps = np.full(len(wanted), -1, np.int64)
+    for path in sorted(folder.glob("**/ratings*.csv")):
+        for chunk in pd.read_csv(path, usecols=[features.USER_ID, features.MOVIE_ID, features.TIMESTAMP],
+                                 dtype=np.int64, chunksize=2_000_000):
+            keys = (chunk[features.USER_ID].values - 1) * num_movies + chunk[features.MOVIE_ID].values - 1
+            at = np.minimum(np.searchsorted(wanted, keys, sorter=order), len(wanted) - 1)
+            found = wanted[order[at]] == keys
+            stamps[order[at[found]]] = chunk[features.TIMESTAMP].values[found]
+    if (stamps < 0).any():
+        raise SystemExit(f"{folder}: {int((stamps < 0).sum())} eval ratings not found in its ratings files")
+    return stamps
+
+
+def quality_on_run(config: configs.PipelineConfig) -> Tuple[List, str]:
+    """(table rows, a line on the data) of a run's own ranking figures beside most-popular,
+    implicit ALS and, on `data synth` data, the planted ceiling (its RMSE column the noise floor),
+    all on the run's rows; the last column is each NDCG@10's share of the ceiling's."""
+    summary, data = run_rows(config)
+    table = [run_row("run", f"movierec (run {summary.run_id})", summary)]
+    start = time.perf_counter()
+    table.append(peer_row("run", "most popular", data, ranking.fit_popularity(data.train), time.perf_counter() - start))
+    start = time.perf_counter()
+    chosen, scorer = als_on_run(data)
+    settings = ", ".join(f"{k}={v:g}" for k, v in chosen.items())
+    table.append(peer_row("run", f"implicit ALS ({settings})", data, scorer, time.perf_counter() - start))
+    truth = planted_truth(summary, data)
+    if truth:
+        ceiling, floor = truth
+        table.append(peer_row("run", "planted ceiling (RMSE: noise floor)", data, ceiling, None, rmse=floor))
+    for line in table:
+        line.append(line[2] / table[-1][2] if truth else None)
+    about = (f"{data.train.nnz:,} training / {data.eval_ratings.nnz:,} eval ratings, {len(data.user_ids):,} eval users, "
+             f"{len(data.movie_ids):,} movies")
+    return table, about
 
 
 def peers_on_run(config: configs.PipelineConfig) -> None:
     """Prints the run's own ranking figures and the peers' on the same rows (module docstring)."""
-    summary, data = run_rows(config)
-    table = [run_row("run", f"movierec (run {summary.run_id})", summary)]
-    for name, fit in (("popularity", lambda: ranking.fit_popularity(data.train)),
-                      ("implicit ALS (factors=16, regularization=0.1, alpha=1)", lambda: ranking.with_popularity_for_cold_users(
-                          ranking.fit_implicit_als(data.train, 16, 0.1, 1.0), data.train))):
-        start = time.perf_counter()
-        scorer = fit()
-        table.append(peer_row("run", name, data, scorer, time.perf_counter() - start))
-    print(f"{data.train.nnz:,} training / {data.eval_ratings.nnz:,} eval ratings, {len(data.user_ids):,} eval users, "
-          f"{len(data.movie_ids):,} movies")
-    print_table(table)
+    table, about = quality_on_run(config)
+    print(about)
+    print_table(table, ["of ceiling"])
 
 
-def print_table(table) -> None:
-    print(tabulate(table, headers=["split", "model", "NDCG@10", "Recall@10", "P@10", "MAP@10", "coverage",
-                                   "pop. rank", "NDCG@10 4-5*", "Recall@10 4-5*", "RMSE", "fit s"],
-                   floatfmt=".4f", missingval="-"), flush=True)
+HEADERS = ["split", "model", "NDCG@10", "Recall@10", "P@10", "MAP@10", "coverage", "pop. rank", "NDCG@10 4-5*",
+           "Recall@10 4-5*", "RMSE", "fit s"]
+
+
+def print_table(table, extra_headers=()) -> None:
+    print(tabulate(table, headers=HEADERS + list(extra_headers), floatfmt=".4f", missingval="-"), flush=True)
 
 
 def row(kind, model, metrics_all, metrics_liked, rmse, seconds):
@@ -183,12 +260,12 @@ def run_row(kind, model, summary: run_summary.RunSummary):
                summary.metrics[RMSE], summary.seconds["Trainer"])
 
 
-def peer_row(kind, model, data: ranking.EvalSet, scorer: ranking.Scorer, seconds, lists=None):
+def peer_row(kind, model, data: ranking.EvalSet, scorer: ranking.Scorer, seconds, lists=None, rmse=None):
     """A fitted peer's row (or given lists'): scored by the same code, both relevances."""
     lists = data.peer_lists(scorer) if lists is None else lists
     scored = {which: data.score(lists, which)[ranking.OVERALL].as_dict()
               for which in (ranking.RELEVANT_ALL, ranking.RELEVANT_LIKED)}
-    return row(kind, model, scored[ranking.RELEVANT_ALL], scored[ranking.RELEVANT_LIKED], None, seconds)
+    return row(kind, model, scored[ranking.RELEVANT_ALL], scored[ranking.RELEVANT_LIKED], rmse, seconds)
 
 
 def already_rated(data: ranking.EvalSet, lists: Dict) -> float:

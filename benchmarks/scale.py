@@ -9,7 +9,9 @@ the whole run's wall time, peak RSS of the run's process tree (sampled every 0.2
 the Trainer's examples/s against plain Keras fitting the same model on the same training rows
 held in memory, the size of the pushed servable's seen tables (every accepted rating, models/seen.py)
 and the 10M/1M time ratio. Targets (2 cores, 24 GB): 10M end to end <= 30 min,
-peak RSS <= 6 GB, 10M/1M <= 11.
+peak RSS <= 6 GB, 10M/1M <= 11. Then quality on the run's own rows (benchmarks.ranking's
+quality_on_run): the pushed `recommend`'s NDCG@10 and Recall@10 beside most-popular, implicit ALS
+and the planted ceiling of the synthetic world, and the run's RMSE beside the noise floor.
 
     python -m benchmarks.scale --example-gen-only [--sizes 1m] [--repeat 3]
 
@@ -39,7 +41,9 @@ from typing import Dict, List
 import psutil
 from tabulate import tabulate
 
+from benchmarks import ranking as ranking_benchmark
 from components.servable_export.executor import SEEN_BYTES
+from movierec.data import synth
 from pipeline import configs, metadata, run_summary
 
 # (ratings, users, movies): MovieLens-100K, -1M and -10M shapes.
@@ -85,7 +89,7 @@ class PeakRss:
 def synthesize(size: str, work: pathlib.Path) -> pathlib.Path:
     ratings, users, movies = SIZES[size]
     data = work / f"synth-{size}"
-    if not (data / "ratings.csv").exists():
+    if not (data / synth.SPEC_FILE).exists():  # data of the generator before its planted world: made again
         subprocess.run(movierec("data", "synth", "--ratings", ratings, "--users", users, "--movies", movies,
                                 "--seed", 0, "--dest", data), check=True)
     return data
@@ -190,11 +194,16 @@ def run_size(size: str, args) -> Dict:
     result = {"size": size, "ratings": SIZES[size][0], "exit_code": code, "seconds": seconds,
               "peak_rss_gb": peak / 1e9, "rows_per_s": SIZES[size][0] / seconds,
               "components": {name: summary.seconds.get(name, 0.0) for name in MAIN_COMPONENTS},
+              "every_component": dict(summary.seconds),
               "eval_rmse": summary.metrics.get("root_mean_squared_error"),
               "trainer_examples_per_s": trainer_rate,
               # The pushed servable's seen tables (models/seen.py): every accepted rating.
               "seen_mb": summary.servable.get_int_custom_property(SEEN_BYTES) / 1e6 if summary.servable else None,
               "keras_in_memory_examples_per_s": keras_in_memory(config) if code == 0 else None}
+    if code == 0:
+        table, result["quality_rows_on"] = ranking_benchmark.quality_on_run(config)
+        result["quality"] = [{"model": line[1], "ndcg": line[2], "recall": line[3], "rmse": line[10],
+                              "of_ceiling": line[-1]} for line in table]
     print(json.dumps(result), flush=True)
     return result
 
@@ -222,6 +231,21 @@ def seen_tables(size: str) -> None:
           f"(movies {seen.movies.nbytes / 1e6:.1f}, row splits {seen.row_splits.nbytes / 1e6:.2f}); "
           f"held as the servable holds them: +{gained / 1e6:.1f} MB RSS", flush=True)
     del held
+
+
+def profile(result: Dict) -> str:
+    """Every component's seconds of one run (ML Metadata's execution times, in run order) and its
+    ratio to the Trainer's, then the time outside any component (process start-up, imports, DAG
+    compilation, metadata), and the whole run over the Trainer: where a run's cost beside its
+    training is (issue 24: at most 2x at 1M and 10M, 1.6x at 100k)."""
+    seconds = result["every_component"]
+    trainer = seconds.get("Trainer") or float("nan")
+    outside = result["seconds"] - sum(seconds.values())
+    rows = [[name, f"{s:.1f}", f"{s / trainer:.2f}"] for name, s in seconds.items()]
+    rows += [["(outside any component)", f"{outside:.1f}", f"{outside / trainer:.2f}"],
+             ["whole run", f"{result['seconds']:.1f}", f"{result['seconds'] / trainer:.2f}"]]
+    return f"{result['size']} (peak RSS {result['peak_rss_gb']:.2f} GB):\n" + tabulate(
+        rows, headers=["component", "seconds", "x Trainer"], colalign=("left", "right", "right"))
 
 
 def main() -> None:
@@ -256,6 +280,12 @@ def main() -> None:
                      f"{r['keras_in_memory_examples_per_s']:,.0f}" if r["keras_in_memory_examples_per_s"] else "-",
                      f"{r['seen_mb']:.1f}" if r["seen_mb"] is not None else "-"]
                     for r in results], headers=headers))
+    print(tabulate([[r["size"], q["model"], q["ndcg"], q["recall"], q["of_ceiling"], q["rmse"]]
+                    for r in results for q in r.get("quality", [])],
+                   headers=["size", "model (same rows)", "NDCG@10", "Recall@10", "of ceiling", "RMSE"],
+                   floatfmt=".4f", missingval="-"))
+    for r in results:
+        print(profile(r))
     by_size = {r["size"]: r for r in results}
     if "1m" in by_size and "10m" in by_size:
         small, large = by_size["1m"], by_size["10m"]

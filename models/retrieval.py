@@ -36,9 +36,9 @@ history rows of the movies the catalogue already records as rated by them ([B, d
 the candidate table ([movies, dim + 1]). The last column is popularity (count / largest count):
 users with no history (unknown or new IDs) have 0 ... 0, 1 there, so they get the most-rated
 movies, in order; users with a history have `popularity_weight` there, which adds that multiple of
-popularity to their EASE scores. It is 0 where who-rates-what carries personal signal (MovieLens:
-validation chooses 0); where it carries little (synthetic data, whose raters pick movies by
-popularity alone), validation chooses a weight that brings the lists back to most-popular.
+popularity to their EASE scores, chosen on validation: 0 on MovieLens, where who-rates-what
+carries personal signal; a large weight where it carries little (data whose raters pick movies by
+popularity alone), which brings the lists back to most-popular.
 
 The tables are a closed-form function of the training ratings, recomputed every run: nothing to
 warm-start (warm_start.py carries the trained rating tables only).

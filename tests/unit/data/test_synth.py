@@ -1,5 +1,8 @@
-"""`movierec data synth`: exact sizes, valid canonical files, MovieLens-like skew, reproducible."""
+"""`movierec data synth`: exact sizes, valid canonical files, MovieLens-like skew, reproducible.
+
+Its planted tastes and drift: test_synth_world.py."""
 import collections
+import dataclasses
 
 import numpy as np
 import pytest
@@ -54,12 +57,34 @@ def test_skewed_like_real_ratings(spans):
     assert np.std(means) > 0.3                                 # movies differ in quality
 
 
-def test_same_seed_same_files(tmp_path):
-    spec = synth.SynthSpec(ratings=3_000, users=50, movies=200, seed=7)
+def test_same_seed_same_files_another_seed_other_files(tmp_path):
+    spec = synth.SynthSpec(ratings=3_000, users=50, movies=200, seed=7, spans=2)
     synth.synthesize(spec, tmp_path / "a")
     synth.synthesize(spec, tmp_path / "b")
-    for name in (features.RATINGS_FILE, features.MOVIES_FILE, features.USERS_FILE):
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    synth.synthesize(dataclasses.replace(spec, seed=8), tmp_path / "c")
+    names = [f"span-{n}/{features.RATINGS_FILE}" for n in (1, 2)] + [
+        features.MOVIES_FILE, features.USERS_FILE, synth.SPEC_FILE]
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    for name in names[:-1]:
+        assert (tmp_path / "a" / name).read_bytes() != (tmp_path / "c" / name).read_bytes(), name
+
+
+def test_draws_are_draws_without_replacement():
+    """A user's movies are successive draws without replacement, each in proportion to the weights
+    of the movies left (the referee: that definition's pair probabilities, P({i, j}) = p_i p_j
+    (1 / (1 - p_i) + 1 / (1 - p_j)), as numpy's Generator.choice(replace=False, p=...) draws), and
+    never a movie the user rated before."""
+    weights = np.array([5.0, 3.0, 1.0, 0.5, 0.5], np.float32)
+    p = weights / weights.sum()
+    rng, draws = np.random.default_rng(0), 8_000
+    seen = collections.Counter(frozenset(synth._pick(weights, 2, np.array([], np.int64), rng).tolist())
+                               for _ in range(draws))
+    exact = {frozenset((i, j)): p[i] * p[j] * (1 / (1 - p[i]) + 1 / (1 - p[j]))
+             for i in range(5) for j in range(i + 1, 5)}
+    assert sum(abs(seen[pair] / draws - probability) for pair, probability in exact.items()) / 2 < 0.03, seen
+    after = collections.Counter(int(synth._pick(weights, 1, np.array([0]), rng)[0]) for _ in range(4_000))
+    assert 0 not in after and after[1] / 4_000 == pytest.approx(3.0 / 5.0, abs=0.03)
 
 
 def test_impossible_sizes_are_refused(tmp_path):
