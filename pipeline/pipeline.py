@@ -14,6 +14,7 @@ from components import code_version, resolvers
 from components.example_gen.component import RatingsExampleGen
 from components.infra_validator.component import InfraValidator
 from components.pusher.component import AtomicPusher
+from components.ranking_evaluator import executor as ranking_executor
 from components.ranking_evaluator.component import RankingEvaluator
 from components.schema_import import SchemaImport
 from components.validation_gate import ValidationGate
@@ -40,7 +41,7 @@ def _blessings(orchestrator: str) -> tfx.dsl.Channel:
     if orchestrator == KUBEFLOW_V2:
         return tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)
     return tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
-                           producer_component_id=RANKING_EVALUATOR, output_key="blessing")
+                           producer_component_id=RANKING_EVALUATOR, output_key=ranking_executor.BLESSING)
 
 
 def _rmse_change(max_increase: float) -> tfma.GenericChangeThreshold:
@@ -217,7 +218,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         user_activity_bounds=config.evaluation.user_activity_bounds, code_digest=code_digest,
     ).with_id(RANKING_EVALUATOR)
     # The RankingEvaluator's blessing requires TFMA's (RMSE) and the NDCG gate's.
-    blessing = ranking_evaluator.outputs["blessing"]
+    blessing = ranking_evaluator.outputs[ranking_executor.BLESSING]
 
     # Between Evaluator and Pusher: the candidate served as production serves it (TFX's InfraValidator role).
     infra_validator = InfraValidator(model=trainer.outputs["model"], model_blessing=blessing,

@@ -292,7 +292,7 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
                 os.path.join(outputs[ranking_executor.RANKING].uri, ranking_executor.METRICS_FILE)):
             # The RankingEvaluator runs after TFMA's Evaluator; its blessing requires TFMA's.
             summary.ranking_evaluation = ranking_executor.load_metrics(outputs[ranking_executor.RANKING].uri)
-            summary.blessed = bool(outputs["blessing"].get_int_custom_property("blessed"))
+            summary.blessed = bool(outputs[ranking_executor.BLESSING].get_int_custom_property("blessed"))
             summary.blessing_notes = summary.blessing_notes + summary.ranking_evaluation["gate"]["notes"]
         if "pushed_model" in outputs:
             pushed = outputs["pushed_model"]

@@ -6,7 +6,7 @@ user that depends on every movie and on the user's training movies; expressing t
 metric would mean feeding all (user, movie) pairs through it. This component calls each model's
 exported `recommend` signature once per user instead, scores the lists with models/ranking.py
 (the same code as the benchmark), and combines its NDCG gate with TFMA's RMSE blessing: its
-`blessing` is blessed only when both pass, and it is what the Pusher and the "last blessed model"
+`ranking_blessing` is blessed only when both pass, and it is what the Pusher and the "last blessed model"
 resolvers read (TFMA's own blessing says nothing about ranking).
 """
 import json
@@ -61,7 +61,7 @@ class RankingEvaluator(base_component.BaseComponent):
         super().__init__(RankingEvaluatorSpec(
             examples=examples, model=model, baseline_model=baseline_model, rmse_blessing=rmse_blessing,
             ranking=types.Channel(type=RankingEvaluation),
-            blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+            **{executor.BLESSING: types.Channel(type=standard_artifacts.ModelBlessing)},
             k=k, ndcg_lower_bound=ndcg_lower_bound, max_ndcg_decrease=max_ndcg_decrease,
             user_activity_bounds=json.dumps(list(user_activity_bounds)),
             **{code_version.KEY: code_digest}))

@@ -5,7 +5,7 @@ exclude_seen on (the model leaves out the user's training movies); relevant = th
 eval-split movies, or only those rated 4-5 (`rated_4_plus`, reported, not gated). The candidate
 and the last blessed model are scored on the same users and rows. The gate is on NDCG@K, the
 `all` relevance: at least `ndcg_lower_bound`, and, when a blessed model exists, at most
-`max_ndcg_decrease` below it. The output blessing is blessed only when that gate and TFMA's RMSE
+`max_ndcg_decrease` below it. The output blessing (`ranking_blessing`) is blessed only when that gate and TFMA's RMSE
 blessing both pass.
 """
 import json
@@ -27,7 +27,9 @@ from serving import contract
 
 # Component spec keys.
 EXAMPLES, MODEL, BASELINE_MODEL, RMSE_BLESSING = "examples", "model", "baseline_model", "rmse_blessing"
-RANKING, BLESSING = "ranking", "blessing"
+# Not "blessing": TFMA's Evaluator outputs its ModelBlessing under that key, and TFX's Airflow launcher
+# names outputs "<key>:<run id>", which ML Metadata keeps unique per type (tests/unit/pipeline/test_output_names.py).
+RANKING, BLESSING = "ranking", "ranking_blessing"
 K, NDCG_LOWER_BOUND, MAX_NDCG_DECREASE = "k", "ndcg_lower_bound", "max_ndcg_decrease"
 USER_ACTIVITY_BOUNDS = "user_activity_bounds"
 
