@@ -13,7 +13,6 @@ import tempfile
 import time
 import traceback
 import warnings
-from typing import Tuple
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -24,11 +23,8 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 import click  # noqa: E402
 
 from movierec import paths, serving_commands  # noqa: E402
-from movierec.errors import DataError, MovierecError  # noqa: E402
+from movierec.errors import EXIT_ERROR, EXIT_LOCKED, DataError, MovierecError, one_line  # noqa: E402
 
-EXIT_ERROR = 1
-EXIT_NOT_BLESSED = 3
-EXIT_LOCKED = 4
 DATA_FORMATS = ("movielens-100k", "movielens-1m", "movielens-latest", "csv")
 # The CLI's own notices, shown on the console with the progress lines.
 NOTICES = logging.getLogger("movierec")
@@ -73,18 +69,6 @@ class _ConsoleFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return f"{self.formatTime(record, '%H:%M:%S')} {record.getMessage().splitlines()[0]}"
-
-
-def _one_line(error: BaseException) -> str:
-    """The most specific message in an exception chain (Beam and TFX wrap executor errors)."""
-    from movierec.data.records import RowError
-
-    seen = error
-    while seen is not None:
-        if isinstance(seen, (RowError, MovierecError)):
-            return str(seen).split(" [while running")[0]
-        seen = seen.__cause__ or seen.__context__
-    return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -176,7 +160,7 @@ def _run_or_exit(action) -> None:
     try:
         action()
     except (MovierecError, OSError, ValueError) as e:
-        raise click.ClickException(_one_line(e)) from e
+        raise click.ClickException(one_line(e)) from e
 
 
 def _check_data(config) -> None:
@@ -306,7 +290,7 @@ def _run_locked(config, runner: str) -> int:
         runners.run(config, runner)
         error = ""
     except Exception as e:  # a failed component: report it in one line, with the run's state
-        error = _one_line(e)
+        error = one_line(e)
     summary = run_summary.summarize(config)
     if summary:
         summary.error = error
@@ -315,22 +299,13 @@ def _run_locked(config, runner: str) -> int:
     if remote_logs:  # the whole log, copied beside the run's artifacts once it is complete
         logging.shutdown()
         log_file = _upload(log_file, remote_logs)
+    code, reason = (summary.outcome() if summary else
+                    (EXIT_ERROR, f"Error: {error or 'the run left no record in ML Metadata'}"))
     if error:
-        click.echo(f"Error: {error}\n(full log: {log_file})", err=True)
-        return EXIT_ERROR
-    code, reason = outcome(summary)
+        reason += f"\n(full log: {log_file})"
     if reason:
         click.echo(reason, err=True)
     return code
-
-
-def outcome(summary) -> Tuple[int, str]:
-    """(exit code, last line for stderr) of a run that finished: 0 when blessed; 3 when the
-    Evaluator did not bless the model, or TF Serving could not serve it (then with the reason:
-    such a model is never pushed)."""
-    if summary.infra_blessed is False and summary.blessed is not False:
-        return EXIT_NOT_BLESSED, f"Not pushed: TF Serving could not serve the model: {summary.infra_note}"
-    return (0 if summary.blessed else EXIT_NOT_BLESSED), ""
 
 
 @main.command("report")

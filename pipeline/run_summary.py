@@ -1,12 +1,19 @@
 """What the last pipeline run did, read back from ML Metadata and the artifacts it recorded.
 
-Used by `movierec run` to print a short summary: rows ingested, eval metrics (and the baseline's),
-whether the model was blessed and why, and where it was pushed.
+Used by `movierec run` and by the Airflow DAG's last task to print a short summary: rows ingested,
+eval metrics (and the baseline's), whether the model was blessed and why, where it was pushed, and
+the run's outcome as an exit code.
+
+Both ways TFX records runs are read. Its IR-based runners (LocalDagRunner, BeamDagRunner) put a
+run's executions in a "pipeline_run" context named by the run id and each node's in a "node"
+context; its legacy launcher, which the Airflow DAG runs (tfx/orchestration/metadata.py,
+`register_pipeline_contexts_if_not_exists`, `register_execution`), uses a "run" context named
+"<pipeline>.<run id>" and records the node as the execution's `component_id` property.
 """
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import tensorflow_model_analysis as tfma
 from ml_metadata.metadata_store import metadata_store
@@ -21,6 +28,7 @@ from components.pusher import executor as pusher
 from components.ranking_evaluator import executor as ranking_executor
 from models import ranking
 from models.artifacts import HISTORY_FILE, MAP_FILE
+from movierec.errors import EXIT_ERROR, EXIT_NOT_BLESSED
 from pipeline import configs, metadata
 from pipeline.pipeline import MAE, RMSE
 
@@ -35,6 +43,11 @@ RANKING_RELEVANCE = ((ranking.RELEVANT_ALL, "relevant = eval movies"),
 # Custom property of an execution a killed run left running, set by the next run (recovery.py):
 # why it never finished. Such executions are shown as "abandoned".
 ABANDONED = "abandoned"
+# Custom property of an execution whose Airflow task failed, set by the DAG's failure callback
+# (TFX's legacy launcher leaves a failed execution RUNNING): the error in one line.
+FAILURE = "failure"
+# Context types of a run: TFX's IR-based runners', its legacy (Airflow) launcher's.
+RUN_CONTEXT, LEGACY_RUN_CONTEXT = "pipeline_run", "run"
 
 
 @dataclasses.dataclass
@@ -80,6 +93,18 @@ class RunSummary:
                 rows.append([model, name, str(m["users"])] + [f"{m[key]:.4f}" for key in ranking.METRICS[:5]]
                             + [f"{m['popularity_rank']:.1f}"])
         return rows
+
+    def outcome(self) -> Tuple[int, str]:
+        """(exit code, the reason in one line): 0 blessed (pushed, or already served, reason "");
+        1 the run failed (`error`); 3 the run finished but nothing was pushed: the model was not
+        blessed, or TF Serving could not serve it."""
+        if self.error:
+            return EXIT_ERROR, f"Error: {self.error}"
+        if self.infra_blessed is False and self.blessed is not False:
+            return EXIT_NOT_BLESSED, f"Not pushed: TF Serving could not serve the model: {self.infra_note}"
+        if not self.blessed:
+            return EXIT_NOT_BLESSED, "Not blessed: " + ("; ".join(self.blessing_notes) or "no verdict recorded")
+        return 0, ""
 
     def render(self) -> str:
         lines = [f"Run {self.run_id}"]
@@ -141,28 +166,45 @@ class RunSummary:
 
 
 def run_ids(store: metadata_store.MetadataStore, pipeline_name: str) -> List[str]:
-    """The pipeline_run contexts that hold executions of this pipeline, oldest first."""
+    """The ids of the runs that hold executions of this pipeline, oldest first."""
     pipeline_context = store.get_context_by_type_and_name("pipeline", pipeline_name)
     if pipeline_context is None:
         return []
     ours = {e.id for e in store.get_executions_by_context(pipeline_context.id)}
-    runs = sorted(store.get_contexts_by_type("pipeline_run"),
+    runs = sorted(store.get_contexts_by_type(RUN_CONTEXT) + store.get_contexts_by_type(LEGACY_RUN_CONTEXT),
                   key=lambda c: (c.create_time_since_epoch, c.id))
-    return [run.name for run in runs
-            if any(e.id in ours for e in store.get_executions_by_context(run.id))]
+    return [run.name.removeprefix(f"{pipeline_name}.") if run.type == LEGACY_RUN_CONTEXT else run.name
+            for run in runs if any(e.id in ours for e in store.get_executions_by_context(run.id))]
 
 
-def execution_context(store: metadata_store.MetadataStore, execution_id: int,
-                      context_type: str) -> Optional[str]:
-    """The name of an execution's context of a type: "node" ("movierec.Transform"), "pipeline_run"."""
+def _run_context(store: metadata_store.MetadataStore, pipeline_name: str, run_id: str):
+    return (store.get_context_by_type_and_name(RUN_CONTEXT, run_id)
+            or store.get_context_by_type_and_name(LEGACY_RUN_CONTEXT, f"{pipeline_name}.{run_id}"))
+
+
+def _execution_context(store: metadata_store.MetadataStore, execution_id: int,
+                       context_type: str) -> Optional[str]:
     return next((context.name for context in store.get_contexts_by_execution(execution_id)
                  if context.type == context_type), None)
 
 
+def _legacy_property(store: metadata_store.MetadataStore, execution_id: int, name: str) -> str:
+    (execution,) = store.get_executions_by_id([execution_id])
+    return execution.properties[name].string_value if name in execution.properties else ""
+
+
 def node_name(store: metadata_store.MetadataStore, execution_id: int) -> str:
     """The component an execution belongs to ("Transform")."""
-    name = execution_context(store, execution_id, "node")
-    return name.split(".", 1)[-1] if name else str(execution_id)
+    name = _execution_context(store, execution_id, "node")
+    if name:
+        return name.split(".", 1)[-1]
+    return _legacy_property(store, execution_id, "component_id") or str(execution_id)
+
+
+def run_of(store: metadata_store.MetadataStore, execution_id: int) -> Optional[str]:
+    """The id of the run an execution belongs to."""
+    return (_execution_context(store, execution_id, RUN_CONTEXT)
+            or _legacy_property(store, execution_id, "run_id") or None)
 
 
 def _state(execution: metadata_store_pb2.Execution) -> str:
@@ -252,15 +294,16 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
         return None
     store = metadata.connect(config)
     run_id = run_id or (run_ids(store, config.pipeline_name) or [None])[-1]
-    run = store.get_context_by_type_and_name("pipeline_run", run_id) if run_id else None
+    run = _run_context(store, config.pipeline_name, run_id) if run_id else None
     if run is None:
         return None
     summary = RunSummary(run_id, {}, {}, {}, {}, None, [], None, "", None, {})
     for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
         node = node_name(store, execution.id)
         summary.components[node] = _state(execution)
-        if ABANDONED in execution.custom_properties:
-            summary.error = execution.custom_properties[ABANDONED].string_value
+        for reason in (ABANDONED, FAILURE):
+            if reason in execution.custom_properties:
+                summary.error = execution.custom_properties[reason].string_value
         summary.seconds[node] = (execution.last_update_time_since_epoch
                                  - execution.create_time_since_epoch) / 1000
         outputs = _outputs(store, execution.id)

@@ -63,8 +63,9 @@ class Replay:
     """`movierec run` on a data folder that gains one span at a time; `settings` (YAML) are added
     to every run's config."""
 
-    def __init__(self, root: pathlib.Path, spans: pathlib.Path, settings: str = ""):
-        self.root, self.spans, self.data, self.settings = root, spans, root / "data", settings
+    def __init__(self, root: pathlib.Path, spans: pathlib.Path, settings: str = "", args=()):
+        """`args`: more `movierec run` flags for every run (e.g. --runner beam)."""
+        self.root, self.spans, self.data, self.settings, self.args = root, spans, root / "data", settings, args
         self.data.mkdir(parents=True)
         for side_table in ("movies.csv", "users.csv"):
             shutil.copy(spans / side_table, self.data / side_table)
@@ -84,7 +85,7 @@ class Replay:
 
     def command(self):
         return ["run", "--data", self.data, "--config", self.config_file,
-                "--pipeline-root", self.config.pipeline_root, "--serving-dir", self.config.serving_dir]
+                "--pipeline-root", self.config.pipeline_root, "--serving-dir", self.config.serving_dir, *self.args]
 
     def run(self, extra_config: str = ""):
         if extra_config:

@@ -133,15 +133,6 @@ def test_bad_row_fails_naming_file_line_and_field(ratings_sample, tmp_path, bad_
     assert run.versions() == []
 
 
-def test_beam_dag_runner_end_to_end(ratings_sample, tmp_path):
-    run = PipelineRun(tmp_path, ratings_sample, "--runner", "beam")
-    result = run()
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = run.summary()
-    assert summary.components == {name: "ran" for name in ALL_COMPONENTS}
-    assert summary.blessed and summary.pushed and len(run.versions()) == 1
-
-
 def test_files_as_tools_write_them_go_through_movierec_run(ratings_sample, tmp_path):
     """The sample's 3,000 ratings split over files written by the csv module, pandas, Excel's CSV
     UTF-8 layout and by hand (tests/test_csv_variants.py), side tables beside them: every row is

@@ -68,6 +68,7 @@ def test_span_replay(spans, tmp_path):
     summary = replay.summary()
     assert summary.span == 4 and summary.blessed is False
     assert any("vs the last blessed model" in note for note in summary.blessing_notes)
+    assert fourth.stderr.strip().splitlines()[-1] == "Not blessed: " + "; ".join(summary.blessing_notes)
     assert replay.versions() == [v1, v2]
 
     # The history: every run, from ML Metadata, and the RMSE plot.
