@@ -1,9 +1,9 @@
 """The shipped Airflow DAG under Airflow 2.11 itself (requirements/airflow.txt, installed by `make test`).
 
-`airflow dags test` runs a whole DAG run through Airflow's own DagRun and TaskInstance machinery and
-TFX's Airflow launcher, in one process (every task re-imports nothing, so a day costs about what
-`movierec run` costs); task logs go to its output, one section per task. SQLite metadata for both
-Airflow and ML Metadata, in temp dirs.
+`airflow dags test` runs a whole DAG run through Airflow's own DagRun and TaskInstance machinery
+(states, trigger rules, callbacks, XComs) and TFX's Airflow launcher, in one process: the DAG file
+is parsed and TensorFlow imported once, so a day costs about what `movierec run` costs. Task logs
+go to its output, one section per task. SQLite for both Airflow's and ML Metadata's records.
 """
 import datetime
 import json
@@ -14,14 +14,13 @@ import sys
 
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import airflow_dag, configs, metadata, report, run_summary
-from tests.pipeline_runs import Replay
+from pipeline import configs, metadata, report, run_summary
+from tests.pipeline_runs import COMPONENTS, Replay
 
-COMPONENTS = {"RatingsExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-              "ValidationGate", "transform_analyzer_cache", "warm_start_model", "Transform",
-              "Trainer", "latest_blessed_model_resolver", "Evaluator", "RankingEvaluator", "InfraValidator",
-              "Pusher"}
 DAG_FILE = os.path.join(os.path.dirname(configs.__file__), "airflow_dag.py")
+# The DAG's last task and its XCom, as the README tells operators (not imported: importing the DAG
+# file would configure Airflow in this process).
+SUMMARY_TASK, EXIT_CODE = "run_summary", "exit_code"
 
 DAGBAG_PROBE = """
 import json, sys
@@ -76,7 +75,7 @@ class Airflow:
         return self("dags", "test", "movierec", logical_date.isoformat()), f"manual__{logical_date.isoformat()}"
 
     def recorded(self, run_id: str):
-        return self.python(RUN_PROBE, run_id, airflow_dag.SUMMARY_TASK, airflow_dag.EXIT_CODE)
+        return self.python(RUN_PROBE, run_id, SUMMARY_TASK, EXIT_CODE)
 
 
 def task_log(output: str, task_id: str) -> str:
@@ -93,7 +92,7 @@ def test_airflow_dag_loads_with_every_component_in_order(spans, tmp_path):
     airflow.env["MOVIEREC_SCHEDULE"] = "30 2 * * *"
     dag = airflow.python(DAGBAG_PROBE, DAG_FILE)
     assert dag["errors"] == {}
-    assert set(dag["upstream"]) == COMPONENTS | {"rolling_span_window", airflow_dag.SUMMARY_TASK}
+    assert set(dag["upstream"]) == COMPONENTS | {"rolling_span_window", SUMMARY_TASK}
     assert dag["schedule"] == "30 2 * * *" and dag["max_active_runs"] == 1
     # Transform trains on the window of validated spans, which comes after the gate.
     assert "rolling_span_window" in dag["upstream"]["Transform"]
@@ -102,8 +101,8 @@ def test_airflow_dag_loads_with_every_component_in_order(spans, tmp_path):
     assert set(dag["upstream"]["InfraValidator"]) == {"RankingEvaluator", "Trainer"}
     assert {"Evaluator", "Trainer", "latest_blessed_model_resolver"} <= set(dag["upstream"]["RankingEvaluator"])
     # The summary waits for every other task, whatever their state.
-    assert set(dag["upstream"][airflow_dag.SUMMARY_TASK]) == set(dag["upstream"]) - {airflow_dag.SUMMARY_TASK}
-    assert dag["trigger_rules"][airflow_dag.SUMMARY_TASK] == "all_done"
+    assert set(dag["upstream"][SUMMARY_TASK]) == set(dag["upstream"]) - {SUMMARY_TASK}
+    assert dag["trigger_rules"][SUMMARY_TASK] == "all_done"
 
 
 def _trainer_artifact(config, run_id: str, event_type, key: str) -> int:
@@ -140,11 +139,11 @@ def test_scheduled_days_push_refuse_a_bad_span_and_rerun(spans, tmp_path):
     assert first.returncode == 0, first.stdout[-5000:] + first.stderr[-3000:]
     assert airflow.recorded(first_id) == {"state": "success", "exit_code": 0,
                                           "tasks": {task: "success" for task in COMPONENTS | {
-                                              "rolling_span_window", airflow_dag.SUMMARY_TASK}}}
+                                              "rolling_span_window", SUMMARY_TASK}}}
     (v1,) = replay.versions()
     summary = run_summary.summarize(config, first_id)
     assert summary.run_id == first_id and summary.span == 1 and summary.blessed and summary.pushed_version == str(v1)
-    summary_log = task_log(first.stdout, airflow_dag.SUMMARY_TASK)
+    summary_log = task_log(first.stdout, SUMMARY_TASK)
     assert f"Run {first_id}\n  components: " in summary_log and f"push: pushed as version {v1}" in summary_log
     assert f"<td>{summary.metrics['root_mean_squared_error']:.4f}</td>" in _report_html(config, first_id)
 
@@ -153,11 +152,11 @@ def test_scheduled_days_push_refuse_a_bad_span_and_rerun(spans, tmp_path):
     assert refused.returncode != 0 and "DagRun failed" in refused.stderr
     recorded = airflow.recorded(refused_id)
     assert recorded["state"] == "failed" and recorded["exit_code"] == 1
-    assert recorded["tasks"]["ValidationGate"] == "failed" and recorded["tasks"][airflow_dag.SUMMARY_TASK] == "failed"
+    assert recorded["tasks"]["ValidationGate"] == "failed" and recorded["tasks"][SUMMARY_TASK] == "failed"
     assert {recorded["tasks"][task] for task in ("Transform", "Trainer", "Evaluator", "Pusher")} == {"upstream_failed"}
     reason = "data validation found 1 anomaly: split 'eval', feature 'age': Out-of-range values: Unexpectedly large value: 150."
     assert f"DataValidationError: {reason}" in task_log(refused.stdout, "ValidationGate")
-    assert f"AirflowFailException: Error: {reason}" in task_log(refused.stdout, airflow_dag.SUMMARY_TASK)
+    assert f"AirflowFailException: Error: {reason}" in task_log(refused.stdout, SUMMARY_TASK)
     summary = run_summary.summarize(config, refused_id)
     assert summary.components["ValidationGate"] == "failed" and "Transform" not in summary.components
     assert summary.error == reason and summary.outcome() == (1, f"Error: {reason}")

@@ -14,13 +14,9 @@ import pytest
 from pipeline import configs, kubeflow_v2_runner
 from tests.cli import movierec
 from tests.conftest import REPO
-from tests.pipeline_runs import Replay
+from tests.pipeline_runs import COMPONENTS, Replay
 from tests.unit.test_layout import PACKAGES
 
-COMPONENTS = {"RatingsExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-              "ValidationGate", "transform_analyzer_cache", "warm_start_model", "Transform",
-              "Trainer", "latest_blessed_model_resolver", "Evaluator", "RankingEvaluator", "InfraValidator",
-              "Pusher"}
 IMAGE = "europe-docker.pkg.dev/acme/ml/movierec:1.0"
 # Task parameters that name a function of ours for TFX's executors to import (Trainer, Transform).
 FUNCTION_PARAMETERS = ("run_fn", "preprocessing_fn")
@@ -50,7 +46,7 @@ def test_beam_dag_runner_schedules_two_days(spans, tmp_path):
     assert "Warm start: warm-started from" in second.stderr
     summary = replay.summary()
     assert summary.span == 2 and summary.blessed and summary.baseline_metrics
-    assert replay.versions() == [v1, summary.pushed_version]
+    assert replay.versions() == [v1, int(summary.pushed_version)]
 
 
 def _unique_keys(pairs):

@@ -12,20 +12,16 @@ from pipeline import report
 from serving import contract
 from tests.cli import movierec
 from tests.conftest import write_csv
-from tests.pipeline_runs import PipelineRun
+from tests.pipeline_runs import COMPONENTS, PipelineRun
 from tests.unit.components import test_csv_variants as variants
 
-ALL_COMPONENTS = ["RatingsExampleGen", "ImportSchemaGen", "latest_blessed_model_resolver",
-                  "StatisticsGen", "ExampleValidator", "ValidationGate", "transform_analyzer_cache",
-                  "warm_start_model", "Transform", "Trainer", "Evaluator", "RankingEvaluator",
-                  "InfraValidator", "Pusher"]
 
 
 def test_first_run_executes_every_component_and_pushes(trained_run):
     run, result = trained_run
     assert result.returncode == 0, result.stderr[-3000:]
     summary = run.summary()
-    assert summary.components == {name: "ran" for name in ALL_COMPONENTS}
+    assert summary.components == {name: "ran" for name in COMPONENTS}
     assert sum(summary.rows.values()) == 3000 and set(summary.rows) == {"train", "eval"}
     assert summary.blessed and summary.pushed
     assert summary.side_tables == {"movies": str(run.data.parent / "movies.csv"),
