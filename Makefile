@@ -14,7 +14,7 @@ PYTEST_WORKERS ?= auto
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: setup run test test-fast data lock clean bench-serving bench-serving-load bench-catalog bench-accuracy bench-ranking bench-span-replay bench-scale
+.PHONY: setup run test test-fast data lock clean bench-serving bench-serving-load bench-catalog bench-accuracy bench-ranking bench-span-replay bench-scale bench-drift
 
 setup: $(STAMP)
 
@@ -88,6 +88,9 @@ bench-scale: $(STAMP)
 	$(BIN)/python -m benchmarks.scale --sizes $(SCALE_SIZES)
 
 # MovieLens-100K replayed month by month through `movierec run`, one span per run.
+bench-drift: data
+	$(BIN)/python -m benchmarks.drift --data $(DATA_DIR)
+
 bench-span-replay: data
 	$(BIN)/python -m benchmarks.span_replay --data $(DATA_DIR)
 

@@ -13,8 +13,8 @@ Signatures (inputs -> outputs):
 - regress:            inputs [B] (same tf.Examples) -> outputs [B]; TF Serving's Regress API
 - transform_features: examples [B] -> transformed features (used by TFMA)
 - predict_rating:     user_id [B], movie_id [B] -> rating, known_user, known_movie [B]
-- recommend:          user_id [B], k [B], exclude_seen [B], exclude_movie_ids [B, E] (E >= 1,
-                      each row "" first, padded with "")
+- recommend:          user_id [B], k [B], exclude_seen [B], exclude_movie_ids [B, E] (E >= 0: row
+                      i's non-empty cells are the movies row i leaves out; "" is no movie)
                       -> movie_id, title, score [B, K]; known_user [B]
                       score: the predicted rating, or with a retrieval head (retrieval.py) its
                       ranking score, comparable within a user's list only
@@ -165,16 +165,14 @@ class RecommenderModule(tf.Module):
         tf.debugging.Assert(
             (tf.shape(exclude_seen)[0] == batch) & (tf.shape(exclude_movie_ids)[0] == batch),
             ["exclude_seen and exclude_movie_ids need one row per user_id"])
-        tf.debugging.Assert(
-            (tf.shape(exclude_movie_ids)[1] > 0)
-            & tf.reduce_all(exclude_movie_ids[:, :1] == contract.NO_MOVIE),
-            ["exclude_movie_ids: every row must start with an empty ID (TF Serving pads it with its first element)"])
+        # Every cell of a row is read, whatever the width and wherever the padding: "" (NO_MOVIE)
+        # and unknown IDs map to the OOV index, which excludes nothing (serving/contract.py says
+        # what TF Serving's batching does to this input and why the cells are read this way).
         excluded = self._index(features.MOVIE_ID, exclude_movie_ids)
         rows = tf.repeat(tf.range(tf.shape(excluded, tf.int64)[0]), tf.shape(excluded, tf.int64)[1])
         cells = tf.stack([rows, tf.reshape(excluded, [-1])], axis=1)
         seen_cells = tf.stack([seen_for_users.value_rowids(), seen_for_users.flat_values], axis=1)
         seen_cells = tf.boolean_mask(seen_cells, tf.gather(exclude_seen, seen_for_users.value_rowids()))
-        # Padding ("") and unknown IDs map to the OOV index: nothing to exclude there.
         values, indices, in_k = scoring.top_k_excluding(scores, k, tf.concat([cells, seen_cells], 0),
                                                         self._num_movies)
         return {MOVIE_ID: scoring.ranked(self._movie_ids, indices, in_k),

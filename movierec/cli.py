@@ -2,8 +2,10 @@
 
 Errors a user can act on (bad data, missing files, blocked pushes) print one line and exit non-zero:
 1 for errors, 3 when the run finished but the model was not blessed (so nothing was pushed),
-4 when another run holds the pipeline (its root, or its shared metadata database).
+4 when another run holds the pipeline (its root, or its shared metadata database), 5 when the new
+data drifted from the last accepted data past a threshold (nothing trained or pushed).
 """
+import dataclasses
 import logging
 import os
 import pathlib
@@ -23,7 +25,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 import click  # noqa: E402
 
 from movierec import paths, serving_commands  # noqa: E402
-from movierec.errors import EXIT_ERROR, EXIT_LOCKED, DataError, MovierecError, one_line  # noqa: E402
+from movierec.errors import EXIT_ERROR, EXIT_LOCKED, DataError, MovierecError, exit_code, one_line  # noqa: E402
 
 DATA_FORMATS = ("movielens-100k", "movielens-1m", "movielens-latest", "csv")
 # The CLI's own notices, shown on the console with the progress lines.
@@ -249,17 +251,24 @@ ROOT_OPTION = click.option("--pipeline-root", help="Where artifacts and metadata
 @click.option("--no-cache", is_flag=True, help="Re-run every component even if its inputs are unchanged.")
 @click.option("--wait", is_flag=True, help="If another run holds the pipeline root, wait for it "
               "instead of exiting.")
-def run(data_path, pipeline_root, serving_dir, runner, config_file, beam_args, no_cache, wait) -> None:
+@click.option("--accept-drift", is_flag=True, help="Take the new data even if it drifted from the last "
+              "accepted data past a threshold (a change of scale or source made on purpose); recorded "
+              "in ML Metadata, and the next run's baseline. Same as the setting drift.accept.")
+def run(data_path, pipeline_root, serving_dir, runner, config_file, beam_args, no_cache, wait, accept_drift) -> None:
     """Run the whole pipeline: ingest, validate, transform, train, evaluate, push.
 
     Exit codes: 0 blessed (pushed, or already served); 1 error (bad data, validation anomalies,
     a failing component); 3 not blessed (by the Evaluator, or infra validation: TF Serving could
-    not serve it), nothing pushed; 4 another run holds the pipeline root.
+    not serve it), nothing pushed; 4 another run holds the pipeline root; 5 the new data drifted
+    from the last accepted data past a threshold (the line names the feature, the distance and
+    the threshold), nothing trained or pushed: fix the data, or take it with --accept-drift.
     """
     from movierec.runlock import RunLocked, run_lock
 
     config = _settings(config_file, data=data_path, pipeline_root=pipeline_root, serving_dir=serving_dir,
                        beam_pipeline_args=tuple(beam_args) or None, enable_cache=False if no_cache else None)
+    if accept_drift:
+        config = config.replace(drift=dataclasses.replace(config.drift, accept=True))
     _run_or_exit(lambda: (config.metadata.kind == "mysql" or config.metadata_file,  # SQLite: a local file
                           _check_data(config), _check_writable(config)))
     try:
@@ -288,19 +297,19 @@ def _run_locked(config, runner: str) -> int:
             NOTICES.warning("Interrupted run: %s never finished; marked abandoned, partial outputs removed",
                             abandoned)
         runners.run(config, runner)
-        error = ""
+        error, error_code = "", 0
     except Exception as e:  # a failed component: report it in one line, with the run's state
-        error = one_line(e)
+        error, error_code = one_line(e), exit_code(e)
     summary = run_summary.summarize(config)
     if summary:
-        summary.error = error
+        summary.error, summary.error_code = error, error_code
         click.echo(summary.render(), err=bool(error))
         click.echo(f"  report: {report.write_report(config, summary)}", err=bool(error))
     if remote_logs:  # the whole log, copied beside the run's artifacts once it is complete
         logging.shutdown()
         log_file = _upload(log_file, remote_logs)
     code, reason = (summary.outcome() if summary else
-                    (EXIT_ERROR, f"Error: {error or 'the run left no record in ML Metadata'}"))
+                    (error_code or EXIT_ERROR, f"Error: {error or 'the run left no record in ML Metadata'}"))
     if error:
         reason += f"\n(full log: {log_file})"
     if reason:

@@ -68,6 +68,48 @@ class EvaluationConfig:
             raise ValueError(f"evaluation.max_ndcg_decrease: must be in [0, 1], got {self.max_ndcg_decrease}")
 
 
+@dataclasses.dataclass(frozen=True)
+class DriftConfig:
+    """How far a new span may move from the last accepted one before the run stops, before Transform.
+
+    The ValidationGate compares the statistics of the newly ingested examples (their train split)
+    with those of the last examples it accepted, with TFDV's drift comparators: the Jensen-Shannon
+    divergence of the rating distribution, the L-infinity distance of the user mix (the largest
+    change in one user's share of the ratings), and optionally the number of examples as a ratio of
+    the last accepted span's. None turns a check off. The defaults sit between the largest distance
+    of any genuine span-to-span step (MovieLens-100K by week and by month, `data synth --spans`
+    data) and the smallest of the broken spans they must stop (a defaulted, halved or doubled
+    rating column; a span of one user): `python -m benchmarks.drift` prints that table. The span
+    volume of genuine replays varies ~25-fold week to week, so it is off by default.
+
+    accept: take this run's span even past the thresholds (`movierec run --accept-drift`): a real
+    change of scale or source made on purpose. It is recorded in ML Metadata, and the accepted
+    span is the next run's baseline.
+    """
+    rating_jsd: Optional[float] = 0.15
+    user_id_linf: Optional[float] = 0.7
+    min_examples_ratio: Optional[float] = None
+    max_examples_ratio: Optional[float] = None
+    accept: bool = False
+
+    def __post_init__(self):
+        for name in ("rating_jsd", "user_id_linf"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not 0.0 < value <= 1.0):
+                raise ValueError(f"drift.{name}: must be in (0, 1] or null (off), got {value!r}")
+        for name in ("min_examples_ratio", "max_examples_ratio"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                raise ValueError(f"drift.{name}: must be a positive ratio or null (off), got {value!r}")
+        if None not in (self.min_examples_ratio, self.max_examples_ratio) and \
+                self.min_examples_ratio > self.max_examples_ratio:
+            raise ValueError(f"drift.min_examples_ratio: {self.min_examples_ratio} is above "
+                             f"drift.max_examples_ratio {self.max_examples_ratio}")
+        if not isinstance(self.accept, bool):
+            raise ValueError(f"drift.accept: must be true or false, got {self.accept!r}")
+
+
 METADATA_KINDS = ("sqlite", "mysql")
 
 
@@ -126,6 +168,7 @@ class PipelineConfig:
     eval_buckets: int = 2
     hyperparameters: Hyperparameters = Hyperparameters()
     evaluation: EvaluationConfig = EvaluationConfig()
+    drift: DriftConfig = DriftConfig()
     metadata: MetadataConfig = MetadataConfig()
     beam_pipeline_args: Tuple[str, ...] = ()
     enable_cache: bool = True
@@ -214,7 +257,7 @@ def _overlay(base, values: Dict[str, Any], what: str):
 def from_dict(values: Dict[str, Any], base: PipelineConfig = PipelineConfig()) -> PipelineConfig:
     """Overlays a (possibly nested) dict of settings on `base`, rejecting unknown keys."""
     values = dict(values)
-    for nested in ("hyperparameters", "evaluation", "metadata"):
+    for nested in ("hyperparameters", "evaluation", "drift", "metadata"):
         if nested in values:
             values[nested] = _overlay(getattr(base, nested), values[nested] or {}, nested)
     return _overlay(base, values, "config")

@@ -1,23 +1,24 @@
 """The movierec TFX pipeline, as a pure function of its config: the README's diagram in code.
 
-RatingsExampleGen -> StatisticsGen / ImportSchemaGen -> ExampleValidator -> ValidationGate
--> Transform -> Trainer -> Evaluator (RMSE vs the last blessed model) -> RankingEvaluator (NDCG; one blessing
-with RMSE) -> InfraValidator -> AtomicPusher
+RatingsExampleGen -> StatisticsGen / ImportSchemaGen -> ExampleValidator -> ValidationGate (schema,
+and drift from the last accepted span) -> Transform -> Trainer -> Evaluator (RMSE vs the last
+blessed model) -> RankingEvaluator (NDCG; one blessing with RMSE) -> InfraValidator -> AtomicPusher
 """
 import dataclasses
+import json
 import pathlib
+from typing import Any, Dict
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 import schema
-from components import code_version, resolvers
+from components import code_version, resolvers, validation_gate as gate
 from components.example_gen.component import RatingsExampleGen
 from components.infra_validator.component import InfraValidator
 from components.pusher.component import AtomicPusher
 from components.ranking_evaluator import executor as ranking_executor
 from components.ranking_evaluator.component import RankingEvaluator
 from components.schema_import import SchemaImport
-from components.validation_gate import ValidationGate
 from models.features import SLICE_FEATURES
 from models.hyperparameters import HYPERPARAMETERS
 from movierec import paths
@@ -31,6 +32,8 @@ MAE = "mean_absolute_error"
 # Change thresholds compare with a tolerance; this one only absorbs float rounding.
 RMSE_TOLERANCE = 1e-10
 RANKING_EVALUATOR = "RankingEvaluator"
+VALIDATION_GATE = "ValidationGate"
+LAST_ACCEPTED_STATISTICS = "last_accepted_statistics"
 
 
 def _blessings(orchestrator: str) -> tfx.dsl.Channel:
@@ -78,6 +81,42 @@ def eval_config(evaluation: configs.EvaluationConfig) -> tfma.EvalConfig:
             tfma.MetricConfig(class_name="MeanAbsoluteError", config='"name": "%s"' % MAE),
             rmse,
         ])])
+
+
+def drift_comparators(drift: configs.DriftConfig) -> Dict[str, Any]:
+    """The settings as TFDV's comparators (tensorflow_metadata FeatureComparator and
+    NumericValueComparator, as JSON), for the ValidationGate to set in the schema."""
+    by_feature = {}
+    if drift.rating_jsd is not None:
+        by_feature[features.RATING] = {"jensen_shannon_divergence": {"threshold": drift.rating_jsd}}
+    if drift.user_id_linf is not None:
+        by_feature[features.USER_ID] = {"infinity_norm": {"threshold": drift.user_id_linf}}
+    num_examples = {key: value for key, value in (("min_fraction_threshold", drift.min_examples_ratio),
+                                                  ("max_fraction_threshold", drift.max_examples_ratio))
+                    if value is not None}
+    return {gate.FEATURES: by_feature, gate.NUM_EXAMPLES: num_examples}
+
+
+def _validation_gate(config: configs.PipelineConfig, examples, statistics, schema_channel, anomalies,
+                     orchestrator: str):
+    """(baseline resolver or None, ValidationGate): the schema check, then drift from the last
+    accepted examples. Kubeflow v2's resolvers select by artifact type only, and cannot tell the
+    statistics the gate accepted from any other: there the gate has no baseline and checks the
+    schema only."""
+    baseline = None
+    drift = {}
+    if orchestrator != KUBEFLOW_V2:
+        baseline = tfx.dsl.Resolver(
+            strategy_class=resolvers.LastAcceptedStatisticsStrategy,
+            statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
+                                       producer_component_id=VALIDATION_GATE, output_key="accepted_statistics"),
+            examples=examples).with_id(LAST_ACCEPTED_STATISTICS)
+        drift = {"baseline_statistics": baseline.outputs["statistics"]}
+    validation_gate = gate.ValidationGate(
+        examples=examples, anomalies=anomalies, statistics=statistics, schema=schema_channel,
+        drift_comparators=json.dumps(drift_comparators(config.drift), sort_keys=True),
+        accept_drift=int(config.drift.accept), **drift).with_id(VALIDATION_GATE)
+    return baseline, validation_gate
 
 
 def _carried_over(config: configs.PipelineConfig, validation_gate, orchestrator: str):
@@ -172,7 +211,9 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
     schema_gen = _schema_import(config, orchestrator)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    validation_gate = ValidationGate(examples=examples, anomalies=example_validator.outputs["anomalies"])
+    baseline_statistics, validation_gate = _validation_gate(
+        config, examples, statistics_gen.outputs["statistics"], schema_gen.outputs["schema"],
+        example_validator.outputs["anomalies"], orchestrator)
     validated = validation_gate.outputs["validated_examples"]
     training_examples, carried_over = _carried_over(config, validation_gate, orchestrator)
 
@@ -231,8 +272,9 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator,
-                    validation_gate, *carried_over.values(), transform, trainer, latest_blessed_model,
-                    evaluator, ranking_evaluator, infra_validator, pusher],
+                    *([baseline_statistics] if baseline_statistics else []), validation_gate,
+                    *carried_over.values(), transform, trainer, latest_blessed_model, evaluator,
+                    ranking_evaluator, infra_validator, pusher],
         enable_cache=config.enable_cache,
         # Kubeflow Pipelines / Vertex keep their own ML Metadata: no settings (or password) needed,
         # and a remote pipeline root has no local SQLite file to name.

@@ -73,7 +73,10 @@ def markdown_report(summary: run_summary.RunSummary, images: List[str]) -> str:
         lines += [f"{span}" + ", ".join(f"{split} {n:,}" for split, n in summary.rows.items())
                   + f" ratings (total {sum(summary.rows.values()):,})", ""]
     validation = summary.components.get("ValidationGate", "not reached")
-    lines += [f"Validation against the schema: {'passed' if validation in ('ran', 'cached') else validation}", ""]
+    lines += [f"Validation against the schema and the last accepted data: "
+              f"{'passed' if validation in ('ran', 'cached') else validation}", ""]
+    if summary.drift_line():
+        lines += [summary.drift_line()[0].upper() + summary.drift_line()[1:], ""]
     if summary.metrics:
         lines += ["## Evaluation", "", tabulate(
             [["overall", metric(summary.metrics, RMSE), metric(summary.baseline_metrics, RMSE),
@@ -137,7 +140,8 @@ def history(config: configs.PipelineConfig, last: int):
              f"{s.metrics[RMSE]:.4f}" if RMSE in s.metrics else "", f"{s.metrics[MAE]:.4f}" if MAE in s.metrics else "",
              *(f"{s.ranking_overall()[key]:.4f}" if s.ranking_overall() else "" for key in ("ndcg", "recall")),
              {True: "yes", False: "no", None: "-"}[s.blessed], s.pushed_version or "",
-             s.error or ("" if s.blessed else "; ".join(s.blessing_notes))] for s in summaries]
+             s.error or "; ".join((["drift accepted on purpose"] if s.drift_accepted else [])
+                                  + ([] if s.blessed else s.blessing_notes))] for s in summaries]
     plotted = [(i, s.metrics[RMSE], bool(s.blessed)) for i, s in enumerate(summaries) if RMSE in s.metrics]
     path = paths.join(reports_dir(config), HISTORY_PLOT)
     if plotted:

@@ -23,7 +23,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
 from components.example_gen import executor as example_gen
-from components import infra_validator
+from components import infra_validator, validation_gate
 from components.pusher import executor as pusher
 from components.ranking_evaluator import executor as ranking_executor
 from models import ranking
@@ -69,6 +69,7 @@ class RunSummary:
     span: Optional[int] = None
     pushed_version: Optional[str] = None
     error: str = ""
+    error_code: int = EXIT_ERROR  # the exit code of `error` (movierec.errors.exit_code)
     # The side tables ExampleGen joined: {"movies": path or None, "users": path or None}.
     side_tables: Dict[str, Optional[str]] = dataclasses.field(default_factory=dict)
     infra_blessed: Optional[bool] = None
@@ -78,6 +79,22 @@ class RunSummary:
     ranking_evaluation: Dict = dataclasses.field(default_factory=dict)
     # ExampleGen's Examples artifact, so peers can be scored on the run's own rows (benchmarks/ranking.py).
     examples: Optional[Any] = None
+    # The ValidationGate's comparisons with the last accepted examples (validation_gate.Drift), once
+    # it passed: None when it did not pass, [] when there was nothing accepted to compare with.
+    drift: Optional[List[validation_gate.Drift]] = None
+    drift_baseline_span: Optional[int] = None
+    drift_accepted: bool = False
+
+    def drift_line(self) -> str:
+        """The drift checks in one line ("" when the gate did not pass)."""
+        if self.drift is None:
+            return ""
+        if not self.drift:
+            return "drift: not checked, no earlier examples were accepted (the first run)"
+        since = (f"span {self.drift_baseline_span}" if self.drift_baseline_span is not None
+                 else "the last accepted examples")
+        return (f"drift from {since}: " + "; ".join(map(str, self.drift))
+                + (" - ACCEPTED on purpose (--accept-drift)" if self.drift_accepted else ""))
 
     def ranking_overall(self, model: str = ranking_executor.CANDIDATE,
                         relevance: str = ranking.RELEVANT_ALL) -> Dict[str, float]:
@@ -96,10 +113,10 @@ class RunSummary:
 
     def outcome(self) -> Tuple[int, str]:
         """(exit code, the reason in one line): 0 blessed (pushed, or already served, reason "");
-        1 the run failed (`error`); 3 the run finished but nothing was pushed: the model was not
-        blessed, or TF Serving could not serve it."""
+        1 the run failed (`error`), 5 it stopped on drift (`error_code`); 3 the run finished but
+        nothing was pushed: the model was not blessed, or TF Serving could not serve it."""
         if self.error:
-            return EXIT_ERROR, f"Error: {self.error}"
+            return self.error_code, f"Error: {self.error}"
         if self.infra_blessed is False and self.blessed is not False:
             return EXIT_NOT_BLESSED, f"Not pushed: TF Serving could not serve the model: {self.infra_note}"
         if not self.blessed:
@@ -114,6 +131,8 @@ class RunSummary:
             lines.append("  rows ingested: " + ", ".join(
                 f"{split} {count:,}" for split, count in self.rows.items())
                 + f" (total {sum(self.rows.values()):,})")
+        if self.drift_line():
+            lines.append(f"  {self.drift_line()}")
         if self.side_tables:
             lines.append("  side tables joined: " + ", ".join(
                 f"{name} {path or 'none'}" for name, path in self.side_tables.items()))
@@ -315,6 +334,13 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
             summary.span = outputs["examples"].get_int_custom_property("span")
             joined = outputs["examples"].get_string_custom_property(example_gen.SIDE_TABLES_PROPERTY)
             summary.side_tables = json.loads(joined) if joined else {}
+        if "accepted_statistics" in outputs:
+            accepted = outputs["accepted_statistics"]
+            summary.drift = [validation_gate.Drift(**d) for d in
+                             json.loads(accepted.get_string_custom_property(validation_gate.DRIFT) or "[]")]
+            summary.drift_accepted = bool(accepted.get_int_custom_property(validation_gate.DRIFT_ACCEPTED))
+            if validation_gate.BASELINE_SPAN in accepted.mlmd_artifact.custom_properties:
+                summary.drift_baseline_span = accepted.get_int_custom_property(validation_gate.BASELINE_SPAN)
         if "model_run" in outputs:
             summary.history = _history(outputs["model_run"])
             summary.model_run_dir = outputs["model_run"].uri

@@ -162,18 +162,22 @@ class Queue:
 
     def run(self, inputs: Tensors) -> Tensors:
         task = _Task(inputs, batch_size(inputs))
-        self._schedule(task)
+        if not self._schedule(task):
+            self._finish(_Batch([_Piece(task, 0, task.size)], task.size))
         task.done.wait()
         if task.error is not None:
             raise task.error
         return task.outputs()
 
-    def _schedule(self, task: _Task) -> None:
+    def _schedule(self, task: _Task) -> bool:
+        """Queues the task; False once the queue has stopped (the caller then runs it alone)."""
         options, limit = self.options, self.options.execution_limit
         if task.size > options.max_batch_size:
             raise invalid_argument(f"Task size {task.size} is larger than maximum input batch size "
                                    f"{options.max_batch_size}")
         with self._condition:
+            if self._stopped:
+                return False
             open_batch = self._batches[-1] if self._batches else None
             room = limit - open_batch.size if open_batch else 0
             if options.enable_large_batch_splitting:
@@ -199,36 +203,44 @@ class Queue:
                 batch.size += size
                 start += size
             self._condition.notify()
+        return True
 
     def _next_batch(self) -> Optional[_Batch]:
+        """The next batch to run; once stopped, the batches still queued, then None."""
         with self._condition:
-            while not self._stopped:
+            while True:
                 if self._batches:
                     batch = self._batches[0]
                     wait = batch.opened + self.options.batch_timeout_s - time.monotonic()
-                    if batch.size >= self.options.execution_limit or len(self._batches) > 1 or wait <= 0:
+                    if (self._stopped or batch.size >= self.options.execution_limit or len(self._batches) > 1
+                            or wait <= 0):
                         return self._batches.popleft()
                     self._condition.wait(wait)
+                elif self._stopped:
+                    return None
                 else:
                     self._condition.wait()
-            return None
 
     def _loop(self) -> None:
         while True:
             batch = self._next_batch()
             if batch is None:
                 return
-            try:
-                outputs = self._run_batch(batch)
-            except ServingError as e:
-                for piece in batch.pieces:
-                    piece.task.finish(piece.start, piece.stop - piece.start, None, e)
-                continue
-            offset = 0
+            self._finish(batch)
+
+    def _finish(self, batch: _Batch) -> None:
+        """Runs a batch and hands each task its rows of the outputs, or the batch's error."""
+        try:
+            outputs = self._run_batch(batch)
+        except ServingError as e:
             for piece in batch.pieces:
-                rows = piece.stop - piece.start
-                piece.task.finish(piece.start, rows, {k: v[offset:offset + rows] for k, v in outputs.items()}, None)
-                offset += rows
+                piece.task.finish(piece.start, piece.stop - piece.start, None, e)
+            return
+        offset = 0
+        for piece in batch.pieces:
+            rows = piece.stop - piece.start
+            piece.task.finish(piece.start, rows, {k: v[offset:offset + rows] for k, v in outputs.items()}, None)
+            offset += rows
 
     def _run_batch(self, batch: _Batch) -> Tensors:
         """batching_session.cc MergeInputTensors, the run, and SplitOutputTensors' checks."""
@@ -263,6 +275,9 @@ class Queue:
         return next((allowed for allowed in self.options.allowed_batch_sizes if allowed >= size), size)
 
     def stop(self) -> None:
+        """Ends the queue once the requests it holds are answered. A request that reaches it later
+        (one that got this version just before it was unloaded) runs on its own: in TF Serving a
+        request holds its version until it is answered, and the unload waits for it."""
         with self._condition:
             self._stopped = True
             self._condition.notify_all()

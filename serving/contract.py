@@ -17,12 +17,25 @@ shape TF Serving's batching accepts (tensorflow/serving 2.16.1):
   to the largest k of the batch and pads each row past its own k with "" (IDs, titles) and
   -inf (scores). A client gets [B, K] with K >= its largest k and keeps its first k columns
   (`top_columns`). Refusing mixed k would fail requests that are valid on their own.
-- The same function, with `pad_variable_length_inputs`, pads every variable dimension (here
-  `exclude_movie_ids`' E) to the batch's widest with the request tensor's *first element*
-  (`batching_util.cc` `PadTensor`: `pad_value(input.flat<T>()(0))`), and refuses a zero-width
-  tensor in a batch of non-empty ones ("Got empty tensor in batch of non-empty tensors."). So
-  every row of `exclude_movie_ids` starts with "" (E >= 1): padding then adds "" (nothing to
-  exclude), never another row's movie. The model refuses rows that do not start with "".
+- `exclude_movie_ids` [B, E]: row i's non-empty cells are the movies row i leaves out; "" is no
+  movie wherever it is, so rows are sent as clients write them (padded at the end with "" to the
+  longest, any E, one row or several). With `pad_variable_length_inputs` the same function pads
+  each request's tensor to the batch's widest with *that request's first element*
+  (`batching_util.cc` `PadTensor`: `pad_value(input.flat<T>()(0))`; session_bundle_config.proto's
+  BatchingParameters has no other padding value, and tensorflow/serving#1279 asking for one was
+  closed). That value is "" or a movie of the request's first row, so it never changes a one-row
+  request's answer, nor one whose first cell is "". A request of several rows whose first cell is
+  a movie ID gets that ID appended to its other rows when a wider request shares its batch, and no
+  model can tell it from an ID the client sent there: the merged batch is the very one two one-row
+  requests could give (tests/unit/models/test_export.py shows one). So a request of several rows
+  keeps its first cell "" (`exclusions` below puts "" first in every row). SignatureDef
+  `defaults` cannot make a per-row input optional: predict_util.cc `VerifyRequestInputsSize` lets
+  an input with a default be left out and TF's saved_model `GetInputValues` feeds the default, but
+  that is one fixed tensor, which `ComputeTensorBatchSize` refuses for any other B. A rank-1
+  encoding (one joined string per row) would never be padded, but it is not the 2-D form clients
+  send, and one input cannot take both (TF Serving merges tensors of one name only at one rank). A zero-width tensor
+  cannot be padded: merged with wider ones it fails the whole batch ("Got empty tensor in batch of
+  non-empty tensors.", INVALID_ARGUMENT), so send at least one column (`[[""]]` for none).
 - Requests carry at most MAX_BATCH_SIZE rows: large-batch splitting stays off (components/pusher/deploy.py), as
   it would concatenate the parts of one request answered in different batches, whose K may differ
   (`SplitInputTask`'s done callback: `tensor::Concat` of the parts).
@@ -59,7 +72,7 @@ CLASSIFY_METHOD = "tensorflow/serving/classify"
 # 256" by TensorFlow's tensorflow/core/kernels/batching_util/shared_batch_scheduler.h
 # `Queue::ValidateBatchTaskQueueCapacity` (input_batch_size_limit = max_batch_size there).
 MAX_BATCH_SIZE = 256
-# The leading column of every exclude_movie_ids row and its padding: "" excludes nothing.
+# An exclude_movie_ids cell that names no movie (padding).
 NO_MOVIE = ""
 
 # GetModelMetadata's one supported field (servables/tensorflow/get_model_metadata_impl.cc).
@@ -149,7 +162,8 @@ def catalogue_ids(version_dir: str):
 
 def exclusions(rows: Sequence[Sequence[str]]) -> np.ndarray:
     """exclude_movie_ids for rows of movie IDs to leave out: [B, 1 + longest], each row "" first,
-    then its IDs, then "" up to the longest row."""
+    then its IDs, then "" up to the longest row. The leading "" makes TF Serving's padding value ""
+    for requests of any number of rows, and the tensor never zero-wide (see above)."""
     width = 1 + max((len(row) for row in rows), default=0)
     table = np.full([len(rows), width], NO_MOVIE, dtype=object)
     for i, row in enumerate(rows):

@@ -359,8 +359,6 @@ def malformed_requests(model: str, user: str, movie: str, batching: bool = True)
         Malformed("2 users, 1 k", invalid, recommend(
             user_id=[user, user], exclude_seen=[False, False], exclude_movie_ids=contract.exclusions([[], []]))),
         Malformed("exclusions of rank 1", invalid, recommend(exclude_movie_ids=np.array([movie], dtype=object))),
-        Malformed("exclusions without the leading empty ID", invalid, recommend(
-            exclude_movie_ids=np.array([[movie]], dtype=object))),
         Malformed("exclusion rows != users", invalid, recommend(
             user_id=[user, user], k=np.array([5, 5], np.int32), exclude_seen=[False, False],
             exclude_movie_ids=contract.exclusions([[movie]]))),

@@ -84,12 +84,10 @@ def parse_version(folder: str) -> Optional[int]:
 
 
 def version_folders(base_path: str) -> Dict[int, str]:
-    """{version: path} for the version folders under a model's base path (a missing base path has
-    none). Two folders for one version ("7" and "007"): the first listed wins, as in TF Serving."""
-    try:
-        children = sorted(os.listdir(base_path))
-    except OSError:
-        return {}
+    """{version: path} for the version folders under a model's base path. Two folders for one version
+    ("7" and "007"): the first listed wins, as in TF Serving. A base path that is missing or cannot be
+    listed raises OSError: TF Serving's poll fails then, rather than finding no versions."""
+    children = sorted(os.listdir(base_path))
     versions: Dict[int, str] = {}
     for child in children:
         version = parse_version(child)

@@ -2,12 +2,18 @@
 
 Which models: a ModelServerConfig (models.config, re-read on --model_config_file_poll_wait_seconds).
 Which versions: each model's version policy over its version folders (serving/model_config.py),
-re-scanned every --file_system_poll_wait_seconds. How: AvailabilityPreservingPolicy - a new
-version is loaded (and warmed up: a failing warmup record fails the load) beside the ones being
-served, and a version no longer aspired is unloaded only once an aspired one is available, so a
-broken push never takes a model down. A version whose load failed is END with the error in its
-status and never serves. At startup the server waits until every model's latest version is
-AVAILABLE and fails to start if one ends in error (server_core.cc WaitUntilModelsAvailable).
+re-read every --file_system_poll_wait_seconds by one poll of every model, as
+sources/storage_path/file_system_storage_path_source.cc PollFileSystemForConfig does: a base path
+that is missing or cannot be listed fails the whole poll and changes nothing (a storage blip never
+unloads a model), while one that lists no version folder aspires no version. How, as
+core/aspired_versions_manager.cc manages them: each version the poll finds is *aspired*; a version
+that is neither aspired nor loaded is forgotten (FlushServables), so a version that comes back, or a
+model put back into models.config, is loaded again; AvailabilityPreservingPolicy loads the newest
+new aspired version and unloads a version no longer aspired once an aspired one is available (or
+none is aspired), so a broken push never takes a model down. A version whose load failed is END
+with the error in its status and is not retried while it stays aspired. At startup the server
+waits until every model's latest version is AVAILABLE and fails to start if one ends in error
+(server_core.cc WaitUntilModelsAvailable).
 """
 import dataclasses
 import logging
@@ -29,6 +35,14 @@ class VersionState:
     error: Optional[ServingError] = None
 
 
+@dataclasses.dataclass
+class _Managed:
+    """A version the manager holds (LoaderHarness with AspiredVersionsManager's `is_aspired`)."""
+    path: str
+    aspired: bool = True
+    started: bool = False  # a load was started (the harness left kNew)
+
+
 class ModelRepository:
     def __init__(self, config: model_server_config_pb2.ModelServerConfig,
                  load: Callable[[str, int, str], object], unload: Callable[[object], None],
@@ -39,7 +53,8 @@ class ModelRepository:
         self._refresh_lock = threading.Lock()
         self._models: Dict[str, model_server_config_pb2.ModelConfig] = {}
         self._serving: Dict[str, Dict[int, object]] = {}
-        self._states: Dict[str, Dict[int, VersionState]] = {}
+        self._states: Dict[str, Dict[int, VersionState]] = {}  # every version ever seen (the status)
+        self._managed: Dict[str, Dict[int, _Managed]] = {}
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
         self.set_config(config)
@@ -53,26 +68,72 @@ class ModelRepository:
     # --- loading ----------------------------------------------------------------------------------
 
     def refresh(self) -> None:
+        """One round of the file-system poll and of the manager: forget versions neither aspired nor
+        loaded, take the poll's aspired versions, then load and unload as the policy says."""
         with self._refresh_lock:
             with self._lock:
                 models = dict(self._models)
-                removed = [name for name in self._serving if name not in models]
-            for name in removed:
-                for version in list(self._serving.get(name, {})):
-                    self._unload_version(name, version)
-            for name, model in models.items():
-                self._refresh_model(model)
+                for name, versions in self._managed.items():
+                    self._flush(name, versions)
+            polled = self._poll(models)
+            for name in [name for name in self._managed if name not in models]:
+                self._aspire(name, {})  # UpdateConfig -> UnaspireServables, whatever the poll found
+            for name, aspired in (polled or {}).items():
+                self._aspire(name, aspired)
+            for name in list(self._managed):
+                self._apply_policy(name)
 
-    def _refresh_model(self, model) -> None:
-        name, aspired = model.name, model_config.aspired_versions(model)
-        known = self._states.get(name, {})
-        for version in sorted(aspired):
-            if version not in known:  # a failed version is not retried until it is pushed again
-                self._load_version(name, version, aspired[version])
+    @staticmethod
+    def _poll(models) -> Optional[Dict[str, Dict[int, str]]]:
+        """{model: {version: path}} the version policies aspire, or None if a base path could not be
+        listed: PollFileSystemForConfig stops at the first failing model and emits nothing."""
+        try:
+            return {name: model_config.aspired_versions(model) for name, model in models.items()}
+        except OSError as e:
+            logging.error("FileSystemStoragePathSource encountered a filesystem access error: %s", e)
+            return None
+
+    def _flush(self, name: str, versions: Dict[int, _Managed]) -> None:
+        """aspired_versions_manager.cc FlushServables: versions not aspired that are not loaded
+        (unloaded, failed, or never started) leave the manager; their last state stays in the status."""
         serving = self._serving.get(name, {})
-        if any(v in serving for v in aspired) or not aspired:
-            for version in [v for v in serving if v not in aspired]:
-                self._unload_version(name, version)
+        for version in [v for v, m in versions.items() if not m.aspired and v not in serving]:
+            del versions[version]
+
+    def _aspire(self, name: str, aspired: Dict[int, str]) -> None:
+        """ProcessAspiredVersionsRequest: versions left out are no longer aspired, new ones are added.
+        A request that aspires again a version still held unaspired waits for a later round
+        (HandlePendingAspiredVersionsRequests / ContainsAnyReaspiredVersions)."""
+        with self._lock:
+            versions = self._managed.setdefault(name, {})
+            if any(v in versions and not versions[v].aspired for v in aspired):
+                logging.info("Postponing the aspired versions of %s: version(s) %s are still being unloaded",
+                             name, sorted(v for v in aspired if v in versions and not versions[v].aspired))
+                return
+            for version, managed in versions.items():
+                managed.aspired = version in aspired
+            for version, path in aspired.items():
+                versions.setdefault(version, _Managed(path))
+
+    def _apply_policy(self, name: str) -> None:
+        """availability_preserving_policy.cc GetNextAction, until it has nothing left to do: unload the
+        lowest unaspired loaded version if no version is aspired, an aspired one is loaded, or more than
+        one unaspired one is loaded; otherwise load the newest aspired version not tried yet."""
+        while not self._stop.is_set():
+            with self._lock:
+                versions = dict(self._managed.get(name, {}))
+                serving = set(self._serving.get(name, {}))
+            aspired = [v for v, m in versions.items() if m.aspired]
+            unaspired_serving = sorted(v for v, m in versions.items() if not m.aspired and v in serving)
+            if unaspired_serving and (not aspired or any(v in serving for v in aspired)
+                                      or len(unaspired_serving) > 1):
+                self._unload_version(name, unaspired_serving[0])
+                continue
+            new = [v for v in aspired if not versions[v].started]
+            if not new:
+                return
+            versions[max(new)].started = True
+            self._load_version(name, max(new), versions[max(new)].path)
 
     def _load_version(self, name: str, version: int, path: str) -> None:
         self._set_state(name, VersionState(version, "LOADING"))
@@ -143,12 +204,11 @@ class ModelRepository:
     def unavailable_models(self) -> Dict[str, Optional[VersionState]]:
         """Models whose latest aspired version is not AVAILABLE: its state, or None if not tried yet."""
         with self._lock:
-            models = dict(self._models)
-            states = {name: dict(self._states.get(name, {})) for name in models}
+            aspired = {name: [v for v, m in self._managed.get(name, {}).items() if m.aspired] for name in self._models}
+            states = {name: dict(self._states.get(name, {})) for name in self._models}
         waiting = {}
-        for name, model in models.items():
-            aspired = model_config.aspired_versions(model)
-            state = states[name].get(max(aspired)) if aspired else None
+        for name, versions in aspired.items():
+            state = states[name].get(max(versions)) if versions else None
             if state is None or state.state != "AVAILABLE":
                 waiting[name] = state
         return waiting

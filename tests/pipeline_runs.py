@@ -13,8 +13,9 @@ from tests.cli import MOVIEREC, movierec
 
 # Every node of the pipeline on one ratings file (a folder of spans adds "rolling_span_window").
 COMPONENTS = frozenset({"RatingsExampleGen", "ImportSchemaGen", "latest_blessed_model_resolver", "StatisticsGen",
-                        "ExampleValidator", "ValidationGate", "transform_analyzer_cache", "warm_start_model",
-                        "Transform", "Trainer", "Evaluator", "RankingEvaluator", "InfraValidator", "Pusher"})
+                        "ExampleValidator", "last_accepted_statistics", "ValidationGate",
+                        "transform_analyzer_cache", "warm_start_model", "Transform", "Trainer", "Evaluator",
+                        "RankingEvaluator", "InfraValidator", "Pusher"})
 
 # A small sample trains a rough model: the bound only has to be met, not be tight. Its lists are
 # little better than random (NDCG@10 ~0.02 vs ~0.007), so the ranking gate is open here; it has

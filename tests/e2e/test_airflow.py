@@ -97,6 +97,7 @@ def test_airflow_dag_loads_with_every_component_in_order(spans, tmp_path):
     # Transform trains on the window of validated spans, which comes after the gate.
     assert "rolling_span_window" in dag["upstream"]["Transform"]
     assert "ValidationGate" in dag["upstream"]["rolling_span_window"]
+    assert {"last_accepted_statistics", "StatisticsGen"} <= set(dag["upstream"]["ValidationGate"])
     assert set(dag["upstream"]["Pusher"]) == {"RankingEvaluator", "InfraValidator", "Trainer"}
     assert set(dag["upstream"]["InfraValidator"]) == {"RankingEvaluator", "Trainer"}
     assert {"Evaluator", "Trainer", "latest_blessed_model_resolver"} <= set(dag["upstream"]["RankingEvaluator"])

@@ -16,7 +16,6 @@ from tests.pipeline_runs import COMPONENTS, PipelineRun
 from tests.unit.components import test_csv_variants as variants
 
 
-
 def test_first_run_executes_every_component_and_pushes(trained_run):
     run, result = trained_run
     assert result.returncode == 0, result.stderr[-3000:]

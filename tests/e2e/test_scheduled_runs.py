@@ -20,7 +20,7 @@ def test_span_replay(spans, tmp_path):
     v1 = replay.versions()[0]
     report_html = pathlib.Path(report.reports_dir(replay.config)) / summary.run_id.replace(":", "-") / "report.html"
     assert f"<td>{summary.metrics['root_mean_squared_error']:.4f}</td>" in report_html.read_text()
-    assert "Validation against the schema: passed" in report_html.read_text()
+    assert "Validation against the schema and the last accepted data: passed" in report_html.read_text()
     assert (report_html.parent / "training_curve.png").is_file() and (report_html.parent / "movie_map.png").is_file()
 
     # A new span, and two runs SIGKILLed on it, during Transform and then during Trainer: each

@@ -144,20 +144,44 @@ def test_rest_api_gives_the_grpc_answers(server):
     grpc_backend.close()
 
 
+def natural_exclusions(rows):
+    """exclude_movie_ids as a client without serving/contract.py writes them: each row's IDs,
+    padded at the end with "" to the longest row."""
+    width = max(1, *(len(row) for row in rows))
+    return np.array([list(row) + [""] * (width - len(row)) for row in rows], dtype=object)
+
+
 def test_concurrent_recommend_calls_are_batched_and_each_gets_its_own_answer(server, ratings_sample):
     """With batching on, concurrent calls of one signature are merged into one batch
-    (batching/batching_session.cc `BatchingSession::MergeInputTensors`; exclusion widths padded,
-    `pad_variable_length_inputs`) and the outputs cut back per call (`SplitOutputTensors`). Each
-    call's first k columns must equal its answer alone; a response wider than its own k, padded
-    with "" / -inf, shows it was merged with a call asking for more."""
+    (batching/batching_session.cc `BatchingSession::MergeInputTensors`; exclusion widths padded
+    with each request's first element, `pad_variable_length_inputs`) and the outputs cut back per
+    call (`SplitOutputTensors`). The calls carry exclusions as the contract module writes them and
+    as clients write them (one-row requests of any width padded at the end, two-row requests whose
+    first row excludes nothing). Each call's first k columns must equal its answer alone, which must
+    be the user's ranking without exclusions less the excluded movies; a response wider than its
+    own k, padded with "" / -inf, shows it was merged with a call asking for more."""
     rows = [line.split(",")[:2] for line in ratings_sample.read_text().splitlines()[1:200]]
     users = sorted({user for user, _ in rows})[:12]
     movies = [movie for _, movie in rows]
-    calls = [contract.recommend_inputs([user], [(2, 5, 10)[i % 3]], [i % 2 == 0], [movies[i:i + i % 4]])
-             for i, user in enumerate(users)]
+    calls = []
+    for i, user in enumerate(users):
+        k, seen, excluded = (2, 5, 10)[i % 3], i % 2 == 0, movies[i:i + i % 4]
+        inputs = contract.recommend_inputs([user], [k], [seen], [excluded])
+        if i % 3 == 1:
+            inputs[contract.EXCLUDE_MOVIE_IDS] = natural_exclusions([excluded])
+        elif i % 3 == 2:
+            inputs = contract.recommend_inputs([users[i - 1], user], [3, k], [False, seen], [[], []])
+            inputs[contract.EXCLUDE_MOVIE_IDS] = natural_exclusions([[], excluded])
+        calls.append(inputs)
     backend = GrpcBackend(server.address, MODEL)
     alone = [backend.call("recommend", inputs) for inputs in calls]
-    backend.close()
+    for inputs, answer in zip(calls, alone):
+        full = backend.call("recommend", {**inputs, "k": inputs["k"] + 4,
+                                          contract.EXCLUDE_MOVIE_IDS: natural_exclusions([[]] * len(inputs["k"]))})
+        for row, k in enumerate(inputs["k"]):
+            leave_out = set(inputs[contract.EXCLUDE_MOVIE_IDS][row]) - {""}
+            expected = [m for m in full[features.MOVIE_ID][row].astype(str) if m not in leave_out][:k]
+            assert answer[features.MOVIE_ID][row][:k].astype(str).tolist() == expected
     answers, errors = [], []
 
     def client(number):
@@ -175,13 +199,29 @@ def test_concurrent_recommend_calls_are_batched_and_each_gets_its_own_answer(ser
         thread.start()
     for thread in threads:
         thread.join(120)
+    backend.close()
     assert errors == [] and len(answers) == 8 * 3 * len(calls)
     widened = 0
     for i, answer in answers:
-        k = int(calls[i]["k"][0])
-        assert answer[features.MOVIE_ID].shape[1] >= k
-        assert answer[features.MOVIE_ID][0][:k].tolist() == alone[i][features.MOVIE_ID][0][:k].tolist()
-        np.testing.assert_allclose(answer["score"][0][:k], alone[i]["score"][0][:k], rtol=1e-5)
-        assert set(answer[features.MOVIE_ID][0][k:].tolist()) <= {b""} and np.all(np.isneginf(answer["score"][0][k:]))
-        widened += answer[features.MOVIE_ID].shape[1] > k
+        for row, k in enumerate(calls[i]["k"]):
+            assert answer[features.MOVIE_ID].shape[1] >= k
+            assert answer[features.MOVIE_ID][row][:k].tolist() == alone[i][features.MOVIE_ID][row][:k].tolist()
+            np.testing.assert_allclose(answer["score"][row][:k], alone[i]["score"][row][:k], rtol=1e-5)
+            assert set(answer[features.MOVIE_ID][row][k:].tolist()) <= {b""}
+            assert np.all(np.isneginf(answer["score"][row][k:]))
+            widened += answer[features.MOVIE_ID].shape[1] > k
     assert widened > 0
+
+
+def test_rest_clients_send_exclusions_as_rows(server):
+    """REST row format, one instance per user, each with its own exclusions (TF Serving's JSON
+    needs every instance's list to have one length: padded at the end with "")."""
+    grpc_backend = GrpcBackend(server.address, MODEL)
+    expected = [RecommenderClient(grpc_backend).recommend(user, 5, False, excluded).items
+                for user, excluded in (("1", ["50", "181"]), ("2", ["1"]))]
+    grpc_backend.close()
+    status, body = server.rest(f"/v1/models/{MODEL}:predict", {"signature_name": "recommend", "instances": [
+        {"user_id": "1", "k": 5, "exclude_seen": False, "exclude_movie_ids": ["50", "181"]},
+        {"user_id": "2", "k": 5, "exclude_seen": False, "exclude_movie_ids": ["1", ""]}]})
+    assert status == 200, body
+    assert [row[features.MOVIE_ID][:5] for row in body["predictions"]] == [[i.id for i in items] for items in expected]

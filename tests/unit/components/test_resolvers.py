@@ -6,12 +6,14 @@ are the ones ML Metadata hands out rather than numbers the test picks.
 The history: run 1 ingested span 1 and produced cache 1 and a blessed model 1; run 2 ingested span
 2 and produced cache 2, a blessed model 2, then a model 3 the Evaluator did not bless."""
 import pytest
+from ml_metadata import errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import types
 from tfx.types import artifact_utils, standard_artifacts
 
-from components.resolvers import AnalyzerCacheStrategy, WarmStartModelStrategy
+from components import validation_gate
+from components.resolvers import AnalyzerCacheStrategy, LastAcceptedStatisticsStrategy, WarmStartModelStrategy
 
 
 class Store:
@@ -33,7 +35,10 @@ class Store:
 
     def read(self, artifact_class):
         """Every artifact of a type, as the store gives them back (what a resolver's channel holds)."""
-        artifact_type = self.mlmd.get_artifact_type(artifact_class.TYPE_NAME)
+        try:
+            artifact_type = self.mlmd.get_artifact_type(artifact_class.TYPE_NAME)
+        except errors.NotFoundError:  # none made yet
+            return []
         return [artifact_utils.deserialize_artifact(artifact_type, a)
                 for a in self.mlmd.get_artifacts_by_type(artifact_class.TYPE_NAME)]
 
@@ -120,3 +125,55 @@ def test_every_input_key_is_returned_unchanged_but_the_resolved_one(history):
     inputs = history.cache_inputs()
     result = resolve(history, AnalyzerCacheStrategy(), inputs)
     assert set(result) == set(inputs) and result["examples"] == inputs["examples"]
+
+
+def accepted_statistics(store: Store, examples: types.Artifact, drift_accepted: bool = False) -> types.Artifact:
+    """What the ValidationGate outputs when it passes `examples`."""
+    return store.put(standard_artifacts.ExampleStatistics,
+                     f"accepted-{examples.uri}" + ("-on-purpose" if drift_accepted else ""),
+                     **{validation_gate.EXAMPLES_ID: examples.id, validation_gate.DRIFT_ACCEPTED: int(drift_accepted)})
+
+
+def baseline(store: Store, examples: types.Artifact):
+    """The drift baseline for a run whose ExampleGen output is `examples`."""
+    inputs = {"statistics": store.read(standard_artifacts.ExampleStatistics), "examples": [examples]}
+    result = resolve(store, LastAcceptedStatisticsStrategy(), inputs)
+    assert set(result) == set(inputs) and result["examples"] == [examples]
+    return uris(result["statistics"])
+
+
+def test_the_drift_baseline_is_the_last_accepted_span_never_a_refused_one():
+    """Spans 1 and 2 were accepted, span 3 refused (the gate failed: no accepted statistics), and
+    span 4 arrives: its baseline is span 2's. Span 1's first run had none (cold start: it passes)."""
+    store = Store()
+    span_1 = store.put(standard_artifacts.Examples, "span-1", span=1)
+    assert baseline(store, span_1) == []
+    accepted_statistics(store, span_1)
+    span_2 = store.put(standard_artifacts.Examples, "span-2", span=2)
+    assert baseline(store, span_2) == ["accepted-span-1"]
+    accepted_statistics(store, span_2)
+    span_3 = store.put(standard_artifacts.Examples, "span-3", span=3)
+    assert baseline(store, span_3) == ["accepted-span-2"]
+    span_4 = store.put(standard_artifacts.Examples, "span-4", span=4)
+    assert baseline(store, span_4) == ["accepted-span-2"]
+
+
+def test_a_rerun_gets_the_same_baseline_unless_its_span_was_accepted_on_purpose():
+    """A rerun on span 2 (ExampleGen cached: the same examples) compares with span 1 again, as its
+    first run did, so the gate is cached. Once span 2 was accepted past a threshold on purpose, it
+    is its own baseline: a rerun without --accept-drift does not refuse it again."""
+    store = Store()
+    span_1 = store.put(standard_artifacts.Examples, "span-1", span=1)
+    accepted_statistics(store, span_1)
+    span_2 = store.put(standard_artifacts.Examples, "span-2", span=2)
+    accepted_statistics(store, span_2)
+    assert baseline(store, span_2) == ["accepted-span-1"]
+    on_purpose = accepted_statistics(store, store.put(standard_artifacts.Examples, "span-3", span=3),
+                                     drift_accepted=True)
+    span_3 = store.read(standard_artifacts.Examples)[-1]
+    assert baseline(store, span_3) == ["accepted-span-3-on-purpose"] == [on_purpose.uri]
+    # That rerun passes (distance 0) and its gate accepts span 3 again, not on purpose.
+    accepted_statistics(store, span_3)
+    assert baseline(store, span_3) == [on_purpose.uri]
+    span_4 = store.put(standard_artifacts.Examples, "span-4", span=4)
+    assert baseline(store, span_4) == ["accepted-span-3"]

@@ -2,8 +2,12 @@
 folder, written with TFX's own writer_utils.write_anomalies as tfx/components/example_validator/
 executor.py Executor._Validate does), and the gate component run by TFX's LocalDagRunner on imported
 artifacts. The Anomalies protos are built by the test (a stand-in for TFDV's validate_statistics,
-whose output is this same proto)."""
+whose output is this same proto). The drift check runs on real TFDV statistics of synthetic spans,
+written where StatisticsGen writes them (Split-<name>/FeatureStats.pb, tfx/components/
+statistics_gen/stats_artifact_utils.py)."""
+import json
 import os
+import shutil
 
 import pytest
 from ml_metadata.metadata_store import metadata_store
@@ -14,9 +18,13 @@ from tfx.components.example_validator import executor as example_validator
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import writer_utils
 
+import schema
+from benchmarks import drift as calibration
+from components import validation_gate
 from components.validation_gate import ValidationGate, describe_anomalies, read_anomalies
-from movierec.errors import DataValidationError
-from pipeline import configs, metadata
+from movierec.data import synth
+from movierec.errors import DataValidationError, DriftError
+from pipeline import configs, metadata, pipeline
 
 SPLITS = ["train", "eval"]
 
@@ -90,27 +98,76 @@ def examples_from_example_gen(config: configs.PipelineConfig, path) -> str:
     return str(path)
 
 
-def gate_pipeline(config: configs.PipelineConfig, examples_uri: str, anomalies_uri: str) -> tfx.dsl.Pipeline:
-    """The gate on imported examples and anomalies."""
+def write_statistics(uri: str, span) -> str:
+    """A StatisticsGen-like artifact folder: TFDV's statistics of a span, in every split folder."""
+    statistics = calibration.span_statistics(span)
+    for split in SPLITS:
+        os.makedirs(os.path.join(uri, f"Split-{split}"))
+        with open(os.path.join(uri, f"Split-{split}", "FeatureStats.pb"), "wb") as f:
+            f.write(statistics.SerializeToString())
+    return uri
+
+
+@pytest.fixture(scope="module")
+def synthetic_spans(tmp_path_factory):
+    """Statistics folders of two consecutive genuine spans, and of the second with its ratings halved."""
+    first, second = calibration.synthetic_spans(synth.SynthSpec(3_000, 100, 300, spans=2))
+    folder = tmp_path_factory.mktemp("statistics")
+    return {name: write_statistics(str(folder / name), span) for name, span in (
+        ("span-1", first), ("span-2", second), ("span-2-halved", calibration.BROKEN[
+            "ratings halved (another star scale)"](second.copy())))}
+
+
+def gate_pipeline(config: configs.PipelineConfig, examples_uri: str, anomalies_uri: str, statistics_uri: str,
+                  baseline_uri: str = None, accept_drift: bool = False) -> tfx.dsl.Pipeline:
+    """The gate on imported examples, anomalies, statistics (and baseline statistics), with the
+    curated schema and the default drift settings."""
     split_names = artifact_utils.encode_split_names(SPLITS)
-    examples = tfx.dsl.Importer(source_uri=examples_uri, artifact_type=standard_artifacts.Examples,
-                                properties={"split_names": split_names}).with_id("examples")
-    anomalies = tfx.dsl.Importer(source_uri=anomalies_uri, artifact_type=standard_artifacts.ExampleAnomalies,
-                                 properties={"split_names": split_names}).with_id("anomalies")
-    gate = ValidationGate(examples=examples.outputs["result"], anomalies=anomalies.outputs["result"])
+    imported = lambda name, uri, artifact_type, **custom: tfx.dsl.Importer(
+        source_uri=uri, artifact_type=artifact_type, properties={"split_names": split_names},
+        custom_properties=custom).with_id(name)
+    # StatisticsGen's artifacts carry the TFX version, which says how their files are written.
+    statistics_of = lambda name, uri: imported(name, uri, standard_artifacts.ExampleStatistics,
+                                               tfx_version=tfx.__version__)
+    examples = imported("examples", examples_uri, standard_artifacts.Examples)
+    anomalies = imported("anomalies", anomalies_uri, standard_artifacts.ExampleAnomalies)
+    statistics = statistics_of("statistics", statistics_uri)
+    schema_dir = os.path.join(config.pipeline_root, "imported-schema")
+    os.makedirs(schema_dir, exist_ok=True)
+    shutil.copy(schema.SCHEMA_FILE, schema_dir)
+    schema_artifact = tfx.dsl.Importer(source_uri=schema_dir, artifact_type=standard_artifacts.Schema).with_id("schema")
+    nodes = [examples, anomalies, statistics, schema_artifact]
+    baseline = {}
+    if baseline_uri:
+        nodes.append(statistics_of("baseline", baseline_uri))
+        baseline = {"baseline_statistics": nodes[-1].outputs["result"]}
+    gate = ValidationGate(examples=examples.outputs["result"], anomalies=anomalies.outputs["result"],
+                          statistics=statistics.outputs["result"], schema=schema_artifact.outputs["result"],
+                          drift_comparators=json.dumps(pipeline.drift_comparators(config.drift)),
+                          accept_drift=int(accept_drift), **baseline)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
-        components=[examples, anomalies, gate.with_id("ValidationGate")],
+        components=[*nodes, gate.with_id("ValidationGate")],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             config.metadata_file))
 
 
-def test_anomalies_fail_the_run_naming_each(tmp_path):
+def gate_outputs(config: configs.PipelineConfig):
+    """The gate's execution and its output artifacts by key, from ML Metadata."""
+    from pipeline import run_summary
+
+    store = metadata.connect(config)
+    [execution] = [e for e in store.get_executions() if run_summary.node_name(store, e.id) == "ValidationGate"]
+    return execution, run_summary._outputs(store, execution.id)
+
+
+def test_anomalies_fail_the_run_naming_each(tmp_path, synthetic_spans):
     config = configs.PipelineConfig(pipeline_root=str(tmp_path / "pipeline"))
     anomalies = write_anomalies(str(tmp_path / "anomalies"), {"train": OUT_OF_RANGE, "eval": MISSING_COLUMN})
     with pytest.raises(DataValidationError) as failure:
         tfx.orchestration.LocalDagRunner().run(
-            gate_pipeline(config, examples_from_example_gen(config, tmp_path / "examples"), anomalies.uri))
+            gate_pipeline(config, examples_from_example_gen(config, tmp_path / "examples"), anomalies.uri,
+                          synthetic_spans["span-2"], synthetic_spans["span-1"]))
     assert str(failure.value) == (
         "data validation found 2 anomalies: "
         "split 'train', feature 'rating': Out-of-range values: Unexpectedly large value: 9.; "
@@ -120,11 +177,12 @@ def test_anomalies_fail_the_run_naming_each(tmp_path):
                                                           "validated_examples")) if files] == []
 
 
-def test_clean_examples_are_passed_on_as_a_copy_with_splits_span_and_version(tmp_path):
+def test_clean_examples_are_passed_on_as_a_copy_with_splits_span_and_version(tmp_path, synthetic_spans):
+    """The first run (no accepted statistics yet: no baseline) passes, drift unchecked."""
     config = configs.PipelineConfig(pipeline_root=str(tmp_path / "pipeline"))
     examples = examples_from_example_gen(config, tmp_path / "examples")
     anomalies = write_anomalies(str(tmp_path / "anomalies"), {"train": CLEAN, "eval": CLEAN})
-    tfx.orchestration.LocalDagRunner().run(gate_pipeline(config, examples, anomalies.uri))
+    tfx.orchestration.LocalDagRunner().run(gate_pipeline(config, examples, anomalies.uri, synthetic_spans["span-2"]))
     store = metadata.connect(config, readonly=False)
     examples_type = store.get_artifact_type(standard_artifacts.Examples.TYPE_NAME)
     [validated] = [artifact_utils.deserialize_artifact(examples_type, a)
@@ -138,3 +196,54 @@ def test_clean_examples_are_passed_on_as_a_copy_with_splits_span_and_version(tmp
         [name] = os.listdir(artifact_utils.get_split_uri([validated], split))
         with open(os.path.join(artifact_utils.get_split_uri([validated], split), name), "rb") as f:
             assert f.read() == f"{split} examples".encode()
+    execution, outputs = gate_outputs(config)
+    accepted = outputs["accepted_statistics"]
+    assert (accepted.get_int_custom_property(validation_gate.EXAMPLES_ID),
+            accepted.get_string_custom_property(validation_gate.DRIFT),
+            accepted.get_int_custom_property(validation_gate.DRIFT_ACCEPTED)) == (
+        store.get_artifacts_by_uri(examples)[0].id, "[]", 0)
+    assert accepted.get_int_custom_property(validation_gate.SPAN) == 3
+    assert validation_gate.BASELINE_SPAN not in accepted.mlmd_artifact.custom_properties
+
+
+def test_drift_past_a_threshold_fails_the_run_naming_feature_distance_and_threshold(tmp_path, synthetic_spans):
+    """Span 2 with its ratings halved, against span 1 as the last accepted: refused, nothing copied."""
+    config = configs.PipelineConfig(pipeline_root=str(tmp_path / "pipeline"))
+    anomalies = write_anomalies(str(tmp_path / "anomalies"), {"train": CLEAN, "eval": CLEAN})
+    with pytest.raises(DriftError) as failure:
+        tfx.orchestration.LocalDagRunner().run(gate_pipeline(
+            config, examples_from_example_gen(config, tmp_path / "examples"), anomalies.uri,
+            synthetic_spans["span-2-halved"], synthetic_spans["span-1"]))
+    assert str(failure.value).startswith(
+        "data drift from the last accepted examples: feature 'rating': Jensen-Shannon divergence 0.")
+    assert str(failure.value).endswith(
+        ", above the threshold 0.15 (movierec run --accept-drift takes it on purpose)")
+    assert [files for _, _, files in os.walk(os.path.join(config.pipeline_root, "ValidationGate")) if files] == []
+
+
+def test_genuine_drift_passes_and_is_recorded(tmp_path, synthetic_spans):
+    config = configs.PipelineConfig(pipeline_root=str(tmp_path / "pipeline"))
+    anomalies = write_anomalies(str(tmp_path / "anomalies"), {"train": CLEAN, "eval": CLEAN})
+    tfx.orchestration.LocalDagRunner().run(gate_pipeline(
+        config, examples_from_example_gen(config, tmp_path / "examples"), anomalies.uri,
+        synthetic_spans["span-2"], synthetic_spans["span-1"]))
+    _, outputs = gate_outputs(config)
+    drift = json.loads(outputs["accepted_statistics"].get_string_custom_property(validation_gate.DRIFT))
+    assert [(d["feature"], d["exceeded"]) for d in drift] == [("rating", False), ("user_id", False)]
+    assert outputs["accepted_statistics"].get_int_custom_property(validation_gate.DRIFT_ACCEPTED) == 0
+
+
+def test_accept_drift_takes_the_span_and_ml_metadata_records_it(tmp_path, synthetic_spans):
+    config = configs.PipelineConfig(pipeline_root=str(tmp_path / "pipeline"))
+    anomalies = write_anomalies(str(tmp_path / "anomalies"), {"train": CLEAN, "eval": CLEAN})
+    tfx.orchestration.LocalDagRunner().run(gate_pipeline(
+        config, examples_from_example_gen(config, tmp_path / "examples"), anomalies.uri,
+        synthetic_spans["span-2-halved"], synthetic_spans["span-1"], accept_drift=True))
+    execution, outputs = gate_outputs(config)
+    assert execution.custom_properties["accept_drift"].int_value == 1
+    accepted = outputs["accepted_statistics"]
+    assert accepted.get_int_custom_property(validation_gate.DRIFT_ACCEPTED) == 1
+    [rating] = [validation_gate.Drift(**d) for d in json.loads(accepted.get_string_custom_property(
+        validation_gate.DRIFT)) if d["feature"] == "rating"]
+    assert rating.exceeded and rating.value > 0.5 and rating.threshold == 0.15
+    assert os.listdir(outputs["validated_examples"].uri)  # the examples went on to training

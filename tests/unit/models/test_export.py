@@ -154,6 +154,13 @@ def text_rows(values):
     return [[v.decode() for v in row] for row in np.asarray(values)]
 
 
+def assert_same_scores(merged, alone):
+    """A row's scores from a merged batch equal its scores alone up to float32 rounding: the merged
+    call multiplies a [B, d] matrix by the catalogue's, the lone call a [1, d] one, and the kernels
+    may sum in another order (seen: 4.0651703 vs 4.065171). The IDs, compared exactly, are the answer."""
+    np.testing.assert_allclose(merged, alone, rtol=8 * np.finfo(np.float32).eps)
+
+
 def test_a_batch_with_mixed_k_pads_each_row_past_its_own_k(servable):
     """TF Serving's batching concatenates requests with different k into one batch
     (batching_session.cc `BatchingSession::MergeInputTensors`) and splits the outputs along
@@ -166,31 +173,48 @@ def test_a_batch_with_mixed_k_pads_each_row_past_its_own_k(servable):
     for row, (user, k) in enumerate([("u1", 1), ("u2", 3), ("u3", 2)]):
         alone = recommend(model, [user], k)
         assert ids[row][:k] == text_rows(alone[features.MOVIE_ID])[0]
-        np.testing.assert_allclose(scores[row][:k], alone["score"].numpy()[0])
+        assert_same_scores(scores[row][:k], alone["score"].numpy()[0])
         assert ids[row][k:] == [""] * (3 - k) and np.all(np.isneginf(scores[row][k:]))
         assert text_rows(merged[features.TITLE])[row][k:] == [""] * (3 - k)
     similar = model.signatures["similar_users"](user_id=tf.constant(["u1", "u2"]), k=tf.constant([1, 2]))
     assert text_rows(similar[features.USER_ID])[0][1] == "" and np.isneginf(similar["score"].numpy()[0][1])
 
 
-def test_exclusions_padded_as_tf_serving_pads_them(servable):
-    """With pad_variable_length_inputs, TF Serving widens a request's exclude_movie_ids with its
-    first element (batching_util.cc `PadTensor`: `pad_value(input.flat<T>()(0))`). The contract's
-    leading "" column makes that padding exclude nothing; a tensor without it is refused, as is a
-    zero-width one (which batching_util.cc `PadTensor` refuses when merged with wider ones)."""
+def kept(out):
+    """Each row's movies that are ranked (finite score), in rank order."""
+    return [[m for m, score in zip(row, scores) if np.isfinite(score)]
+            for row, scores in zip(text_rows(out[features.MOVIE_ID]), out["score"].numpy())]
+
+
+def call_recommend(model, inputs):
+    return model.signatures["recommend"](**{key: tf.constant(value, tf.string if key == contract.EXCLUDE_MOVIE_IDS
+                                                             else None) for key, value in inputs.items()})
+
+
+# exclude_movie_ids as clients send them: (rows, each row's set of movies to leave out).
+NATURAL_EXCLUSIONS = [
+    ([["m1", ""], ["m2", "m4"]], [{"m1"}, {"m2", "m4"}]),  # padded at the end, the usual way
+    ([["", "m1", ""], ["", "m2", "m4"]], [{"m1"}, {"m2", "m4"}]),  # a leading "" (contract.exclusions)
+    ([["m1", "", ""], ["m2", "", "m4"]], [{"m1"}, {"m2", "m4"}]),  # "" anywhere is no movie
+    ([["m9", "m1"], ["", ""]], [{"m1"}, set()]),  # an unknown ID excludes nothing
+    (np.zeros([2, 0], object), [set(), set()]),  # no column at all
+    ([["m1"]], [{"m1"}]),  # a single row
+    ([["m1", "m3", "m1"]], [{"m1", "m3"}]),  # an ID twice
+]
+
+
+@pytest.mark.parametrize("rows,excluded", NATURAL_EXCLUSIONS, ids=[
+    "padded-at-the-end", "leading-empty", "empty-anywhere", "unknown-id", "zero-width", "single-row", "repeated"])
+def test_exclusions_sent_the_natural_way_give_each_row_its_answer(servable, rows, excluded):
+    """Each row's non-empty cells are the movies it leaves out, whatever the width and wherever the
+    "" padding is. Referee: the row's user's ranking without exclusions, with those movies taken out."""
     model, _, _ = servable
-    narrow = contract.recommend_inputs(["u1", "u2"], [4, 4], [False, False], [["m1"], []])
-    padded = np.pad(narrow["exclude_movie_ids"], [(0, 0), (0, 3)], constant_values=narrow["exclude_movie_ids"][0, 0])
-    for exclusions in (narrow["exclude_movie_ids"], padded):
-        out = model.signatures["recommend"](**{**{k: tf.constant(v) for k, v in narrow.items()},
-                                               "exclude_movie_ids": tf.constant(exclusions)})
-        finite = [[m for m, s in zip(row, scores) if np.isfinite(s)]
-                  for row, scores in zip(text_rows(out[features.MOVIE_ID]), out["score"].numpy())]
-        assert sorted(finite[0]) == ["m2", "m3", "m4"] and sorted(finite[1]) == ["m1", "m2", "m3", "m4"]
-    for bad in (np.array([["m1"], [""]], dtype=object), np.zeros([2, 0], dtype=object)):
-        with pytest.raises(tf.errors.InvalidArgumentError, match="every row must start with an empty ID"):
-            model.signatures["recommend"](**{**{k: tf.constant(v) for k, v in narrow.items()},
-                                             "exclude_movie_ids": tf.constant(bad, tf.string)})
+    users = ["u2", "u3"][:len(excluded)]
+    full = kept(recommend(model, users, 4))
+    out = call_recommend(model, {**contract.recommend_inputs(users, [4] * len(users), [False] * len(users),
+                                                             [[] for _ in users]),
+                                 contract.EXCLUDE_MOVIE_IDS: np.array(rows, dtype=object)})
+    assert kept(out) == [[m for m in ranking if m not in leave_out] for ranking, leave_out in zip(full, excluded)]
 
 
 def test_every_signature_input_is_batch_major(servable):
@@ -203,6 +227,16 @@ def test_every_signature_input_is_batch_major(servable):
         for key, tensor_info in signature_def.inputs.items():
             shape = tensor_info.tensor_shape
             assert not shape.unknown_rank and shape.dim and shape.dim[0].size == -1, (name, key)
+
+
+def test_recommend_metadata_describes_the_exclusions(servable):
+    """GetModelMetadata sends the SignatureDef: exclude_movie_ids is a string matrix of any width,
+    one row per user (the whole contract: any width is read, "" is no movie)."""
+    _, path, _ = servable
+    tensor_info = loader_impl.parse_saved_model(path).meta_graphs[0].signature_def["recommend"].inputs[
+        contract.EXCLUDE_MOVIE_IDS]
+    assert tf.dtypes.as_dtype(tensor_info.dtype) == tf.string
+    assert [d.size for d in tensor_info.tensor_shape.dim] == [-1, -1]
 
 
 def test_unknown_user_gets_the_same_bias_ranking_as_any_unknown_user(servable):
@@ -260,7 +294,8 @@ def merge_as_tf_serving(tasks, allowed_batch_sizes):
     pad_variable_length_inputs): each task's tensor is padded on every dimension but the 0th to
     the batch's largest size with *its own first element* (batching_util.cc `PadTensor`), tasks
     are concatenated along dimension 0, and the batch is padded up to the next allowed batch size
-    with copies of the last task's first row (batching_util.cc `RoundToLowestAllowedBatchSize`)."""
+    with copies of the last task's first row (batching_util.cc `RoundToLowestAllowedBatchSize`: no
+    allowed size, or none large enough, leaves the batch as it is)."""
     merged = {}
     for key in tasks[0]:
         tensors = [np.asarray(task[key]) for task in tasks]
@@ -268,27 +303,85 @@ def merge_as_tf_serving(tasks, allowed_batch_sizes):
         padded = [np.pad(t, [(0, 0)] + [(0, w - s) for w, s in zip(widest[1:], t.shape[1:])],
                          constant_values=t.flat[0]) for t in tensors]
         rows = sum(len(t) for t in padded)
-        size = next(s for s in allowed_batch_sizes if s >= rows)
+        size = next((s for s in allowed_batch_sizes if s >= rows), rows)
         merged[key] = np.concatenate(padded + [padded[-1][:1]] * (size - rows))
     return merged, [len(np.asarray(task["user_id"])) for task in tasks]
 
 
+def natural(users, ks, exclude_seen, rows):
+    """recommend inputs as a client without the contract module writes them: exclusion rows padded
+    at the end with "" to the longest (no leading empty column)."""
+    inputs = contract.recommend_inputs(users, ks, exclude_seen, [[] for _ in users])
+    width = max(len(row) for row in rows)
+    inputs[contract.EXCLUDE_MOVIE_IDS] = np.array([list(row) + [""] * (width - len(row)) for row in rows], object)
+    return inputs
+
+
+# Requests with different k, exclude_seen and exclusion widths, as clients send them: the contract
+# module's rows (leading ""), and natural rows: one-row requests of any width, and a request of
+# several rows whose first cell is "" (its first row excludes nothing).
+MERGED_TASKS = [
+    contract.recommend_inputs(["u1"], [1], [True], [["m3"]]),
+    contract.recommend_inputs(["u2", "u3"], [3, 2], [False, True], [[], ["m2", "m4", "m9"]]),
+    natural(["u2"], [2], [False], [["m1"]]),
+    natural(["u3"], [4], [False], [["m2", "m3", "m1"]]),
+    natural(["u4", "u1"], [3, 4], [False, False], [[], ["m1", "m4"]]),
+    contract.recommend_inputs(["nobody"], [4], [False], [[]]),
+]
+
+
 def test_concurrent_recommend_calls_merged_by_batching_get_their_own_answers(servable):
-    """Requests with different k, exclude_seen and exclusion widths, merged into one padded
-    batch as TF Serving does, answer each client's rows exactly as a call on its own."""
+    """Requests merged into one batch and padded as TF Serving does (merge_as_tf_serving) answer
+    each client's rows exactly as a call on its own: same IDs, the scores up to float32 rounding."""
     model, _, _ = servable
-    tasks = [contract.recommend_inputs(["u1"], [1], [True], [["m3"]]),
-             contract.recommend_inputs(["u2", "u3"], [3, 2], [False, True], [[], ["m2", "m4", "m9"]]),
-             contract.recommend_inputs(["nobody"], [4], [False], [[]])]
-    merged, sizes = merge_as_tf_serving(tasks, [1, 2, 8])
-    assert len(merged["user_id"]) == 8
-    out = model.signatures["recommend"](**{key: tf.constant(value) for key, value in merged.items()})
+    merged, sizes = merge_as_tf_serving(MERGED_TASKS, [1, 2, 4, 16])
+    assert len(merged["user_id"]) == 16 and merged[contract.EXCLUDE_MOVIE_IDS].shape[1] == 4
+    out = call_recommend(model, merged)
     start = 0
-    for task, size in zip(tasks, sizes):
-        alone = model.signatures["recommend"](**{key: tf.constant(value) for key, value in task.items()})
+    for task, size in zip(MERGED_TASKS, sizes):
+        alone = call_recommend(model, task)
         for row in range(size):
             k = task["k"][row]
             mine = [contract.top_columns(out[key].numpy()[start + row], k) for key in ("movie_id", "score")]
             assert mine[0].tolist() == contract.top_columns(alone["movie_id"].numpy()[row], k).tolist()
-            np.testing.assert_allclose(mine[1], contract.top_columns(alone["score"].numpy()[row], k))
+            assert_same_scores(mine[1], contract.top_columns(alone["score"].numpy()[row], k))
         start += size
+
+
+def test_the_stand_in_merges_as_tf_serving_merges(servable):
+    """serving/batching.py, checked against the transcription of batching_session.cc above: the
+    batch `movierec serve` runs for concurrent requests is the one TF Serving would run."""
+    import itertools
+    import threading
+    from serving import batching
+
+    batches = []
+    queue = batching.Queue(batching.Options(max_batch_size=16, batch_timeout_s=2.0, allowed_batch_sizes=(1, 2, 4, 16),
+                                            pad_variable_length_inputs=True),
+                           lambda inputs: batches.append(inputs) or {"rows": np.zeros(len(inputs["user_id"]))},
+                           "recommend")
+    threads = [threading.Thread(target=queue.run, args=({k: np.asarray(v) for k, v in task.items()},))
+               for task in MERGED_TASKS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    queue.stop()
+    (batch,) = batches
+    assert any(all(np.array_equal(batch[key], expected[key]) for key in expected)
+               for expected in (merge_as_tf_serving(order, [1, 2, 4, 16])[0]
+                                for order in itertools.permutations(MERGED_TASKS)))
+
+
+def test_a_batch_cannot_tell_padding_from_an_id_in_a_later_row():
+    """Why several-row requests keep their first cell empty: TF Serving pads a request with its
+    first element, so a two-row request whose first cell is m1, merged with a wider request, gives
+    the very batch that a one-row request [m1, ""] and a one-row request that excludes m1 give; row 1
+    must exclude m1 in the second case and not in the first. No model can answer both."""
+    wider = natural(["u4"], [2], [False], [["m2", "m3", "m4"]])
+    two_rows = natural(["u1", "u2"], [2, 2], [False, False], [["m1"], ["m2", "m3"]])
+    one_row, another = natural(["u1"], [2], [False], [["m1", ""]]), natural(["u2"], [2], [False], [["m2", "m3", "m1"]])
+    first, _ = merge_as_tf_serving([two_rows, wider], [])
+    second, _ = merge_as_tf_serving([one_row, another, wider], [])
+    assert all(np.array_equal(first[key], second[key]) for key in first)
+    assert first[contract.EXCLUDE_MOVIE_IDS][1].tolist() == ["m2", "m3", "m1"]

@@ -25,6 +25,14 @@ def test_yaml_overlay_keeps_unset_defaults(tmp_path):
     ("evaluation: {ndcg_lower_bound: 1.5}\n", "evaluation.ndcg_lower_bound: must be in \\[0, 1\\], got 1.5"),
     ("evaluation: {max_ndcg_decrease: -0.1}\n", "evaluation.max_ndcg_decrease: must be in \\[0, 1\\], got -0.1"),
     ("evaluation: {ranking_k: 0}\n", "evaluation.ranking_k: must be at least 1, got 0"),
+    ("drift: {rating_jds: 0.1}\n", "unknown drift keys: \\['rating_jds'\\]"),
+    ("drift: {rating_jsd: 1.5}\n", "drift.rating_jsd: must be in \\(0, 1\\] or null \\(off\\), got 1.5"),
+    ("drift: {user_id_linf: 0}\n", "drift.user_id_linf: must be in \\(0, 1\\] or null \\(off\\), got 0"),
+    ("drift: {user_id_linf: high}\n", "drift.user_id_linf: must be in \\(0, 1\\] or null \\(off\\), got 'high'"),
+    ("drift: {min_examples_ratio: -1}\n", "drift.min_examples_ratio: must be a positive ratio or null \\(off\\), got -1"),
+    ("drift: {min_examples_ratio: 2, max_examples_ratio: 1}\n",
+     "drift.min_examples_ratio: 2 is above drift.max_examples_ratio 1"),
+    ("drift: {accept: 1}\n", "drift.accept: must be true or false, got 1"),
 ])
 def test_bad_config_is_rejected(tmp_path, text, message):
     path = tmp_path / "config.yaml"
