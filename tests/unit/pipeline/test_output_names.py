@@ -13,6 +13,8 @@ The test calls each node's own driver to name its outputs (ExampleGen's driver o
 Resolver and Importer drivers override `pre_execution` and create no artifacts) and records them in a
 real, in-memory ML Metadata store, over every graph `create_pipeline` builds.
 """
+from typing import Dict, Set
+
 import pytest
 from ml_metadata import errors
 from ml_metadata.proto import metadata_store_pb2
@@ -26,13 +28,15 @@ from pipeline.pipeline import KUBEFLOW_V2, LOCAL, create_pipeline
 RUN_ID = "scheduled__2026-12-04T03:00:00+00:00"  # an Airflow run id
 
 
-def record_outputs_as_airflow_would(pipeline, root: str) -> None:
+def record_outputs_as_airflow_would(pipeline, root: str) -> Dict[str, Set[str]]:
     """Names every new output of one run with its node's driver and puts it into ML Metadata;
-    fails naming the two nodes, the key and the type when ML Metadata refuses one."""
+    fails naming the two nodes, the key and the type when ML Metadata refuses one. Returns the
+    output keys recorded, by node (resolvers and importers are left out: they create no artifact)."""
     connection = metadata_store_pb2.ConnectionConfig()
     connection.fake_database.SetInParent()  # ML Metadata's in-memory SQLite store
     pipeline_info = data_types.PipelineInfo(pipeline.pipeline_info.pipeline_name, root, run_id=RUN_ID)
     recorded = {}  # (type name, artifact name) -> node id
+    keys = {}
     with tfx_metadata.Metadata(connection) as store:
         for execution_id, node in enumerate(pipeline.components, start=1):
             if node.driver_class.pre_execution is not base_driver.BaseDriver.pre_execution:
@@ -44,6 +48,7 @@ def record_outputs_as_airflow_would(pipeline, root: str) -> None:
             outputs = driver._prepare_output_artifacts(  # pylint: disable=protected-access
                 input_artifacts={}, output_dict=node.outputs, exec_properties=exec_properties,
                 execution_id=execution_id, pipeline_info=pipeline_info, component_info=component_info)
+            keys[node.id] = set(outputs)
             for key, artifacts in outputs.items():
                 for artifact in artifacts:
                     try:
@@ -57,6 +62,7 @@ def record_outputs_as_airflow_would(pipeline, root: str) -> None:
                                     f"key '{key}': TFX's Airflow launcher names both '{artifact.name}' and "
                                     f"ML Metadata refuses the second ({type(refused).__name__}); rename one key")
                     recorded[(artifact.type_name, artifact.name)] = node.id
+    return keys
 
 
 def _data(tmp_path, layout: str) -> str:
@@ -76,9 +82,17 @@ def test_no_two_outputs_of_one_type_share_a_key(tmp_path, orchestrator, layout):
     config = configs.PipelineConfig(data=_data(tmp_path, layout), pipeline_root=str(tmp_path / "root"),
                                     serving_dir=str(tmp_path / "serving"))
     pipeline = create_pipeline(config, orchestrator)
+    nodes = {node.id: node for node in pipeline.components}
+    recorded = record_outputs_as_airflow_would(pipeline, str(tmp_path / "root"))
+    # Every node is covered: each output of every node that creates artifacts was recorded, and
+    # the nodes left out are the resolvers and the importer (they pass on recorded artifacts).
+    assert recorded == {name: set(node.outputs) for name, node in nodes.items() if name in recorded}
+    assert {type(nodes[name]).__name__ for name in set(nodes) - set(recorded)} <= {"Resolver", "Importer"}
+    assert recorded["ValidationGate"] == {"validated_examples", "accepted_statistics"}
+    if orchestrator == LOCAL:  # the drift baseline: KFP's resolvers select by type only
+        assert type(nodes["last_accepted_statistics"]).__name__ == "Resolver"
     if layout == "spans" and orchestrator == LOCAL:  # every optional node is in this graph
-        assert "rolling_span_window" in {node.id for node in pipeline.components}
-    record_outputs_as_airflow_would(pipeline, str(tmp_path / "root"))
+        assert "rolling_span_window" in nodes
 
 
 def test_the_check_catches_a_collision(tmp_path):
