@@ -33,7 +33,7 @@ from tfx.orchestration import data_types  # noqa: E402
 from tfx.orchestration import metadata as tfx_metadata  # noqa: E402
 from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, AirflowPipelineConfig  # noqa: E402
 
-from movierec.errors import one_line  # noqa: E402
+from movierec.errors import EXIT_ERROR, exit_code, one_line  # noqa: E402
 from pipeline import configs, metadata, report, run_summary  # noqa: E402
 from pipeline.pipeline import create_pipeline  # noqa: E402
 
@@ -45,9 +45,12 @@ _UNFINISHED = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RU
 
 def record_failure(config: configs.PipelineConfig, context) -> None:
     """A component task's on_failure_callback: its unfinished TFX execution in this run (found
-    through the context TFX's launcher registered for it) becomes FAILED, with the error."""
+    through the context TFX's launcher registered for it) becomes FAILED, with the error and the
+    exit code `movierec run` gives it (5 for drift, else 1)."""
     ti = context["ti"]
-    error = one_line(context["exception"]) if context.get("exception") else f"{ti.task_id} failed"
+    exception = context.get("exception")
+    error = one_line(exception) if exception else f"{ti.task_id} failed"
+    code = exit_code(exception) if exception else EXIT_ERROR
     pipeline_info = data_types.PipelineInfo(config.pipeline_name, config.pipeline_root, run_id=ti.run_id)
     with tfx_metadata.Metadata(metadata.connection_config(config)) as store:
         component_run = store.get_component_run_context(
@@ -58,6 +61,7 @@ def record_failure(config: configs.PipelineConfig, context) -> None:
             if execution.last_known_state in _UNFINISHED:
                 execution.last_known_state = metadata_store_pb2.Execution.FAILED
                 execution.custom_properties[run_summary.FAILURE].string_value = error
+                execution.custom_properties[run_summary.FAILURE_EXIT_CODE].int_value = code
                 store.store.put_executions([execution])
 
 
@@ -67,7 +71,7 @@ def summarize_run(config: configs.PipelineConfig, dag_run, ti, **_) -> int:
                     if t.task_id != ti.task_id)
     summary = run_summary.summarize(config, dag_run.run_id)
     if summary is None:
-        ti.xcom_push(key=EXIT_CODE, value=1)
+        ti.xcom_push(key=EXIT_CODE, value=EXIT_ERROR)
         raise AirflowFailException(f"Error: run {dag_run.run_id} left no record in {metadata.describe(config)}"
                                    + (f" ({', '.join(failed)} failed)" if failed else ""))
     if failed and not summary.error:

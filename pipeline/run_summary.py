@@ -44,8 +44,9 @@ RANKING_RELEVANCE = ((ranking.RELEVANT_ALL, "relevant = eval movies"),
 # why it never finished. Such executions are shown as "abandoned".
 ABANDONED = "abandoned"
 # Custom property of an execution whose Airflow task failed, set by the DAG's failure callback
-# (TFX's legacy launcher leaves a failed execution RUNNING): the error in one line.
-FAILURE = "failure"
+# (TFX's legacy launcher leaves a failed execution RUNNING): the error in one line, and the exit
+# code `movierec run` gives that error (movierec.errors.exit_code: 5 for drift, else 1).
+FAILURE, FAILURE_EXIT_CODE = "failure", "failure_exit_code"
 # Context types of a run: TFX's IR-based runners', its legacy (Airflow) launcher's.
 RUN_CONTEXT, LEGACY_RUN_CONTEXT = "pipeline_run", "run"
 
@@ -323,6 +324,8 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
         for reason in (ABANDONED, FAILURE):
             if reason in execution.custom_properties:
                 summary.error = execution.custom_properties[reason].string_value
+        if FAILURE_EXIT_CODE in execution.custom_properties:
+            summary.error_code = execution.custom_properties[FAILURE_EXIT_CODE].int_value
         summary.seconds[node] = (execution.last_update_time_since_epoch
                                  - execution.create_time_since_epoch) / 1000
         outputs = _outputs(store, execution.id)

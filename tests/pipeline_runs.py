@@ -80,9 +80,17 @@ class Replay:
         self.config = configs.load(self.config_file).replace(
             data=str(self.data), pipeline_root=str(root / "pipeline"), serving_dir=str(root / "serving"))
 
-    def add_span(self, number: int, corrupt: bool = False):
+    def add_span(self, number: int, corrupt: bool = False, rating=None):
+        """Span `number` lands. `corrupt`: with a row that breaks the schema; `rating`: each rating
+        replaced by rating(old rating), schema-valid but drifted (an upstream bug, another scale)."""
         target = self.data / f"span-{number}"
         shutil.copytree(self.spans / f"span-{number}", target)
+        if rating is not None:
+            header, *rows = (target / "ratings.csv").read_text().splitlines()
+            assert header == "user_id,movie_id,rating,timestamp"
+            write_csv(target / "ratings.csv", header, [
+                ",".join([*fields[:2], f"{rating(float(fields[2])):g}", fields[3]])
+                for fields in (row.split(",") for row in rows)])
         if corrupt:  # a rating by a new user aged 150: it parses, but breaks the schema
             lines = (target / "ratings.csv").read_text().splitlines()
             write_csv(target / "ratings.csv", lines[0], lines[1:] + ["99999,1,4,880000000"])

@@ -14,6 +14,7 @@ import sys
 
 from ml_metadata.proto import metadata_store_pb2
 
+from movierec.errors import EXIT_DRIFT
 from pipeline import configs, metadata, report, run_summary
 from tests.pipeline_runs import COMPONENTS, Replay
 
@@ -125,7 +126,9 @@ def test_scheduled_days_push_refuse_a_bad_span_and_rerun(spans, tmp_path):
     """Day 1 pushes; day 2's span has a user aged 150: the run fails at ValidationGate with the
     reason in that task's log, pushes nothing, and its summary says so; the operator fixes the
     span and re-runs the day as a new DAG run, which warm-starts from day 1's model, is evaluated
-    against it, and pushes a second version."""
+    against it, and pushes a second version. Day 3's span keeps to the schema but its rating
+    column was defaulted upstream: refused at ValidationGate for drift from span 2, with exit
+    code 5 as `movierec run` gives it."""
     replay = Replay(tmp_path / "replay", spans)
     config = replay.config
     airflow = Airflow(tmp_path, replay)
@@ -162,7 +165,7 @@ def test_scheduled_days_push_refuse_a_bad_span_and_rerun(spans, tmp_path):
     assert summary.components["ValidationGate"] == "failed" and "Transform" not in summary.components
     assert summary.error == reason and summary.outcome() == (1, f"Error: {reason}")
     html = _report_html(config, refused_id)
-    assert f"<strong>Error:</strong> {reason}" in html and "Validation against the schema: failed" in html
+    assert f"<strong>Error:</strong> {reason}" in html and "Validation against the schema and the last accepted data: failed" in html
     assert replay.versions() == [v1]
 
     # The export is fixed and span 2 delivered again; the day is re-run as a new DAG run (a
@@ -174,13 +177,28 @@ def test_scheduled_days_push_refuse_a_bad_span_and_rerun(spans, tmp_path):
     assert airflow.recorded(rerun_id)["exit_code"] == 0
     summary = run_summary.summarize(config, rerun_id)
     assert summary.span == 2 and summary.blessed and summary.baseline_metrics
+    # Compared with span 1 for drift: the refused span 2 never became a baseline.
+    assert summary.drift_baseline_span == 1 and summary.drift and not summary.drift_accepted
     assert (_trainer_artifact(config, rerun_id, metadata_store_pb2.Event.INPUT, "base_model")
             == _trainer_artifact(config, first_id, metadata_store_pb2.Event.OUTPUT, "model"))
     v2 = int(summary.pushed_version)
     assert replay.versions() == [v1, v2]
 
-    # The history `movierec report` prints, from ML Metadata: the three DAG runs.
+    replay.add_span(3, rating=lambda rating: 3)
+    drifted, drifted_id = airflow.run(day1 + datetime.timedelta(days=2))
+    assert drifted.returncode != 0 and "DagRun failed" in drifted.stderr
+    recorded = airflow.recorded(drifted_id)
+    assert recorded["state"] == "failed" and recorded["exit_code"] == EXIT_DRIFT
+    assert recorded["tasks"]["ValidationGate"] == "failed" and recorded["tasks"]["Transform"] == "upstream_failed"
+    drift = ("data drift from span 2, the last accepted: feature 'rating': Jensen-Shannon divergence 1.0000, "
+             "above the threshold 0.15 (movierec run --accept-drift takes it on purpose)")
+    assert f"DriftError: {drift}" in task_log(drifted.stdout, "ValidationGate")
+    assert f"AirflowFailException: Error: {drift}" in task_log(drifted.stdout, SUMMARY_TASK)
+    assert run_summary.summarize(config, drifted_id).outcome() == (EXIT_DRIFT, f"Error: {drift}")
+    assert replay.versions() == [v1, v2]
+
+    # The history `movierec report` prints, from ML Metadata: the four DAG runs.
     rows, _ = report.history(config, 10)
     assert [(row[0], row[7], row[8]) for row in rows] == [(first_id, "yes", str(v1)), (refused_id, "-", ""),
-                                                          (rerun_id, "yes", str(v2))]
-    assert rows[1][-1] == reason
+                                                          (rerun_id, "yes", str(v2)), (drifted_id, "-", "")]
+    assert rows[1][-1] == reason and rows[3][-1] == drift
