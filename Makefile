@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 LOCK := requirements/lock.txt
 STAMP := $(VENV)/.installed
 AIRFLOW_STAMP := $(VENV)/.installed-airflow
+BENCHMARKS_STAMP := $(VENV)/.installed-benchmarks
 DATA_DIR ?= data/movielens-100k
 RUN_ARGS ?=
 PYTEST_ARGS ?=
@@ -32,6 +33,11 @@ $(AIRFLOW_STAMP): requirements/airflow.txt $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements/airflow.txt
 	touch $(AIRFLOW_STAMP)
 
+# scikit-surprise on top: the accuracy benchmark's peers, and the tests' referee for the bias-only baseline.
+$(BENCHMARKS_STAMP): requirements/benchmarks.txt $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements/benchmarks.txt
+	touch $(BENCHMARKS_STAMP)
+
 data: $(STAMP)
 	test -f $(DATA_DIR)/ratings.csv || $(BIN)/movierec data fetch movielens-100k --dest $(DATA_DIR)
 
@@ -41,14 +47,14 @@ run: data
 # The shared-metadata tests start a real MariaDB server (Debian's mariadb-server, not started as a
 # service). Installed once, quietly; if the install fails the suite still runs and those tests fail
 # quoting this log.
-test: $(STAMP) $(AIRFLOW_STAMP)
+test: $(STAMP) $(AIRFLOW_STAMP) $(BENCHMARKS_STAMP)
 	command -v mariadbd >/dev/null || PATH="$$PATH:/usr/sbin" command -v mariadbd >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server; } \
 		> $(VENV)/mariadb-install.log 2>&1 || echo "mariadb-server not installed: see $(VENV)/mariadb-install.log"
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # The fast loop: unit tests only (tests/unit), under a minute; `make test` runs everything.
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(BENCHMARKS_STAMP)
 	$(BIN)/python -m pytest -m "not e2e" -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # Latency of the model pushed by `make run`, in-process and through `movierec serve`.
@@ -74,8 +80,7 @@ bench-catalog: $(STAMP)
 	$(BIN)/python -m benchmarks.serving_load --model-dir $(CATALOG_DIR)/serving
 
 # Our pipeline against scikit-surprise's BaselineOnly / SVD / SVD++ on the same MovieLens-100K rows.
-bench-accuracy: data
-	$(BIN)/python -m pip install --quiet --no-deps -r requirements/benchmarks.txt
+bench-accuracy: data $(BENCHMARKS_STAMP)
 	$(BIN)/python -m benchmarks.accuracy --data $(DATA_DIR)
 
 # Our pipeline's recommend lists vs popularity, EASE and implicit ALS on the same MovieLens-100K rows.

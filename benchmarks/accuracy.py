@@ -10,7 +10,6 @@ Needs the benchmark extra: `pip install -r requirements/benchmarks.txt` (`make b
 """
 import argparse
 import csv
-import dataclasses
 import pathlib
 import shutil
 import subprocess
@@ -23,7 +22,7 @@ from tabulate import tabulate
 
 from movierec.data import features
 from pipeline import configs, run_summary
-from pipeline.pipeline import MAE, RMSE
+from components.evaluation import MAE, RMSE
 
 SPLITS = ("random", "temporal")
 TRAIN_FRACTION = 0.8
@@ -63,8 +62,7 @@ def run_pipeline(work: pathlib.Path, data: pathlib.Path, base: configs.PipelineC
     # The benchmark measures; it does not gate: the bounds are relaxed so every run finishes.
     config = base.replace(
         data=str(data), pipeline_root=str(work / "pipeline"), serving_dir=str(work / "serving"),
-        evaluation=dataclasses.replace(base.evaluation, rmse_upper_bound=10.0, max_slice_rmse_increase=None,
-                                       ndcg_lower_bound=0.0, max_ndcg_decrease=1.0))
+        evaluation=base.evaluation.ungated())
     config_file = work / "config.yaml"
     config_file.write_text(configs.to_yaml(config))
     result = subprocess.run([sys.executable, "-m", "movierec.cli", "run", "--config", str(config_file)],

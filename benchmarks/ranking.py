@@ -38,11 +38,11 @@ import scipy.sparse as sp
 from tabulate import tabulate
 
 from benchmarks import accuracy
-from components.ranking_evaluator import executor as ranking_executor
+from components import rows
 from models import ranking, retrieval
 from movierec.data import features
 from pipeline import configs, run_summary
-from pipeline.pipeline import RMSE
+from components.evaluation import RMSE
 
 EASE_GRID = [{"l2": l2} for l2 in (100.0, 200.0, 500.0, 800.0, 1200.0)]
 # A first, wider search (factors 32/64/128, regularization 0.01/0.1, alpha 1/5/20) preferred few
@@ -129,7 +129,7 @@ def run_rows(config: configs.PipelineConfig):
     summary = run_summary.summarize(config)
     if summary is None or summary.examples is None or not summary.ranking_evaluation:
         raise SystemExit(f"{config.pipeline_root}: no run with examples and ranking metrics to compare with")
-    return summary, ranking_executor.read_eval_set(summary.examples, config.evaluation.user_activity_bounds)
+    return summary, rows.read_eval_set(summary.examples, config.evaluation.user_activity_bounds)
 
 
 def choose_head_on_run(config: configs.PipelineConfig) -> None:

@@ -60,6 +60,16 @@ def vocabulary(tf_transform_output: tft.TFTransformOutput, key: str) -> np.ndarr
                      tf_transform_output.vocabulary_by_name(vocabulary_name(key))], dtype=object)
 
 
+def newest_per_pair(users: np.ndarray, movies: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+    """Indices of the newest rating (by timestamp) of each (user, movie) pair, by user then movie."""
+    # By user, movie, then time: the last entry of each (user, movie) run is its newest rating.
+    order = np.lexsort((timestamps, movies, users))
+    users, movies = users[order], movies[order]
+    newest = np.ones(len(order), bool)
+    newest[:-1] = (users[1:] != users[:-1]) | (movies[1:] != movies[:-1])
+    return order[newest]
+
+
 def build(tf_transform_output: tft.TFTransformOutput, examples: tf.data.Dataset) -> Catalog:
     """Scans batches of transformed training features (dicts, with the raw timestamp) once.
 
@@ -89,12 +99,8 @@ def build(tf_transform_output: tft.TFTransformOutput, examples: tf.data.Dataset)
     movies = np.concatenate(movies) if movies else np.zeros(0, np.int64)
     ratings = np.concatenate(ratings).astype(np.float32) if ratings else np.zeros(0, np.float32)
     timestamps = np.concatenate(timestamps) if timestamps else np.zeros(0, np.int64)
-    # By user, movie, then time: the last entry of each (user, movie) run is its newest rating.
-    order = np.lexsort((timestamps, movies, users))
-    users, movies, ratings = users[order], movies[order], ratings[order]
-    newest = np.ones(len(order), bool)
-    newest[:-1] = (users[1:] != users[:-1]) | (movies[1:] != movies[:-1])
-    users, movies, ratings = users[newest], movies[newest], ratings[newest]
+    keep = newest_per_pair(users, movies, timestamps)
+    users, movies, ratings = users[keep], movies[keep], ratings[keep]
     # One row per user index plus an empty row for the OOV index.
     counts = np.bincount(users, minlength=len(user_ids) + 1)[: len(user_ids) + 1]
     row_splits = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)

@@ -258,7 +258,7 @@ def run(data_path, pipeline_root, serving_dir, runner, config_file, beam_args, n
     """Run the whole pipeline: ingest, validate, transform, train, evaluate, push.
 
     Exit codes: 0 blessed (pushed, or already served); 1 error (bad data, validation anomalies,
-    a failing component); 3 not blessed (by the Evaluator, or infra validation: TF Serving could
+    a failing component); 3 not blessed (by a model gate, or infra validation: TF Serving could
     not serve it), nothing pushed; 4 another run holds the pipeline root; 5 the new data drifted
     from the last accepted data past a threshold (the line names the feature, the distance and
     the threshold), nothing trained or pushed: fix the data, or take it with --accept-drift.

@@ -1,8 +1,9 @@
 """The movierec TFX pipeline, as a pure function of its config: the README's diagram in code.
 
 RatingsExampleGen -> StatisticsGen / ImportSchemaGen -> ExampleValidator -> ValidationGate (schema,
-and drift from the last accepted span) -> Transform -> Trainer -> Evaluator (RMSE vs the last
-blessed model) -> RankingEvaluator (NDCG; one blessing with RMSE) -> InfraValidator -> AtomicPusher
+and drift from the last accepted span) -> Transform -> Trainer -> Evaluator (TFMA: RMSE per slice)
+-> the model gates (rating, ranking, baselines, yardstick) -> ModelGate (the one blessing)
+-> InfraValidator -> AtomicPusher
 """
 import dataclasses
 import json
@@ -16,9 +17,14 @@ from components import code_version, resolvers, validation_gate as gate
 from components.example_gen.component import RatingsExampleGen
 from components.infra_validator.component import InfraValidator
 from components.pusher.component import AtomicPusher
-from components.ranking_evaluator import executor as ranking_executor
+from components.baselines.component import Baselines
+from components.evaluation import MAE, RMSE
+from components.model_gate import executor as model_gate
+from components.model_gate.component import ModelGate
 from components.ranking_evaluator.component import RankingEvaluator
+from components.rating_gate.component import RatingGate
 from components.schema_import import SchemaImport
+from components.yardstick.component import Yardstick
 from models.features import SLICE_FEATURES
 from models.hyperparameters import HYPERPARAMETERS
 from movierec import paths
@@ -27,48 +33,27 @@ from pipeline import configs, metadata
 from serving import contract
 
 LOCAL, KUBEFLOW_V2 = "local", "kubeflow-v2"
-RMSE = "root_mean_squared_error"
-MAE = "mean_absolute_error"
-# Change thresholds compare with a tolerance; this one only absorbs float rounding.
-RMSE_TOLERANCE = 1e-10
-RANKING_EVALUATOR = "RankingEvaluator"
+MODEL_GATE = "ModelGate"
 VALIDATION_GATE = "ValidationGate"
 LAST_ACCEPTED_STATISTICS = "last_accepted_statistics"
 
 
 def _blessings(orchestrator: str) -> tfx.dsl.Channel:
-    """The blessings that say a model was blessed: the RankingEvaluator's, which requires TFMA's
-    RMSE blessing too. TFMA's own says nothing about ranking, so it must not make a model the
-    "last blessed" one. Kubeflow v2's resolvers take artifact types only: there both count.
-    """
+    """The blessings that say a model was blessed: the ModelGate's. Kubeflow v2's resolvers take
+    artifact types only; there the ModelGate's is still the only ModelBlessing that carries
+    `blessed` (TFMA's Evaluator has no thresholds, so its blessing has none; the gates before the
+    ModelGate write GateVerdicts), so selecting the type selects it."""
     if orchestrator == KUBEFLOW_V2:
         return tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)
     return tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
-                           producer_component_id=RANKING_EVALUATOR, output_key=ranking_executor.BLESSING)
+                           producer_component_id=MODEL_GATE, output_key=model_gate.BLESSING)
 
 
-def _rmse_change(max_increase: float) -> tfma.GenericChangeThreshold:
-    return tfma.GenericChangeThreshold(direction=tfma.MetricDirection.LOWER_IS_BETTER,
-                                       absolute={"value": max_increase + RMSE_TOLERANCE})
-
-
-def eval_config(evaluation: configs.EvaluationConfig) -> tfma.EvalConfig:
-    """RMSE, MAE and example count, overall and per activity slice; RMSE gates the blessing.
-
-    Thresholds are per slice: `MetricConfig.threshold` would apply the overall bound to every slice.
-    """
+def eval_config() -> tfma.EvalConfig:
+    """RMSE, MAE and the example count, overall and per activity slice, for the candidate and (when
+    there is one) the last blessed model. No thresholds: the rating gate judges these figures
+    (components/rating_gate), so the ModelGate's blessing is the only one (see _blessings)."""
     slices = [tfma.SlicingSpec(feature_keys=[key]) for key in SLICE_FEATURES]
-    thresholds = [tfma.PerSliceMetricThreshold(
-        slicing_specs=[tfma.SlicingSpec()],
-        threshold=tfma.MetricThreshold(
-            value_threshold=tfma.GenericValueThreshold(upper_bound={"value": evaluation.rmse_upper_bound}),
-            change_threshold=_rmse_change(evaluation.max_rmse_increase)))]
-    if evaluation.max_slice_rmse_increase is not None:
-        thresholds.append(tfma.PerSliceMetricThreshold(
-            slicing_specs=slices,
-            threshold=tfma.MetricThreshold(change_threshold=_rmse_change(evaluation.max_slice_rmse_increase))))
-    rmse = tfma.MetricConfig(class_name="RootMeanSquaredError", config='"name": "%s"' % RMSE,
-                             per_slice_thresholds=thresholds)
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
             signature_name=contract.SERVING_DEFAULT,
@@ -79,7 +64,7 @@ def eval_config(evaluation: configs.EvaluationConfig) -> tfma.EvalConfig:
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
             tfma.MetricConfig(class_name="MeanAbsoluteError", config='"name": "%s"' % MAE),
-            rmse,
+            tfma.MetricConfig(class_name="RootMeanSquaredError", config='"name": "%s"' % RMSE),
         ])])
 
 
@@ -245,28 +230,35 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         model_blessing=_blessings(orchestrator),
     ).with_id("latest_blessed_model_resolver")
 
-    evaluator = tfx.components.Evaluator(
-        examples=validated,
-        model=trainer.outputs["model"],
-        baseline_model=latest_blessed_model.outputs["model"],
-        eval_config=eval_config(config.evaluation))
-
+    model, last_blessed = trainer.outputs["model"], latest_blessed_model.outputs["model"]
+    evaluator = tfx.components.Evaluator(examples=validated, model=model, baseline_model=last_blessed,
+                                         eval_config=eval_config())
+    evaluation = config.evaluation
     ranking_evaluator = RankingEvaluator(
-        examples=validated, model=trainer.outputs["model"],
-        baseline_model=latest_blessed_model.outputs["model"], rmse_blessing=evaluator.outputs["blessing"],
-        k=config.evaluation.ranking_k, ndcg_lower_bound=config.evaluation.ndcg_lower_bound,
-        max_ndcg_decrease=config.evaluation.max_ndcg_decrease,
-        user_activity_bounds=config.evaluation.user_activity_bounds, code_digest=code_digest,
-    ).with_id(RANKING_EVALUATOR)
-    # The RankingEvaluator's blessing requires TFMA's (RMSE) and the NDCG gate's.
-    blessing = ranking_evaluator.outputs[ranking_executor.BLESSING]
+        examples=validated, training_examples=training_examples, model=model, baseline_model=last_blessed,
+        k=evaluation.ranking_k, ndcg_lower_bound=evaluation.ndcg_lower_bound,
+        max_relative_ndcg_decrease=evaluation.max_relative_ndcg_decrease,
+        user_activity_bounds=evaluation.user_activity_bounds, code_digest=code_digest)
+    # The model gates: each gives a verdict, the ModelGate blesses when all pass. A new gate is
+    # one GateComponent (components/verdicts.py) and one line here.
+    gates = [
+        RatingGate(evaluator.outputs["evaluation"], evaluation.rmse_upper_bound, evaluation.max_rmse_increase,
+                   evaluation.max_slice_rmse_increase, evaluation.min_slice_examples, code_digest),
+        ranking_evaluator,
+        Baselines(validated, training_examples, evaluator.outputs["evaluation"], ranking_evaluator.outputs["ranking"],
+                  evaluation.ndcg_margin_over_popular, evaluation.rmse_margin_over_bias_only, code_digest),
+        Yardstick(training_examples, model, last_blessed, evaluation.ranking_k,
+                  evaluation.yardstick_max_relative_rmse_increase, evaluation.yardstick_max_relative_ndcg_decrease,
+                  code_digest),
+    ]
+    decision = ModelGate(model, gates).with_id(MODEL_GATE)
+    blessing = decision.outputs[model_gate.BLESSING]
 
-    # Between Evaluator and Pusher: the candidate served as production serves it (TFX's InfraValidator role).
-    infra_validator = InfraValidator(model=trainer.outputs["model"], model_blessing=blessing,
+    # Between the gates and the Pusher: the candidate served as production serves it (TFX's InfraValidator role).
+    infra_validator = InfraValidator(model=model, model_blessing=blessing,
                                      model_name=config.model_name, model_server=config.model_server)
     # Keeps TFX's node ID, so run histories and caches of existing pipeline roots carry on.
-    pusher = AtomicPusher(trainer.outputs["model"], blessing,
-                          infra_validator.outputs["blessing"], config.push_base).with_id("Pusher")
+    pusher = AtomicPusher(model, blessing, infra_validator.outputs["blessing"], config.push_base).with_id("Pusher")
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
@@ -274,7 +266,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         components=[example_gen, statistics_gen, schema_gen, example_validator,
                     *([baseline_statistics] if baseline_statistics else []), validation_gate,
                     *carried_over.values(), transform, trainer, latest_blessed_model, evaluator,
-                    ranking_evaluator, infra_validator, pusher],
+                    *gates, decision, infra_validator, pusher],
         enable_cache=config.enable_cache,
         # Kubeflow Pipelines / Vertex keep their own ML Metadata: no settings (or password) needed,
         # and a remote pipeline root has no local SQLite file to name.

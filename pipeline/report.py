@@ -15,10 +15,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 from tfx.dsl.io import fileio  # noqa: E402
 
+from components.evaluation import MAE, RMSE  # noqa: E402
 from models.artifacts import MAP_FILE  # noqa: E402
 from movierec import paths  # noqa: E402
 from pipeline import configs, metadata, run_summary  # noqa: E402
-from pipeline.pipeline import MAE, RMSE  # noqa: E402
 
 REPORTS = "reports"
 CURVE_FILE = "training_curve.png"
@@ -98,8 +98,19 @@ def markdown_report(summary: run_summary.RunSummary, images: List[str]) -> str:
                 lines += [f"{label}:", "", tabulate(
                     rows, headers=["model", "slice", "users", "NDCG", "recall", "precision", "MAP", "coverage",
                                    "popularity rank"], tablefmt="github", disable_numparse=True), ""]
-    if summary.blessing_notes:
-        lines += ["Why: " + "; ".join(summary.blessing_notes), ""]
+    if summary.gates:
+        figure = lambda value: "-" if value is None else f"{value:.4f}"
+        lines += ["## Gates", "",
+                  "Each gate's checks: the candidate's figure, what it was compared with, and the limit it had "
+                  "to meet (not gated: reported only).", "", tabulate(
+                      [[verdict["gate"], check["name"], figure(check["value"]), figure(check["reference"]),
+                        figure(check["limit"]), {True: "passed", False: "REFUSED", None: "not gated"}[check["passed"]],
+                        check["note"]]
+                       for verdict in summary.gates for check in verdict["checks"]],
+                      headers=["gate", "check", "candidate", "reference", "limit", "result", "in words"],
+                      tablefmt="github", disable_numparse=True), ""]
+        if summary.decided_by:
+            lines += [f"**{'Closest call' if summary.blessed else 'Refused by'}:** " + "; ".join(summary.decided_by), ""]
     if summary.infra_blessed is not None:
         lines += [f"Infra validation: {'passed' if summary.infra_blessed else 'failed'} - {summary.infra_note}", ""]
     lines += ["## Components", "", tabulate(
@@ -141,7 +152,7 @@ def history(config: configs.PipelineConfig, last: int):
              *(f"{s.ranking_overall()[key]:.4f}" if s.ranking_overall() else "" for key in ("ndcg", "recall")),
              {True: "yes", False: "no", None: "-"}[s.blessed], s.pushed_version or "",
              s.error or "; ".join((["drift accepted on purpose"] if s.drift_accepted else [])
-                                  + ([] if s.blessed else s.blessing_notes))] for s in summaries]
+                                  + ([] if s.blessed else s.decided_by))] for s in summaries]
     plotted = [(i, s.metrics[RMSE], bool(s.blessed)) for i, s in enumerate(summaries) if RMSE in s.metrics]
     path = paths.join(reports_dir(config), HISTORY_PLOT)
     if plotted:

@@ -1,8 +1,8 @@
 """What the last pipeline run did, read back from ML Metadata and the artifacts it recorded.
 
 Used by `movierec run` and by the Airflow DAG's last task to print a short summary: rows ingested,
-eval metrics (and the baseline's), whether the model was blessed and why, where it was pushed, and
-the run's outcome as an exit code.
+eval metrics (and the baseline's), each model gate's verdict, whether the model was blessed and
+which check decided, where it was pushed, and the run's outcome as an exit code.
 
 Both ways TFX records runs are read. Its IR-based runners (LocalDagRunner, BeamDagRunner) put a
 run's executions in a "pipeline_run" context named by the run id and each node's in a "node"
@@ -15,22 +15,22 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-import tensorflow_model_analysis as tfma
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_data_validation.utils import stats_util
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
+from components import evaluation, infra_validator, validation_gate
+from components.evaluation import RMSE
 from components.example_gen import executor as example_gen
-from components import infra_validator, validation_gate
+from components.model_gate import executor as model_gate
 from components.pusher import executor as pusher
 from components.ranking_evaluator import executor as ranking_executor
 from models import ranking
 from models.artifacts import HISTORY_FILE, MAP_FILE
 from movierec.errors import EXIT_ERROR, EXIT_NOT_BLESSED
 from pipeline import configs, metadata
-from pipeline.pipeline import MAE, RMSE
 
 EXECUTION_STATES = {
     metadata_store_pb2.Execution.COMPLETE: "ran",
@@ -59,7 +59,6 @@ class RunSummary:
     metrics: Dict[str, float]
     baseline_metrics: Dict[str, float]
     blessed: Optional[bool]
-    blessing_notes: List[str]
     pushed: Optional[bool]
     push_note: str
     pushed_destination: Optional[str]
@@ -76,10 +75,14 @@ class RunSummary:
     infra_blessed: Optional[bool] = None
     infra_note: str = ""
     # The RankingEvaluator's ranking_metrics.json: {"k", "metrics": {relevance: {model: {slice:
-    # {metric: value}}}}, "gate": {...}}; empty when it did not run.
+    # {metric: value}}}}}; empty when it did not run.
     ranking_evaluation: Dict = dataclasses.field(default_factory=dict)
     # ExampleGen's Examples artifact, so peers can be scored on the run's own rows (benchmarks/ranking.py).
     examples: Optional[Any] = None
+    # The ModelGate's decision: each gate's verdict ({"gate", "passed", "checks": [...]}, in the
+    # pipeline's order) and the checks that decided (the failed ones, or the closest call).
+    gates: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+    decided_by: List[str] = dataclasses.field(default_factory=list)
     # The ValidationGate's comparisons with the last accepted examples (validation_gate.Drift), once
     # it passed: None when it did not pass, [] when there was nothing accepted to compare with.
     drift: Optional[List[validation_gate.Drift]] = None
@@ -115,14 +118,17 @@ class RunSummary:
     def outcome(self) -> Tuple[int, str]:
         """(exit code, the reason in one line): 0 blessed (pushed, or already served, reason "");
         1 the run failed (`error`), 5 it stopped on drift (`error_code`); 3 the run finished but
-        nothing was pushed: the model was not blessed, or TF Serving could not serve it."""
+        nothing was pushed: the model gates did not bless the model (naming the checks that refused
+        it), or TF Serving could not serve it. Whatever gates the pipeline has, the ModelGate's
+        decision is the one read here."""
         if self.error:
             return self.error_code, f"Error: {self.error}"
         if self.infra_blessed is False and self.blessed is not False:
             return EXIT_NOT_BLESSED, f"Not pushed: TF Serving could not serve the model: {self.infra_note}"
-        if not self.blessed:
-            return EXIT_NOT_BLESSED, "Not blessed: " + ("; ".join(self.blessing_notes) or "no verdict recorded")
-        return 0, ""
+        if self.blessed:
+            return 0, ""
+        return EXIT_NOT_BLESSED, "Not blessed: " + ("refused by " + "; ".join(self.decided_by) if self.decided_by
+                                                  else "no verdict recorded")
 
     def render(self) -> str:
         lines = [f"Run {self.run_id}"]
@@ -154,7 +160,7 @@ class RunSummary:
         if self.slices:
             lines.append("  RMSE by slice:")
             for name, models in sorted(self.slices.items()):
-                candidate, baseline = models.get("candidate", {}), models.get("baseline", {})
+                candidate, baseline = models.get(evaluation.CANDIDATE, {}), models.get(evaluation.BASELINE, {})
                 line = (f"    {name}: {candidate.get(RMSE, float('nan')):.4f} on "
                         f"{int(candidate.get('example_count', 0)):,} examples")
                 lines.append(line + (f" (last blessed {baseline[RMSE]:.4f})" if RMSE in baseline else ""))
@@ -174,9 +180,15 @@ class RunSummary:
             if slices:
                 lines.append(f"  NDCG@{k} by slice: " + ", ".join(
                     f"{name} {m['ndcg']:.4f} ({m['users']:,} users)" for name, m in slices.items()))
+        if self.gates:
+            lines.append("  gates:")
+            for verdict in self.gates:
+                lines.append(f"    {verdict['gate']}: {'passed' if verdict['passed'] else 'refused'} - "
+                             + "; ".join(check["note"] for check in verdict["checks"]))
         if self.blessed is not None:
-            lines.append(f"  blessed: {'yes' if self.blessed else 'no'}"
-                         + (" - " + "; ".join(self.blessing_notes) if self.blessing_notes else ""))
+            lines.append(f"  blessed: {'yes' if self.blessed else 'no'}" + (
+                f" - {'closest call' if self.blessed else 'refused by'} {'; '.join(self.decided_by)}"
+                if self.decided_by else ""))
         if self.infra_blessed is not None:
             lines.append(f"  infra validation: {'passed' if self.infra_blessed else 'failed'} - {self.infra_note}")
         if self.pushed is not None:
@@ -256,50 +268,6 @@ def _rows(statistics) -> Dict[str, int]:
     return rows
 
 
-def _slice_name(slice_key) -> str:
-    """"user_activity=21-50" for a TFMA slice key; "" for the overall slice."""
-    return ", ".join(f"{key.column}={key.bytes_value.decode() or key.int64_value}"
-                     for key in slice_key.single_slice_keys)
-
-
-def _metrics(evaluation_uri: str):
-    """{slice name: {model: {metric: value}}} for candidate and (if any) baseline model."""
-    by_slice = {}
-    for slice_metrics in tfma.load_metrics(evaluation_uri):
-        models = by_slice.setdefault(_slice_name(slice_metrics.slice_key), {})
-        for entry in slice_metrics.metric_keys_and_values:
-            if entry.key.is_diff or entry.key.name not in (RMSE, MAE, "example_count"):
-                continue
-            model = "baseline" if entry.key.model_name == "baseline" else "candidate"
-            models.setdefault(model, {})[entry.key.name] = entry.value.double_value.value
-    return by_slice
-
-
-def _failure_note(slice_name: str, failure) -> str:
-    name = {RMSE: "RMSE", MAE: "MAE"}.get(failure.metric_key.name, failure.metric_key.name)
-    value = failure.metric_value.double_value.value
-    where = f" on {slice_name}" if slice_name else ""
-    if failure.metric_key.is_diff:
-        return f"{name}{where} is {value:+.4f} vs the last blessed model (more than allowed)"
-    bound = failure.metric_threshold.value_threshold.upper_bound.value
-    return f"{name}{where} {value:.4f} is above the bound {bound:g}"
-
-
-def _blessing_notes(evaluation_uri: str, config: configs.PipelineConfig,
-                    metrics: Dict[str, float], baseline: Dict[str, float]) -> List[str]:
-    """Why the Evaluator blessed the model or not, in words."""
-    validation = tfma.load_validation_result(evaluation_uri)
-    notes = [_failure_note(_slice_name(per_slice.slice_key), failure)
-             for per_slice in validation.metric_validations_per_slice
-             for failure in per_slice.failures]
-    if notes or RMSE not in metrics:
-        return notes
-    notes.append(f"RMSE {metrics[RMSE]:.4f} <= bound {config.evaluation.rmse_upper_bound:g}")
-    if RMSE in baseline:
-        notes.append(f"not worse than the last blessed model ({baseline[RMSE]:.4f})")
-    return notes
-
-
 def _history(model_run) -> Dict[str, List[float]]:
     path = os.path.join(model_run.uri, HISTORY_FILE)
     if not fileio.exists(path):
@@ -317,7 +285,7 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
     run = _run_context(store, config.pipeline_name, run_id) if run_id else None
     if run is None:
         return None
-    summary = RunSummary(run_id, {}, {}, {}, {}, None, [], None, "", None, {})
+    summary = RunSummary(run_id, {}, {}, {}, {}, None, None, "", None, {})
     for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
         node = node_name(store, execution.id)
         summary.components[node] = _state(execution)
@@ -348,24 +316,21 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
             summary.history = _history(outputs["model_run"])
             summary.model_run_dir = outputs["model_run"].uri
         if "evaluation" in outputs:
-            by_slice = _metrics(outputs["evaluation"].uri)
-            overall = by_slice.pop("", {})
-            summary.metrics = overall.get("candidate", {})
-            summary.baseline_metrics = overall.get("baseline", {})
+            by_slice = evaluation.load(outputs["evaluation"].uri)
+            overall = by_slice.pop(evaluation.OVERALL, {})
+            summary.metrics = overall.get(evaluation.CANDIDATE, {})
+            summary.baseline_metrics = overall.get(evaluation.BASELINE, {})
             summary.slices = by_slice
         if "blessing" in outputs and outputs["blessing"].type_name == "InfraBlessing":
             summary.infra_blessed = bool(outputs["blessing"].get_int_custom_property(infra_validator.BLESSED))
             summary.infra_note = infra_validator.note(outputs["blessing"])
-        elif "blessing" in outputs and "evaluation" in outputs:
-            summary.blessed = bool(outputs["blessing"].get_int_custom_property("blessed"))
-            summary.blessing_notes = _blessing_notes(
-                outputs["evaluation"].uri, config, summary.metrics, summary.baseline_metrics)
+        if model_gate.BLESSING in outputs:
+            decision = model_gate.load(outputs[model_gate.BLESSING].uri)
+            summary.blessed, summary.gates, summary.decided_by = (
+                decision["blessed"], decision["gates"], decision["decided_by"])
         if ranking_executor.RANKING in outputs and fileio.exists(
                 os.path.join(outputs[ranking_executor.RANKING].uri, ranking_executor.METRICS_FILE)):
-            # The RankingEvaluator runs after TFMA's Evaluator; its blessing requires TFMA's.
             summary.ranking_evaluation = ranking_executor.load_metrics(outputs[ranking_executor.RANKING].uri)
-            summary.blessed = bool(outputs[ranking_executor.BLESSING].get_int_custom_property("blessed"))
-            summary.blessing_notes = summary.blessing_notes + summary.ranking_evaluation["gate"]["notes"]
         if "pushed_model" in outputs:
             pushed = outputs["pushed_model"]
             summary.pushed = bool(pushed.get_int_custom_property(pusher.PUSHED))

@@ -29,8 +29,8 @@ SHARED_RUN = "trained_run"
 SHARED_RUN_MODULES = ("tests/e2e/test_pipeline_e2e.py", "tests/e2e/test_serving.py", "tests/e2e/test_serving_load.py")
 # Groups whose tests take longest on CI (`--durations` of `make test`), longest first. A stale entry
 # costs wall time, never coverage: it only decides which tests start first.
-LONGEST_FIRST = (SHARED_RUN, "tests/e2e/test_scheduled_runs.py", "tests/e2e/test_airflow.py",
-                 "tests/e2e/test_orchestrators.py", "tests/e2e/test_shared_metadata.py", "tests/e2e/test_drift.py",
+LONGEST_FIRST = ("tests/e2e/test_push_gates.py", SHARED_RUN, "tests/e2e/test_scheduled_runs.py",
+                 "tests/e2e/test_airflow.py", "tests/e2e/test_orchestrators.py", "tests/e2e/test_yardstick.py", "tests/e2e/test_shared_metadata.py", "tests/e2e/test_drift.py",
                  "tests/e2e/test_object_store.py", "tests/e2e/test_portable_beam.py", "tests/e2e/test_catalogue_scale.py",
                  "tests/unit/models/test_export.py", "tests/unit/models/test_model.py",
                  "tests/unit/models/test_retrieval.py", "tests/unit/models/test_preprocessing.py")

@@ -28,7 +28,7 @@ class InfraValidatorSpec(ComponentSpec):
     }
     INPUTS = {
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
-        # A model the Evaluator did not bless is not pushed anyway: it is not served either.
+        # A model the gates did not bless is not pushed anyway: it is not served either.
         MODEL_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
     }
     OUTPUTS = {BLESSING_KEY: ChannelParameter(type=standard_artifacts.InfraBlessing)}

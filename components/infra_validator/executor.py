@@ -174,7 +174,7 @@ class Executor(base_executor.BaseExecutor):
         blessing = artifact_utils.get_single_instance(output_dict["blessing"])
         model_blessing: Sequence[types.Artifact] = input_dict.get("model_blessing") or []
         if model_blessing and not model_utils.is_model_blessed(model_blessing[0]):
-            mark(blessing, False, "not run: the Evaluator did not bless the model")
+            mark(blessing, False, "not run: the model gates did not bless the model")
             return
         model_path = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
         with tempfile.TemporaryDirectory(prefix="infra-validation-") as workdir:

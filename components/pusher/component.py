@@ -11,7 +11,7 @@ from components.pusher import executor
 
 
 class AtomicPusher(Pusher):
-    """Pushes a model to a TF Serving model base path on a filesystem, only when the Evaluator
+    """Pushes a model to a TF Serving model base path on a filesystem, only when the model gates
     blessed it and infra validation (components/infra_validator) found that TF Serving serves it."""
 
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)

@@ -149,7 +149,7 @@ def publish(model_dir: str, base: str) -> int:
 
 
 def why_not_blessed(input_dict: Dict[str, List[types.Artifact]]) -> str:
-    """Which validator held the model back: the Evaluator, or infra validation (and its reason)."""
+    """Which validator held the model back: the model gates, or infra validation (and its reason)."""
     model_blessing = input_dict.get(standard_component_specs.MODEL_BLESSING_KEY) or []
     infra_blessing = input_dict.get(standard_component_specs.INFRA_BLESSING_KEY) or []
     if all(model_utils.is_model_blessed(b) for b in model_blessing) and infra_blessing \

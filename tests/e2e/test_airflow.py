@@ -16,7 +16,8 @@ from ml_metadata.proto import metadata_store_pb2
 
 from movierec.errors import EXIT_DRIFT
 from pipeline import configs, metadata, report, run_summary
-from tests.pipeline_runs import COMPONENTS, Replay
+from pipeline.pipeline import MODEL_GATE
+from tests.pipeline_runs import GATES, Replay, node_ids
 
 DAG_FILE = os.path.join(os.path.dirname(configs.__file__), "airflow_dag.py")
 # The DAG's last task and its XCom, as the README tells operators (not imported: importing the DAG
@@ -93,15 +94,17 @@ def test_airflow_dag_loads_with_every_component_in_order(spans, tmp_path):
     airflow.env["MOVIEREC_SCHEDULE"] = "30 2 * * *"
     dag = airflow.python(DAGBAG_PROBE, DAG_FILE)
     assert dag["errors"] == {}
-    assert set(dag["upstream"]) == COMPONENTS | {"rolling_span_window", SUMMARY_TASK}
+    assert set(dag["upstream"]) == node_ids(replay.config) | {SUMMARY_TASK} and GATES <= set(dag["upstream"])
     assert dag["schedule"] == "30 2 * * *" and dag["max_active_runs"] == 1
     # Transform trains on the window of validated spans, which comes after the gate.
     assert "rolling_span_window" in dag["upstream"]["Transform"]
     assert "ValidationGate" in dag["upstream"]["rolling_span_window"]
     assert {"last_accepted_statistics", "StatisticsGen"} <= set(dag["upstream"]["ValidationGate"])
-    assert set(dag["upstream"]["Pusher"]) == {"RankingEvaluator", "InfraValidator", "Trainer"}
-    assert set(dag["upstream"]["InfraValidator"]) == {"RankingEvaluator", "Trainer"}
-    assert {"Evaluator", "Trainer", "latest_blessed_model_resolver"} <= set(dag["upstream"]["RankingEvaluator"])
+    assert set(dag["upstream"]["Pusher"]) == {MODEL_GATE, "InfraValidator", "Trainer"}
+    assert set(dag["upstream"]["InfraValidator"]) == {MODEL_GATE, "Trainer"}
+    assert GATES | {"Trainer"} == set(dag["upstream"][MODEL_GATE])
+    assert {"Trainer", "latest_blessed_model_resolver"} <= set(dag["upstream"]["RankingEvaluator"])
+    assert {"Evaluator", "RankingEvaluator"} <= set(dag["upstream"]["Baselines"])
     # The summary waits for every other task, whatever their state.
     assert set(dag["upstream"][SUMMARY_TASK]) == set(dag["upstream"]) - {SUMMARY_TASK}
     assert dag["trigger_rules"][SUMMARY_TASK] == "all_done"
@@ -142,8 +145,7 @@ def test_scheduled_days_push_refuse_a_bad_span_and_rerun(spans, tmp_path):
     first, first_id = airflow.run(day1)
     assert first.returncode == 0, first.stdout[-5000:] + first.stderr[-3000:]
     assert airflow.recorded(first_id) == {"state": "success", "exit_code": 0,
-                                          "tasks": {task: "success" for task in COMPONENTS | {
-                                              "rolling_span_window", SUMMARY_TASK}}}
+                                          "tasks": {task: "success" for task in node_ids(config) | {SUMMARY_TASK}}}
     (v1,) = replay.versions()
     summary = run_summary.summarize(config, first_id)
     assert summary.run_id == first_id and summary.span == 1 and summary.blessed and summary.pushed_version == str(v1)

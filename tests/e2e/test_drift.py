@@ -13,7 +13,8 @@ from pipeline import metadata, report, run_summary
 from tests.cli import movierec
 from tests.pipeline_runs import Replay
 
-NOT_REACHED = ("Transform", "Trainer", "Evaluator", "RankingEvaluator", "InfraValidator", "Pusher")
+NOT_REACHED = ("Transform", "Trainer", "Evaluator", "RatingGate", "RankingEvaluator", "Baselines", "Yardstick",
+               "ModelGate", "InfraValidator", "Pusher")
 
 
 def test_broken_spans_are_refused_before_training_and_accept_drift_takes_one(spans, tmp_path):

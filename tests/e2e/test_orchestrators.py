@@ -12,9 +12,10 @@ import sys
 import pytest
 
 from pipeline import configs, kubeflow_v2_runner
+from pipeline.pipeline import KUBEFLOW_V2, MODEL_GATE
 from tests.cli import movierec
 from tests.conftest import REPO
-from tests.pipeline_runs import COMPONENTS, Replay
+from tests.pipeline_runs import GATES, Replay, node_ids
 from tests.unit.test_layout import PACKAGES
 
 IMAGE = "europe-docker.pkg.dev/acme/ml/movierec:1.0"
@@ -37,7 +38,7 @@ def test_beam_dag_runner_schedules_two_days(spans, tmp_path):
     first = replay.run()
     assert first.returncode == 0, first.stderr[-3000:]
     summary = replay.summary()
-    assert summary.components == {name: "ran" for name in COMPONENTS | {"rolling_span_window"}}
+    assert summary.components == {name: "ran" for name in node_ids(replay.config)}
     assert summary.span == 1 and summary.blessed and summary.pushed
     (v1,) = replay.versions()
     replay.add_span(2)
@@ -58,29 +59,28 @@ def _unique_keys(pairs):
 
 @pytest.fixture(scope="module")
 def kubeflow_spec(ratings_sample, tmp_path_factory):
-    """`movierec compile --target kubeflow-v2` on the sample: (pipeline spec, output folder)."""
+    """`movierec compile --target kubeflow-v2` on the sample: (pipeline spec, output folder, settings)."""
     output = tmp_path_factory.mktemp("kfp")
-    result = movierec("compile", "--target", "kubeflow-v2", "--config", settings_file(output, ratings_sample),
+    settings = settings_file(output, ratings_sample)
+    result = movierec("compile", "--target", "kubeflow-v2", "--config", settings,
                       "--image", IMAGE, "--schedule", "0 3 * * *", "--output", output / "build")
     assert result.returncode == 0, result.stderr[-3000:]
     text = (output / "build" / kubeflow_v2_runner.PIPELINE_FILE).read_text()
-    return json.loads(text, object_pairs_hook=_unique_keys), output / "build"
+    return json.loads(text, object_pairs_hook=_unique_keys), output / "build", configs.load(settings)
 
 
 def test_kubeflow_v2_pipeline_json(kubeflow_spec):
-    spec, output = kubeflow_spec
+    spec, output, config = kubeflow_spec
     tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
     # KFP runs each resolver as one task per resolved channel ("<id>-model-resolver", ...).
     resolvers = {"transform_analyzer_cache", "warm_start_model", "latest_blessed_model_resolver"}
-    # No drift baseline there: KFP's resolvers select by type only (pipeline._validation_gate).
-    assert {t for t in tasks if not t.startswith(tuple(resolvers))} == COMPONENTS - resolvers - {
-        "last_accepted_statistics"}
+    assert {t for t in tasks if not t.startswith(tuple(resolvers))} == node_ids(config, KUBEFLOW_V2) - resolvers
     assert all(any(t.startswith(r) for t in tasks) for r in resolvers)
     after = lambda task: set(tasks[task].get("dependentTasks", []))
     assert "ExampleValidator" in after("ValidationGate") and "ValidationGate" in after("Transform")
     assert "Transform" in after("Trainer") and "warm_start_model-model-resolver" in after("Trainer")
-    assert "Trainer" in after("Evaluator") and after("Pusher") == {"RankingEvaluator", "InfraValidator", "Trainer"}
-    assert "Evaluator" in after("RankingEvaluator")
+    assert "Trainer" in after("Evaluator") and after("Pusher") == {MODEL_GATE, "InfraValidator", "Trainer"}
+    assert "Evaluator" in after("RatingGate") and GATES | {"Trainer"} == after(MODEL_GATE)
     images = {e["container"]["image"] for e in spec["pipelineSpec"]["deploymentSpec"]["executors"].values()
               if "container" in e}
     assert images == {IMAGE}
@@ -94,7 +94,7 @@ def test_kubeflow_v2_pipeline_json(kubeflow_spec):
 def test_kubeflow_v2_outputs_are_named_once_per_task_and_every_input_names_one(kubeflow_spec):
     """Each component's outputs (artifacts and parameters) have distinct names, and each task's
     input artifact names its producer task and an output that producer declares."""
-    spec, _ = kubeflow_spec
+    spec, _, _ = kubeflow_spec
     components = spec["pipelineSpec"]["components"]
     tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
     for name, component in components.items():
@@ -137,7 +137,7 @@ def test_kubeflow_v2_executors_import_from_the_image_package(kubeflow_spec, tmp_
     (into a folder here, over the locked dependencies this venv has), and in a fresh process
     outside the checkout, every executor class the pipeline JSON names and every function it passes
     to TFX's executors imports from that install alone."""
-    spec, _ = kubeflow_spec
+    spec, _, _ = kubeflow_spec
     workdir, copies, env, runs = _dockerfile()
     context = tmp_path / "context"
     for sources, destination in copies:

@@ -67,8 +67,8 @@ def test_span_replay(spans, tmp_path):
     assert fourth.returncode == 3, fourth.stderr[-3000:]
     summary = replay.summary()
     assert summary.span == 4 and summary.blessed is False
-    assert any("vs the last blessed model" in note for note in summary.blessing_notes)
-    assert fourth.stderr.strip().splitlines()[-1] == "Not blessed: " + "; ".join(summary.blessing_notes)
+    assert any("vs last blessed" in line for line in summary.decided_by), summary.decided_by
+    assert fourth.stderr.strip().splitlines()[-1] == "Not blessed: refused by " + "; ".join(summary.decided_by)
     assert replay.versions() == [v1, v2]
 
     # The history: every run, from ML Metadata, and the RMSE plot.

@@ -1,5 +1,6 @@
 """The RankingEvaluator's executor on real artifacts: gzipped tf.Example splits as ExampleGen
-writes them, and SavedModels with the exported `recommend` signature (models/export.py).
+writes them, and SavedModels with the exported `recommend` signature (models/export.py); and the
+baselines gate's most-popular lists on the same rows.
 
 The models are stand-ins built here, each answering from a fixed table of lists (a trained model
 would take minutes): an "oracle" that lists each user's eval movies first, a most-popular one, and
@@ -15,6 +16,7 @@ import tensorflow as tf
 from tfx.types import standard_artifacts
 
 from movierec.data import features
+from components import rows, verdicts
 from components.ranking_evaluator import executor
 from components.ranking_evaluator.component import RankingEvaluation
 from models import ranking
@@ -50,6 +52,7 @@ def _write_examples(root, train, test):
                     features.USER_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[user.encode()])),
                     features.MOVIE_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[movie.encode()])),
                     features.RATING: tf.train.Feature(float_list=tf.train.FloatList(value=[rating])),
+                    features.TIMESTAMP: tf.train.Feature(int64_list=tf.train.Int64List(value=[880000000])),
                 })).SerializeToString())
     return artifact
 
@@ -112,29 +115,20 @@ def _lists(train, test, kind, seed=0):
     return out
 
 
-def _blessing(blessed):
-    artifact = standard_artifacts.ModelBlessing()
-    artifact.set_int_custom_property(executor.BLESSED_KEY, int(blessed))
-    return artifact
-
-
-def _evaluate(tmp_path, examples, candidate, baseline=None, rmse_blessed=True, lower_bound=0.05,
-              max_decrease=0.01):
+def _evaluate(tmp_path, examples, candidate, baseline=None, lower_bound=None, max_decrease=0.03):
     outputs = {executor.RANKING: [RankingEvaluation()],
-               executor.BLESSING: [standard_artifacts.ModelBlessing()]}
+               verdicts.output_key(executor.GATE): [verdicts.GateVerdict()]}
     for key, artifacts in outputs.items():
         artifacts[0].uri = str(tmp_path / "out" / key)
         os.makedirs(artifacts[0].uri)
-    inputs = {executor.EXAMPLES: [examples], executor.MODEL: [candidate],
-              executor.RMSE_BLESSING: [_blessing(rmse_blessed)]}
+    inputs = {executor.EXAMPLES: [examples], executor.TRAINING_EXAMPLES: [examples], executor.MODEL: [candidate]}
     if baseline is not None:
         inputs[executor.BASELINE_MODEL] = [baseline]
     executor.Executor().Do(inputs, outputs, {
-        executor.K: K, executor.NDCG_LOWER_BOUND: lower_bound, executor.MAX_NDCG_DECREASE: max_decrease,
+        executor.K: K, executor.NDCG_LOWER_BOUND: lower_bound, executor.MAX_RELATIVE_NDCG_DECREASE: max_decrease,
         executor.USER_ACTIVITY_BOUNDS: json.dumps(BOUNDS)})
-    blessing = outputs[executor.BLESSING][0]
-    return (blessing.get_int_custom_property(executor.BLESSED_KEY) == 1,
-            executor.load_metrics(outputs[executor.RANKING][0].uri), blessing)
+    verdict = verdicts.read(outputs[verdicts.output_key(executor.GATE)][0])
+    return verdict, executor.load_metrics(outputs[executor.RANKING][0].uri)
 
 
 @pytest.fixture(scope="module")
@@ -146,19 +140,17 @@ def models(tmp_path_factory):
     return examples, built, (train, test)
 
 
-def test_a_model_recommending_random_movies_is_not_blessed(tmp_path, models):
-    blessed, result, blessing = _evaluate(tmp_path, models[0], models[1]["random"])
+def test_a_model_recommending_random_movies_is_refused_by_an_absolute_bound(tmp_path, models):
+    verdict, result = _evaluate(tmp_path, models[0], models[1]["random"], lower_bound=0.05)
     ndcg = result["metrics"]["all"]["candidate"]["overall"]["ndcg"]
-    assert not blessed and ndcg < 0.05
-    assert result["gate"] == {"passed": False, "rmse_blessed": True, "blessed": False,
-                              "notes": [f"NDCG@10 {ndcg:.4f} is below the bound 0.05"]}
-    assert os.path.exists(os.path.join(blessing.uri, executor.NOT_BLESSED_FILE))
+    assert not verdict["passed"] and ndcg < 0.05
+    assert verdict["checks"][0]["note"] == f"NDCG@10 {ndcg:.4f} is below the bound 0.05"
+    assert verdict["checks"][1]["passed"] is None  # no blessed model yet: nothing compared
 
 
-def test_a_model_with_good_lists_is_blessed_and_its_figures_are_the_metric_codes(tmp_path, models):
-    blessed, result, blessing = _evaluate(tmp_path, models[0], models[1]["popular"])
-    assert blessed and os.path.exists(os.path.join(blessing.uri, executor.BLESSED_FILE))
-    assert blessing.get_int_custom_property(executor.CURRENT_MODEL_ID) == models[1]["popular"].id
+def test_lists_are_scored_by_the_metric_code_and_pass_with_no_bound_and_no_blessed_model(tmp_path, models):
+    verdict, result = _evaluate(tmp_path, models[0], models[1]["popular"])
+    assert verdict["passed"] and [c["passed"] for c in verdict["checks"]] == [None]
     # The same lists scored directly by models/ranking.py, from the rows (not through the model).
     train, test = models[2]
     data = ranking.EvalSet.from_rows([r[0] for r in train], [r[1] for r in train], [r[0] for r in test],
@@ -173,19 +165,26 @@ def test_a_model_with_good_lists_is_blessed_and_its_figures_are_the_metric_codes
     assert sum(m["users"] for m in by_slice.values()) == overall["users"] == USERS
 
 
-def test_rmse_blessing_is_required_too(tmp_path, models):
-    blessed, result, _ = _evaluate(tmp_path, models[0], models[1]["popular"], rmse_blessed=False)
-    assert not blessed and result["gate"]["passed"] and not result["gate"]["rmse_blessed"]
-
-
-def test_worse_than_the_last_blessed_model_beyond_the_tolerance_is_not_blessed(tmp_path, models):
+def test_worse_than_the_last_blessed_model_beyond_the_relative_tolerance_is_refused(tmp_path, models):
     examples, built, _ = models
-    blessed, result, blessing = _evaluate(tmp_path, examples, built["popular"], baseline=built["oracle"])
+    verdict, result = _evaluate(tmp_path, examples, built["popular"], baseline=built["oracle"])
     metrics = result["metrics"]["all"]
     assert metrics["baseline"]["overall"]["ndcg"] == pytest.approx(1.0)
-    assert not blessed and "vs the last blessed model's 1.0000" in result["gate"]["notes"][1]
-    assert blessing.get_int_custom_property(executor.BASELINE_MODEL_ID) == built["oracle"].id
+    (check,) = verdict["checks"]
+    assert not verdict["passed"] and check["note"].startswith(
+        f"NDCG@10 {metrics['candidate']['overall']['ndcg']:.4f} vs last blessed 1.0000: ")
+    assert check["note"].endswith("(at least -3.0%)") and check["limit"] == pytest.approx(0.97)
     # Within the tolerance it passes.
-    blessed, _, _ = _evaluate(tmp_path / "again", examples, built["popular"], baseline=built["oracle"],
-                              max_decrease=1.0)
-    assert blessed
+    verdict, _ = _evaluate(tmp_path / "again", examples, built["popular"], baseline=built["oracle"], max_decrease=1.0)
+    assert verdict["passed"]
+
+
+def test_most_popular_lists_of_the_baselines_gate_are_the_popular_models_lists(models):
+    """The baselines gate's most-popular lists (EvalSet.peer_lists of ranking.fit_popularity) are
+    the stand-in "popular" model's, built here from the rows by hand: the same NDCG."""
+    examples, _, (train, test) = models
+    eval_set = rows.read_eval_set(examples, None, [examples])
+    peer = eval_set.score(eval_set.peer_lists(ranking.fit_popularity(eval_set.train), K))[ranking.OVERALL]
+    by_hand = eval_set.score({user.encode(): [movie.encode() for movie in movies]
+                              for user, movies in _lists(train, test, "popular").items()})[ranking.OVERALL]
+    assert peer.ndcg == pytest.approx(by_hand.ndcg) and peer.recall == pytest.approx(by_hand.recall)

@@ -6,41 +6,23 @@ are the ones ML Metadata hands out rather than numbers the test picks.
 The history: run 1 ingested span 1 and produced cache 1 and a blessed model 1; run 2 ingested span
 2 and produced cache 2, a blessed model 2, then a model 3 the Evaluator did not bless."""
 import pytest
-from ml_metadata import errors
-from ml_metadata.metadata_store import metadata_store
-from ml_metadata.proto import metadata_store_pb2
 from tfx import types
-from tfx.types import artifact_utils, standard_artifacts
+from tfx.types import standard_artifacts
 
 from components import validation_gate
 from components.resolvers import AnalyzerCacheStrategy, LastAcceptedStatisticsStrategy, WarmStartModelStrategy
+from tests.metadata_store import MemoryStore
 
 
-class Store:
-    """An in-memory ML Metadata store (`fake_database`) that artifacts are put into as TFX does."""
-
-    def __init__(self):
-        config = metadata_store_pb2.ConnectionConfig()
-        config.fake_database.SetInParent()
-        self.mlmd = metadata_store.MetadataStore(config)
+class Store(MemoryStore):
+    """Artifacts put into the store in the order runs create them."""
 
     def put(self, artifact_class, uri: str, **custom_properties) -> types.Artifact:
         artifact = artifact_class()
         artifact.uri = uri
         for name, value in custom_properties.items():
             artifact.set_int_custom_property(name, value)
-        artifact.type_id = self.mlmd.put_artifact_type(artifact.artifact_type)
-        [artifact.id] = self.mlmd.put_artifacts([artifact.mlmd_artifact])
-        return artifact
-
-    def read(self, artifact_class):
-        """Every artifact of a type, as the store gives them back (what a resolver's channel holds)."""
-        try:
-            artifact_type = self.mlmd.get_artifact_type(artifact_class.TYPE_NAME)
-        except errors.NotFoundError:  # none made yet
-            return []
-        return [artifact_utils.deserialize_artifact(artifact_type, a)
-                for a in self.mlmd.get_artifacts_by_type(artifact_class.TYPE_NAME)]
+        return self.add(artifact)
 
     def model_and_blessing(self, uri: str, blessed: bool):
         model = self.put(standard_artifacts.Model, uri)

@@ -22,9 +22,15 @@ def test_yaml_overlay_keeps_unset_defaults(tmp_path):
     ("epochs: 3\n", "unknown config keys: \\['epochs'\\]"),
     ("hyperparameters:\n  epoch: 3\n", "unknown hyperparameters keys: \\['epoch'\\]"),
     ("- a\n- b\n", "expected a mapping"),
-    ("evaluation: {ndcg_lower_bound: 1.5}\n", "evaluation.ndcg_lower_bound: must be in \\[0, 1\\], got 1.5"),
-    ("evaluation: {max_ndcg_decrease: -0.1}\n", "evaluation.max_ndcg_decrease: must be in \\[0, 1\\], got -0.1"),
-    ("evaluation: {ranking_k: 0}\n", "evaluation.ranking_k: must be at least 1, got 0"),
+    ("evaluation: {ndcg_lower_bound: 1.5}\n", "evaluation.ndcg_lower_bound: must be in \\[0, 1\\], or null \\(off\\), got 1.5"),
+    ("evaluation: {max_relative_ndcg_decrease: -0.1}\n",
+     "evaluation.max_relative_ndcg_decrease: must be a fraction in \\[0, 1\\], or null \\(not gated\\), got -0.1"),
+    ("evaluation: {ndcg_margin_over_popular: 10}\n", "evaluation.ndcg_margin_over_popular: must be a fraction in \\(-1, 1\\)"),
+    ("evaluation: {rmse_margin_over_bias_only: '2%'}\n", "evaluation.rmse_margin_over_bias_only: .* got '2%'"),
+    ("evaluation: {yardstick_max_relative_rmse_increase: true}\n", "evaluation.yardstick_max_relative_rmse_increase: "),
+    ("evaluation: {min_slice_examples: 0}\n", "evaluation.min_slice_examples: must be an integer of at least 1, got 0"),
+    ("evaluation: {ranking_k: 0}\n", "evaluation.ranking_k: must be an integer of at least 1, got 0"),
+    ("evaluation: {max_ndcg_decrease: 0.01}\n", "unknown evaluation keys: \\['max_ndcg_decrease'\\]"),
     ("drift: {rating_jds: 0.1}\n", "unknown drift keys: \\['rating_jds'\\]"),
     ("drift: {rating_jsd: 1.5}\n", "drift.rating_jsd: must be in \\(0, 1\\] or null \\(off\\), got 1.5"),
     ("drift: {user_id_linf: 0}\n", "drift.user_id_linf: must be in \\(0, 1\\] or null \\(off\\), got 0"),
@@ -62,20 +68,32 @@ def test_printed_config_loads_back_unchanged(tmp_path):
     assert configs.load(path) == config
 
 
-def test_eval_config_slices_and_thresholds():
+def test_eval_config_has_slices_and_no_thresholds():
+    """TFMA measures; the rating gate judges (a TFMA threshold would make its blessing one that
+    Kubeflow v2's resolvers take for the ModelGate's, see test_model_gate.py)."""
     from pipeline.pipeline import eval_config
 
-    evaluation = configs.EvaluationConfig(rmse_upper_bound=0.95, max_slice_rmse_increase=0.02)
-    config = eval_config(evaluation)
+    config = eval_config()
     assert [list(s.feature_keys) for s in config.slicing_specs] == [[], ["user_activity"], ["movie_popularity"]]
-    (rmse,) = [m for m in config.metrics_specs[0].metrics if m.class_name == "RootMeanSquaredError"]
-    overall, sliced = rmse.per_slice_thresholds
-    assert [list(s.feature_keys) for s in overall.slicing_specs] == [[]]
-    assert overall.threshold.value_threshold.upper_bound.value == 0.95
-    assert sliced.threshold.change_threshold.absolute.value == pytest.approx(0.02)
-    assert not sliced.threshold.HasField("value_threshold")  # the bound is for the overall RMSE only
-    report_only = eval_config(configs.EvaluationConfig(max_slice_rmse_increase=None))
-    assert len(report_only.metrics_specs[0].metrics[2].per_slice_thresholds) == 1
+    assert [m.class_name for m in config.metrics_specs[0].metrics] == ["ExampleCount", "MeanAbsoluteError",
+                                                                      "RootMeanSquaredError"]
+    assert not any(m.HasField("threshold") or m.per_slice_thresholds for m in config.metrics_specs[0].metrics)
+
+
+def test_every_gate_setting_can_be_turned_off_for_benchmarks():
+    ungated = configs.EvaluationConfig().ungated()
+    assert ungated.ranking_k == 10 and ungated.min_slice_examples == 1000
+    assert {getattr(ungated, name) for name in ("rmse_upper_bound", "max_rmse_increase", "ndcg_lower_bound",
+                                                "max_relative_ndcg_decrease", "ndcg_margin_over_popular",
+                                                "rmse_margin_over_bias_only", "yardstick_max_relative_rmse_increase",
+                                                "yardstick_max_relative_ndcg_decrease")} == {None}
+
+
+@pytest.mark.parametrize("name", ["movielens-100k", "movielens-100k-temporal", "synthetic-scale"])
+def test_shipped_configs_gate_on_baselines_not_on_absolute_bounds(name):
+    evaluation = configs.load(REPO / "configs" / f"{name}.yaml").evaluation
+    assert evaluation.ndcg_lower_bound is None and evaluation.rmse_upper_bound is None
+    assert evaluation.ndcg_margin_over_popular is not None and evaluation.rmse_margin_over_bias_only is not None
 
 
 def test_schema_import_reruns_when_the_schema_content_changes(tmp_path):
