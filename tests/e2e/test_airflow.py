@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from ml_metadata.proto import metadata_store_pb2
 
 from movierec.errors import EXIT_DRIFT
@@ -125,6 +126,7 @@ def _report_html(config, run_id: str) -> str:
         return f.read()
 
 
+@pytest.mark.timeout(2700)  # four DAG runs, two to a push; one push took over 12 min on 2 cores at load ~14
 def test_scheduled_days_push_refuse_a_bad_span_and_rerun(spans, tmp_path):
     """Day 1 pushes; day 2's span has a user aged 150: the run fails at ValidationGate with the
     reason in that task's log, pushes nothing, and its summary says so; the operator fixes the
