@@ -15,7 +15,7 @@ PYTEST_WORKERS ?= auto
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: setup run test test-fast data lock clean bench-serving bench-serving-load bench-catalog bench-accuracy bench-ranking bench-span-replay bench-scale bench-drift
+.PHONY: setup run test test-fast data lock clean bench-serving bench-serving-load bench-catalog bench-accuracy bench-ranking bench-span-replay bench-scale bench-drift bench-orchestrators
 
 setup: $(STAMP)
 
@@ -100,6 +100,10 @@ bench-drift: data
 
 bench-span-replay: data
 	$(BIN)/python -m benchmarks.span_replay --data $(DATA_DIR)
+
+# Two scheduled days (span 1, then span 2) under LocalDagRunner, BeamDagRunner and Airflow: wall time per day.
+bench-orchestrators: data $(AIRFLOW_STAMP)
+	$(BIN)/python -m benchmarks.orchestrators --data $(DATA_DIR)
 
 # Re-resolve the lock after editing requirements/requirements.in.
 lock:

@@ -15,7 +15,6 @@ import tempfile
 import time
 import traceback
 import warnings
-from typing import Tuple
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -26,12 +25,8 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 import click  # noqa: E402
 
 from movierec import paths, serving_commands  # noqa: E402
-from movierec.errors import DataError, DriftError, MovierecError  # noqa: E402
+from movierec.errors import EXIT_ERROR, EXIT_LOCKED, DataError, MovierecError, exit_code, one_line  # noqa: E402
 
-EXIT_ERROR = 1
-EXIT_NOT_BLESSED = 3
-EXIT_LOCKED = 4
-EXIT_DRIFT = 5
 DATA_FORMATS = ("movielens-100k", "movielens-1m", "movielens-latest", "csv")
 # The CLI's own notices, shown on the console with the progress lines.
 NOTICES = logging.getLogger("movierec")
@@ -76,23 +71,6 @@ class _ConsoleFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return f"{self.formatTime(record, '%H:%M:%S')} {record.getMessage().splitlines()[0]}"
-
-
-def _chain(error: BaseException):
-    """An exception and the ones it wraps (Beam and TFX wrap executor errors)."""
-    while error is not None:
-        yield error
-        error = error.__cause__ or error.__context__
-
-
-def _one_line(error: BaseException) -> str:
-    """The most specific message in an exception chain."""
-    from movierec.data.records import RowError
-
-    for seen in _chain(error):
-        if isinstance(seen, (RowError, MovierecError)):
-            return str(seen).split(" [while running")[0]
-    return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -184,7 +162,7 @@ def _run_or_exit(action) -> None:
     try:
         action()
     except (MovierecError, OSError, ValueError) as e:
-        raise click.ClickException(_one_line(e)) from e
+        raise click.ClickException(one_line(e)) from e
 
 
 def _check_data(config) -> None:
@@ -322,37 +300,24 @@ def _run_locked(config, runner: str) -> int:
             NOTICES.warning("Interrupted run: %s never finished; marked abandoned, partial outputs removed",
                             abandoned)
         runners.run(config, runner)
-        error, code = "", 0
+        error, error_code = "", 0
     except Exception as e:  # a failed component: report it in one line, with the run's state
-        error = _one_line(e)
-        code = EXIT_DRIFT if any(isinstance(seen, DriftError) for seen in _chain(e)) else EXIT_ERROR
+        error, error_code = one_line(e), exit_code(e)
     summary = run_summary.summarize(config)
     if summary:
-        summary.error = error
+        summary.error, summary.error_code = error, error_code
         click.echo(summary.render(), err=bool(error))
         click.echo(f"  report: {report.write_report(config, summary)}", err=bool(error))
     if remote_logs:  # the whole log, copied beside the run's artifacts once it is complete
         logging.shutdown()
         log_file = _upload(log_file, remote_logs)
+    code, reason = (summary.outcome() if summary else
+                    (error_code or EXIT_ERROR, f"Error: {error or 'the run left no record in ML Metadata'}"))
     if error:
-        click.echo(f"Error: {error}\n(full log: {log_file})", err=True)
-        return code
-    code, reason = outcome(summary)
+        reason += f"\n(full log: {log_file})"
     if reason:
         click.echo(reason, err=True)
     return code
-
-
-def outcome(summary) -> Tuple[int, str]:
-    """(exit code, last line for stderr) of a run that finished: 0 when blessed; 3 when the model
-    gates did not bless the model (naming the checks that refused it), or TF Serving could not
-    serve it; such a model is never pushed. Whatever gates the pipeline has, the ModelGate's
-    decision is the one read here."""
-    if summary.infra_blessed is False and summary.blessed is not False:
-        return EXIT_NOT_BLESSED, f"Not pushed: TF Serving could not serve the model: {summary.infra_note}"
-    if summary.blessed:
-        return 0, ""
-    return EXIT_NOT_BLESSED, "Not blessed: refused by " + "; ".join(summary.decided_by)
 
 
 @main.command("report")

@@ -54,5 +54,5 @@ def abandon_interrupted(config: configs.PipelineConfig) -> List[str]:
         store.put_executions([execution])
         for folder in _execution_folders(config.pipeline_root, node, execution):
             fileio.rmtree(folder)
-        abandoned.append(f"{node} of run {run_summary.execution_context(store, execution.id, 'pipeline_run')}")
+        abandoned.append(f"{node} of run {run_summary.run_of(store, execution.id)}")
     return abandoned

@@ -1,13 +1,19 @@
 """What the last pipeline run did, read back from ML Metadata and the artifacts it recorded.
 
-Used by `movierec run` to print a short summary: rows ingested, eval metrics (and the baseline's),
-each model gate's verdict, whether the model was blessed and which check decided, and where it
-was pushed.
+Used by `movierec run` and by the Airflow DAG's last task to print a short summary: rows ingested,
+eval metrics (and the baseline's), each model gate's verdict, whether the model was blessed and
+which check decided, where it was pushed, and the run's outcome as an exit code.
+
+Both ways TFX records runs are read. Its IR-based runners (LocalDagRunner, BeamDagRunner) put a
+run's executions in a "pipeline_run" context named by the run id and each node's in a "node"
+context; its legacy launcher, which the Airflow DAG runs (tfx/orchestration/metadata.py,
+`register_pipeline_contexts_if_not_exists`, `register_execution`), uses a "run" context named
+"<pipeline>.<run id>" and records the node as the execution's `component_id` property.
 """
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -24,6 +30,7 @@ from components.ranking_evaluator import executor as ranking_executor
 from components.servable_export import executor as servable_export
 from models import ranking
 from models.artifacts import HISTORY_FILE, MAP_FILE
+from movierec.errors import EXIT_ERROR, EXIT_NOT_BLESSED
 from pipeline import configs, metadata
 
 EXECUTION_STATES = {
@@ -37,6 +44,12 @@ RANKING_RELEVANCE = ((ranking.RELEVANT_ALL, "relevant = eval movies"),
 # Custom property of an execution a killed run left running, set by the next run (recovery.py):
 # why it never finished. Such executions are shown as "abandoned".
 ABANDONED = "abandoned"
+# Custom property of an execution whose Airflow task failed, set by the DAG's failure callback
+# (TFX's legacy launcher leaves a failed execution RUNNING): the error in one line, and the exit
+# code `movierec run` gives that error (movierec.errors.exit_code: 5 for drift, else 1).
+FAILURE, FAILURE_EXIT_CODE = "failure", "failure_exit_code"
+# Context types of a run: TFX's IR-based runners', its legacy (Airflow) launcher's.
+RUN_CONTEXT, LEGACY_RUN_CONTEXT = "pipeline_run", "run"
 
 
 @dataclasses.dataclass
@@ -57,6 +70,7 @@ class RunSummary:
     span: Optional[int] = None
     pushed_version: Optional[str] = None
     error: str = ""
+    error_code: int = EXIT_ERROR  # the exit code of `error` (movierec.errors.exit_code)
     # The side tables ExampleGen joined: {"movies": path or None, "users": path or None}.
     side_tables: Dict[str, Optional[str]] = dataclasses.field(default_factory=dict)
     infra_blessed: Optional[bool] = None
@@ -120,6 +134,21 @@ class RunSummary:
                 f"({servable.get_string_custom_property(servable_export.ACCEPTED_FROM)}): "
                 f"{number(servable_export.SEEN_PAIRS)} user-movie pairs of {number(servable_export.SEEN_USERS)} "
                 f"users ({servable.get_int_custom_property(servable_export.SEEN_BYTES) / 1e6:.1f} MB)"]
+
+    def outcome(self) -> Tuple[int, str]:
+        """(exit code, the reason in one line): 0 blessed (pushed, or already served, reason "");
+        1 the run failed (`error`), 5 it stopped on drift (`error_code`); 3 the run finished but
+        nothing was pushed: the model gates did not bless the model (naming the checks that refused
+        it), or TF Serving could not serve it. Whatever gates the pipeline has, the ModelGate's
+        decision is the one read here."""
+        if self.error:
+            return self.error_code, f"Error: {self.error}"
+        if self.infra_blessed is False and self.blessed is not False:
+            return EXIT_NOT_BLESSED, f"Not pushed: TF Serving could not serve the model: {self.infra_note}"
+        if self.blessed:
+            return 0, ""
+        return EXIT_NOT_BLESSED, "Not blessed: " + ("refused by " + "; ".join(self.decided_by) if self.decided_by
+                                                  else "no verdict recorded")
 
     def render(self) -> str:
         lines = [f"Run {self.run_id}"]
@@ -190,28 +219,45 @@ class RunSummary:
 
 
 def run_ids(store: metadata_store.MetadataStore, pipeline_name: str) -> List[str]:
-    """The pipeline_run contexts that hold executions of this pipeline, oldest first."""
+    """The ids of the runs that hold executions of this pipeline, oldest first."""
     pipeline_context = store.get_context_by_type_and_name("pipeline", pipeline_name)
     if pipeline_context is None:
         return []
     ours = {e.id for e in store.get_executions_by_context(pipeline_context.id)}
-    runs = sorted(store.get_contexts_by_type("pipeline_run"),
+    runs = sorted(store.get_contexts_by_type(RUN_CONTEXT) + store.get_contexts_by_type(LEGACY_RUN_CONTEXT),
                   key=lambda c: (c.create_time_since_epoch, c.id))
-    return [run.name for run in runs
-            if any(e.id in ours for e in store.get_executions_by_context(run.id))]
+    return [run.name.removeprefix(f"{pipeline_name}.") if run.type == LEGACY_RUN_CONTEXT else run.name
+            for run in runs if any(e.id in ours for e in store.get_executions_by_context(run.id))]
 
 
-def execution_context(store: metadata_store.MetadataStore, execution_id: int,
-                      context_type: str) -> Optional[str]:
-    """The name of an execution's context of a type: "node" ("movierec.Transform"), "pipeline_run"."""
+def _run_context(store: metadata_store.MetadataStore, pipeline_name: str, run_id: str):
+    return (store.get_context_by_type_and_name(RUN_CONTEXT, run_id)
+            or store.get_context_by_type_and_name(LEGACY_RUN_CONTEXT, f"{pipeline_name}.{run_id}"))
+
+
+def _execution_context(store: metadata_store.MetadataStore, execution_id: int,
+                       context_type: str) -> Optional[str]:
     return next((context.name for context in store.get_contexts_by_execution(execution_id)
                  if context.type == context_type), None)
 
 
+def _legacy_property(store: metadata_store.MetadataStore, execution_id: int, name: str) -> str:
+    (execution,) = store.get_executions_by_id([execution_id])
+    return execution.properties[name].string_value if name in execution.properties else ""
+
+
 def node_name(store: metadata_store.MetadataStore, execution_id: int) -> str:
     """The component an execution belongs to ("Transform")."""
-    name = execution_context(store, execution_id, "node")
-    return name.split(".", 1)[-1] if name else str(execution_id)
+    name = _execution_context(store, execution_id, "node")
+    if name:
+        return name.split(".", 1)[-1]
+    return _legacy_property(store, execution_id, "component_id") or str(execution_id)
+
+
+def run_of(store: metadata_store.MetadataStore, execution_id: int) -> Optional[str]:
+    """The id of the run an execution belongs to."""
+    return (_execution_context(store, execution_id, RUN_CONTEXT)
+            or _legacy_property(store, execution_id, "run_id") or None)
 
 
 def _state(execution: metadata_store_pb2.Execution) -> str:
@@ -257,15 +303,18 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
         return None
     store = metadata.connect(config)
     run_id = run_id or (run_ids(store, config.pipeline_name) or [None])[-1]
-    run = store.get_context_by_type_and_name("pipeline_run", run_id) if run_id else None
+    run = _run_context(store, config.pipeline_name, run_id) if run_id else None
     if run is None:
         return None
     summary = RunSummary(run_id, {}, {}, {}, {}, None, None, "", None, {})
     for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
         node = node_name(store, execution.id)
         summary.components[node] = _state(execution)
-        if ABANDONED in execution.custom_properties:
-            summary.error = execution.custom_properties[ABANDONED].string_value
+        for reason in (ABANDONED, FAILURE):
+            if reason in execution.custom_properties:
+                summary.error = execution.custom_properties[reason].string_value
+        if FAILURE_EXIT_CODE in execution.custom_properties:
+            summary.error_code = execution.custom_properties[FAILURE_EXIT_CODE].int_value
         summary.seconds[node] = (execution.last_update_time_since_epoch
                                  - execution.create_time_since_epoch) / 1000
         outputs = _outputs(store, execution.id)

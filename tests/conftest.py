@@ -31,7 +31,7 @@ SHARED_RUN_MODULES = ("tests/e2e/test_pipeline_e2e.py", "tests/e2e/test_serving.
 # Groups whose tests take longest on CI (`--durations` of `make test`), longest first. A stale entry
 # costs wall time, never coverage: it only decides which tests start first.
 LONGEST_FIRST = ("tests/e2e/test_push_gates.py", SHARED_RUN, "tests/e2e/test_scheduled_runs.py",
-                 "tests/e2e/test_yardstick.py", "tests/e2e/test_shared_metadata.py", "tests/e2e/test_drift.py",
+                 "tests/e2e/test_airflow.py", "tests/e2e/test_orchestrators.py", "tests/e2e/test_yardstick.py", "tests/e2e/test_shared_metadata.py", "tests/e2e/test_drift.py",
                  "tests/e2e/test_object_store.py", "tests/e2e/test_portable_beam.py", "tests/e2e/test_catalogue_scale.py",
                  "tests/e2e/test_tf_serving_conformance.py",
                  "tests/unit/models/test_export.py", "tests/unit/models/test_model.py",

@@ -9,6 +9,7 @@ import time
 
 from components import rows
 from pipeline import configs, metadata, run_summary
+from pipeline.pipeline import LOCAL, create_pipeline
 from serving import contract
 from tests.cli import MOVIEREC, movierec
 from tests.helpers import write_csv
@@ -48,6 +49,16 @@ def rows_of(examples, split: str):
     """[(user, movie, rating)] of one split of an Examples artifact."""
     read = rows.read_split(examples, split)
     return list(zip(read.users.astype(str), read.movies.astype(str), read.ratings.astype(float)))
+
+
+# The model gates whose verdicts the ModelGate combines (pipeline/pipeline.py).
+GATES = frozenset({"RatingGate", "RankingEvaluator", "Baselines", "Yardstick"})
+
+
+def node_ids(config: configs.PipelineConfig, orchestrator: str = LOCAL) -> set:
+    """The node IDs of the pipeline these settings build: the pipeline decides, not a list here
+    (a folder of spans adds "rolling_span_window")."""
+    return {node.id for node in create_pipeline(config, orchestrator).components}
 
 
 class PipelineRun:
@@ -91,8 +102,9 @@ class Replay:
     """`movierec run` on a data folder that gains one span at a time; `settings` (YAML) are added
     to every run's config."""
 
-    def __init__(self, root: pathlib.Path, spans: pathlib.Path, settings: str = ""):
-        self.root, self.spans, self.data, self.settings = root, spans, root / "data", settings
+    def __init__(self, root: pathlib.Path, spans: pathlib.Path, settings: str = "", args=()):
+        """`args`: more `movierec run` flags for every run (e.g. --runner beam)."""
+        self.root, self.spans, self.data, self.settings, self.args = root, spans, root / "data", settings, args
         self.data.mkdir(parents=True)
         for side_table in ("movies.csv", "users.csv"):
             shutil.copy(spans / side_table, self.data / side_table)
@@ -101,9 +113,17 @@ class Replay:
         self.config = configs.load(self.config_file).replace(
             data=str(self.data), pipeline_root=str(root / "pipeline"), serving_dir=str(root / "serving"))
 
-    def add_span(self, number: int, corrupt: bool = False):
+    def add_span(self, number: int, corrupt: bool = False, rating=None):
+        """Span `number` lands. `corrupt`: with a row that breaks the schema; `rating`: each rating
+        replaced by rating(old rating), schema-valid but drifted (an upstream bug, another scale)."""
         target = self.data / f"span-{number}"
         shutil.copytree(self.spans / f"span-{number}", target)
+        if rating is not None:
+            header, *lines = (target / "ratings.csv").read_text().splitlines()
+            assert header == "user_id,movie_id,rating,timestamp"
+            write_csv(target / "ratings.csv", header, [
+                ",".join([*fields[:2], f"{rating(float(fields[2])):g}", fields[3]])
+                for fields in (line.split(",") for line in lines)])
         if corrupt:  # a rating by a new user aged 150: it parses, but breaks the schema
             lines = (target / "ratings.csv").read_text().splitlines()
             write_csv(target / "ratings.csv", lines[0], lines[1:] + ["99999,1,4,880000000"])
@@ -112,7 +132,7 @@ class Replay:
 
     def command(self):
         return ["run", "--data", self.data, "--config", self.config_file,
-                "--pipeline-root", self.config.pipeline_root, "--serving-dir", self.config.serving_dir]
+                "--pipeline-root", self.config.pipeline_root, "--serving-dir", self.config.serving_dir, *self.args]
 
     def run(self, extra_config: str = ""):
         if extra_config:

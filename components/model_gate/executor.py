@@ -13,6 +13,8 @@ from tfx.utils import io_utils
 
 from components import verdicts
 
+# Not "blessing": TFMA's Evaluator outputs its ModelBlessing under that key, and TFX's Airflow launcher
+# names outputs "<key>:<run id>", which ML Metadata keeps unique per type (tests/unit/pipeline/test_output_names.py).
 MODEL, GATES, BLESSING = "model", "gates", "model_blessing"
 GATES_FILE = "gates.json"
 # Custom property: the checks that decided, one line (the run summary and `movierec report` show it).

@@ -8,24 +8,13 @@ baseline of the next span.
 """
 import pathlib
 
-from movierec.cli import EXIT_DRIFT
+from movierec.errors import EXIT_DRIFT
 from pipeline import metadata, report, run_summary
 from tests.cli import movierec
-from tests.helpers import write_csv
 from tests.pipeline_runs import Replay
 
 NOT_REACHED = ("Transform", "Trainer", "Evaluator", "RatingGate", "RankingEvaluator", "Baselines", "Yardstick",
                "ModelGate", "InfraValidator", "Pusher")
-
-
-def rewrite_ratings(replay: Replay, number: int, rating) -> None:
-    """Span `number` as it arrived, with each rating replaced by rating(old rating)."""
-    replay.add_span(number)
-    path = replay.data / f"span-{number}" / "ratings.csv"
-    header, *rows = path.read_text().splitlines()
-    assert header == "user_id,movie_id,rating,timestamp"
-    write_csv(path, header, [",".join([*fields[:2], f"{rating(float(fields[2])):g}", fields[3]])
-                             for fields in (row.split(",") for row in rows)])
 
 
 def test_broken_spans_are_refused_before_training_and_accept_drift_takes_one(spans, tmp_path):
@@ -38,7 +27,7 @@ def test_broken_spans_are_refused_before_training_and_accept_drift_takes_one(spa
     assert len(served) == 1
 
     # Span 2's rating column defaulted to 3 stars by an upstream bug: schema-valid, refused.
-    rewrite_ratings(replay, 2, lambda rating: 3)
+    replay.add_span(2, rating=lambda rating: 3)
     defaulted = replay.run()
     assert defaulted.returncode == EXIT_DRIFT, defaulted.stderr[-3000:]
     last_line = defaulted.stderr.strip().splitlines()[-2]  # then "(full log: ...)"
@@ -50,7 +39,7 @@ def test_broken_spans_are_refused_before_training_and_accept_drift_takes_one(spa
     assert replay.versions() == served
 
     # Span 3 on another star scale (halved): compared with span 1 still, refused.
-    rewrite_ratings(replay, 3, lambda rating: rating / 2)
+    replay.add_span(3, rating=lambda rating: rating / 2)
     halved = replay.run()
     assert halved.returncode == EXIT_DRIFT, halved.stderr[-3000:]
     assert ("data drift from span 1, the last accepted: feature 'rating': Jensen-Shannon divergence 0."

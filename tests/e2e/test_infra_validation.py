@@ -13,7 +13,6 @@ from tfx.utils import path_utils
 
 from components.infra_validator import executor
 from serving import deploy
-from movierec import cli
 from pipeline import configs, run_summary
 from serving import contract
 from tests import tfs_models
@@ -36,7 +35,7 @@ def test_a_model_with_a_scalar_input_is_refused_and_not_pushed(tmp_path):
     assert contract.served_versions(config.push_base) == [] and not os.path.exists(
         os.path.join(config.serving_dir, deploy.MODELS_CONFIG))
     assert "infra validation: failed - movierec serve exited" in summary.render()
-    assert cli.outcome(summary) == (3, f"Not pushed: TF Serving could not serve the model: {summary.infra_note}")
+    assert summary.outcome() == (3, f"Not pushed: TF Serving could not serve the model: {summary.infra_note}")
 
 
 def test_a_model_that_loads_but_fails_a_canary_is_refused(tmp_path):

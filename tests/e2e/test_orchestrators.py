@@ -1,31 +1,26 @@
-"""The same pipeline on other orchestrators: Airflow DAG, Kubeflow Pipelines v2 JSON; run lock."""
+"""The same pipeline on the other orchestrators: BeamDagRunner over two scheduled days, the
+Kubeflow Pipelines v2 / Vertex JSON and the image it runs in; the run lock. (Airflow: test_airflow.py;
+LocalDagRunner over scheduled days: test_scheduled_runs.py.)"""
 import json
 import os
+import pathlib
+import re
+import shutil
 import subprocess
 import sys
 
+import pytest
+
 from pipeline import configs, kubeflow_v2_runner
-from pipeline.pipeline import KUBEFLOW_V2, LOCAL, MODEL_GATE, create_pipeline
+from pipeline.pipeline import KUBEFLOW_V2, MODEL_GATE
 from tests.cli import movierec
 from tests.helpers import REPO
+from tests.pipeline_runs import GATES, Replay, node_ids
+from tests.unit.test_layout import PACKAGES
 
-GATES = {"RatingGate", "RankingEvaluator", "Baselines", "Yardstick"}
-
-
-def components(settings, orchestrator=LOCAL):
-    """The node IDs of the pipeline these settings build: the pipeline decides, not a list here."""
-    return {node.id for node in create_pipeline(configs.load(settings), orchestrator).components}
-
-
-DAGBAG_PROBE = """
-import json, sys
-from airflow.models import DagBag
-bag = DagBag(dag_folder=sys.argv[1], include_examples=False)
-dag = bag.dags["movierec"]  # get_dag() would query the metadata database
-print(json.dumps({"errors": {k: str(v)[-500:] for k, v in bag.import_errors.items()},
-                  "schedule": str(dag.schedule_interval), "max_active_runs": dag.max_active_runs,
-                  "upstream": {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks}}))
-"""
+IMAGE = "europe-docker.pkg.dev/acme/ml/movierec:1.0"
+# Task parameters that name a function of ours for TFX's executors to import (Trainer, Transform).
+FUNCTION_PARAMETERS = ("run_fn", "preprocessing_fn")
 
 
 def settings_file(tmp_path, data):
@@ -35,41 +30,51 @@ def settings_file(tmp_path, data):
     return path
 
 
-def test_airflow_dag_loads_with_every_component_in_order(ratings_sample, tmp_path):
-    settings = settings_file(tmp_path, ratings_sample)
-    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "600", "MOVIEREC_SCHEDULE": "30 2 * * *",
-           "MOVIEREC_CONFIG": str(settings), "PYTHONWARNINGS": "ignore"}
-    dag_file = os.path.join(os.path.dirname(configs.__file__), "airflow_dag.py")
-    result = subprocess.run([sys.executable, "-c", DAGBAG_PROBE, dag_file], env=env,
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    dag = json.loads(result.stdout.strip().splitlines()[-1])
-    assert dag["errors"] == {}
-    assert set(dag["upstream"]) == components(settings) and GATES <= set(dag["upstream"])
-    assert dag["schedule"] == "30 2 * * *" and dag["max_active_runs"] == 1
-    assert "ValidationGate" in dag["upstream"]["Transform"]
-    assert {"last_accepted_statistics", "StatisticsGen"} <= set(dag["upstream"]["ValidationGate"])
-    # What is pushed is the servable built from the judged model and every accepted rating, after the blessing.
-    assert set(dag["upstream"]["ServableExport"]) == {MODEL_GATE, "Trainer", "Transform", "accepted_examples"}
-    assert set(dag["upstream"]["Pusher"]) == {MODEL_GATE, "InfraValidator", "ServableExport"}
-    assert set(dag["upstream"]["InfraValidator"]) == {MODEL_GATE, "ServableExport"}
-    assert GATES | {"Trainer"} == set(dag["upstream"][MODEL_GATE])
-    assert {"Trainer", "latest_blessed_model_resolver"} <= set(dag["upstream"]["RankingEvaluator"])
-    assert {"Evaluator", "RankingEvaluator"} <= set(dag["upstream"]["Baselines"])
+def test_beam_dag_runner_schedules_two_days(spans, tmp_path):
+    """`movierec run --runner beam` on a folder of spans: day 1 pushes; on day 2, with a new span,
+    the run warm-starts from day 1's model, is evaluated against it and pushes a second version."""
+    replay = Replay(tmp_path, spans, args=("--runner", "beam"))
+    replay.add_span(1)
+    first = replay.run()
+    assert first.returncode == 0, first.stderr[-3000:]
+    summary = replay.summary()
+    assert summary.components == {name: "ran" for name in node_ids(replay.config)}
+    assert summary.span == 1 and summary.blessed and summary.pushed
+    (v1,) = replay.versions()
+    replay.add_span(2)
+    second = replay.run()
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Warm start: warm-started from" in second.stderr
+    summary = replay.summary()
+    assert summary.span == 2 and summary.blessed and summary.baseline_metrics
+    assert replay.versions() == [v1, int(summary.pushed_version)]
 
 
-def test_kubeflow_v2_pipeline_json(ratings_sample, tmp_path):
-    settings = settings_file(tmp_path, ratings_sample)
+def _unique_keys(pairs):
+    """json.load's object_pairs_hook: a key twice in one object fails (json.load keeps the last)."""
+    keys = [key for key, _ in pairs]
+    assert len(keys) == len(set(keys)), f"duplicate keys {sorted({k for k in keys if keys.count(k) > 1})}"
+    return dict(pairs)
+
+
+@pytest.fixture(scope="module")
+def kubeflow_spec(ratings_sample, tmp_path_factory):
+    """`movierec compile --target kubeflow-v2` on the sample: (pipeline spec, output folder, settings)."""
+    output = tmp_path_factory.mktemp("kfp")
+    settings = settings_file(output, ratings_sample)
     result = movierec("compile", "--target", "kubeflow-v2", "--config", settings,
-                      "--image", "europe-docker.pkg.dev/acme/ml/movierec:1.0", "--schedule", "0 3 * * *",
-                      "--output", tmp_path / "kfp")
+                      "--image", IMAGE, "--schedule", "0 3 * * *", "--output", output / "build")
     assert result.returncode == 0, result.stderr[-3000:]
-    spec = json.loads((tmp_path / "kfp" / kubeflow_v2_runner.PIPELINE_FILE).read_text())
+    text = (output / "build" / kubeflow_v2_runner.PIPELINE_FILE).read_text()
+    return json.loads(text, object_pairs_hook=_unique_keys), output / "build", configs.load(settings)
+
+
+def test_kubeflow_v2_pipeline_json(kubeflow_spec):
+    spec, output, config = kubeflow_spec
     tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
     # KFP runs each resolver as one task per resolved channel ("<id>-model-resolver", ...).
     resolvers = {"transform_analyzer_cache", "warm_start_model", "latest_blessed_model_resolver"}
-    assert {t for t in tasks if not t.startswith(tuple(resolvers))} == components(settings, KUBEFLOW_V2) - resolvers
+    assert {t for t in tasks if not t.startswith(tuple(resolvers))} == node_ids(config, KUBEFLOW_V2) - resolvers
     assert all(any(t.startswith(r) for t in tasks) for r in resolvers)
     after = lambda task: set(tasks[task].get("dependentTasks", []))
     assert "ExampleValidator" in after("ValidationGate") and "ValidationGate" in after("Transform")
@@ -80,12 +85,96 @@ def test_kubeflow_v2_pipeline_json(ratings_sample, tmp_path):
     assert after("ServableExport") == {MODEL_GATE, "Trainer", "Transform", "ValidationGate"}
     images = {e["container"]["image"] for e in spec["pipelineSpec"]["deploymentSpec"]["executors"].values()
               if "container" in e}
-    assert images == {"europe-docker.pkg.dev/acme/ml/movierec:1.0"}
+    assert images == {IMAGE}
     # The container reads the schema the Dockerfile copies into the image, not this checkout's path.
     assert f"{configs.IMAGE_SCHEMA_DIR}/{configs.SCHEMA_FILE}" in json.dumps(spec)
     assert str(REPO / "schema") not in json.dumps(spec)
-    schedule = json.loads((tmp_path / "kfp" / kubeflow_v2_runner.SCHEDULE_FILE).read_text())
+    schedule = json.loads((output / kubeflow_v2_runner.SCHEDULE_FILE).read_text())
     assert schedule["cron"] == "0 3 * * *" and schedule["max_concurrent_run_count"] == 1
+
+
+def test_kubeflow_v2_outputs_are_named_once_per_task_and_every_input_names_one(kubeflow_spec):
+    """Each component's outputs (artifacts and parameters) have distinct names, and each task's
+    input artifact names its producer task and an output that producer declares."""
+    spec, _, _ = kubeflow_spec
+    components = spec["pipelineSpec"]["components"]
+    tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
+    for name, component in components.items():
+        outputs = component.get("outputDefinitions", {})
+        artifacts, parameters = outputs.get("artifacts", {}), outputs.get("parameters", {})
+        assert not set(artifacts) & set(parameters), name
+    for task_name, task in tasks.items():
+        for input_name, spec_input in task.get("inputs", {}).get("artifacts", {}).items():
+            source = spec_input["taskOutputArtifact"]
+            producer = components[tasks[source["producerTask"]]["componentRef"]["name"]]
+            assert source["outputArtifactKey"] in producer["outputDefinitions"]["artifacts"], (task_name, input_name)
+
+
+def _dockerfile():
+    """(WORKDIR, [(sources, destination)] of COPY, {ENV name: value}, RUN commands) of the Dockerfile."""
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    instructions = [line.split(None, 1) for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    workdir = [arg.strip() for op, arg in instructions if op == "WORKDIR"][-1]
+    copies = [(arg.split()[:-1], arg.split()[-1]) for op, arg in instructions if op == "COPY"]
+    env = dict(re.findall(r"(\w+)=(\S+)", " ".join(arg for op, arg in instructions if op == "ENV")))
+    return workdir, copies, env, [arg for op, arg in instructions if op == "RUN"]
+
+
+IMAGE_PROBE = """
+import importlib, json, sys
+site, names, packages = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3].split(",")
+found = {}
+for name in names:
+    module, _, attribute = name.rpartition(".")
+    found[name] = callable(getattr(importlib.import_module(module), attribute, None))
+ours = {m.__name__: getattr(m, "__file__", None) for m in list(sys.modules.values())
+        if m.__name__.split(".")[0] in packages}
+print(json.dumps({"callable": found, "loaded": len(ours),
+                  "not_from_the_install": sorted(n for n, f in ours.items() if not (f or "").startswith(site))}))
+"""
+
+
+def test_kubeflow_v2_executors_import_from_the_image_package(kubeflow_spec, tmp_path):
+    """What the image would run: the files the Dockerfile copies, installed as it installs them
+    (into a folder here, over the locked dependencies this venv has), and in a fresh process
+    outside the checkout, every executor class the pipeline JSON names and every function it passes
+    to TFX's executors imports from that install alone."""
+    spec, _, _ = kubeflow_spec
+    workdir, copies, env, runs = _dockerfile()
+    context = tmp_path / "context"
+    for sources, destination in copies:
+        for source in sources:
+            target = context / destination / pathlib.PurePath(source).name if destination.endswith("/") \
+                else context / destination
+            if (REPO / source).is_dir():
+                shutil.copytree(REPO / source, target, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(REPO / source, target)
+    assert "pip install --no-cache-dir --no-deps ." in runs  # the project's install step, emulated here:
+    site = tmp_path / "site"
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                                "--target", str(site), str(context)], capture_output=True, text=True, timeout=600)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    # The schema the compiled JSON points containers at is where the Dockerfile puts it.
+    assert (f"{workdir}/{dict((tuple(s), d) for s, d in copies)[('schema',)]}" == configs.IMAGE_SCHEMA_DIR)
+
+    executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
+    names = [args[args.index("--executor_class_path") + 1] for args in
+             (e["container"]["args"] for e in executors.values() if "container" in e)]
+    parameters = [task["inputs"]["parameters"][key]["runtimeValue"]["constantValue"]["stringValue"]
+                  for task in spec["pipelineSpec"]["root"]["dag"]["tasks"].values()
+                  for key in FUNCTION_PARAMETERS if key in task.get("inputs", {}).get("parameters", {})]
+    assert any(name.startswith("components.") for name in names) and len(parameters) == len(FUNCTION_PARAMETERS)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    probe = subprocess.run([sys.executable, "-c", IMAGE_PROBE, str(site), json.dumps(names + parameters),
+                            ",".join(PACKAGES)], cwd=elsewhere, capture_output=True, text=True, timeout=900,
+                           env={**os.environ, **env, "PYTHONPATH": str(site)})
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    result = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert result["callable"] == {name: True for name in names + parameters}
+    assert result["loaded"] > 0 and result["not_from_the_install"] == []
 
 
 HOLD_LOCK = """

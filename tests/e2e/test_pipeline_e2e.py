@@ -10,25 +10,19 @@ import tensorflow as tf
 from movierec.data import features
 from components.model_gate import executor as model_gate
 from pipeline import metadata, report
-from pipeline.pipeline import MODEL_GATE, create_pipeline
+from pipeline.pipeline import MODEL_GATE
 from serving import contract
 from tests.cli import movierec
 from tests.helpers import write_csv
-from tests.pipeline_runs import PipelineRun
+from tests.pipeline_runs import PipelineRun, node_ids
 from tests import helpers
-
-
-
-def all_components(run: PipelineRun):
-    """Every node of the pipeline the run's settings build, by ID: the pipeline decides, not a list here."""
-    return [node.id for node in create_pipeline(run.config).components]
 
 
 def test_first_run_executes_every_component_and_pushes(trained_run):
     run, result = trained_run
     assert result.returncode == 0, result.stderr[-3000:]
     summary = run.summary()
-    assert summary.components == {name: "ran" for name in all_components(run)}
+    assert summary.components == {name: "ran" for name in node_ids(run.config)}
     assert sum(summary.rows.values()) == 3000 and set(summary.rows) == {"train", "eval"}
     assert summary.blessed and summary.pushed
     # One blessing says "blessed": the ModelGate's. TFMA's (no thresholds) carries no verdict, so
@@ -146,15 +140,6 @@ def test_bad_row_fails_naming_file_line_and_field(ratings_sample, tmp_path, bad_
     assert result.returncode == 1
     assert f"Error: {data}:{message}" in result.stderr
     assert run.versions() == []
-
-
-def test_beam_dag_runner_end_to_end(ratings_sample, tmp_path):
-    run = PipelineRun(tmp_path, ratings_sample, "--runner", "beam")
-    result = run()
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = run.summary()
-    assert summary.components == {name: "ran" for name in all_components(run)}
-    assert summary.blessed and summary.pushed and len(run.versions()) == 1
 
 
 def test_files_as_tools_write_them_go_through_movierec_run(ratings_sample, tmp_path):

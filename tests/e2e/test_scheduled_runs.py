@@ -68,6 +68,7 @@ def test_span_replay(spans, tmp_path):
     summary = replay.summary()
     assert summary.span == 4 and summary.blessed is False
     assert any("vs last blessed" in line for line in summary.decided_by), summary.decided_by
+    assert fourth.stderr.strip().splitlines()[-1] == "Not blessed: refused by " + "; ".join(summary.decided_by)
     assert replay.versions() == [v1, v2]
 
     # The history: every run, from ML Metadata, and the RMSE plot.
