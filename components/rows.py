@@ -7,7 +7,7 @@ the newest rating of each re-rated pair, models/catalog.py).
 """
 import dataclasses
 import os
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -78,6 +78,16 @@ def training_rows(training_examples: Sequence[types.Artifact]) -> Rows:
 
 def span(examples: types.Artifact) -> int:
     return examples.get_int_custom_property(SPAN)
+
+
+def this_run_and_earlier(window: Sequence[types.Artifact]) -> Tuple[types.Artifact, List[types.Artifact]]:
+    """This run's examples and the earlier spans' in a training window (the span-window resolver's,
+    or this run's examples alone). ExampleGen ingests the newest span, so this run's is the newest
+    (of two ingestions of it, the later). Gates take it from the window rather than as a second
+    input: TFX's Airflow launcher cannot record one artifact under two input keys of a component
+    (tests/unit/pipeline/test_output_names.py)."""
+    this_run = max(window, key=lambda examples: (span(examples), examples.id))
+    return this_run, [examples for examples in window if span(examples) < span(this_run)]
 
 
 def eval_set(train: Rows, test: Rows, activity_bounds: Optional[Sequence[int]] = None) -> ranking.EvalSet:

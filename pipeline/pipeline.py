@@ -244,7 +244,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
                                          eval_config=eval_config())
     evaluation = config.evaluation
     ranking_evaluator = RankingEvaluator(
-        examples=validated, training_examples=training_examples, model=model, baseline_model=last_blessed,
+        training_examples=training_examples, model=model, baseline_model=last_blessed,
         k=evaluation.ranking_k, ndcg_lower_bound=evaluation.ndcg_lower_bound,
         max_relative_ndcg_decrease=evaluation.max_relative_ndcg_decrease,
         user_activity_bounds=evaluation.user_activity_bounds, code_digest=code_digest)
@@ -254,7 +254,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         RatingGate(evaluator.outputs["evaluation"], evaluation.rmse_upper_bound, evaluation.max_rmse_increase,
                    evaluation.max_slice_rmse_increase, evaluation.min_slice_examples, code_digest),
         ranking_evaluator,
-        Baselines(validated, training_examples, evaluator.outputs["evaluation"], ranking_evaluator.outputs["ranking"],
+        Baselines(training_examples, evaluator.outputs["evaluation"], ranking_evaluator.outputs["ranking"],
                   evaluation.ndcg_margin_over_popular, evaluation.rmse_margin_over_bias_only, code_digest),
         Yardstick(training_examples, model, last_blessed, evaluation.ranking_k,
                   evaluation.yardstick_max_relative_rmse_increase, evaluation.yardstick_max_relative_ndcg_decrease,

@@ -29,7 +29,7 @@ class BaselinesSpec(types.ComponentSpec):
         code_version.KEY: ExecutionParameter(type=str),
     }
     INPUTS = {
-        executor.EXAMPLES: ChannelParameter(type=standard_artifacts.Examples),
+        # The training window, this run's examples the newest (components/rows.py).
         executor.TRAINING_EXAMPLES: ChannelParameter(type=standard_artifacts.Examples),
         executor.EVALUATION: ChannelParameter(type=standard_artifacts.ModelEvaluation),
         executor.RANKING: ChannelParameter(type=RankingEvaluation),
@@ -42,12 +42,12 @@ class Baselines(verdicts.GateComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
     GATE = executor.GATE
 
-    def __init__(self, examples: types.BaseChannel, training_examples: types.BaseChannel,
+    def __init__(self, training_examples: types.BaseChannel,
                  evaluation: types.BaseChannel, ranking: types.BaseChannel,
                  ndcg_margin_over_popular: Optional[float], rmse_margin_over_bias_only: Optional[float],
                  code_digest: str):
         super().__init__(BaselinesSpec(
-            examples=examples, training_examples=training_examples, evaluation=evaluation, ranking=ranking,
+            training_examples=training_examples, evaluation=evaluation, ranking=ranking,
             ndcg_margin_over_popular=ndcg_margin_over_popular, rmse_margin_over_bias_only=rmse_margin_over_bias_only,
             **{verdicts.output_key(self.GATE): types.Channel(type=verdicts.GateVerdict),
                code_version.KEY: code_digest}))

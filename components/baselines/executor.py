@@ -12,7 +12,7 @@ from components.ranking_evaluator import executor as ranking_executor
 from models import baselines, ranking
 
 GATE = "baselines"
-EXAMPLES, TRAINING_EXAMPLES = "examples", "training_examples"
+TRAINING_EXAMPLES = "training_examples"
 EVALUATION, RANKING = "evaluation", ranking_executor.RANKING
 NDCG_MARGIN, RMSE_MARGIN = "ndcg_margin_over_popular", "rmse_margin_over_bias_only"
 MOST_POPULAR, BIAS_ONLY = "most popular", "bias-only"
@@ -33,8 +33,9 @@ class Executor(base_executor.BaseExecutor):
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
-        train = rows.training_rows(input_dict[TRAINING_EXAMPLES])
-        test = rows.read_split(artifact_utils.get_single_instance(input_dict[EXAMPLES]), rows.EVAL)
+        window = input_dict[TRAINING_EXAMPLES]
+        train = rows.training_rows(window)
+        test = rows.read_split(rows.this_run_and_earlier(window)[0], rows.EVAL)
         ranked = ranking_executor.load_metrics(artifact_utils.get_single_instance(input_dict[RANKING]).uri)
         k = int(ranked["k"])
         candidate_ndcg = ranked["metrics"][ranking.RELEVANT_ALL][ranking_executor.CANDIDATE][ranking.OVERALL]["ndcg"]

@@ -37,7 +37,8 @@ class RankingEvaluatorSpec(types.ComponentSpec):
         code_version.KEY: ExecutionParameter(type=str),
     }
     INPUTS = {
-        executor.EXAMPLES: ChannelParameter(type=standard_artifacts.Examples),
+        # The training window, this run's examples the newest: their eval split is scored
+        # against the window's train splits (components/rows.py, this_run_and_earlier).
         executor.TRAINING_EXAMPLES: ChannelParameter(type=standard_artifacts.Examples),
         executor.MODEL: ChannelParameter(type=standard_artifacts.Model),
         executor.BASELINE_MODEL: ChannelParameter(type=standard_artifacts.Model, optional=True),
@@ -53,14 +54,14 @@ class RankingEvaluator(verdicts.GateComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
     GATE = executor.GATE
 
-    def __init__(self, examples: types.BaseChannel, training_examples: types.BaseChannel,
+    def __init__(self, training_examples: types.BaseChannel,
                  model: types.BaseChannel, baseline_model: Optional[types.BaseChannel], k: int,
                  ndcg_lower_bound: Optional[float], max_relative_ndcg_decrease: Optional[float],
                  user_activity_bounds: Sequence[int], code_digest: str):
         # The code digest (code_version.py) is part of TFX's cache key: after an edit to the
         # metrics or this component, a cached model is evaluated again by the new code.
         super().__init__(RankingEvaluatorSpec(
-            examples=examples, training_examples=training_examples, model=model, baseline_model=baseline_model,
+            training_examples=training_examples, model=model, baseline_model=baseline_model,
             ranking=types.Channel(type=RankingEvaluation), k=k, ndcg_lower_bound=ndcg_lower_bound,
             max_relative_ndcg_decrease=max_relative_ndcg_decrease,
             user_activity_bounds=json.dumps(list(user_activity_bounds)),

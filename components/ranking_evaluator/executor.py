@@ -27,7 +27,7 @@ from serving import contract
 
 GATE = "ranking"
 # Component spec keys.
-EXAMPLES, TRAINING_EXAMPLES, MODEL, BASELINE_MODEL = "examples", "training_examples", "model", "baseline_model"
+TRAINING_EXAMPLES, MODEL, BASELINE_MODEL = "training_examples", "model", "baseline_model"
 RANKING = "ranking"
 K, NDCG_LOWER_BOUND, MAX_RELATIVE_NDCG_DECREASE = "k", "ndcg_lower_bound", "max_relative_ndcg_decrease"
 USER_ACTIVITY_BOUNDS = "user_activity_bounds"
@@ -97,13 +97,14 @@ class Executor(base_executor.BaseExecutor):
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
-        examples = artifact_utils.get_single_instance(input_dict[EXAMPLES])
+        window = input_dict[TRAINING_EXAMPLES]
+        examples, _ = rows.this_run_and_earlier(window)
         model = artifact_utils.get_single_instance(input_dict[MODEL])
         baseline = (input_dict.get(BASELINE_MODEL) or [None])[0]
         k = int(exec_properties[K])
         bounds = json.loads(exec_properties[USER_ACTIVITY_BOUNDS])
 
-        eval_set = rows.read_eval_set(examples, bounds, input_dict[TRAINING_EXAMPLES])
+        eval_set = rows.read_eval_set(examples, bounds, window)
         model_dirs = {CANDIDATE: path_utils.serving_model_path(model.uri)}
         if baseline is not None:
             model_dirs[BASELINE] = path_utils.serving_model_path(baseline.uri)

@@ -59,8 +59,7 @@ class Executor(base_executor.BaseExecutor):
         window = input_dict[EXAMPLES]
         model = artifact_utils.get_single_instance(input_dict[MODEL])
         baseline = (input_dict.get(BASELINE_MODEL) or [None])[0]
-        newest = max(rows.span(examples) for examples in window)
-        earlier = [examples for examples in window if rows.span(examples) < newest]
+        _, earlier = rows.this_run_and_earlier(window)
         output = artifact_utils.get_single_instance(output_dict[verdicts.output_key(GATE)])
         if baseline is None or not earlier or baseline.id == model.id:
             why = ("no earlier accepted data (the training window holds only this run's span)" if not earlier else

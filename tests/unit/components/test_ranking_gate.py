@@ -121,7 +121,7 @@ def _evaluate(tmp_path, examples, candidate, baseline=None, lower_bound=None, ma
     for key, artifacts in outputs.items():
         artifacts[0].uri = str(tmp_path / "out" / key)
         os.makedirs(artifacts[0].uri)
-    inputs = {executor.EXAMPLES: [examples], executor.TRAINING_EXAMPLES: [examples], executor.MODEL: [candidate]}
+    inputs = {executor.TRAINING_EXAMPLES: [examples], executor.MODEL: [candidate]}
     if baseline is not None:
         inputs[executor.BASELINE_MODEL] = [baseline]
     executor.Executor().Do(inputs, outputs, {

@@ -183,29 +183,3 @@ def test_beam_arg_sets_are_valid_beam_options(name):
         # Beam 2.59's PortableRunner.JobServiceHandle.run gives the job's state stream this
         # deadline; Beam's default of 60 s failed the first Transform job on the portable runner.
         assert int(parsed["job_server_timeout"]) >= 3600
-
-
-@pytest.mark.parametrize("spans", [False, True])
-def test_no_two_outputs_of_one_type_share_a_key(tmp_path, spans):
-    """TFX's driver names each output artifact `<output key>:<run id>` (tfx/dsl/components/base/
-    base_driver.py, `_prepare_output_artifacts`), and ML Metadata keeps names unique per artifact
-    type: two nodes with a `model` output of type Model (the Trainer's and the servable's) would
-    collide in one run under TFX's Airflow launcher. Resolvers write no artifacts: they hand on
-    existing ones. Referee: every node `create_pipeline` builds."""
-    from tfx import v1 as tfx
-
-    from pipeline.pipeline import create_pipeline
-
-    data = tmp_path / "data"
-    (data / ("span-1" if spans else "train")).mkdir(parents=True)
-    config = configs.PipelineConfig(data=str(data),
-                                    pipeline_root=str(tmp_path / "root"), serving_dir=str(tmp_path / "serving"))
-    owners = {}
-    assert config.uses_spans() == spans
-    for node in create_pipeline(config).components:
-        if isinstance(node, tfx.dsl.Resolver):
-            continue
-        for key, channel in node.outputs.items():
-            owners.setdefault((channel.type_name, key), []).append(node.id)
-    assert {name: ids for name, ids in owners.items() if len(ids) > 1} == {}
-    assert owners[("Model", "model")] == ["Trainer"] and owners[("Model", "servable")] == ["ServableExport"]

@@ -9,6 +9,13 @@ nodes that output the same artifact type under the same key cannot both be recor
 second fails with AlreadyExistsError (issue 25: Evaluator's and RankingEvaluator's `blessing`).
 LocalDagRunner names artifacts differently, so only this check (or Airflow itself) sees it.
 
+The same launcher records a component's inputs with one INPUT event per input key and index
+(`tfx/orchestration/metadata.py`, `Metadata.register_execution` -> `_artifact_and_event_pairs`),
+and ML Metadata keeps one event per (artifact, execution, type): a node given one artifact under
+two input keys is never registered ("Given event already exists"). TFX's IR-based runners merge
+such events into one with two paths, so again only Airflow fails (issue 25: the ranking and
+baselines gates got this run's examples as `examples` and inside `training_examples`).
+
 The test calls each node's own driver to name its outputs (ExampleGen's driver overrides the naming;
 Resolver and Importer drivers override `pre_execution` and create no artifacts) and records them in a
 real, in-memory ML Metadata store, over every graph `create_pipeline` builds.
@@ -65,6 +72,63 @@ def record_outputs_as_airflow_would(pipeline, root: str) -> Dict[str, Set[str]]:
     return keys
 
 
+def producer(channel, nodes) -> tuple:
+    """(node id, output key) of the output a channel carries, through resolvers (which hand on the
+    artifacts of the channel they were given under the same key)."""
+    node = nodes.get(channel.producer_component_id)
+    if node is not None and type(node).__name__ == "Resolver":
+        return producer(node._raw_inputs[channel.output_key], nodes)  # pylint: disable=protected-access
+    return channel.producer_component_id, channel.output_key
+
+
+def shared_inputs(pipeline) -> Dict[str, Set[str]]:
+    """Nodes that take one producer's output under two input keys: {node id: those keys}."""
+    nodes = {node.id: node for node in pipeline.components}
+    shared = {}
+    for node in pipeline.components:
+        if type(node).__name__ == "Resolver":
+            continue
+        by_producer = {}
+        for key, channel in node.inputs.items():
+            by_producer.setdefault(producer(channel, nodes), set()).add(key)
+        for keys in by_producer.values():
+            if len(keys) > 1:
+                shared[node.id] = keys
+    return shared
+
+
+def register_as_airflow_would(inputs: Dict[str, list]) -> None:
+    """TFX's Airflow launcher registering one execution with these inputs, in ML Metadata."""
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.fake_database.SetInParent()
+    pipeline_info = data_types.PipelineInfo("movierec", "/tmp/root", run_id=RUN_ID)
+    with tfx_metadata.Metadata(connection) as store:
+        for artifacts in inputs.values():
+            store.publish_artifacts([a for a in artifacts if not a.id])
+        contexts = store.register_pipeline_contexts_if_not_exists(pipeline_info)
+        store.register_execution(pipeline_info=pipeline_info, contexts=contexts, input_artifacts=inputs,
+                                 component_info=data_types.ComponentInfo("Gate", "Gate", pipeline_info))
+
+
+def test_one_artifact_under_two_input_keys_cannot_be_registered():
+    """The rule the graph check below stands for, shown with TFX's launcher and ML Metadata."""
+    from tfx.types import standard_artifacts
+
+    def examples(uri):
+        artifact = standard_artifacts.Examples()
+        artifact.uri = uri
+        return artifact
+
+    register_as_airflow_would({"examples": [examples("/tmp/a")], "training_examples": [examples("/tmp/b")]})
+    same = examples("/tmp/a")
+    # ML Metadata refuses the second event; TFX then retries as for a known component run, which
+    # this one is not, so its AlreadyExistsError arrives as the context of an AssertionError.
+    with pytest.raises((errors.AlreadyExistsError, AssertionError)) as refused:
+        register_as_airflow_would({"examples": [same], "training_examples": [same]})
+    cause = refused.value if isinstance(refused.value, errors.AlreadyExistsError) else refused.value.__context__
+    assert isinstance(cause, errors.AlreadyExistsError) and "Given event already exists" in str(cause)
+
+
 def _data(tmp_path, layout: str) -> str:
     """A ratings CSV, or a folder of spans, with side tables: the graphs differ by layout."""
     folder = tmp_path / "data"
@@ -93,6 +157,19 @@ def test_no_two_outputs_of_one_type_share_a_key(tmp_path, orchestrator, layout):
         assert type(nodes["last_accepted_statistics"]).__name__ == "Resolver"
     if layout == "spans" and orchestrator == LOCAL:  # every optional node is in this graph
         assert "rolling_span_window" in nodes
+    assert recorded["Trainer"] == {"model", "model_run"} and recorded["ServableExport"] == {"servable"}
+
+
+@pytest.mark.parametrize("orchestrator", [LOCAL, KUBEFLOW_V2])
+@pytest.mark.parametrize("layout", ["file", "spans"])
+def test_no_node_takes_one_output_under_two_input_keys(tmp_path, orchestrator, layout):
+    config = configs.PipelineConfig(data=_data(tmp_path, layout), pipeline_root=str(tmp_path / "root"),
+                                    serving_dir=str(tmp_path / "serving"))
+    pipeline = create_pipeline(config, orchestrator)
+    assert shared_inputs(pipeline) == {}
+    # The check sees through resolvers: the training window is the ValidationGate's output.
+    nodes = {node.id: node for node in pipeline.components}
+    assert producer(nodes["Trainer"].inputs["examples"], nodes) == ("ValidationGate", "validated_examples")
 
 
 def test_the_check_catches_a_collision(tmp_path):
