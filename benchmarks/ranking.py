@@ -37,7 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 from tabulate import tabulate
 
-from benchmarks import accuracy
+from benchmarks import accuracy, peers
 from components import rows
 from models import ranking, retrieval
 from movierec.data import features
@@ -65,29 +65,29 @@ def eval_set(train_rows, test_rows, bounds) -> ranking.EvalSet:
 def validation_carve(data: ranking.EvalSet, train_rows, kind: str, seed: int = 0):
     """(fitting part, validation part) of the training interactions, as the docstring says."""
     if kind == "random":
-        return ranking.carve_validation(data.train, VALIDATION_FRACTION, seed=seed)
+        return peers.carve_validation(data.train, VALIDATION_FRACTION, seed=seed)
     users = np.searchsorted(data.all_user_ids, [r[0] for r in train_rows])
     movies = np.searchsorted(data.movie_ids, [r[1] for r in train_rows])
     # Timestamps laid out like the training matrix's stored pairs (CSR order).
     stamps = sp.csr_matrix((np.array([int(r[3]) for r in train_rows], dtype=np.float64) + 1.0,
                             (users, movies)), shape=data.train.shape)
-    return ranking.carve_validation(data.train, VALIDATION_FRACTION, order=stamps.tocoo().data)
+    return peers.carve_validation(data.train, VALIDATION_FRACTION, order=stamps.tocoo().data)
 
 
-def peers(data: ranking.EvalSet, train_rows, kind: str):
+def fitted_peers(data: ranking.EvalSet, train_rows, kind: str):
     """(name, settings, scorer, fit seconds) of each peer fitted on all training rows."""
     fit_part, validation = validation_carve(data, train_rows, kind)
     out = []
     start = time.perf_counter()
     out.append(("popularity", "", ranking.fit_popularity(data.train), time.perf_counter() - start))
-    for name, fit, grid in (("EASE", ranking.fit_ease, EASE_GRID),
-                            ("implicit ALS", ranking.fit_implicit_als, ALS_GRID)):
-        best, tried = ranking.choose(lambda x, **s: ranking.with_popularity_for_cold_users(fit(x, **s), x),
+    for name, fit, grid in (("EASE", peers.fit_ease, EASE_GRID),
+                            ("implicit ALS", peers.fit_implicit_als, ALS_GRID)):
+        best, tried = peers.choose(lambda x, **s: peers.with_popularity_for_cold_users(fit(x, **s), x),
                                      grid, fit_part, validation)
         print(f"{kind} {name}: validation NDCG@10 " + ", ".join(
             f"{settings} {score:.4f}" for settings, score in tried), flush=True)
         start = time.perf_counter()
-        scorer = ranking.with_popularity_for_cold_users(fit(data.train, **best), data.train)
+        scorer = peers.with_popularity_for_cold_users(fit(data.train, **best), data.train)
         out.append((name, ", ".join(f"{k}={v:g}" for k, v in best.items()), scorer, time.perf_counter() - start))
     return out
 
@@ -100,13 +100,13 @@ def fit_head(train: sp.csr_matrix, dim: int, l2: float, popularity_l2: float,
     tables = retrieval.fit(pairs.row, pairs.col, train.shape[1], l2, dim, popularity_l2, popularity_weight)
     history, candidates = tables.history[:, :-1], tables.candidates[:, :-1]
     popularity = tables.popularity_weight * tables.candidates[:, -1]
-    return ranking.with_popularity_for_cold_users(
+    return peers.with_popularity_for_cold_users(
         lambda users: np.asarray(train[users] @ history) @ candidates.T + popularity, train)
 
 
 def search_head(grid, carves, label: str) -> Dict:
     """Prints the head's validation NDCG@10 per setting (mean over carves), best first; the best."""
-    scores = [[ranking.score_peer(fit_head(fit_part, **settings), fit_part, validation)[ranking.OVERALL].ndcg
+    scores = [[peers.score_peer(fit_head(fit_part, **settings), fit_part, validation)[ranking.OVERALL].ndcg
                for fit_part, validation in carves] for settings in grid]
     table = sorted(([label] + list(s.values()) + [np.mean(v)] + v for s, v in zip(grid, scores)),
                    key=lambda r: -r[len(grid[0]) + 1])
@@ -136,7 +136,7 @@ def choose_head_on_run(config: configs.PipelineConfig) -> None:
     """The popularity weight searched on a run's training rows (a random carve the size of its
     eval split), the configured rank and penalties kept: a catalogue too large for the full grid."""
     summary, data = run_rows(config)
-    carve = ranking.carve_validation(data.train, data.eval_ratings.nnz / (data.train.nnz + data.eval_ratings.nnz))
+    carve = peers.carve_validation(data.train, data.eval_ratings.nnz / (data.train.nnz + data.eval_ratings.nnz))
     h = config.hyperparameters
     search_head([{"dim": h.retrieval_dim, "l2": h.retrieval_l2, "popularity_l2": h.retrieval_popularity_l2,
                   "popularity_weight": w} for w in POPULARITY_WEIGHTS], [carve], f"run {summary.run_id}")
@@ -147,8 +147,8 @@ def peers_on_run(config: configs.PipelineConfig) -> None:
     summary, data = run_rows(config)
     table = [run_row("run", f"movierec (run {summary.run_id})", summary)]
     for name, fit in (("popularity", lambda: ranking.fit_popularity(data.train)),
-                      ("implicit ALS (factors=16, regularization=0.1, alpha=1)", lambda: ranking.with_popularity_for_cold_users(
-                          ranking.fit_implicit_als(data.train, 16, 0.1, 1.0), data.train))):
+                      ("implicit ALS (factors=16, regularization=0.1, alpha=1)", lambda: peers.with_popularity_for_cold_users(
+                          peers.fit_implicit_als(data.train, 16, 0.1, 1.0), data.train))):
         start = time.perf_counter()
         scorer = fit()
         table.append(peer_row("run", name, data, scorer, time.perf_counter() - start))
@@ -211,7 +211,7 @@ def main() -> None:
             accuracy.write_split(work / "data", args.data, header, train, test)
             summary = accuracy.run_pipeline(work, work / "data", config)
             table.append(run_row(kind, f"movierec ({settings[kind].name})", summary))
-        for name, chosen, scorer, seconds in peers(data, train, kind):
+        for name, chosen, scorer, seconds in fitted_peers(data, train, kind):
             table.append(peer_row(kind, f"{name} ({chosen})" if chosen else name, data, scorer, seconds))
         print(f"{kind}: {len(train):,} training / {len(test):,} test ratings, {len(data.user_ids):,} test users, "
               f"{len(data.movie_ids):,} movies", flush=True)
