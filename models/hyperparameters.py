@@ -30,7 +30,7 @@ class Hyperparameters:
     autorec_batch_size: int = 64
     autorec_ema: float = 0.99
     blend_weight: float = 0.65
-    # How `recommend` ranks: history (EASE on the user's history, retrieval.py) | rating (by
+    # How `recommend` ranks: history (EASE on the user's history, models/retrieval.py) | rating (by
     # predicted rating: niche films with a few high ratings first, below "most popular").
     retrieval: str = "history"
     retrieval_l2: float = 500.0  # history: EASE's ridge penalty on the item-item weights

@@ -94,7 +94,7 @@ def test_users_without_history_get_the_most_rated_movies_in_order(planted):
     users = np.concatenate([np.arange(count) for count in range(1, 7)])
     tables = retrieval.fit(users, movies, 6, l2=1.0, dim=2)
     nobody = tf.RaggedTensor.from_row_lengths(tf.zeros([0], tf.int64), [0])
-    scores = retrieval.score_all_movies(tables.history, tables.candidates, tables.popularity_weight, nobody).numpy()[0]
+    scores = retrieval.catalogue_scores(tables.history, tables.candidates, tables.popularity_weight, nobody).numpy()[0]
     assert np.argsort(-scores).tolist() == [5, 4, 3, 2, 1, 0]
 
 
@@ -105,11 +105,11 @@ def test_popularity_weight_moves_known_users_towards_the_most_rated_movies():
     users = np.concatenate([np.arange(count) for count in range(1, 7)])
     history_of_user_0 = tf.RaggedTensor.from_row_lengths(tf.constant([0], tf.int64), [1])
     plain = retrieval.fit(users, movies, 6, l2=1.0, dim=6)
-    scores = retrieval.score_all_movies(plain.history, plain.candidates, plain.popularity_weight,
+    scores = retrieval.catalogue_scores(plain.history, plain.candidates, plain.popularity_weight,
                                         history_of_user_0).numpy()[0]
     np.testing.assert_allclose(scores, head_weights(plain, 6)[0], atol=1e-5)
     heavy = retrieval.fit(users, movies, 6, l2=1.0, dim=6, popularity_weight=1e4)
-    scores = retrieval.score_all_movies(heavy.history, heavy.candidates, heavy.popularity_weight,
+    scores = retrieval.catalogue_scores(heavy.history, heavy.candidates, heavy.popularity_weight,
                                         history_of_user_0).numpy()[0]
     assert np.argsort(-scores).tolist() == [5, 4, 3, 2, 1, 0]
 
