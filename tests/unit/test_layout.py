@@ -8,16 +8,14 @@ import sys
 
 from tests.conftest import REPO
 
-# Lower layers first; a module may import its own layer and the ones before it.
-LAYERS = [("movierec.data", "movierec.errors", "movierec.paths"), ("serving.contract",), ("models",), ("components",),
-          ("pipeline",), ("movierec",)]
+# Floors, lowest first; a module may import its own floor and the ones below it.
+LAYERS = [("movierec.data", "movierec.errors", "movierec.paths", "schema"), ("serving.contract",), ("models",),
+          ("components",), ("pipeline",), ("movierec",)]
 PACKAGES = ("movierec", "models", "components", "pipeline", "serving", "schema")
 
 
 def _layer(module: str) -> int:
-    """Index in LAYERS of the longest prefix that names the module (schema: with the data)."""
-    if module.split(".")[0] == "schema":
-        return 0
+    """Index in LAYERS of the longest prefix that names the module."""
     best = None
     for index, prefixes in enumerate(LAYERS):
         for prefix in prefixes:
@@ -53,9 +51,10 @@ def _modules():
             yield path, ".".join(path.relative_to(REPO).with_suffix("").parts)
 
 
-def test_layers_import_only_downward():
+def _wrong_imports(modules):
+    """`path:line imports module` for each import against the floors, of (path, module name) pairs."""
     wrong = []
-    for path, module in _modules():
+    for path, module in modules:
         own = _layer(module)
         for line, imported in _project_imports(path):
             target = _layer(imported)
@@ -67,15 +66,37 @@ def test_layers_import_only_downward():
             else:
                 allowed = target is not None and own is not None and target <= own
             if not allowed:
-                wrong.append(f"{path.relative_to(REPO)}:{line} imports {imported}")
+                shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path.name
+                wrong.append(f"{shown}:{line} imports {imported}")
+    return wrong
+
+
+def test_layers_import_only_downward():
+    wrong = _wrong_imports(_modules())
     assert not wrong, "imports against the layering:\n" + "\n".join(wrong)
 
 
 def test_the_rule_catches_an_upward_import(tmp_path):
-    """The check above is only worth something if it can fail."""
-    assert _layer("models.trainer") < _layer("components.pusher.executor")
-    assert _layer("movierec.data.records") < _layer("models.features") < _layer("pipeline.configs")
-    assert _layer("movierec.cli") == len(LAYERS) - 1
+    """The check above is only worth something if it can fail: one module planted on each floor
+    imports the floor above it (and serving the pipeline), and each is reported; the same
+    imports planted one floor higher are not."""
+    planted = []
+    for below, above in zip(LAYERS, LAYERS[1:]):
+        module = below[0]
+        path = tmp_path / f"{module}_planted.py"
+        path.write_text(f"import os\nimport {above[0]}\n")
+        planted.append((path, module))
+    client = tmp_path / "serving.client_planted.py"
+    client.write_text("from pipeline import configs\n")
+    wrong = _wrong_imports(planted + [(client, "serving.client")])
+    assert wrong == [f"{path.name}:2 imports {above[0]}" for (path, _), above in zip(planted, LAYERS[1:])] + [
+        f"{client.name}:1 imports pipeline.configs"]
+    downward = []
+    for lower, own in zip(LAYERS, LAYERS[1:]):
+        path = tmp_path / f"{own[0]}_down.py"
+        path.write_text(f"import {lower[0]}\n")
+        downward.append((path, own[0]))
+    assert _wrong_imports(downward) == []
 
 
 def test_serving_loads_neither_tfx_nor_tf_transform():
