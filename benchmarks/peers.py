@@ -2,7 +2,7 @@
 users with no history, and the search of their settings on validation carved from training.
 
 Kept out of models/ because nothing the pipeline runs uses them; they score lists with the same
-code as the pipeline's evaluation (models/ranking.py), so their figures compare with a run's.
+code as the pipeline's evaluation (models/metrics/ranking.py), so their figures compare with a run's.
 Pure numpy (the `implicit` peer imports its package only when fitted).
 """
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -10,7 +10,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import scipy.sparse as sp
 
-from models.ranking import K, OVERALL, RankingMetrics, Scorer, evaluate, relevant_lists, top_k
+from models.metrics.ranking import K, OVERALL, RankingMetrics, Scorer, evaluate, relevant_lists, top_k
 
 
 def fit_ease(train: sp.csr_matrix, l2: float) -> Scorer:

@@ -8,12 +8,12 @@ by timestamp for training, newest 20% for testing), written as train/ and eval/ 
 through `movierec run`: the pipeline's RankingEvaluator scores the pushed model's recommend lists
 (top 10 over the whole catalogue, training movies excluded, relevant = the user's test movies; and
 only those rated 4-5) and TFMA gives its RMSE. The peers are fitted on the same training rows and
-scored by the same code (models/ranking.py, EvalSet): most-popular; EASE (Steck 2019) and implicit
+scored by the same code (models/metrics/ranking.py, EvalSet): most-popular; EASE (Steck 2019) and implicit
 ALS with settings chosen on validation carved from training only (a random 10% of the training
 pairs on the random split, the newest 10% on the temporal split), then refitted on all of it.
 EASE and ALS rank new users (no training ratings) by popularity. Prints one table.
 
---choose-head instead searches the settings of our history head (models/retrieval.py: rank, L2,
+--choose-head instead searches the settings of our history head (models/retrieval/history_head.py: rank, L2,
 popularity L2) the same way, on validation carved from training only, and prints the search: on
 the random split the mean validation NDCG@10 over three random carves (seeds 0, 1, 2), as one
 carve's differences between the top settings are noise-sized; on the temporal split the one
@@ -39,8 +39,9 @@ from tabulate import tabulate
 
 from benchmarks import accuracy, peers
 from components import rows
-from models import ranking, retrieval
-from movierec.data import features
+from models.metrics import ranking
+from models.retrieval import history_head
+from ratings import features
 from pipeline import configs, run_summary
 from components.evaluation import RMSE
 
@@ -97,7 +98,7 @@ def fit_head(train: sp.csr_matrix, dim: int, l2: float, popularity_l2: float,
     """Our history head's scores as a numpy peer: the tables `recommend` multiplies, for choosing
     its settings without a pipeline run (users with no history: popularity, as the head does)."""
     pairs = train.tocoo()
-    tables = retrieval.fit(pairs.row, pairs.col, train.shape[1], l2, dim, popularity_l2, popularity_weight)
+    tables = history_head.fit(pairs.row, pairs.col, train.shape[1], l2, dim, popularity_l2, popularity_weight)
     history, candidates = tables.history[:, :-1], tables.candidates[:, :-1]
     popularity = tables.popularity_weight * tables.candidates[:, -1]
     return peers.with_popularity_for_cold_users(

@@ -88,9 +88,10 @@ def keras_in_memory(config: configs.PipelineConfig, epochs: int = 2) -> float:
     from tfx.components.util import examples_utils, tfxio_utils
     from tfx.proto import example_gen_pb2
 
-    from models import catalog, side_features, trainer
+    from models import catalog, trainer
+    from models.layers import side_features
     from models.artifacts import EXAMPLES_PER_SECOND
-    from models import model as model_lib
+    from models.rating import model as model_lib
 
     store = metadata.connect(config)
     tft_output = tft.TFTransformOutput(store.get_artifacts_by_type("TransformGraph")[-1].uri)

@@ -12,7 +12,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from models.features import MOVIE_XF, RATING_XF, USER_XF, transformed_name, vocabulary_id, vocabulary_name
-from movierec.data import features
+from ratings import features
 
 SCAN_BATCH = 8192
 _TEXT = features.UNKNOWN_TEXT.encode()

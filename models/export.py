@@ -16,7 +16,7 @@ Signatures (inputs -> outputs):
 - recommend:          user_id [B], k [B], exclude_seen [B], exclude_movie_ids [B, E] (E >= 0: row
                       i's non-empty cells are the movies row i leaves out; "" is no movie)
                       -> movie_id, title, score [B, K]; known_user [B]
-                      score: the predicted rating, or with a retrieval head (models/retrieval.py) its
+                      score: the predicted rating, or with a retrieval head (models/retrieval/history_head.py) its
                       ranking score, comparable within a user's list only
 - similar_movies:     movie [B] (an ID, or a title, case-insensitive), k [B]
                       -> movie_id, title, score [B, K]; query_movie_id, query_title, found [B]
@@ -32,10 +32,11 @@ import tensorflow_transform as tft
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-from models import lists, model as model_lib, retrieval, scoring
+from models.retrieval import lists, history_head
+from models.rating import model as model_lib, scoring
 from models.catalog import Catalog
 from models.features import MOVIE_XF, USER_XF
-from movierec.data import features
+from ratings import features
 from serving import contract
 from serving.contract import (EXCLUDE_MOVIE_IDS, EXCLUDE_SEEN, FOUND, K, KNOWN_MOVIE, KNOWN_USER, MOVIE,
                               MOVIE_ID, QUERY_MOVIE_ID, QUERY_TITLE, RATING, SCORE, TITLE, USER_ID)
@@ -79,7 +80,7 @@ class RecommenderModule(tf.Module):
     """The Keras model, the Transform layer and the catalogue, with the serving functions."""
 
     def __init__(self, model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
-                 catalog: Catalog, retrieval_tables: Optional[retrieval.Tables] = None):
+                 catalog: Catalog, retrieval_tables: Optional[history_head.Tables] = None):
         """`retrieval_tables`: `recommend` ranks with that head; None ranks by predicted rating."""
         super().__init__()
         self.model = model
@@ -160,7 +161,7 @@ class RecommenderModule(tf.Module):
         if self._retrieval is None:
             scores = scoring.score_all_movies(self.model, user_index, self._movie_vectors)
         else:
-            scores = retrieval.catalogue_scores(*self._retrieval, seen_for_users)
+            scores = history_head.catalogue_scores(*self._retrieval, seen_for_users)
         batch = tf.shape(user_id)[0]
         tf.debugging.Assert(
             (tf.shape(exclude_seen)[0] == batch) & (tf.shape(exclude_movie_ids)[0] == batch),
@@ -251,7 +252,7 @@ def write_warmup(export_dir: str, catalog: Catalog) -> None:
 
 
 def save(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput, catalog: Catalog,
-         export_dir: str, retrieval_tables: Optional[retrieval.Tables] = None) -> None:
+         export_dir: str, retrieval_tables: Optional[history_head.Tables] = None) -> None:
     """Saves the servable SavedModel with all signatures and its warmup requests."""
     module = RecommenderModule(model, tf_transform_output, catalog, retrieval_tables)
     tf.saved_model.save(module, export_dir, signatures=module.signatures())

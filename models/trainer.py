@@ -13,13 +13,15 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from models import (autorec, catalog, embeddings, export, retrieval, scoring, side_features,
-                    warm_start)
-from models import model as model_lib
+from models import catalog, embeddings, export
+from models.rating import autorec, scoring, warm_start
+from models.retrieval import history_head
+from models.layers import side_features
+from models.rating import model as model_lib
 from models.artifacts import EXAMPLES_PER_SECOND, HISTORY_FILE, MAP_FILE
 from models.features import MOVIE_XF, RATING_XF, USER_XF
 from models.hyperparameters import HYPERPARAMETERS, Hyperparameters
-from movierec.data import features
+from ratings import features
 
 
 
@@ -88,7 +90,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     retrieval_tables = None
     if hparams.retrieval == "history":
         started = time.perf_counter()
-        retrieval_tables = retrieval.fit(movies_and_users.seen_users(), movies_and_users.seen_movies,
+        retrieval_tables = history_head.fit(movies_and_users.seen_users(), movies_and_users.seen_movies,
                                          movies_and_users.num_movies, hparams.retrieval_l2, hparams.retrieval_dim,
                                          hparams.retrieval_popularity_l2, hparams.retrieval_popularity_weight)
         logging.info("Retrieval head (rank %d EASE, L2 %g + %g x count, popularity weight %g) fitted in %.1f s",

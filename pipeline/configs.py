@@ -11,9 +11,9 @@ import yaml
 
 from models.features import DEFAULT_MOVIE_POPULARITY_BOUNDS, DEFAULT_USER_ACTIVITY_BOUNDS
 from models.hyperparameters import Hyperparameters
-from movierec import paths
-from movierec.data import features
-from schema import SCHEMA_DIR
+from ratings import paths
+from ratings import features
+from ratings.schema import SCHEMA_DIR
 
 PIPELINE_NAME = "movierec"
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
@@ -22,8 +22,8 @@ RUN_FN = "models.trainer.run_fn"
 LOCAL_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
 # Folders hold one or more ratings files; other CSVs beside them (movies.csv, users.csv) are not ratings.
 RATINGS_FILE_PATTERN = "ratings*.csv"
-# Where the Dockerfile puts schema/ inside the image container-based orchestrators run.
-IMAGE_SCHEMA_DIR = "/movierec/schema"
+# Where the Dockerfile puts ratings/schema/ inside the image container-based orchestrators run.
+IMAGE_SCHEMA_DIR = "/movierec/ratings/schema"
 SCHEMA_FILE = "schema.pbtxt"
 SINGLE_SPLIT = "single_split"
 GIVEN_SPLITS = ("train", "eval")
@@ -31,7 +31,7 @@ SPAN_PATTERN = "span-{SPAN}"
 METADATA_FILE = "metadata.sqlite"
 
 
-# Local or remote (gs://, s3://) paths, one way everywhere: movierec.paths.
+# Local or remote (gs://, s3://) paths, one way everywhere: ratings.paths.
 is_remote = paths.is_remote
 
 

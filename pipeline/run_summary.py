@@ -21,7 +21,7 @@ from components.example_gen import executor as example_gen
 from components.model_gate import executor as model_gate
 from components.pusher import executor as pusher
 from components.ranking_evaluator import executor as ranking_executor
-from models import ranking
+from models.metrics import ranking
 from models.artifacts import HISTORY_FILE, MAP_FILE
 from pipeline import configs, metadata
 

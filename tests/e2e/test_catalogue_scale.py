@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import catalog, export, retrieval
+from models import catalog, export
+from models.retrieval import history_head
 from models.features import MOVIE_XF, RATING_XF, USER_XF
 from models.hyperparameters import Hyperparameters
-from models.model import build_model
-from movierec.data import features
+from models.rating.model import build_model
+from ratings import features
 from serving import contract
 from serving.contract import KNOWN_USER, MOVIE_ID, SCORE
 from tests.transform import analyze_and_transform, raw_row
@@ -40,7 +41,7 @@ def large(tmp_path_factory):
                         Hyperparameters(embedding_dim=8))
     model.fit({k: batch[k] for k in (USER_XF, MOVIE_XF)}, batch[RATING_XF].reshape(-1), epochs=1,
               batch_size=4096, verbose=0)
-    tables = retrieval.fit(movies_and_users.seen_users(), movies_and_users.seen_movies,
+    tables = history_head.fit(movies_and_users.seen_users(), movies_and_users.seen_movies,
                            movies_and_users.num_movies, l2=500.0, dim=64, popularity_l2=0.5,
                            popularity_weight=0.3)
     export.save(model, output, movies_and_users, str(tmp / "model"), tables)

@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 
 from benchmarks import peers
-from models import ranking
+from models.metrics import ranking
 
 
 def _random_interactions(seed=0, users=60, items=40, density=0.15):

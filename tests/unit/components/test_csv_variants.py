@@ -22,8 +22,8 @@ import pytest
 from hypothesis import strategies as st
 
 from components.example_gen import executor as example_gen
-from movierec.data import features, records
-from movierec.data import importers
+from ratings import features, records
+from ratings import importers
 from tests.unit.components.test_example_gen import pair, run_executor
 
 COLUMNS = list(features.RATINGS_COLUMNS)

@@ -8,7 +8,7 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.utils import proto_utils
 
 from components.example_gen import executor as example_gen
-from movierec.data import features
+from ratings import features
 from tests.conftest import write_csv
 
 HEADER = ",".join(features.RATINGS_COLUMNS)

@@ -4,12 +4,13 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.saved_model import loader_impl
 
-from models import catalog, export, side_features
+from models import catalog, export
+from models.layers import side_features
 from models.features import RATING_XF
-from movierec.data import features
+from ratings import features
 from serving import contract
 from models.hyperparameters import Hyperparameters
-from models.model import build_model
+from models.rating.model import build_model
 from tests.transform import analyze_and_transform, raw_row
 
 TITLES = {"m1": "Alpha", "m2": "Beta", "m3": "Gamma", "m4": "alpha"}  # "Alpha" twice, by case

@@ -1,4 +1,4 @@
-"""models/ranking.py: the top-K metrics against lists worked out by hand and against `implicit`'s
+"""models/metrics/ranking.py: the top-K metrics against lists worked out by hand and against `implicit`'s
 own evaluation (implicit/evaluation.pyx, ranking_metrics_at_k) in tests/unit/benchmarks/test_peers.py."""
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from models import ranking
+from models.metrics import ranking
 
 # Three users, K = 4, a catalogue of 10 items. Worked out by hand:
 #   A: list [2, 5, 7, 1], relevant {5, 1, 9}: hits at ranks 2 and 4 (1-based).

@@ -50,7 +50,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg
 import tensorflow as tf
 
-from models import ranking
+from models.metrics import ranking
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,8 +17,8 @@ from typing import Dict, List
 import numpy as np
 import pandas as pd
 
-from movierec.data import features
-from movierec.errors import DataError
+from ratings import features
+from ratings.errors import DataError
 
 GENRES = ("Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
           "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",

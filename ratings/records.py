@@ -18,7 +18,7 @@ import logging
 import math
 from typing import Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from movierec.data import features
+from ratings import features
 
 
 RATINGS_HEADER = ",".join(features.RATINGS_COLUMNS)

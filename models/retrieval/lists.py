@@ -1,8 +1,8 @@
 """Scores to lists, in the exported model (TensorFlow Recommenders' top-K role): top-K with
 exclusions and one k per row, the names of ranked indices, and cosine nearest neighbours.
 
-Whichever head scored the catalogue (the rating model, models/scoring.py, or the history head,
-models/retrieval.py), the lists are cut here with `tf.math.top_k`, in stock TF ops, so the
+Whichever head scored the catalogue (the rating model, models/rating/scoring.py, or the history head,
+models/retrieval/history_head.py), the lists are cut here with `tf.math.top_k`, in stock TF ops, so the
 exported model serves them in the standard TF Serving image, at 100k+ movies within a few ms.
 """
 import tensorflow as tf

@@ -2,13 +2,13 @@
 of users, and the learned user and movie vectors (ID embedding + side features) by index.
 
 A matrix product over the catalogue in stock TF ops, so the exported model serves it in the
-standard TF Serving image; models/lists.py turns the scores into top-K lists.
+standard TF Serving image; models/retrieval/lists.py turns the scores into top-K lists.
 """
 from typing import Optional
 
 import tensorflow as tf
 
-from models import model as model_lib
+from models.rating import model as model_lib
 
 
 def _vectors(model: tf.keras.Model, embedding: str, side: str) -> tf.Tensor:
