@@ -37,7 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 from tabulate import tabulate
 
-from benchmarks import accuracy, peers
+from benchmarks import accuracy, ranking_peers
 from components import rows
 from models.metrics import ranking
 from models.retrieval import history_head
@@ -66,13 +66,13 @@ def eval_set(train_rows, test_rows, bounds) -> ranking.EvalSet:
 def validation_carve(data: ranking.EvalSet, train_rows, kind: str, seed: int = 0):
     """(fitting part, validation part) of the training interactions, as the docstring says."""
     if kind == "random":
-        return peers.carve_validation(data.train, VALIDATION_FRACTION, seed=seed)
+        return ranking_peers.carve_validation(data.train, VALIDATION_FRACTION, seed=seed)
     users = np.searchsorted(data.all_user_ids, [r[0] for r in train_rows])
     movies = np.searchsorted(data.movie_ids, [r[1] for r in train_rows])
     # Timestamps laid out like the training matrix's stored pairs (CSR order).
     stamps = sp.csr_matrix((np.array([int(r[3]) for r in train_rows], dtype=np.float64) + 1.0,
                             (users, movies)), shape=data.train.shape)
-    return peers.carve_validation(data.train, VALIDATION_FRACTION, order=stamps.tocoo().data)
+    return ranking_peers.carve_validation(data.train, VALIDATION_FRACTION, order=stamps.tocoo().data)
 
 
 def fitted_peers(data: ranking.EvalSet, train_rows, kind: str):
@@ -81,14 +81,14 @@ def fitted_peers(data: ranking.EvalSet, train_rows, kind: str):
     out = []
     start = time.perf_counter()
     out.append(("popularity", "", ranking.fit_popularity(data.train), time.perf_counter() - start))
-    for name, fit, grid in (("EASE", peers.fit_ease, EASE_GRID),
-                            ("implicit ALS", peers.fit_implicit_als, ALS_GRID)):
-        best, tried = peers.choose(lambda x, **s: peers.with_popularity_for_cold_users(fit(x, **s), x),
+    for name, fit, grid in (("EASE", ranking_peers.fit_ease, EASE_GRID),
+                            ("implicit ALS", ranking_peers.fit_implicit_als, ALS_GRID)):
+        best, tried = ranking_peers.choose(lambda x, **s: ranking_peers.with_popularity_for_cold_users(fit(x, **s), x),
                                      grid, fit_part, validation)
         print(f"{kind} {name}: validation NDCG@10 " + ", ".join(
             f"{settings} {score:.4f}" for settings, score in tried), flush=True)
         start = time.perf_counter()
-        scorer = peers.with_popularity_for_cold_users(fit(data.train, **best), data.train)
+        scorer = ranking_peers.with_popularity_for_cold_users(fit(data.train, **best), data.train)
         out.append((name, ", ".join(f"{k}={v:g}" for k, v in best.items()), scorer, time.perf_counter() - start))
     return out
 
@@ -101,13 +101,13 @@ def fit_head(train: sp.csr_matrix, dim: int, l2: float, popularity_l2: float,
     tables = history_head.fit(pairs.row, pairs.col, train.shape[1], l2, dim, popularity_l2, popularity_weight)
     history, candidates = tables.history[:, :-1], tables.candidates[:, :-1]
     popularity = tables.popularity_weight * tables.candidates[:, -1]
-    return peers.with_popularity_for_cold_users(
+    return ranking_peers.with_popularity_for_cold_users(
         lambda users: np.asarray(train[users] @ history) @ candidates.T + popularity, train)
 
 
 def search_head(grid, carves, label: str) -> Dict:
     """Prints the head's validation NDCG@10 per setting (mean over carves), best first; the best."""
-    scores = [[peers.score_peer(fit_head(fit_part, **settings), fit_part, validation)[ranking.OVERALL].ndcg
+    scores = [[ranking_peers.score_peer(fit_head(fit_part, **settings), fit_part, validation)[ranking.OVERALL].ndcg
                for fit_part, validation in carves] for settings in grid]
     table = sorted(([label] + list(s.values()) + [np.mean(v)] + v for s, v in zip(grid, scores)),
                    key=lambda r: -r[len(grid[0]) + 1])
@@ -137,7 +137,7 @@ def choose_head_on_run(config: configs.PipelineConfig) -> None:
     """The popularity weight searched on a run's training rows (a random carve the size of its
     eval split), the configured rank and penalties kept: a catalogue too large for the full grid."""
     summary, data = run_rows(config)
-    carve = peers.carve_validation(data.train, data.eval_ratings.nnz / (data.train.nnz + data.eval_ratings.nnz))
+    carve = ranking_peers.carve_validation(data.train, data.eval_ratings.nnz / (data.train.nnz + data.eval_ratings.nnz))
     h = config.hyperparameters
     search_head([{"dim": h.retrieval_dim, "l2": h.retrieval_l2, "popularity_l2": h.retrieval_popularity_l2,
                   "popularity_weight": w} for w in POPULARITY_WEIGHTS], [carve], f"run {summary.run_id}")
@@ -148,8 +148,9 @@ def peers_on_run(config: configs.PipelineConfig) -> None:
     summary, data = run_rows(config)
     table = [run_row("run", f"movierec (run {summary.run_id})", summary)]
     for name, fit in (("popularity", lambda: ranking.fit_popularity(data.train)),
-                      ("implicit ALS (factors=16, regularization=0.1, alpha=1)", lambda: peers.with_popularity_for_cold_users(
-                          peers.fit_implicit_als(data.train, 16, 0.1, 1.0), data.train))):
+                      ("implicit ALS (factors=16, regularization=0.1, alpha=1)",
+                       lambda: ranking_peers.with_popularity_for_cold_users(
+                           ranking_peers.fit_implicit_als(data.train, 16, 0.1, 1.0), data.train))):
         start = time.perf_counter()
         scorer = fit()
         table.append(peer_row("run", name, data, scorer, time.perf_counter() - start))

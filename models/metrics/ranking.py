@@ -3,7 +3,7 @@
 Why one module: the pipeline's evaluation, the ranking gate and the benchmarks must score lists
 the same way, or their numbers cannot be compared. Pure numpy, so it runs in the Trainer, a TFX
 executor, a benchmark or a test alike. The peers only the benchmarks fit (EASE, implicit ALS)
-and their settings search live in benchmarks/peers.py.
+and their settings search live in benchmarks/ranking_peers.py.
 
 Protocol (issue 15): every user with at least one relevant item is scored; each list ranks the
 whole catalogue with the user's training items excluded; no sampled negatives. Items are integer
@@ -162,7 +162,7 @@ def interactions(users: np.ndarray, items: np.ndarray, n_users: int, n_items: in
     return matrix
 
 
-# --- Peers: each fit returns a scorer, users -> [len(users), n_items] scores (more in benchmarks/peers.py). ---
+# --- Peers: each fit returns a scorer, users -> [len(users), n_items] scores (more in benchmarks/ranking_peers.py). ---
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 

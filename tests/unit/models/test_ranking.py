@@ -1,5 +1,5 @@
 """models/metrics/ranking.py: the top-K metrics against lists worked out by hand and against `implicit`'s
-own evaluation (implicit/evaluation.pyx, ranking_metrics_at_k) in tests/unit/benchmarks/test_peers.py."""
+own evaluation (implicit/evaluation.pyx, ranking_metrics_at_k) in tests/unit/benchmarks/test_ranking_peers.py."""
 import math
 
 import numpy as np

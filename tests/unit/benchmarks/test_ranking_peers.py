@@ -1,10 +1,10 @@
-"""benchmarks/peers.py: dense EASE against its closed form solved column by column, lists of an
+"""benchmarks/ranking_peers.py: dense EASE against its closed form solved column by column, lists of an
 `implicit` model scored as `implicit`'s own evaluation scores them, and the settings search."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from benchmarks import peers
+from benchmarks import ranking_peers
 from models.metrics import ranking
 
 
@@ -21,7 +21,7 @@ def test_ease_weights_solve_each_items_ridge_regression_with_itself_left_out():
     is the ridge regression of item j on the other items; solved here column by column."""
     x = _random_interactions().toarray().astype(np.float64)
     l2 = 5.0
-    scorer = peers.fit_ease(sp.csr_matrix(x), l2)
+    scorer = ranking_peers.fit_ease(sp.csr_matrix(x), l2)
     b = np.zeros((x.shape[1], x.shape[1]))
     for j in range(x.shape[1]):
         others = np.delete(np.arange(x.shape[1]), j)
@@ -36,7 +36,7 @@ def test_metrics_of_an_implicit_model_agree_with_implicits_own_evaluation():
     from implicit.cpu.als import AlternatingLeastSquares
     from implicit.evaluation import ranking_metrics_at_k
     full = _random_interactions(seed=1, users=80, items=50, density=0.3)
-    train, test = peers.carve_validation(full, fraction=0.25, seed=1)
+    train, test = ranking_peers.carve_validation(full, fraction=0.25, seed=1)
     model = AlternatingLeastSquares(factors=4, iterations=5, random_state=0)
     model.fit(train, show_progress=False)
     theirs = ranking_metrics_at_k(model, train, test, K=10, show_progress=False)
@@ -54,15 +54,15 @@ def test_metrics_of_an_implicit_model_agree_with_implicits_own_evaluation():
 
 def test_validation_is_carved_from_training_and_the_best_setting_is_chosen():
     train = _random_interactions(seed=2, users=120, items=60, density=0.2)
-    fit_part, validation = peers.carve_validation(train, fraction=0.1, seed=0)
+    fit_part, validation = ranking_peers.carve_validation(train, fraction=0.1, seed=0)
     assert fit_part.nnz + validation.nnz == train.nnz and validation.nnz == round(train.nnz * 0.1)
     assert fit_part.multiply(validation).nnz == 0
     # Temporal carve: the pairs with the largest keys are held out.
     keys = np.arange(train.nnz)
-    _, newest = peers.carve_validation(train, fraction=0.1, order=keys)
+    _, newest = ranking_peers.carve_validation(train, fraction=0.1, order=keys)
     coo = train.tocoo()
     held = set(zip(coo.row[keys >= train.nnz - validation.nnz], coo.col[keys >= train.nnz - validation.nnz]))
     assert set(zip(*newest.nonzero())) == held
-    best, tried = peers.choose(peers.fit_ease, [{"l2": 0.01}, {"l2": 30.0}, {"l2": 1e6}], fit_part, validation)
+    best, tried = ranking_peers.choose(peers.fit_ease, [{"l2": 0.01}, {"l2": 30.0}, {"l2": 1e6}], fit_part, validation)
     assert best == max(tried, key=lambda pair: pair[1])[0]
     assert len({round(score, 6) for _, score in tried}) > 1
