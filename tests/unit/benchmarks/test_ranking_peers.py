@@ -63,6 +63,7 @@ def test_validation_is_carved_from_training_and_the_best_setting_is_chosen():
     coo = train.tocoo()
     held = set(zip(coo.row[keys >= train.nnz - validation.nnz], coo.col[keys >= train.nnz - validation.nnz]))
     assert set(zip(*newest.nonzero())) == held
-    best, tried = ranking_peers.choose(ranking_peers.fit_ease, [{"l2": 0.01}, {"l2": 30.0}, {"l2": 1e6}], fit_part, validation)
+    best, tried = ranking_peers.choose(ranking_peers.fit_ease, [{"l2": 0.01}, {"l2": 30.0}, {"l2": 1e6}],
+                                       fit_part, validation)
     assert best == max(tried, key=lambda pair: pair[1])[0]
     assert len({round(score, 6) for _, score in tried}) > 1
