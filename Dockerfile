@@ -15,7 +15,7 @@ COPY setup.py README.md ./
 COPY components components
 COPY models models
 COPY pipeline pipeline
-COPY schema schema
+COPY ratings ratings
 COPY serving serving
 COPY movierec movierec
 RUN pip install --no-cache-dir --no-deps .

@@ -9,8 +9,8 @@ setuptools.setup(
     version="0.1.0",
     description="TFX pipeline for movie-rating embeddings, served by TensorFlow Serving.",
     python_requires=">=3.10",
-    packages=setuptools.find_packages(include=["movierec*", "pipeline*", "components*", "models*", "schema*", "serving*"]),
-    package_data={"schema": ["*.pbtxt"]},
+    packages=setuptools.find_packages(include=["movierec*", "pipeline*", "components*", "models*", "ratings*", "serving*"]),
+    package_data={"ratings.schema": ["*.pbtxt"]},
     install_requires=[
         "tfx==1.16.0",
         "tensorflow==2.16.2",

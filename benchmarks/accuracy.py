@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from movierec.data import features
+from ratings import features
 from pipeline import configs, run_summary
 from components.evaluation import MAE, RMSE
 

@@ -37,10 +37,10 @@ import tensorflow_data_validation as tfdv  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2  # noqa: E402
 
-import schema  # noqa: E402
+from ratings import schema  # noqa: E402
 from components.example_gen.executor import Rows, SplitLayout  # noqa: E402
 from components.validation_gate import FEATURES, check_drift  # noqa: E402
-from movierec.data import features, spans, synth  # noqa: E402
+from ratings import features, spans, synth  # noqa: E402
 from pipeline import configs  # noqa: E402
 from pipeline.pipeline import drift_comparators  # noqa: E402
 

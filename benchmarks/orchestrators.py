@@ -24,7 +24,7 @@ import time
 
 from tabulate import tabulate
 
-from movierec.data import features
+from ratings import features
 from pipeline import configs, run_summary
 from serving import contract
 

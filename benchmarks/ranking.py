@@ -8,7 +8,7 @@ by timestamp for training, newest 20% for testing), written as train/ and eval/ 
 through `movierec run`: the pipeline's RankingEvaluator scores the pushed model's recommend lists
 (top 10 over the whole catalogue, training movies excluded, relevant = the user's test movies; and
 only those rated 4-5) and TFMA gives its RMSE. The peers are fitted on the same training rows and
-scored by the same code (models/ranking.py, EvalSet): most-popular; EASE (Steck 2019) and implicit
+scored by the same code (models/metrics/ranking.py, EvalSet): most-popular; EASE (Steck 2019) and implicit
 ALS with settings chosen on validation carved from training only (a random 10% of the training
 pairs on the random split, the newest 10% on the temporal split), then refitted on all of it.
 EASE and ALS rank new users (no training ratings) by popularity. Then what a user sees (issue
@@ -18,7 +18,7 @@ and no exclusions of the client's; beside it, from that run, the judged model as
 before ServableExport, and its head with history widened but not refitted (`user_rows`). Prints
 one table, and the share of each of those lists' movies the user had already rated.
 
---choose-head instead searches the settings of our history head (models/retrieval.py: rank, L2,
+--choose-head instead searches the settings of our history head (models/retrieval/history_head.py: rank, L2,
 popularity L2) the same way, on validation carved from training only, and prints the search: on
 the random split the mean validation NDCG@10 over three random carves (seeds 0, 1, 2), as one
 carve's differences between the top settings are noise-sized; on the temporal split the one
@@ -52,8 +52,10 @@ from tfx.utils import path_utils
 from benchmarks import accuracy
 from components import rows
 from components.ranking_evaluator import executor as ranking_executor
-from models import ranking, retrieval
-from movierec.data import features, synth
+from models.metrics import ranking
+from benchmarks import ranking_peers
+from models.retrieval import history_head
+from ratings import features, synth
 from pipeline import configs, run_summary
 from components.evaluation import RMSE
 
@@ -81,13 +83,13 @@ def eval_set(train_rows, test_rows, bounds) -> ranking.EvalSet:
 def validation_carve(data: ranking.EvalSet, train_rows, kind: str, seed: int = 0):
     """(fitting part, validation part) of the training interactions, as the docstring says."""
     if kind == "random":
-        return ranking.carve_validation(data.train, VALIDATION_FRACTION, seed=seed)
+        return ranking_peers.carve_validation(data.train, VALIDATION_FRACTION, seed=seed)
     users = np.searchsorted(data.all_user_ids, [r[0] for r in train_rows])
     movies = np.searchsorted(data.movie_ids, [r[1] for r in train_rows])
     # Timestamps laid out like the training matrix's stored pairs (CSR order).
     stamps = sp.csr_matrix((np.array([int(r[3]) for r in train_rows], dtype=np.float64) + 1.0,
                             (users, movies)), shape=data.train.shape)
-    return ranking.carve_validation(data.train, VALIDATION_FRACTION, order=stamps.tocoo().data)
+    return ranking_peers.carve_validation(data.train, VALIDATION_FRACTION, order=stamps.tocoo().data)
 
 
 def peers(data: ranking.EvalSet, train_rows, kind: str):
@@ -96,14 +98,14 @@ def peers(data: ranking.EvalSet, train_rows, kind: str):
     out = []
     start = time.perf_counter()
     out.append(("popularity", "", ranking.fit_popularity(data.train), time.perf_counter() - start))
-    for name, fit, grid in (("EASE", ranking.fit_ease, EASE_GRID),
-                            ("implicit ALS", ranking.fit_implicit_als, ALS_GRID)):
-        best, tried = ranking.choose(lambda x, **s: ranking.with_popularity_for_cold_users(fit(x, **s), x),
+    for name, fit, grid in (("EASE", ranking_peers.fit_ease, EASE_GRID),
+                            ("implicit ALS", ranking_peers.fit_implicit_als, ALS_GRID)):
+        best, tried = ranking_peers.choose(lambda x, **s: ranking_peers.with_popularity_for_cold_users(fit(x, **s), x),
                                      grid, fit_part, validation)
         print(f"{kind} {name}: validation NDCG@10 " + ", ".join(
             f"{settings} {score:.4f}" for settings, score in tried), flush=True)
         start = time.perf_counter()
-        scorer = ranking.with_popularity_for_cold_users(fit(data.train, **best), data.train)
+        scorer = ranking_peers.with_popularity_for_cold_users(fit(data.train, **best), data.train)
         out.append((name, ", ".join(f"{k}={v:g}" for k, v in best.items()), scorer, time.perf_counter() - start))
     return out
 
@@ -115,16 +117,16 @@ def fit_head(train: sp.csr_matrix, dim: int, l2: float, popularity_l2: float,
     `history`: whose rows are the users' histories (default: the rows fitted on, `train`)."""
     history = train if history is None else history
     pairs = train.tocoo()
-    tables = retrieval.fit(pairs.row, pairs.col, train.shape[1], l2, dim, popularity_l2, popularity_weight)
+    tables = history_head.fit(pairs.row, pairs.col, train.shape[1], l2, dim, popularity_l2, popularity_weight)
     history_rows, candidates = tables.history[:, :-1], tables.candidates[:, :-1]
     popularity = tables.popularity_weight * tables.candidates[:, -1]
-    return ranking.with_popularity_for_cold_users(
+    return ranking_peers.with_popularity_for_cold_users(
         lambda users: np.asarray(history[users] @ history_rows) @ candidates.T + popularity, history)
 
 
 def search_head(grid, carves, label: str) -> Dict:
     """Prints the head's validation NDCG@10 per setting (mean over carves), best first; the best."""
-    scores = [[ranking.score_peer(fit_head(fit_part, **settings), fit_part, validation)[ranking.OVERALL].ndcg
+    scores = [[ranking_peers.score_peer(fit_head(fit_part, **settings), fit_part, validation)[ranking.OVERALL].ndcg
                for fit_part, validation in carves] for settings in grid]
     table = sorted(([label] + list(s.values()) + [np.mean(v)] + v for s, v in zip(grid, scores)),
                    key=lambda r: -r[len(grid[0]) + 1])
@@ -153,7 +155,7 @@ def run_rows(config: configs.PipelineConfig):
 def run_carve(data: ranking.EvalSet):
     """(fitting part, validation part) of a run's training rows: one random carve the size of its
     eval split, for choosing the head's and ALS's settings there."""
-    return ranking.carve_validation(data.train, data.eval_ratings.nnz / (data.train.nnz + data.eval_ratings.nnz))
+    return ranking_peers.carve_validation(data.train, data.eval_ratings.nnz / (data.train.nnz + data.eval_ratings.nnz))
 
 
 def choose_head_on_run(config: configs.PipelineConfig) -> None:
@@ -168,10 +170,10 @@ def choose_head_on_run(config: configs.PipelineConfig) -> None:
 def als_on_run(data: ranking.EvalSet) -> Tuple[Dict, ranking.Scorer]:
     """(settings, scorer) of implicit ALS chosen over ALS_GRID on run_carve, as the head's are,
     then refitted on all the run's training rows: a peer tuned like ours, not MovieLens' choice."""
-    fit = lambda train, **settings: ranking.with_popularity_for_cold_users(
-        ranking.fit_implicit_als(train, **settings), train)
+    fit = lambda train, **settings: ranking_peers.with_popularity_for_cold_users(
+        ranking_peers.fit_implicit_als(train, **settings), train)
     fit_part, validation = run_carve(data)
-    best, tried = ranking.choose(fit, ALS_GRID, fit_part, validation)
+    best, tried = ranking_peers.choose(fit, ALS_GRID, fit_part, validation)
     print("implicit ALS: validation NDCG@10 " + ", ".join(f"{settings} {score:.4f}" for settings, score in tried),
           flush=True)
     return best, fit(data.train, **best)

@@ -43,7 +43,7 @@ from tabulate import tabulate
 
 from benchmarks import ranking as ranking_benchmark
 from components.servable_export.executor import SEEN_BYTES
-from movierec.data import synth
+from ratings import synth
 from pipeline import configs, metadata, run_summary
 
 # (ratings, users, movies): MovieLens-100K, -1M and -10M shapes.

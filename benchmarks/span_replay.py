@@ -17,7 +17,7 @@ import time
 
 from tabulate import tabulate
 
-from movierec.data import features
+from ratings import features
 from pipeline import configs, report
 
 

@@ -13,7 +13,7 @@ import pathlib
 KEY = "code_version"
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Packages (folders, searched recursively) whose code components execute.
-PACKAGES = ("components", "models", "movierec/data", "serving/contract.py", "schema")
+PACKAGES = ("components", "models", "ratings", "serving/contract.py")
 
 
 def digest(root: pathlib.Path = REPO, packages=PACKAGES) -> str:

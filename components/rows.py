@@ -15,9 +15,9 @@ from tfx import types
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
-from models import ranking
+from models.metrics import ranking
 from models.catalog import newest_per_pair
-from movierec.data import features
+from ratings import features
 
 TRAIN, EVAL = "train", "eval"
 # ExampleGen's custom property on Examples (copied by the ValidationGate): the span ingested.

@@ -1,7 +1,7 @@
 """ImportSchemaGen that runs again when the schema file's content changes, not only its path.
 
 TFX reuses a cached execution when a component's parameters are unchanged. Stock
-ImportSchemaGen's only parameter is the file path, so after `schema/schema.pbtxt` is edited the
+ImportSchemaGen's only parameter is the file path, so after `ratings/schema/schema.pbtxt` is edited the
 next run would silently validate against the old, cached schema. Adding the content's digest
 as a parameter makes an edit a new execution.
 """

@@ -27,7 +27,7 @@ from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from movierec.errors import DataValidationError, DriftError
+from ratings.errors import DataValidationError, DriftError
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 # The split compared between spans: the larger one (a span's eval split is a fifth of it, so its

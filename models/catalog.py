@@ -13,8 +13,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from models.features import MOVIE_XF, RATING_XF, USER_XF, transformed_name, vocabulary_id, vocabulary_name
-from movierec import paths
-from movierec.data import features
+from ratings import paths
+from ratings import features
 
 SCAN_BATCH = 8192
 # What `save` keeps of the ratings: their count and what the rating model's layers are built

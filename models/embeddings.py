@@ -17,7 +17,7 @@ import tensorflow as tf  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from tensorboard.plugins import projector  # noqa: E402
 
-from movierec.data import features  # noqa: E402
+from ratings import features  # noqa: E402
 from models.catalog import Catalog  # noqa: E402
 
 VECTORS_FILE, METADATA_FILE = "movie_vectors.tsv", "movie_metadata.tsv"

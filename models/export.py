@@ -16,7 +16,7 @@ Signatures (inputs -> outputs):
 - recommend:          user_id [B], k [B], exclude_seen [B], exclude_movie_ids [B, E] (E >= 0: row
                       i's non-empty cells are the movies row i leaves out; "" is no movie)
                       -> movie_id, title, score [B, K]; known_user [B]
-                      score: the predicted rating, or with a retrieval head (retrieval.py) its
+                      score: the predicted rating, or with a retrieval head (retrieval/history_head.py) its
                       ranking score, comparable within a user's list only; exclude_seen and the
                       head's history read the seen tables (seen.py: the variables seen_user_ids,
                       seen_row_splits, seen_movies); known_user: the user has a row there or is
@@ -35,10 +35,13 @@ import tensorflow_transform as tft
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-from models import model as model_lib, retrieval, scoring, seen as seen_lib
+from models import seen as seen_lib
+from models.rating import model as model_lib, scoring
+from models.retrieval import lists
+from models.retrieval import history_head
 from models.catalog import Catalog
 from models.features import MOVIE_XF, USER_XF
-from movierec.data import features
+from ratings import features
 from serving import contract
 from serving.contract import (EXCLUDE_MOVIE_IDS, EXCLUDE_SEEN, FOUND, K, KNOWN_MOVIE, KNOWN_USER, MOVIE,
                               MOVIE_ID, QUERY_MOVIE_ID, QUERY_TITLE, RATING, SCORE, TITLE, USER_ID)
@@ -82,7 +85,7 @@ class RecommenderModule(tf.Module):
     """The Keras model, the Transform layer and the catalogue, with the serving functions."""
 
     def __init__(self, model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
-                 catalog: Catalog, retrieval_tables: Optional[retrieval.Tables] = None,
+                 catalog: Catalog, retrieval_tables: Optional[history_head.Tables] = None,
                  seen: Optional[seen_lib.Seen] = None):
         """`retrieval_tables`: `recommend` ranks with that head; None ranks by predicted rating.
         `seen`: what `recommend` knows each user rated (seen.py); None: the catalogue's training
@@ -172,7 +175,7 @@ class RecommenderModule(tf.Module):
         if self._retrieval is None:
             scores = scoring.score_all_movies(self.model, user_index, self._movie_vectors)
         else:
-            scores = retrieval.score_all_movies(*self._retrieval, seen_for_users)
+            scores = history_head.catalogue_scores(*self._retrieval, seen_for_users)
         batch = tf.shape(user_id)[0]
         tf.debugging.Assert(
             (tf.shape(exclude_seen)[0] == batch) & (tf.shape(exclude_movie_ids)[0] == batch),
@@ -185,10 +188,10 @@ class RecommenderModule(tf.Module):
         cells = tf.stack([rows, tf.reshape(excluded, [-1])], axis=1)
         seen_cells = tf.stack([seen_for_users.value_rowids(), tf.cast(seen_for_users.flat_values, tf.int64)], axis=1)
         seen_cells = tf.boolean_mask(seen_cells, tf.gather(exclude_seen, seen_for_users.value_rowids()))
-        values, indices, in_k = scoring.top_k_excluding(scores, k, tf.concat([cells, seen_cells], 0),
+        values, indices, in_k = lists.top_k_excluding(scores, k, tf.concat([cells, seen_cells], 0),
                                                         self._num_movies)
-        return {MOVIE_ID: scoring.ranked(self._movie_ids, indices, in_k),
-                TITLE: scoring.ranked(self._titles, indices, in_k),
+        return {MOVIE_ID: lists.ranked(self._movie_ids, indices, in_k),
+                TITLE: lists.ranked(self._titles, indices, in_k),
                 SCORE: values,
                 # Known: rated something the servable holds, or known to the rating model.
                 KNOWN_USER: (user_index < self._num_users) | (seen_row < self._num_seen_users)}
@@ -198,9 +201,9 @@ class RecommenderModule(tf.Module):
         by_id = self._index(features.MOVIE_ID, movie)
         by_title = self._title_index.lookup(tf.strings.lower(tf.strings.strip(movie), encoding="utf-8"))
         query = tf.where((by_id >= self._num_movies) & (by_title >= 0), by_title, by_id)
-        values, indices, in_k, found = scoring.nearest(self._unit_movie_vectors, query, k)
-        movie_ids, scores = scoring.only_known(found, scoring.ranked(self._movie_ids, indices, in_k), values)
-        titles, _ = scoring.only_known(found, scoring.ranked(self._titles, indices, in_k), values)
+        values, indices, in_k, found = lists.nearest(self._unit_movie_vectors, query, k)
+        movie_ids, scores = lists.only_known(found, lists.ranked(self._movie_ids, indices, in_k), values)
+        titles, _ = lists.only_known(found, lists.ranked(self._titles, indices, in_k), values)
         safe = tf.where(found, query, tf.zeros_like(query))
         return {MOVIE_ID: movie_ids,
                 TITLE: titles,
@@ -211,8 +214,8 @@ class RecommenderModule(tf.Module):
 
     @tf.function(input_signature=[_IDS, _K])
     def similar_users(self, user_id, k):
-        values, indices, in_k, known = scoring.nearest(self._unit_user_vectors, self._index(USER_ID, user_id), k)
-        user_ids, scores = scoring.only_known(known, scoring.ranked(self._user_ids, indices, in_k), values)
+        values, indices, in_k, known = lists.nearest(self._unit_user_vectors, self._index(USER_ID, user_id), k)
+        user_ids, scores = lists.only_known(known, lists.ranked(self._user_ids, indices, in_k), values)
         return {USER_ID: user_ids, SCORE: scores, KNOWN_USER: known}
 
     def signatures(self):
@@ -264,7 +267,7 @@ def write_warmup(export_dir: str, catalog: Catalog) -> None:
 
 
 def save(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput, catalog: Catalog,
-         export_dir: str, retrieval_tables: Optional[retrieval.Tables] = None,
+         export_dir: str, retrieval_tables: Optional[history_head.Tables] = None,
          seen: Optional[seen_lib.Seen] = None) -> None:
     """Saves the servable SavedModel with all signatures and its warmup requests."""
     module = RecommenderModule(model, tf_transform_output, catalog, retrieval_tables, seen)

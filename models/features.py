@@ -1,11 +1,11 @@
 """Names of what Transform produces: transformed features, vocabularies, activity slices.
 
-Raw column and feature names belong to the data format (movierec/data/features.py); these are
+Raw column and feature names belong to the data format (ratings/features.py); these are
 the model's own, shared by preprocessing, training, export and the pipeline's evaluation.
 """
 from typing import List, Sequence
 
-from movierec.data.features import LABEL_KEY, MOVIE_ID, USER_ID
+from ratings.features import LABEL_KEY, MOVIE_ID, USER_ID
 
 
 def transformed_name(key: str) -> str:

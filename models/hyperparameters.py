@@ -4,7 +4,7 @@ from typing import Tuple
 
 # The Trainer's custom_config key holding these (beside the pipeline's code digest).
 HYPERPARAMETERS = "hyperparameters"
-# The rating model's variants (models/model.py) and how `recommend` ranks (models/retrieval.py);
+# The rating model's variants (models/rating/model.py) and how `recommend` ranks (models/retrieval/history_head.py);
 # here so configs are checked without TensorFlow.
 MODELS = ("mf", "neumf", "mf_autorec")
 RETRIEVALS = ("rating", "history")
@@ -51,7 +51,7 @@ class Hyperparameters:
     autorec_batch_size: int = 64
     autorec_ema: float = 0.99
     blend_weight: float = 0.65
-    # How `recommend` ranks: history (EASE on the user's history, retrieval.py) | rating (by
+    # How `recommend` ranks: history (EASE on the user's history, retrieval/history_head.py) | rating (by
     # predicted rating: niche films with a few high ratings first, below "most popular").
     retrieval: str = "history"
     retrieval_l2: float = 500.0  # history: EASE's ridge penalty on the item-item weights

@@ -18,7 +18,7 @@ import tensorflow_transform as tft
 
 from models.features import (DEFAULT_MOVIE_POPULARITY_BOUNDS, DEFAULT_USER_ACTIVITY_BOUNDS, MOVIE_POPULARITY,
                              SPACE_MARKER, USER_ACTIVITY, bucket_labels, transformed_name, vocabulary_name)
-from movierec.data import features
+from ratings import features
 
 OOV_BUCKETS = 1
 def _text_table(vocab_file: tf.Tensor, value_index: int, num_oov_buckets: int = 0):

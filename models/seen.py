@@ -1,7 +1,7 @@
 """The seen tables: which catalogue movies each user has rated, as `recommend` reads them.
 
 `recommend` uses them twice: `exclude_seen` leaves those movies out, and the history head
-(retrieval.py) sums their history rows into the user's vector. The model the gates judge carries
+(retrieval/history_head.py) sums their history rows into the user's vector. The model the gates judge carries
 its training ratings here (the Trainer's catalogue), so its evaluated lists never see the eval
 split; the servable that is pushed carries every rating the pipeline accepted, all splits and
 every validated span (components/servable_export), keyed by the user's ID whether or not the

@@ -23,11 +23,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import catalog, export, retrieval, trainer
-from models import model as model_lib
+from models import catalog, export, trainer
+from models.retrieval import history_head
+from models.rating import model as model_lib
 from models.hyperparameters import Hyperparameters
 from models.seen import Seen
-from movierec import paths
+from ratings import paths
 
 
 def restore_rating_model(model_dir: str, catalog_file: str,
@@ -48,7 +49,7 @@ def restore_rating_model(model_dir: str, catalog_file: str,
 
 
 def export_servable(model_dir: str, catalog_file: str, tf_transform_output: tft.TFTransformOutput,
-                    hparams: Hyperparameters, seen: Seen, export_dir: str) -> Optional[retrieval.Tables]:
+                    hparams: Hyperparameters, seen: Seen, export_dir: str) -> Optional[history_head.Tables]:
     """Writes the servable to `export_dir` by the module docstring's rule; the refitted head's
     tables (None with `retrieval: rating`)."""
     model, movies_and_users, _ = restore_rating_model(model_dir, catalog_file, hparams)

@@ -15,14 +15,16 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from models import (autorec, catalog, embeddings, export, retrieval, scoring, side_features,
-                    warm_start)
-from models import model as model_lib
+from models import catalog, embeddings, export
+from models.rating import autorec, scoring, warm_start
+from models.retrieval import history_head
+from models.layers import side_features
+from models.rating import model as model_lib
 from models.artifacts import CATALOG_FILE, EXAMPLES_PER_SECOND, HISTORY_FILE, MAP_FILE
 from models.features import MOVIE_XF, RATING_XF, USER_XF
 from models.hyperparameters import HYPERPARAMETERS, Hyperparameters
-from movierec import paths
-from movierec.data import features
+from ratings import paths
+from ratings import features
 
 
 
@@ -78,14 +80,14 @@ class Throughput(tf.keras.callbacks.Callback):
 
 
 def retrieval_head(users: np.ndarray, movies: np.ndarray, num_movies: int,
-                   hparams: Hyperparameters) -> Optional[retrieval.Tables]:
+                   hparams: Hyperparameters) -> Optional[history_head.Tables]:
     """The closed-form retrieval head (seconds, even at 100k+ movies) of (user, movie index)
     pairs, or None with `retrieval: rating`. The Trainer fits it on its training ratings, the
     servable that is pushed on every accepted rating (models/servable.py): one function of both."""
     if hparams.retrieval != "history":
         return None
     started = time.perf_counter()
-    tables = retrieval.fit(users, movies, num_movies, hparams.retrieval_l2, hparams.retrieval_dim,
+    tables = history_head.fit(users, movies, num_movies, hparams.retrieval_l2, hparams.retrieval_dim,
                            hparams.retrieval_popularity_l2, hparams.retrieval_popularity_weight)
     logging.info("Retrieval head (rank %d EASE, L2 %g + %g x count, popularity weight %g) fitted on %d ratings "
                  "in %.1f s", hparams.retrieval_dim, hparams.retrieval_l2, hparams.retrieval_popularity_l2,

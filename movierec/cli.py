@@ -24,8 +24,9 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 import click  # noqa: E402
 
-from movierec import paths, serving_commands  # noqa: E402
-from movierec.errors import EXIT_ERROR, EXIT_LOCKED, DataError, MovierecError, exit_code, one_line  # noqa: E402
+from movierec import serving_commands  # noqa: E402
+from ratings import paths  # noqa: E402
+from ratings.errors import EXIT_ERROR, EXIT_LOCKED, DataError, MovierecError, exit_code, one_line  # noqa: E402
 
 DATA_FORMATS = ("movielens-100k", "movielens-1m", "movielens-latest", "csv")
 # The CLI's own notices, shown on the console with the progress lines.
@@ -84,8 +85,8 @@ def data() -> None:
 
 
 def _rating_range():
-    import schema
-    from movierec.data import features
+    from ratings import schema
+    from ratings import features
 
     return schema.float_range(features.RATING)
 
@@ -96,7 +97,7 @@ def _rating_range():
               help="Output folder [default: data/<dataset>].")
 def data_fetch(dataset: str, dest: pathlib.Path) -> None:
     """Download a public dataset and write ratings.csv, movies.csv, users.csv."""
-    from movierec.data import fetch
+    from ratings import fetch
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     dest = dest or pathlib.Path("data") / dataset
@@ -112,7 +113,7 @@ def data_fetch(dataset: str, dest: pathlib.Path) -> None:
               help="Output folder for the canonical ratings.csv, movies.csv, users.csv.")
 def data_import(fmt: str, src: pathlib.Path, dest: pathlib.Path) -> None:
     """Convert ratings you already have (a file or its folder) to the canonical layout."""
-    from movierec.data import importers
+    from ratings import importers
 
     _run_or_exit(lambda: click.echo(importers.import_dataset(fmt, src, dest, _rating_range()).describe()))
 
@@ -124,7 +125,7 @@ def data_import(fmt: str, src: pathlib.Path, dest: pathlib.Path) -> None:
               help="Output folder: span-<N>/ratings.csv, plus the side tables.")
 def data_split_spans(src: pathlib.Path, by: str, dest: pathlib.Path) -> None:
     """Cut a canonical ratings CSV (or its folder) into time spans, oldest first."""
-    from movierec.data import spans
+    from ratings import spans
 
     def split():
         counts = spans.split_spans(src, dest, by)
@@ -146,7 +147,7 @@ def data_split_spans(src: pathlib.Path, by: str, dest: pathlib.Path) -> None:
 @click.option("--dest", type=click.Path(path_type=pathlib.Path), required=True)
 def data_synth(ratings, users, movies, seed, factors, spans, dest) -> None:
     """Generate realistic synthetic ratings (latent factors, biases, long tail) of any size."""
-    from movierec.data import synth
+    from ratings import synth
 
     def generate():
         started = time.monotonic()
@@ -170,7 +171,7 @@ def _check_data(config) -> None:
     local or in a bucket (gs://, s3://), read through the filesystems the pipeline uses."""
     from tfx.dsl.io import fileio
 
-    from movierec.data import records
+    from ratings import records
 
     if not paths.exists(config.data):
         raise DataError(f"{config.data}: no such file or folder (fetch data with `movierec data fetch`)")

@@ -17,8 +17,8 @@ import pathlib
 
 import fasteners
 
-from movierec import paths
-from movierec.errors import MovierecError
+from ratings import paths
+from ratings.errors import MovierecError
 
 LOCK_FILE = ".run.lock"
 OWNER_FILE = ".run.owner"

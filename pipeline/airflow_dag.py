@@ -33,7 +33,7 @@ from tfx.orchestration import data_types  # noqa: E402
 from tfx.orchestration import metadata as tfx_metadata  # noqa: E402
 from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, AirflowPipelineConfig  # noqa: E402
 
-from movierec.errors import EXIT_ERROR, exit_code, one_line  # noqa: E402
+from ratings.errors import EXIT_ERROR, exit_code, one_line  # noqa: E402
 from pipeline import configs, metadata, report, run_summary  # noqa: E402
 from pipeline.pipeline import create_pipeline  # noqa: E402
 

@@ -11,17 +11,17 @@ import yaml
 
 from models.features import DEFAULT_MOVIE_POPULARITY_BOUNDS, DEFAULT_USER_ACTIVITY_BOUNDS
 from models.hyperparameters import Hyperparameters, check, is_count, is_number
-from movierec import paths
-from movierec.data import features
-from schema import SCHEMA_DIR
+from ratings import paths
+from ratings import features
+from ratings.schema import SCHEMA_DIR
 
 PIPELINE_NAME = "movierec"
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
 # Folders hold one or more ratings files; other CSVs beside them (movies.csv, users.csv) are not ratings.
 RATINGS_FILE_PATTERN = "ratings*.csv"
-# Where the Dockerfile puts schema/ inside the image container-based orchestrators run.
-IMAGE_SCHEMA_DIR = "/movierec/schema"
+# Where the Dockerfile puts ratings/schema/ inside the image container-based orchestrators run.
+IMAGE_SCHEMA_DIR = "/movierec/ratings/schema"
 SCHEMA_FILE = "schema.pbtxt"
 SINGLE_SPLIT = "single_split"
 GIVEN_SPLITS = ("train", "eval")
@@ -29,7 +29,7 @@ SPAN_PATTERN = "span-{SPAN}"
 METADATA_FILE = "metadata.sqlite"
 
 
-# Local or remote (gs://, s3://) paths, one way everywhere: movierec.paths.
+# Local or remote (gs://, s3://) paths, one way everywhere: ratings.paths.
 is_remote = paths.is_remote
 
 

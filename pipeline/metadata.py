@@ -11,7 +11,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata as tfx_metadata
 
-from movierec.errors import MovierecError
+from ratings.errors import MovierecError
 from pipeline import configs
 
 

@@ -12,7 +12,7 @@ from typing import Any, Dict
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
-import schema
+from ratings import schema
 from components import code_version, resolvers, validation_gate as gate
 from components.example_gen.component import RatingsExampleGen
 from components.infra_validator.component import InfraValidator
@@ -28,8 +28,8 @@ from components.schema_import import SchemaImport
 from components.yardstick.component import Yardstick
 from models.features import SLICE_FEATURES
 from models.hyperparameters import HYPERPARAMETERS
-from movierec import paths
-from movierec.data import features
+from ratings import paths
+from ratings import features
 from pipeline import configs, metadata
 from serving import contract
 

@@ -15,7 +15,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.dsl.io import fileio
 from tfx.orchestration.portable import outputs_utils
 
-from movierec import paths
+from ratings import paths
 from pipeline import configs, metadata, run_summary
 
 ACTIVE_STATES = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)

@@ -17,7 +17,7 @@ from tfx.dsl.io import fileio  # noqa: E402
 
 from components.evaluation import MAE, RMSE  # noqa: E402
 from models.artifacts import MAP_FILE  # noqa: E402
-from movierec import paths  # noqa: E402
+from ratings import paths  # noqa: E402
 from pipeline import configs, metadata, run_summary  # noqa: E402
 
 REPORTS = "reports"

@@ -28,9 +28,9 @@ from components.model_gate import executor as model_gate
 from components.pusher import executor as pusher
 from components.ranking_evaluator import executor as ranking_executor
 from components.servable_export import executor as servable_export
-from models import ranking
+from models.metrics import ranking
 from models.artifacts import HISTORY_FILE, MAP_FILE
-from movierec.errors import EXIT_ERROR, EXIT_NOT_BLESSED
+from ratings.errors import EXIT_ERROR, EXIT_NOT_BLESSED
 from pipeline import configs, metadata
 
 EXECUTION_STATES = {
@@ -46,7 +46,7 @@ RANKING_RELEVANCE = ((ranking.RELEVANT_ALL, "relevant = eval movies"),
 ABANDONED = "abandoned"
 # Custom property of an execution whose Airflow task failed, set by the DAG's failure callback
 # (TFX's legacy launcher leaves a failed execution RUNNING): the error in one line, and the exit
-# code `movierec run` gives that error (movierec.errors.exit_code: 5 for drift, else 1).
+# code `movierec run` gives that error (ratings.errors.exit_code: 5 for drift, else 1).
 FAILURE, FAILURE_EXIT_CODE = "failure", "failure_exit_code"
 # Context types of a run: TFX's IR-based runners', its legacy (Airflow) launcher's.
 RUN_CONTEXT, LEGACY_RUN_CONTEXT = "pipeline_run", "run"
@@ -70,7 +70,7 @@ class RunSummary:
     span: Optional[int] = None
     pushed_version: Optional[str] = None
     error: str = ""
-    error_code: int = EXIT_ERROR  # the exit code of `error` (movierec.errors.exit_code)
+    error_code: int = EXIT_ERROR  # the exit code of `error` (ratings.errors.exit_code)
     # The side tables ExampleGen joined: {"movies": path or None, "users": path or None}.
     side_tables: Dict[str, Optional[str]] = dataclasses.field(default_factory=dict)
     infra_blessed: Optional[bool] = None

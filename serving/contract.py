@@ -48,7 +48,7 @@ import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import predict_pb2, regression_pb2
 
-from movierec.data import features
+from ratings import features
 
 # Signatures.
 SERVING_DEFAULT = "serving_default"

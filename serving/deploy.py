@@ -11,7 +11,7 @@ so what the compose file says and what a local server runs cannot drift apart; a
 the InfraValidator share it without importing each other.
 
 Only text is made here (no file system but a local `open` in `local_flags`): the components
-write it through movierec.paths, which reaches buckets too, and serving/ stays free of TFX.
+write it through ratings.paths, which reaches buckets too, and serving/ stays free of TFX.
 
 What TF Serving 2.16.1 requires of them, and where its source decides it:
 - Batching is on, so every input is batch-major (serving/contract.py); requests of different

@@ -10,10 +10,10 @@ import sys  # noqa: E402
 
 import pytest  # noqa: E402
 
-import schema  # noqa: E402
-from movierec import paths  # noqa: E402
-from movierec.data import features  # noqa: E402
-from movierec.data import fetch  # noqa: E402
+from ratings import schema  # noqa: E402
+from ratings import paths  # noqa: E402
+from ratings import features  # noqa: E402
+from ratings import fetch  # noqa: E402
 from tests.helpers import write_csv  # noqa: E402
 from tests.pipeline_runs import PipelineRun  # noqa: E402
 from tests.cli import movierec  # noqa: E402

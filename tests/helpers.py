@@ -21,7 +21,7 @@ from components.example_gen import executor as example_gen
 from components.infra_validator.component import InfraValidator
 from components.pusher import executor as pusher
 from components.pusher.component import AtomicPusher
-from movierec.data import features, records
+from ratings import features, records
 from pipeline import configs
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
-from movierec.data import features
+from ratings import features
 from models.preprocessing import preprocessing_fn
 
 # Raw features as ExampleGen emits them: IDs, rating and timestamp always; side features optional.

@@ -7,7 +7,7 @@ nothing on another scale. Baselines fitted on this run's training rows and score
 rows move with the data exactly as the candidate does. Ranking: the candidate's NDCG@K (the
 RankingEvaluator's) must beat most-popular's lists (training rating counts, each user's training
 movies left out) by `ndcg_margin_over_popular`. Rating: the candidate's RMSE (TFMA's) must be
-`rmse_margin_over_bias_only` below the bias-only model's (models/baselines.py). A margin set to
+`rmse_margin_over_bias_only` below the bias-only model's (models/rating/baselines.py). A margin set to
 None reports the comparison without gating on it.
 """
 from typing import Optional

@@ -9,7 +9,8 @@ from tfx.types import artifact_utils
 
 from components import evaluation, rows, verdicts
 from components.ranking_evaluator import executor as ranking_executor
-from models import baselines, ranking
+from models.rating import baselines
+from models.metrics import ranking
 
 GATE = "baselines"
 TRAINING_EXAMPLES = "training_examples"

@@ -14,7 +14,7 @@ from components.example_gen import executor
 
 
 class RatingsExampleGen(FileBasedExampleGen):
-    """Ratings CSVs in the canonical layout (movierec/data/features.py) to typed tf.Examples."""
+    """Ratings CSVs in the canonical layout (ratings/features.py) to typed tf.Examples."""
 
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 

@@ -45,7 +45,7 @@ from tfx.components.util import examples_utils
 from tfx.utils import proto_utils
 
 from components import code_version
-from movierec.data import features, records, side_tables
+from ratings import features, records, side_tables
 
 # Bytes per chunk: ~300k ratings, a few seconds of work.
 CHUNK_BYTES = 8 << 20

@@ -38,7 +38,7 @@ from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grp
                                      prediction_service_pb2_grpc)
 
 from components.infra_blessing import BLESSED, BLESSED_FILE, NOT_BLESSED_FILE, NOTE
-from movierec import paths
+from ratings import paths
 from serving import deploy
 from serving import contract
 

@@ -40,8 +40,8 @@ from tfx.components.util import model_utils
 from tfx.utils import io_utils, proto_utils
 
 from components import infra_blessing
-from movierec import paths
-from movierec.errors import MovierecError
+from ratings import paths
+from ratings.errors import MovierecError
 from serving import deploy
 from serving.contract import model_names, served_versions
 

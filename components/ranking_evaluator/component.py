@@ -4,7 +4,7 @@ Why a component of its own, beside TFMA's Evaluator: TFMA evaluates per example 
 with a query key), but a top-K list over the whole catalogue is one answer per user that depends
 on every movie and on the user's training movies; expressing that as a TFMA metric would mean
 feeding all (user, movie) pairs through it. This component calls each model's exported
-`recommend` signature once per user instead and scores the lists with models/ranking.py (the same
+`recommend` signature once per user instead and scores the lists with models/metrics/ranking.py (the same
 code as the benchmark). Its verdict (NDCG@K against the last blessed model's, and an absolute
 bound if one is set) is one of those the ModelGate combines; the baselines gate compares the same
 figures with most-popular's.

@@ -22,7 +22,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from components import rows, verdicts
-from models import ranking
+from models.metrics import ranking
 from serving import contract
 
 GATE = "ranking"

@@ -26,8 +26,8 @@ from components import rows
 from models import catalog, seen as seen_lib, servable
 from models.artifacts import CATALOG_FILE
 from models.hyperparameters import Hyperparameters
-from movierec import paths
-from movierec.data import features
+from ratings import paths
+from ratings import features
 
 # Component spec keys.
 MODEL, TRANSFORM_GRAPH, EXAMPLES, SERVABLE = "model", "transform_graph", "examples", "servable"

@@ -12,7 +12,8 @@ from tfx.utils import path_utils
 
 from components import rows, verdicts
 from components.ranking_evaluator import executor as ranking_executor
-from models import baselines, ranking
+from models.rating import baselines
+from models.metrics import ranking
 from serving import contract
 
 GATE = "yardstick"

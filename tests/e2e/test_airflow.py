@@ -15,7 +15,7 @@ import sys
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
-from movierec.errors import EXIT_DRIFT
+from ratings.errors import EXIT_DRIFT
 from pipeline import configs, metadata, report, run_summary
 from pipeline.pipeline import MODEL_GATE
 from tests.pipeline_runs import GATES, Replay, node_ids

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import catalog, export, retrieval, seen as seen_lib
+from models import catalog, export, seen as seen_lib
+from models.retrieval import history_head
 from models.features import MOVIE_XF, RATING_XF, USER_XF
 from models.hyperparameters import Hyperparameters
-from models.model import build_model
-from movierec.data import features
+from models.rating.model import build_model
+from ratings import features
 from serving import contract
 from serving.contract import KNOWN_USER, MOVIE_ID, SCORE
 from tests.transform import analyze_and_transform, raw_row
@@ -48,7 +49,7 @@ def large(tmp_path_factory):
     user_ids = np.concatenate([movies_and_users.user_ids, [f"other{u}".encode() for u in range(NUM_OTHER_USERS)]])
     seen = seen_lib.from_pairs(np.concatenate([movies_and_users.seen_users(), other_users]), user_ids.astype(object),
                                np.concatenate([movies_and_users.seen_movies, rng.integers(0, NUM_MOVIES, OTHER_RATINGS)]))
-    tables = retrieval.fit(seen.user_rows(), seen.movies, movies_and_users.num_movies, l2=500.0, dim=64,
+    tables = history_head.fit(seen.user_rows(), seen.movies, movies_and_users.num_movies, l2=500.0, dim=64,
                            popularity_l2=0.5, popularity_weight=0.3)
     export.save(model, output, movies_and_users, str(tmp / "model"), tables, seen)
     return tf.saved_model.load(str(tmp / "model")), movies_and_users, tables, seen

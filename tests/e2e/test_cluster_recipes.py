@@ -17,8 +17,8 @@ from google.protobuf import json_format
 from tfx.types import standard_component_specs
 
 from components.example_gen import executor as example_gen
-from movierec.data import features
-from movierec import paths
+from ratings import features
+from ratings import paths
 from pipeline import configs, kubeflow_v2_runner
 from tests.cli import movierec
 
@@ -70,7 +70,7 @@ def assert_ships_the_project(package: pathlib.Path) -> None:
     with tarfile.open(package) as tar:
         names = {pathlib.PurePosixPath(name).relative_to(pathlib.PurePosixPath(name).parts[0]).as_posix()
                  for name in tar.getnames() if len(pathlib.PurePosixPath(name).parts) > 1}
-    assert {"setup.py", "components/example_gen/executor.py", "pipeline/configs.py", "schema/schema.pbtxt"} <= names
+    assert {"setup.py", "components/example_gen/executor.py", "pipeline/configs.py", "ratings/schema/schema.pbtxt"} <= names
 
 
 def test_dataflow_recipe_translates_ingestion_into_a_job(no_google_account, ratings_sample):

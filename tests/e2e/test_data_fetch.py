@@ -1,6 +1,6 @@
 """`data fetch` reaches the network (GroupLens, or the copy inside PyPI's recbole wheel): the
 one test that needs it, so the unit tests run without a network."""
-from movierec.data import features
+from ratings import features
 
 
 def test_fetch_movielens_100k(movielens_100k):

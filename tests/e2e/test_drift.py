@@ -8,7 +8,7 @@ baseline of the next span.
 """
 import pathlib
 
-from movierec.errors import EXIT_DRIFT
+from ratings.errors import EXIT_DRIFT
 from pipeline import metadata, report, run_summary
 from tests.cli import movierec
 from tests.pipeline_runs import Replay

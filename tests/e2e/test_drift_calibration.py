@@ -12,10 +12,10 @@ import math
 import pytest
 import tensorflow_data_validation as tfdv
 
-import schema
+from ratings import schema
 from benchmarks import drift as calibration
 from components.validation_gate import check_drift
-from movierec.data import features
+from ratings import features
 from pipeline import configs
 from pipeline.pipeline import drift_comparators
 

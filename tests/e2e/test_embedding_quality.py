@@ -8,9 +8,9 @@ import tensorflow as tf
 from models import embeddings
 from models.features import MOVIE_XF, USER_XF
 from models.hyperparameters import Hyperparameters
-from models.model import build_model
-from models.scoring import movie_vectors
-from movierec.data import features
+from models.rating.model import build_model
+from models.rating.scoring import movie_vectors
+from ratings import features
 
 
 def test_movielens_neighbours_share_genres_more_than_random_movies(movielens_100k):

@@ -6,8 +6,8 @@ stays in a local SQLite file (metadata.path): SQLite cannot live in a bucket.
 """
 import pytest
 
-from movierec.data import features
-from movierec import paths
+from ratings import features
+from ratings import paths
 from pipeline import configs, run_summary
 from serving import contract
 from tests.cli import movierec

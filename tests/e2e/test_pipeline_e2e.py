@@ -7,7 +7,7 @@ import shutil
 import pytest
 import tensorflow as tf
 
-from movierec.data import features
+from ratings import features
 from components.model_gate import executor as model_gate
 from pipeline import metadata, report
 from pipeline.pipeline import MODEL_GATE

@@ -18,7 +18,7 @@ import shutil
 import numpy as np
 import pytest
 
-from movierec.data import features
+from ratings import features
 from pipeline import configs, run_summary
 from serving import contract
 from tests.cli import movierec

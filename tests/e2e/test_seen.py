@@ -3,7 +3,7 @@ model the gates judged still knows only its training split.
 
 Referees: the ratings file handed to `movierec run` (read with the csv module), the splits the
 run's ExampleGen wrote (its Examples artifact), and the history head fitted in numpy on exactly
-the rows each model should know (the same closed form, models/retrieval.py `fit`, on rows this
+the rows each model should know (the same closed form, models/retrieval/history_head.py `fit`, on rows this
 test chooses), scored as test_catalogue_scale.py scores it.
 """
 import collections
@@ -17,7 +17,7 @@ from tfx.utils import path_utils
 from components.model_gate import executor as model_gate
 from components.rows import EVAL, TRAIN, read_split
 from pipeline import metadata
-from models import retrieval
+from models.retrieval import history_head
 from serving.client import GrpcBackend, RecommenderClient
 from tests.served_lists import full_lists, rated_by_user, recommend, text
 from tests.serving_server import MODEL
@@ -81,7 +81,7 @@ def head_top(servable, pairs, hparams, users, k=10):
     user_rows = {u: i for i, u in enumerate(sorted({u for u, _ in pairs}))}
     rows = np.array([user_rows[u] for u, _ in pairs])
     movies = np.array([m for _, m in pairs])
-    tables = retrieval.fit(rows, movies, len(index), hparams.retrieval_l2, hparams.retrieval_dim,
+    tables = history_head.fit(rows, movies, len(index), hparams.retrieval_l2, hparams.retrieval_dim,
                            hparams.retrieval_popularity_l2, hparams.retrieval_popularity_weight)
     top = {}
     for user in users:

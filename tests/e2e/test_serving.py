@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, regression_pb2
 
-from movierec.data import features
+from ratings import features
 from benchmarks import loadgen
 from serving import contract
 from serving.client import GrpcBackend, RecommenderClient

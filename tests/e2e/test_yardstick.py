@@ -12,7 +12,7 @@ the run that blessed it.
 import numpy as np
 import pytest
 
-from movierec.data import features
+from ratings import features
 from tests.helpers import write_csv
 from tests.pipeline_runs import PLANT_CONFIG, PipelineRun, gate, gate_check
 

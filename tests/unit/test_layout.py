@@ -10,12 +10,12 @@ import sys
 
 from tests.helpers import REPO
 
-# Lower layers first; a module may import its own layer and the ones before it. The contract and
+# Floors, lowest first; a module may import its own floor and the ones below it. The contract and
 # the deploy files are shared with the pipeline (models export the contract, components write the
 # deploy files); the rest of serving/ is applications the CLI starts.
-LAYERS = [("movierec.data", "movierec.errors", "movierec.paths"), ("serving.contract", "serving.deploy"), ("models",),
-          ("components",), ("pipeline",), ("movierec",)]
-PACKAGES = ("movierec", "models", "components", "pipeline", "serving", "schema")
+LAYERS = [("ratings",), ("serving.contract", "serving.deploy"), ("models",), ("components",), ("pipeline",),
+          ("movierec",)]
+PACKAGES = ("ratings", "models", "components", "pipeline", "movierec", "serving")
 # serving/'s rooms: the serving modules each room may import besides its own (nothing outside serving/).
 SERVING_ROOMS = {
     "serving.contract": (),
@@ -29,9 +29,7 @@ APART = ("components.pusher", "components.infra_validator")
 
 
 def _layer(module: str) -> int:
-    """Index in LAYERS of the longest prefix that names the module (schema: with the data)."""
-    if module.split(".")[0] == "schema":
-        return 0
+    """Index in LAYERS of the longest prefix that names the module."""
     best = None
     for index, prefixes in enumerate(LAYERS):
         for prefix in prefixes:
@@ -107,14 +105,14 @@ def test_the_rules_catch_planted_wrong_imports(tmp_path):
         "components/infra_validator/planted.py": "import components.pusher.executor\nfrom components import infra_blessing\n",
         "components/planted.py": "from serving.model_server import server\nfrom serving import contract\n",
         "models/__init__.py": "",
-        "models/planted.py": "from components import verdicts\nfrom movierec.data import features\n",
+        "models/planted.py": "from components import verdicts\nfrom ratings import features\n",
         "serving/__init__.py": "",
         "serving/client.py": "from serving.model_server import server\nfrom serving import contract\n",
         "serving/contract.py": "from serving import deploy\n",
         "serving/deploy.py": "from serving import contract\nfrom components import verdicts\n",
         "serving/model_server/__init__.py": "",
         "serving/model_server/server.py": ("from serving.model_server import batching\nfrom serving.client import predict_request\n"
-                                           "from movierec.data import features\n"),
+                                           "from ratings import features\n"),
         "movierec/__init__.py": "",
         "movierec/cli.py": "from serving.model_server import server\n",
     }
@@ -130,8 +128,23 @@ def test_the_rules_catch_planted_wrong_imports(tmp_path):
         "serving/contract.py:1 imports serving.deploy",
         "serving/deploy.py:2 imports components.verdicts",
         "serving/model_server/server.py:2 imports serving.client",
-        "serving/model_server/server.py:3 imports movierec.data",
+        "serving/model_server/server.py:3 imports ratings",
     ])
+
+
+def test_each_floor_refuses_the_floor_above(tmp_path):
+    """One module planted on each package floor imports the floor above it and is reported; the
+    same import planted one floor higher (so downward) is not."""
+    floors = [layer[0] for layer in LAYERS if "." not in layer[0]]
+    files = {f"{floor}/__init__.py": "" for floor in floors}
+    for below, above in zip(floors, floors[1:]):
+        files[f"{below}/planted.py"] = f"import os\nimport {above}\n"
+        files[f"{above}/down.py"] = f"import {below}\n"
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert sorted(wrong_imports(tmp_path)) == sorted(
+        f"{below}/planted.py:2 imports {above}" for below, above in zip(floors, floors[1:]))
 
 
 def test_serving_loads_neither_tfx_nor_tf_transform():

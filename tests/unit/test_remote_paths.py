@@ -11,8 +11,8 @@ import re
 import pytest
 
 from components.pusher import executor as pusher
-from movierec import paths
-from movierec.data import features
+from ratings import paths
+from ratings import features
 from pipeline import configs
 from serving import contract
 from tests.object_store import objects
@@ -59,7 +59,7 @@ def test_input_layout_and_side_tables_are_read_from_a_bucket(s3_bucket, tmp_path
     assert config.replace(data=paths.join(data, features.RATINGS_FILE)).input_location() == (
         data, {configs.SINGLE_SPLIT: features.RATINGS_FILE})
     assert config.side_tables() == (paths.join(data, features.MOVIES_FILE), None)
-    from movierec.data import side_tables
+    from ratings import side_tables
     movies = side_tables.read_movies(paths.join(data, features.MOVIES_FILE))
     assert len(movies) == 2
 

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from components.example_gen import executor as example_gen
-from movierec.data import features, records
+from ratings import features, records
 from tests.helpers import write_csv
 from tests.helpers import run_executor
 

@@ -21,8 +21,8 @@ import pytest
 from hypothesis import strategies as st
 
 from components.example_gen import executor as example_gen
-from movierec.data import records
-from movierec.data import importers
+from ratings import records
+from ratings import importers
 from tests.helpers import COLUMNS, RATING_RANGE, ROWS, WRITERS, excel_csv, pair, python_csv, referee, run_executor
 
 EXCEL_CSV_UTF8 = ("\ufeffuser_id,movie_id,rating,timestamp\r\n007,m1,4,881250949\r\n7,m1,3.5,881250950\r\n"

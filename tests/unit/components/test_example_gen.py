@@ -5,7 +5,7 @@ import pytest
 from tfx.proto import example_gen_pb2
 
 from components.example_gen import executor as example_gen
-from movierec.data import features
+from ratings import features
 from tests.helpers import pair, run_executor, write_csv
 
 HEADER = ",".join(features.RATINGS_COLUMNS)

@@ -15,11 +15,11 @@ import pytest
 import tensorflow as tf
 from tfx.types import standard_artifacts
 
-from movierec.data import features
+from ratings import features
 from components import rows, verdicts
 from components.ranking_evaluator import executor
 from components.ranking_evaluator.component import RankingEvaluation
-from models import ranking
+from models.metrics import ranking
 
 USERS, MOVIES, K = 40, 400, 10
 BOUNDS = (0, 20, 50, 150)
@@ -151,7 +151,7 @@ def test_a_model_recommending_random_movies_is_refused_by_an_absolute_bound(tmp_
 def test_lists_are_scored_by_the_metric_code_and_pass_with_no_bound_and_no_blessed_model(tmp_path, models):
     verdict, result = _evaluate(tmp_path, models[0], models[1]["popular"])
     assert verdict["passed"] and [c["passed"] for c in verdict["checks"]] == [None]
-    # The same lists scored directly by models/ranking.py, from the rows (not through the model).
+    # The same lists scored directly by models/metrics/ranking.py, from the rows (not through the model).
     train, test = models[2]
     data = ranking.EvalSet.from_rows([r[0] for r in train], [r[1] for r in train], [r[0] for r in test],
                                      [r[1] for r in test], [r[2] for r in test])

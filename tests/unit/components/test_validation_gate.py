@@ -18,12 +18,12 @@ from tfx.components.example_validator import executor as example_validator
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import writer_utils
 
-import schema
+from ratings import schema
 from benchmarks import drift as calibration
 from components import validation_gate
 from components.validation_gate import ValidationGate, describe_anomalies, read_anomalies
-from movierec.data import synth
-from movierec.errors import DataValidationError, DriftError
+from ratings import synth
+from ratings.errors import DataValidationError, DriftError
 from pipeline import configs, metadata, pipeline
 
 SPLITS = ["train", "eval"]

@@ -1,4 +1,4 @@
-"""models/baselines.py: the bias-only baseline against its peer, scikit-surprise's BaselineOnly
+"""models/rating/baselines.py: the bias-only baseline against its peer, scikit-surprise's BaselineOnly
 (ALS, its defaults), fitted on exactly the same rows: the same predictions, unknown users and
 movies included, and the same RMSE."""
 import numpy as np
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import surprise
 
-from models import baselines
+from models.rating import baselines
 
 
 def _ratings(seed=0, users=60, movies=90, n=2500):

@@ -4,14 +4,17 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.saved_model import loader_impl
 
-from models import autorec, catalog, export, retrieval, seen as seen_lib, side_features
-from models import model as model_lib
+from models import catalog, export, seen as seen_lib
+from models.rating import autorec
+from models.retrieval import history_head
+from models.layers import side_features
+from models.rating import model as model_lib
 from models.servable import export_servable
 from models.features import RATING_XF
-from movierec.data import features
+from ratings import features
 from serving import contract
 from models.hyperparameters import Hyperparameters
-from models.model import build_model
+from models.rating.model import build_model
 from tests.served_lists import full_lists, recommend as served_recommend
 from tests.transform import analyze_and_transform, raw_row
 
@@ -479,7 +482,7 @@ def test_the_head_is_refitted_on_every_rating_given(judged_and_pushed):
     users = sorted(every)
     pairs = [(users.index(u), index[m]) for u in users for m in every[u] if m in index]
     rows, movies = np.array(pairs).T
-    tables = retrieval.fit(rows, movies, len(index), HPARAMS.retrieval_l2, HPARAMS.retrieval_dim,
+    tables = history_head.fit(rows, movies, len(index), HPARAMS.retrieval_l2, HPARAMS.retrieval_dim,
                            HPARAMS.retrieval_popularity_l2, HPARAMS.retrieval_popularity_weight)
     for user in ("u1", "u9"):
         seen = movies[rows == users.index(user)]

@@ -4,11 +4,11 @@ import pytest
 import tensorflow as tf
 
 from models.hyperparameters import Hyperparameters
-from models import autorec
-from models.scoring import movie_vectors, score_all_movies, user_vectors
-from models.model import GLOBAL_MEAN, build_model, with_autorec
+from models.rating import autorec
+from models.rating.scoring import movie_vectors, score_all_movies, user_vectors
+from models.rating.model import GLOBAL_MEAN, build_model, with_autorec
 from models.features import MOVIE_XF, USER_XF
-from models.side_features import SideTables
+from models.layers.side_features import SideTables
 
 
 

@@ -3,7 +3,7 @@ import tensorflow as tf
 
 from models import catalog
 from models.features import USER_ACTIVITY, transformed_name, vocabulary_name
-from movierec.data import features
+from ratings import features
 from tests.transform import analyze_and_transform, raw_row
 
 

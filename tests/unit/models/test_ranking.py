@@ -1,12 +1,12 @@
-"""models/ranking.py: the top-K metrics against lists worked out by hand and against `implicit`'s
-own evaluation (implicit/evaluation.pyx, ranking_metrics_at_k), and EASE against its definition."""
+"""models/metrics/ranking.py: the top-K metrics against lists worked out by hand and against `implicit`'s
+own evaluation (implicit/evaluation.pyx, ranking_metrics_at_k) in tests/unit/benchmarks/test_ranking_peers.py."""
 import math
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from models import ranking
+from models.metrics import ranking
 
 # Three users, K = 4, a catalogue of 10 items. Worked out by hand:
 #   A: list [2, 5, 7, 1], relevant {5, 1, 9}: hits at ranks 2 and 4 (1-based).
@@ -83,63 +83,3 @@ def test_malformed_input_is_named(bad, message):
 def test_recommended_items_outside_the_catalogue_are_refused():
     with pytest.raises(ValueError, match="index 10 outside the catalogue of 10"):
         ranking.evaluate(np.array([[10, 1]]), [{1}], TRAIN_COUNTS)
-
-
-def _random_interactions(seed=0, users=60, items=40, density=0.15):
-    rng = np.random.default_rng(seed)
-    # Popularity skew so that lists differ from random.
-    p = np.minimum(1.0, density * 3 * rng.power(0.5, size=items))
-    dense = rng.random((users, items)) < p
-    return sp.csr_matrix(dense.astype(np.float32))
-
-
-def test_ease_weights_solve_each_items_ridge_regression_with_itself_left_out():
-    """Steck 2019, eq. 1: B minimises |X - XB|^2 + l2 |B|^2 with diag(B) = 0, so each column j
-    is the ridge regression of item j on the other items; solved here column by column."""
-    x = _random_interactions().toarray().astype(np.float64)
-    l2 = 5.0
-    scorer = ranking.fit_ease(sp.csr_matrix(x), l2)
-    b = np.zeros((x.shape[1], x.shape[1]))
-    for j in range(x.shape[1]):
-        others = np.delete(np.arange(x.shape[1]), j)
-        xo = x[:, others]
-        b[others, j] = np.linalg.solve(xo.T @ xo + l2 * np.eye(len(others)), xo.T @ x[:, j])
-    np.testing.assert_allclose(scorer(np.arange(len(x))), x @ b, atol=1e-8)
-
-
-def test_metrics_of_an_implicit_model_agree_with_implicits_own_evaluation():
-    """implicit/evaluation.pyx, ranking_metrics_at_k: same NDCG and MAP definitions (IDCG and
-    AP's divisor over min(K, |R|)); its precision is pooled, sum(hits) / sum(min(K, |R|))."""
-    from implicit.cpu.als import AlternatingLeastSquares
-    from implicit.evaluation import ranking_metrics_at_k
-    full = _random_interactions(seed=1, users=80, items=50, density=0.3)
-    train, test = ranking.carve_validation(full, fraction=0.25, seed=1)
-    model = AlternatingLeastSquares(factors=4, iterations=5, random_state=0)
-    model.fit(train, show_progress=False)
-    theirs = ranking_metrics_at_k(model, train, test, K=10, show_progress=False)
-
-    users, relevant = ranking.relevant_lists(test)
-    scores = np.asarray(model.user_factors)[users] @ np.asarray(model.item_factors).T
-    lists = ranking.top_k(scores, 10, train[users])
-    ours = ranking.evaluate(lists, relevant, np.asarray(train.sum(axis=0)).ravel())["overall"]
-    per_user = ranking.per_user(lists, relevant)
-    pooled = (per_user["precision"] * 10).sum() / sum(min(10, len(r)) for r in relevant)
-    assert ours.ndcg == pytest.approx(theirs["ndcg"])
-    assert ours.map == pytest.approx(theirs["map"])
-    assert pooled == pytest.approx(theirs["precision"])
-
-
-def test_validation_is_carved_from_training_and_the_best_setting_is_chosen():
-    train = _random_interactions(seed=2, users=120, items=60, density=0.2)
-    fit_part, validation = ranking.carve_validation(train, fraction=0.1, seed=0)
-    assert fit_part.nnz + validation.nnz == train.nnz and validation.nnz == round(train.nnz * 0.1)
-    assert fit_part.multiply(validation).nnz == 0
-    # Temporal carve: the pairs with the largest keys are held out.
-    keys = np.arange(train.nnz)
-    _, newest = ranking.carve_validation(train, fraction=0.1, order=keys)
-    coo = train.tocoo()
-    held = set(zip(coo.row[keys >= train.nnz - validation.nnz], coo.col[keys >= train.nnz - validation.nnz]))
-    assert set(zip(*newest.nonzero())) == held
-    best, tried = ranking.choose(ranking.fit_ease, [{"l2": 0.01}, {"l2": 30.0}, {"l2": 1e6}], fit_part, validation)
-    assert best == max(tried, key=lambda pair: pair[1])[0]
-    assert len({round(score, 6) for _, score in tried}) > 1

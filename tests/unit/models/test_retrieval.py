@@ -1,4 +1,4 @@
-"""The retrieval head (models/retrieval.py): its closed form, and `recommend` ranking with it.
+"""The retrieval head (models/retrieval/history_head.py): its closed form, and `recommend` ranking with it.
 
 The planted catalogue: two groups of users, each watching (rating 2) most of its own group's ten
 movies, and three "cult" movies rated 5 by two users of group B. What a user of group A should be
@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import catalog, export, retrieval
+from models import catalog, export
+from models.retrieval import history_head
 from models.features import MOVIE_XF, RATING_XF, USER_XF
 from models.hyperparameters import Hyperparameters
-from models.model import build_model
-from movierec.data import features
+from models.rating.model import build_model
+from ratings import features
 from serving import contract
 from serving.contract import KNOWN_USER, MOVIE_ID
 from tests.transform import analyze_and_transform, raw_row
@@ -53,7 +54,7 @@ def planted(tmp_path_factory):
                         Hyperparameters(embedding_dim=4, learning_rate=0.05, l2=0.0))
     inputs = {k: batch[k] for k in (USER_XF, MOVIE_XF)}
     model.fit(inputs, batch[RATING_XF].reshape(-1), epochs=40, verbose=0)
-    tables = retrieval.fit(movies_and_users.seen_users(), movies_and_users.seen_movies,
+    tables = history_head.fit(movies_and_users.seen_users(), movies_and_users.seen_movies,
                            movies_and_users.num_movies, l2=5.0, dim=8)
     servables = {}
     for head, head_tables in (("rating", None), ("history", tables)):
@@ -94,9 +95,9 @@ def test_users_without_history_get_the_most_rated_movies_in_order(planted):
     # index 0, an empty history still ranks by count.
     movies = np.repeat(np.arange(6), np.arange(1, 7))  # movie i rated by i + 1 users
     users = np.concatenate([np.arange(count) for count in range(1, 7)])
-    tables = retrieval.fit(users, movies, 6, l2=1.0, dim=2)
+    tables = history_head.fit(users, movies, 6, l2=1.0, dim=2)
     nobody = tf.RaggedTensor.from_row_lengths(tf.zeros([0], tf.int64), [0])
-    scores = retrieval.score_all_movies(tables.history, tables.candidates, tables.popularity_weight, nobody).numpy()[0]
+    scores = history_head.catalogue_scores(tables.history, tables.candidates, tables.popularity_weight, nobody).numpy()[0]
     assert np.argsort(-scores).tolist() == [5, 4, 3, 2, 1, 0]
 
 
@@ -106,12 +107,12 @@ def test_popularity_weight_moves_known_users_towards_the_most_rated_movies():
     movies = np.repeat(np.arange(6), np.arange(1, 7))  # movie i rated by i + 1 users
     users = np.concatenate([np.arange(count) for count in range(1, 7)])
     history_of_user_0 = tf.RaggedTensor.from_row_lengths(tf.constant([0], tf.int64), [1])
-    plain = retrieval.fit(users, movies, 6, l2=1.0, dim=6)
-    scores = retrieval.score_all_movies(plain.history, plain.candidates, plain.popularity_weight,
+    plain = history_head.fit(users, movies, 6, l2=1.0, dim=6)
+    scores = history_head.catalogue_scores(plain.history, plain.candidates, plain.popularity_weight,
                                         history_of_user_0).numpy()[0]
     np.testing.assert_allclose(scores, head_weights(plain, 6)[0], atol=1e-5)
-    heavy = retrieval.fit(users, movies, 6, l2=1.0, dim=6, popularity_weight=1e4)
-    scores = retrieval.score_all_movies(heavy.history, heavy.candidates, heavy.popularity_weight,
+    heavy = history_head.fit(users, movies, 6, l2=1.0, dim=6, popularity_weight=1e4)
+    scores = history_head.catalogue_scores(heavy.history, heavy.candidates, heavy.popularity_weight,
                                         history_of_user_0).numpy()[0]
     assert np.argsort(-scores).tolist() == [5, 4, 3, 2, 1, 0]
 
@@ -155,7 +156,7 @@ def test_full_rank_head_solves_eases_constrained_ridge_regression():
     off the diagonal (the diagonal is free: the constraint's multipliers). The head's own diagonal
     is not B's zero: it only scores movies a user already watched, which `recommend` excludes."""
     users, movies = random_pairs()
-    weights = off_diagonal(head_weights(retrieval.fit(users, movies, 12, l2=2.0, dim=12), 12))
+    weights = off_diagonal(head_weights(history_head.fit(users, movies, 12, l2=2.0, dim=12), 12))
     watched = np.zeros((30, 12))
     watched[users, movies] = 1.0
     gram = watched.T @ watched
@@ -169,7 +170,7 @@ def test_low_rank_head_is_ease_on_the_best_low_rank_ratings_matrix(popularity_l2
     the rank-3 truncation of X Lambda^-1/2 (numpy's full SVD, Eckart-Young) scaled back: the head
     must give the same off-diagonal weights from ARPACK's three triplets of the sparse matrix."""
     users, movies = random_pairs(seed=5, users=40, movies=15, pairs=320)
-    low = retrieval.fit(users, movies, 15, l2=2.0, dim=3, popularity_l2=popularity_l2)
+    low = history_head.fit(users, movies, 15, l2=2.0, dim=3, popularity_l2=popularity_l2)
     watched = np.zeros((40, 15))
     watched[users, movies] = 1.0
     penalty = 2.0 + popularity_l2 * watched.sum(axis=0)
@@ -179,7 +180,7 @@ def test_low_rank_head_is_ease_on_the_best_low_rank_ratings_matrix(popularity_l2
     ease = off_diagonal(-precision / np.diag(precision))
     np.testing.assert_allclose(off_diagonal(head_weights(low, 3)), ease, atol=1e-4)
     # And it is not full EASE: the truncation is what makes the head scale.
-    full = off_diagonal(head_weights(retrieval.fit(users, movies, 15, l2=2.0, dim=15,
+    full = off_diagonal(head_weights(history_head.fit(users, movies, 15, l2=2.0, dim=15,
                                                    popularity_l2=popularity_l2), 15))
     assert np.abs(full - ease).max() > 1e-2
 
@@ -194,7 +195,7 @@ def test_head_scales_to_a_catalogue_of_100k_movies_dense_ease_cannot_hold():
     movies = np.minimum(rng.zipf(1.3, len(users)) - 1, num_movies - 1001)
     tracemalloc.start()
     try:
-        tables = retrieval.fit(users, movies, num_movies, l2=500.0, dim=16, popularity_l2=0.5)
+        tables = history_head.fit(users, movies, num_movies, l2=500.0, dim=16, popularity_l2=0.5)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

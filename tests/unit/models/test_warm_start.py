@@ -2,7 +2,7 @@
 import numpy as np
 import tensorflow as tf
 
-from models import model as model_lib, warm_start
+from models.rating import model as model_lib, warm_start
 from models.catalog import Catalog
 from models.hyperparameters import Hyperparameters
 

@@ -135,9 +135,9 @@ def code_copy(tmp_path_factory):
 
 # One file of each package whose code a component runs, nested folders included: an edit to any
 # of them must change the digest, or TFX would serve the old code's outputs from its cache.
-@pytest.mark.parametrize("edited", ["models/model.py", "models/export.py", "components/example_gen/executor.py",
-                                    "components/pusher/executor.py", "movierec/data/records.py",
-                                    "serving/contract.py", "schema/__init__.py"])
+@pytest.mark.parametrize("edited", ["models/rating/model.py", "models/export.py", "components/example_gen/executor.py",
+                                    "components/pusher/executor.py", "ratings/records.py",
+                                    "serving/contract.py", "ratings/schema/__init__.py"])
 def test_an_edit_anywhere_in_component_code_changes_the_digest(code_copy, edited):
     from components import code_version
     before = code_version.digest(code_copy)

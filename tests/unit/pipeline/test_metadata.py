@@ -1,7 +1,7 @@
 """Metadata settings: validated, printed and loaded back, and turned into TFX's connection configs."""
 import pytest
 
-from movierec.errors import MovierecError
+from ratings.errors import MovierecError
 from pipeline import configs, metadata
 
 

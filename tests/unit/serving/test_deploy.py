@@ -5,7 +5,7 @@ import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from movierec import paths
+from ratings import paths
 from serving import contract, deploy
 from serving.model_server.tf_serving_config import BatchingParameters, MonitoringConfig
 

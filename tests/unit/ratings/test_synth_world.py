@@ -2,7 +2,7 @@
 that partly explain them, tastes and releases that move across spans, and a known floor and ceiling.
 
 Referees: the planted truth (`synth.World`, recomputed from the spec), peers fitted on exactly the
-same rows (EASE, most-popular, a biases-only rating model; models/ranking.py's scoring), label
+same rows (EASE, most-popular, a biases-only rating model; models/metrics/ranking.py's scoring), label
 permutations as the null for side-feature effects, real MovieLens-100K (its star shares, how much
 its rating distribution moves month to month), and TFDV's drift comparators at the ValidationGate's
 default thresholds for the spans a user would feed the pipeline.
@@ -13,11 +13,13 @@ import pytest
 import scipy.sparse as sp
 import tensorflow_data_validation as tfdv
 
-import schema
+from ratings import schema
 from benchmarks import drift as calibration
 from components.validation_gate import check_drift
-from models import ranking, side_features
-from movierec.data import features, synth
+from models.metrics import ranking
+from benchmarks import ranking_peers
+from models.layers import side_features
+from ratings import features, synth
 from pipeline import configs
 from pipeline.pipeline import drift_comparators
 
@@ -35,7 +37,7 @@ def world_data(tmp_path_factory):
 
 
 def ndcg(scorer, data: ranking.EvalSet) -> float:
-    return ranking.score_peer(scorer, data.train, data.relevant())[ranking.OVERALL].ndcg
+    return ranking_peers.score_peer(scorer, data.train, data.relevant())[ranking.OVERALL].ndcg
 
 
 def test_a_model_fitted_on_the_ratings_beats_most_popular_and_the_planted_ceiling_beats_both(world_data):
@@ -43,7 +45,7 @@ def test_a_model_fitted_on_the_ratings_beats_most_popular_and_the_planted_ceilin
     data = ranking.EvalSet.from_rows(train.user_id.values, train.movie_id.values, test.user_id.values,
                                      test.movie_id.values, test.rating.values)
     popular = ndcg(ranking.fit_popularity(data.train), data)
-    ease = ndcg(ranking.fit_ease(data.train, l2=500.0), data)
+    ease = ndcg(ranking_peers.fit_ease(data.train, l2=500.0), data)
     users, movies = synth.index_of(data.all_user_ids), synth.index_of(data.movie_ids)
     ceiling = ndcg(lambda rows: world.expected_picks(users[rows], movies), data)
     # Who rates what carries personal signal: a model fitted on it ranks well above popularity

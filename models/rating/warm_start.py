@@ -3,7 +3,7 @@
 Vocabularies are re-ranked by frequency every run, so row i of an old table is generally not the
 same user or movie as row i of the new one. Rows are copied for the IDs both vocabularies share;
 new users and movies keep their fresh rows, and IDs that dropped out are not carried over.
-The retrieval head's tables (retrieval.py) are not carried: they are a closed-form function of
+The retrieval head's tables (models/retrieval/history_head.py) are not carried: they are a closed-form function of
 the training ratings, recomputed in full every run, so there is nothing for them to start from.
 """
 from typing import Dict
@@ -11,7 +11,7 @@ from typing import Dict
 import numpy as np
 import tensorflow as tf
 
-from models import model as model_lib
+from models.rating import model as model_lib
 from models.catalog import Catalog
 
 # Tables keyed by user ID or by movie ID, by layer name.

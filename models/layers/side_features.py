@@ -11,7 +11,7 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-from movierec.data import features
+from ratings import features
 from models.catalog import Catalog
 
 # Category boundaries: decades for release years, the MovieLens age groups for ages.

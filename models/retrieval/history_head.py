@@ -50,7 +50,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg
 import tensorflow as tf
 
-from models import ranking
+from models.metrics import ranking
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +90,7 @@ def fit(users: np.ndarray, movies: np.ndarray, num_movies: int, l2: float, dim: 
     return Tables(history=history, candidates=candidates, popularity_weight=popularity_weight)
 
 
-def user_vectors(history: tf.Tensor, seen: tf.RaggedTensor, popularity_weight) -> tf.Tensor:
+def query_vectors(history: tf.Tensor, seen: tf.RaggedTensor, popularity_weight) -> tf.Tensor:
     """[B, dim + 1]: each user's summed history rows, and in the last column 1 if they have none,
     else `popularity_weight`.
 
@@ -101,7 +101,7 @@ def user_vectors(history: tf.Tensor, seen: tf.RaggedTensor, popularity_weight) -
     return tf.concat([summed[:, :-1], empty + (1.0 - empty) * popularity_weight], axis=1)
 
 
-def score_all_movies(history: tf.Tensor, candidates: tf.Tensor, popularity_weight,
+def catalogue_scores(history: tf.Tensor, candidates: tf.Tensor, popularity_weight,
                      seen: tf.RaggedTensor) -> tf.Tensor:
     """[B, num_movies]: the head's score of every movie, one matrix product over the catalogue."""
-    return tf.matmul(user_vectors(history, seen, popularity_weight), candidates, transpose_b=True)
+    return tf.matmul(query_vectors(history, seen, popularity_weight), candidates, transpose_b=True)

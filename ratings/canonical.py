@@ -13,10 +13,10 @@ import os
 import pathlib
 from typing import Iterable, List, Sequence, Tuple
 
-from movierec.data import features
-from movierec.data.features import MOVIES_FILE, RATINGS_FILE, USERS_FILE
-from movierec.data.records import Rating
-from movierec.data.side_tables import Movie, User
+from ratings import features
+from ratings.features import MOVIES_FILE, RATINGS_FILE, USERS_FILE
+from ratings.records import Rating
+from ratings.side_tables import Movie, User
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,8 +3,8 @@ import pathlib
 
 import pytest
 
-from movierec.data import importers
-from movierec.errors import DataError
+from ratings import importers
+from ratings.errors import DataError
 from tests.helpers import write_csv
 
 CANONICAL_HEADER = "user_id,movie_id,rating,timestamp"

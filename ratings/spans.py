@@ -12,8 +12,8 @@ import shutil
 import tempfile
 from typing import Callable, Dict, Iterator
 
-from movierec.data import canonical, features, records
-from movierec.errors import DataError
+from ratings import canonical, features, records
+from ratings.errors import DataError
 
 SPAN_FOLDER = "span-{}"
 PERIODS: Dict[str, Callable[[datetime.datetime], str]] = {

@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from movierec.data import features, records, side_tables
-from movierec.data import synth
-from movierec.errors import DataError
+from ratings import features, records, side_tables
+from ratings import synth
+from ratings.errors import DataError
 from tests.cli import movierec
 
 

@@ -61,8 +61,8 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from movierec.data import features
-from movierec.errors import DataError
+from ratings import features
+from ratings.errors import DataError
 
 # MovieLens-100K's genres, and how many of its movies have each (u.item): the genre prior.
 GENRE_COUNTS = {"Action": 251, "Adventure": 135, "Animation": 42, "Children's": 122, "Comedy": 505,

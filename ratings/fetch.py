@@ -13,8 +13,8 @@ import urllib.error
 import urllib.request
 import zipfile
 
-from movierec.data import canonical, importers
-from movierec.errors import DataError
+from ratings import canonical, importers
+from ratings.errors import DataError
 
 GROUPLENS_100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 RECBOLE_REQUIREMENT = "recbole==1.2.1"

@@ -7,9 +7,9 @@ import dataclasses
 import io
 from typing import Dict, Iterable, Iterator, Optional, Sequence, Tuple
 
-from movierec import paths
-from movierec.data import features, records
-from movierec.data.records import RowError
+from ratings import paths
+from ratings import features, records
+from ratings.records import RowError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from movierec.data import features, spans
-from movierec.errors import DataError
+from ratings import features, spans
+from ratings.errors import DataError
 from tests.helpers import write_csv
 
 HEADER = ",".join(features.RATINGS_COLUMNS)

@@ -16,10 +16,10 @@ import numpy as np
 import tensorflow as tf
 
 from models.features import MOVIE_XF, USER_XF
-from movierec.data import features
+from ratings import features
 from models.hyperparameters import Hyperparameters
-from models.layers import Blend, ClipRating, GlobalBias, IdEmbedding, PairTable, SideVectors
-from models.side_features import SideTables
+from models.layers.core import Blend, ClipRating, GlobalBias, IdEmbedding, PairTable, SideVectors
+from models.layers.side_features import SideTables
 
 USER_EMBEDDING = "user_embedding"
 MOVIE_EMBEDDING = "movie_embedding"

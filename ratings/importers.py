@@ -7,11 +7,11 @@ import pathlib
 import re
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
-from movierec.data import features, records, side_tables
-from movierec.data.records import Rating, RowError
-from movierec.data import canonical
-from movierec.data.side_tables import Movie, User
-from movierec.errors import DataError
+from ratings import features, records, side_tables
+from ratings.records import Rating, RowError
+from ratings import canonical
+from ratings.side_tables import Movie, User
+from ratings.errors import DataError
 
 RatingRange = Optional[Tuple[float, float]]
 

@@ -1,13 +1,13 @@
 """Keras layers of the rating models (TensorFlow Recommenders' `layers`): ID embeddings whose
 out-of-vocabulary index looks up zeros, side-feature vectors, the global bias, clipping, and the
-AutoRec table and blend. models/model.py assembles them.
+AutoRec table and blend. models/rating/model.py assembles them.
 """
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.autograph.core import config as autograph_config
 from tensorflow.python.autograph.core import config_lib
 
-from models.side_features import SideTables
+from models.layers.side_features import SideTables
 
 # AutoGraph leaves Keras' own code unconverted (its rule DoNotConvert("keras")), but TensorFlow
 # 2.16's rules predate tf-keras' module name: the first fit or trace in every process converted

@@ -6,7 +6,7 @@ The codes are `movierec run`'s, and the Airflow DAG's summary task records the s
 4 another run holds the pipeline, 5 the new data drifted from the last accepted data past a
 threshold (nothing trained or pushed).
 """
-from movierec.data.records import RowError
+from ratings.records import RowError
 
 EXIT_ERROR = 1
 EXIT_NOT_BLESSED = 3

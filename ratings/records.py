@@ -18,7 +18,7 @@ import logging
 import math
 from typing import Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from movierec.data import features
+from ratings import features
 
 # Header names of the canonical columns: ours, and GroupLens' MovieLens latest/20M/25M ratings.csv.
 CANONICAL_NAMES = {name: name for name in features.RATINGS_COLUMNS}

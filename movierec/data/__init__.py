@@ -1,1 +1,0 @@
-"""Getting ratings into the canonical CSV layout the pipeline reads."""
