@@ -32,6 +32,7 @@ from models.metrics import ranking
 from models.artifacts import HISTORY_FILE, MAP_FILE
 from ratings.errors import EXIT_ERROR, EXIT_NOT_BLESSED
 from pipeline import configs, metadata
+from pipeline.pipeline import MODEL_GATE
 
 EXECUTION_STATES = {
     metadata_store_pb2.Execution.COMPLETE: "ran",
@@ -349,7 +350,9 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
         if "blessing" in outputs and outputs["blessing"].type_name == "InfraBlessing":
             summary.infra_blessed = bool(outputs["blessing"].get_int_custom_property(infra_blessing.BLESSED))
             summary.infra_note = infra_blessing.note(outputs["blessing"])
-        if model_gate.BLESSING in outputs:
+        # Only the ModelGate's own: under TFX's Airflow launcher the "last blessed model" resolvers
+        # record the earlier blessing they hand on as their output under the same key.
+        if model_gate.BLESSING in outputs and node == MODEL_GATE:
             decision = model_gate.load(outputs[model_gate.BLESSING].uri)
             summary.blessed, summary.gates, summary.decided_by = (
                 decision["blessed"], decision["gates"], decision["decided_by"])
