@@ -106,32 +106,42 @@ class Servable:
     def run(self, signature_name: str, inputs: Dict[str, np.ndarray], timeout_ms: int = 0) -> Dict[str, np.ndarray]:
         """Runs a signature: through its batch queue with batching, else directly."""
         if self.queues is None:
-            return self.execute(signature_name, inputs, timeout_ms)
+            return self.execute(signature_name, inputs, timeout_ms, fixed_timeout=True)
         return self.queues[signature_name].run(inputs, timeout_ms)
 
-    def execute(self, signature_name: str, inputs: Dict[str, np.ndarray], timeout_ms: int = 0) -> Dict[str, np.ndarray]:
+    def execute(self, signature_name: str, inputs: Dict[str, np.ndarray], timeout_ms: int = 0,
+                fixed_timeout: bool = False) -> Dict[str, np.ndarray]:
         """Session::Run with the signature's feeds and fetches (RunOptions.timeout_in_ms if > 0:
-        a run that takes longer is cancelled, DEADLINE_EXCEEDED)."""
+        a run that takes longer is cancelled, DEADLINE_EXCEEDED). A `fixed_timeout` (the REST
+        API's --rest_api_timeout_in_ms on an unbatched run: one value for the server's life) is
+        built into a session callable's RunOptions, made once like the callables without one;
+        a batch's timeout (what is left of its tasks' deadlines) differs from run to run, so it
+        goes through the session's run call, which looks up feeds and fetches on every call
+        (1.2-1.6x the callable's time, benchmarks/README.md)."""
         signature = self.signature_defs[signature_name]
         aliases = sorted(inputs)
         outputs = sorted(signature.outputs)
         try:
-            if timeout_ms > 0:
+            if timeout_ms > 0 and not fixed_timeout:
                 values = self._run_with_options(signature_name, aliases, outputs, inputs, timeout_ms)
             else:
-                values = self._callable(signature_name, aliases, outputs)(*[inputs[alias] for alias in aliases])
+                values = self._callable(signature_name, aliases, outputs, timeout_ms)(
+                    *[inputs[alias] for alias in aliases])
         except Exception as e:
             raise from_tf_error(e) from e
         return {alias: _array(value) for alias, value in zip(outputs, values)}
 
-    def _callable(self, signature_name: str, aliases: List[str], outputs: List[str]):
-        """A session callable for these feeds and fetches (made once: the graph is pruned once)."""
-        key = (signature_name, tuple(aliases))
+    def _callable(self, signature_name: str, aliases: List[str], outputs: List[str], timeout_ms: int = 0):
+        """A session callable for these feeds, fetches and timeout (made once: the graph is pruned
+        once; DirectSession::RunCallable runs it with the CallableOptions' RunOptions)."""
+        key = (signature_name, tuple(aliases), timeout_ms)
         run = self.callables.get(key)
         if run is None:
             signature = self.signature_defs[signature_name]
             options = config_pb2.CallableOptions(feed=[signature.inputs[alias].name for alias in aliases],
                                                  fetch=[signature.outputs[alias].name for alias in outputs])
+            if timeout_ms > 0:
+                options.run_options.timeout_in_ms = timeout_ms
             with self.lock:
                 run = self.callables.setdefault(key, self.session._make_callable_from_options(options))
         return run
@@ -139,7 +149,7 @@ class Servable:
     def _run_with_options(self, signature_name: str, aliases: List[str], outputs: List[str],
                           inputs: Dict[str, np.ndarray], timeout_ms: int) -> list:
         """Session::Run with RunOptions, through the session's own run call (callables fix their
-        RunOptions when made, and each REST call has its own deadline)."""
+        RunOptions when made, and each batch has its own deadline)."""
         from tensorflow.python.client import pywrap_tf_session
         signature, graph = self.signature_defs[signature_name], self.session.graph
         tensor = lambda name: graph.get_tensor_by_name(name)._as_tf_output()
