@@ -483,6 +483,13 @@ class Loader:
         servable.session.close()
 
 
+def _servable_request(model_spec) -> tuple:
+    """server_core.cc ServableRequestFromModelSpec: (name, version or None, label)."""
+    if not model_spec.name:
+        raise invalid_argument("ModelSpec has no name specified.")
+    return model_spec.name, _version(model_spec), model_spec.version_label
+
+
 def _version(model_spec):
     return model_spec.version.value if model_spec.WhichOneof("version_choice") == "version" else None
 
@@ -495,31 +502,34 @@ class Core:
 
     def servable(self, model_spec) -> Servable:
         """server_core.cc ServableRequestFromModelSpec, then the repository's lookup."""
-        if not model_spec.name:
-            raise invalid_argument("ModelSpec has no name specified.")
-        return self.repository.get(model_spec.name, _version(model_spec), model_spec.version_label)
+        return self.repository.get(*_servable_request(model_spec))
 
-    def _requested(self, request) -> Servable:
+    def _requested(self, request):
         """predict_impl.cc / regression_service.cc / classification_service.cc: a request without
-        a ModelSpec is refused before any lookup."""
+        a ModelSpec is refused before any lookup; the servable is held while the request runs."""
         if not request.HasField("model_spec"):
             raise invalid_argument("Missing ModelSpec")
-        return self.servable(request.model_spec)
+        return self.repository.handle(*_servable_request(request.model_spec))
 
     def predict_arrays(self, request, arrays: Dict[str, np.ndarray], timeout_ms: int = 0) -> tuple:
-        return predict_outputs(self._requested(request), request, self.check_method_names, timeout_ms, arrays)
+        with self._requested(request) as servable:
+            return predict_outputs(servable, request, self.check_method_names, timeout_ms, arrays)
 
     def predict(self, request, timeout_ms: int = 0):
-        return predict(self._requested(request), request, self.check_method_names, timeout_ms)
+        with self._requested(request) as servable:
+            return predict(servable, request, self.check_method_names, timeout_ms)
 
     def regress(self, request, timeout_ms: int = 0):
-        return regress(self._requested(request), request, self.check_method_names, timeout_ms)
+        with self._requested(request) as servable:
+            return regress(servable, request, self.check_method_names, timeout_ms)
 
     def classify(self, request, timeout_ms: int = 0):
-        return classify(self._requested(request), request, self.check_method_names, timeout_ms)
+        with self._requested(request) as servable:
+            return classify(servable, request, self.check_method_names, timeout_ms)
 
     def classification_rows(self, request, timeout_ms: int = 0) -> tuple:
-        return classification_rows(self._requested(request), request, self.check_method_names, timeout_ms)
+        with self._requested(request) as servable:
+            return classification_rows(servable, request, self.check_method_names, timeout_ms)
 
     def metadata(self, request) -> get_model_metadata_pb2.GetModelMetadataResponse:
         """get_model_metadata_impl.cc: every SignatureDef of the MetaGraphDef."""
