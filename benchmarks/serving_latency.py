@@ -119,6 +119,13 @@ class ServerProcess:
             backend.close()
         return "did not start within 300 s"
 
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the server has used so far (Linux /proc/<pid>/stat): its own
+        cost per request, which a loaded machine does not inflate as it does wall times."""
+        with open(f"/proc/{self.process.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         if self.process.poll() is None:
             self.process.terminate()

@@ -7,8 +7,10 @@ left as it is). `--clients` threads send `--requests` mixed requests each (Predi
 serving signature, Regress, GetModelMetadata, GetModelStatus; the shape the load test checks); a
 quarter of the way in, the served version is published again as the next version the way the
 pipeline pushes. Then every client sends each malformed request `--flood-rounds` times. Prints
-requests/s, p50/p95/p99 latency per request kind, errors, the swap and the malformed requests'
-status codes.
+requests/s, p50/p95/p99 latency per request kind, errors, the swap, the server's and the clients'
+CPU time per request (with the throughput those allow on idle cores: on a shared machine the wall
+times measure the wait for cores, the CPU times much less so) and the malformed requests' status
+codes.
 """
 import argparse
 import os
@@ -53,6 +55,12 @@ def print_load(result: loadgen.LoadResult, swap: loadgen.Swap) -> None:
           f"version after a newer one: {len(went_back)}")
 
 
+def _own_cpu_s() -> float:
+    """CPU seconds of this process (the client threads)."""
+    times = os.times()
+    return times.user + times.system
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", default="runs/serving", help="serving dir of a pushed model")
@@ -81,8 +89,15 @@ def main() -> None:
                   f"{args.clients} clients x {args.requests} requests")
             load = loadgen.LoadRun(backend.target, args.model_name, ids, args.clients, args.requests,
                                    args.call_timeout)
+            server_cpu, client_cpu = server.cpu_s(), _own_cpu_s()
             result, swap = loadgen.load_with_swap(load, base, args.timeout, publish)
+            server_cpu, client_cpu = server.cpu_s() - server_cpu, _own_cpu_s() - client_cpu
             print_load(result, swap)
+            calls = len(result.all_calls())
+            print(f"CPU per request: server {server_cpu / calls * 1e3:.2f} ms (loading the pushed version "
+                  f"included), clients {client_cpu / calls * 1e3:.2f} ms: at most "
+                  f"{os.cpu_count() / ((server_cpu + client_cpu) / calls):,.0f} requests/s on "
+                  f"{os.cpu_count()} idle cores")
             requests = loadgen.malformed_requests(args.model_name, ids.users[0], ids.movies[0], batching=False)
             flooded = loadgen.flood(backend.target, requests, args.clients, args.flood_rounds,
                                     args.call_timeout, args.timeout)

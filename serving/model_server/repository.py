@@ -15,6 +15,7 @@ with the error in its status and is not retried while it stays aspired. At start
 waits until every model's latest version is AVAILABLE and fails to start if one ends in error
 (server_core.cc WaitUntilModelsAvailable).
 """
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -50,6 +51,10 @@ class ModelRepository:
         self._load, self._unload = load, unload
         self._retries, self._retry_interval_s = max_num_load_retries, load_retry_interval_s
         self._lock = threading.Lock()
+        # Requests holding each servable (by id), as TF Serving's ServableHandles do: a version
+        # leaves the serving map at once but is unloaded only when the last one is released.
+        self._handles: Dict[int, int] = {}
+        self._released = threading.Condition(self._lock)
         self._refresh_lock = threading.Lock()
         self._models: Dict[str, model_server_config_pb2.ModelConfig] = {}
         self._serving: Dict[str, Dict[int, object]] = {}
@@ -162,6 +167,8 @@ class ModelRepository:
             if not self._serving.get(name):
                 self._serving.pop(name, None)
             self._states.setdefault(name, {})[version] = VersionState(version, "END")
+            if servable is not None:  # requests already running on it finish first
+                self._released.wait_for(lambda: not self._handles.get(id(servable)))
         if servable is not None:
             self._unload(servable)
             logging.info("Unloaded servable version {name: %s version: %d}", name, version)
@@ -175,18 +182,40 @@ class ModelRepository:
     def get(self, name: str, version: Optional[int] = None, label: str = ""):
         """The servable a ModelSpec asks for (ServerCore::GetServableHandle's rules and messages)."""
         with self._lock:
-            if label:
-                labels = self._models[name].version_labels if name in self._models else {}
-                if label not in labels:
-                    raise invalid_argument(f"Unrecognized servable version label: {label}")
-                version = labels[label]
-            versions = self._serving.get(name, {})
-            if version is None:
-                if versions:
-                    return versions[max(versions)]
-                raise not_found(f"Servable not found for request: Latest({name})")
-            if version in versions:
-                return versions[version]
+            return self._find(name, version, label)
+
+    @contextlib.contextmanager
+    def handle(self, name: str, version: Optional[int] = None, label: str = ""):
+        """The servable, held while the caller runs on it: a version that stops being served
+        meanwhile (a newer one loaded) is unloaded after the request, not under it, as a
+        ServableHandle keeps its servable alive (core/basic_manager.h: a servable is unloaded once
+        no handle to it is held)."""
+        with self._lock:
+            servable = self._find(name, version, label)
+            self._handles[id(servable)] = self._handles.get(id(servable), 0) + 1
+        try:
+            yield servable
+        finally:
+            with self._lock:
+                self._handles[id(servable)] -= 1
+                if not self._handles[id(servable)]:
+                    del self._handles[id(servable)]
+                    self._released.notify_all()
+
+    def _find(self, name: str, version: Optional[int], label: str):
+        """get's lookup; the caller holds the lock."""
+        if label:
+            labels = self._models[name].version_labels if name in self._models else {}
+            if label not in labels:
+                raise invalid_argument(f"Unrecognized servable version label: {label}")
+            version = labels[label]
+        versions = self._serving.get(name, {})
+        if version is None:
+            if versions:
+                return versions[max(versions)]
+            raise not_found(f"Servable not found for request: Latest({name})")
+        if version in versions:
+            return versions[version]
         raise not_found(f"Servable not found for request: Specific({name}, {version})")
 
     def states(self, name: str, version: Optional[int] = None) -> List[VersionState]:

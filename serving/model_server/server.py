@@ -106,32 +106,42 @@ class Servable:
     def run(self, signature_name: str, inputs: Dict[str, np.ndarray], timeout_ms: int = 0) -> Dict[str, np.ndarray]:
         """Runs a signature: through its batch queue with batching, else directly."""
         if self.queues is None:
-            return self.execute(signature_name, inputs, timeout_ms)
+            return self.execute(signature_name, inputs, timeout_ms, fixed_timeout=True)
         return self.queues[signature_name].run(inputs, timeout_ms)
 
-    def execute(self, signature_name: str, inputs: Dict[str, np.ndarray], timeout_ms: int = 0) -> Dict[str, np.ndarray]:
+    def execute(self, signature_name: str, inputs: Dict[str, np.ndarray], timeout_ms: int = 0,
+                fixed_timeout: bool = False) -> Dict[str, np.ndarray]:
         """Session::Run with the signature's feeds and fetches (RunOptions.timeout_in_ms if > 0:
-        a run that takes longer is cancelled, DEADLINE_EXCEEDED)."""
+        a run that takes longer is cancelled, DEADLINE_EXCEEDED). A `fixed_timeout` (the REST
+        API's --rest_api_timeout_in_ms on an unbatched run: one value for the server's life) is
+        built into a session callable's RunOptions, made once like the callables without one;
+        a batch's timeout (what is left of its tasks' deadlines) differs from run to run, so it
+        goes through the session's run call, which looks up feeds and fetches on every call
+        (1.2-1.6x the callable's time, benchmarks/README.md)."""
         signature = self.signature_defs[signature_name]
         aliases = sorted(inputs)
         outputs = sorted(signature.outputs)
         try:
-            if timeout_ms > 0:
+            if timeout_ms > 0 and not fixed_timeout:
                 values = self._run_with_options(signature_name, aliases, outputs, inputs, timeout_ms)
             else:
-                values = self._callable(signature_name, aliases, outputs)(*[inputs[alias] for alias in aliases])
+                values = self._callable(signature_name, aliases, outputs, timeout_ms)(
+                    *[inputs[alias] for alias in aliases])
         except Exception as e:
             raise from_tf_error(e) from e
         return {alias: _array(value) for alias, value in zip(outputs, values)}
 
-    def _callable(self, signature_name: str, aliases: List[str], outputs: List[str]):
-        """A session callable for these feeds and fetches (made once: the graph is pruned once)."""
-        key = (signature_name, tuple(aliases))
+    def _callable(self, signature_name: str, aliases: List[str], outputs: List[str], timeout_ms: int = 0):
+        """A session callable for these feeds, fetches and timeout (made once: the graph is pruned
+        once; DirectSession::RunCallable runs it with the CallableOptions' RunOptions)."""
+        key = (signature_name, tuple(aliases), timeout_ms)
         run = self.callables.get(key)
         if run is None:
             signature = self.signature_defs[signature_name]
             options = config_pb2.CallableOptions(feed=[signature.inputs[alias].name for alias in aliases],
                                                  fetch=[signature.outputs[alias].name for alias in outputs])
+            if timeout_ms > 0:
+                options.run_options.timeout_in_ms = timeout_ms
             with self.lock:
                 run = self.callables.setdefault(key, self.session._make_callable_from_options(options))
         return run
@@ -139,7 +149,7 @@ class Servable:
     def _run_with_options(self, signature_name: str, aliases: List[str], outputs: List[str],
                           inputs: Dict[str, np.ndarray], timeout_ms: int) -> list:
         """Session::Run with RunOptions, through the session's own run call (callables fix their
-        RunOptions when made, and each REST call has its own deadline)."""
+        RunOptions when made, and each batch has its own deadline)."""
         from tensorflow.python.client import pywrap_tf_session
         signature, graph = self.signature_defs[signature_name], self.session.graph
         tensor = lambda name: graph.get_tensor_by_name(name)._as_tf_output()
@@ -473,6 +483,13 @@ class Loader:
         servable.session.close()
 
 
+def _servable_request(model_spec) -> tuple:
+    """server_core.cc ServableRequestFromModelSpec: (name, version or None, label)."""
+    if not model_spec.name:
+        raise invalid_argument("ModelSpec has no name specified.")
+    return model_spec.name, _version(model_spec), model_spec.version_label
+
+
 def _version(model_spec):
     return model_spec.version.value if model_spec.WhichOneof("version_choice") == "version" else None
 
@@ -485,31 +502,34 @@ class Core:
 
     def servable(self, model_spec) -> Servable:
         """server_core.cc ServableRequestFromModelSpec, then the repository's lookup."""
-        if not model_spec.name:
-            raise invalid_argument("ModelSpec has no name specified.")
-        return self.repository.get(model_spec.name, _version(model_spec), model_spec.version_label)
+        return self.repository.get(*_servable_request(model_spec))
 
-    def _requested(self, request) -> Servable:
+    def _requested(self, request):
         """predict_impl.cc / regression_service.cc / classification_service.cc: a request without
-        a ModelSpec is refused before any lookup."""
+        a ModelSpec is refused before any lookup; the servable is held while the request runs."""
         if not request.HasField("model_spec"):
             raise invalid_argument("Missing ModelSpec")
-        return self.servable(request.model_spec)
+        return self.repository.handle(*_servable_request(request.model_spec))
 
     def predict_arrays(self, request, arrays: Dict[str, np.ndarray], timeout_ms: int = 0) -> tuple:
-        return predict_outputs(self._requested(request), request, self.check_method_names, timeout_ms, arrays)
+        with self._requested(request) as servable:
+            return predict_outputs(servable, request, self.check_method_names, timeout_ms, arrays)
 
     def predict(self, request, timeout_ms: int = 0):
-        return predict(self._requested(request), request, self.check_method_names, timeout_ms)
+        with self._requested(request) as servable:
+            return predict(servable, request, self.check_method_names, timeout_ms)
 
     def regress(self, request, timeout_ms: int = 0):
-        return regress(self._requested(request), request, self.check_method_names, timeout_ms)
+        with self._requested(request) as servable:
+            return regress(servable, request, self.check_method_names, timeout_ms)
 
     def classify(self, request, timeout_ms: int = 0):
-        return classify(self._requested(request), request, self.check_method_names, timeout_ms)
+        with self._requested(request) as servable:
+            return classify(servable, request, self.check_method_names, timeout_ms)
 
     def classification_rows(self, request, timeout_ms: int = 0) -> tuple:
-        return classification_rows(self._requested(request), request, self.check_method_names, timeout_ms)
+        with self._requested(request) as servable:
+            return classification_rows(servable, request, self.check_method_names, timeout_ms)
 
     def metadata(self, request) -> get_model_metadata_pb2.GetModelMetadataResponse:
         """get_model_metadata_impl.cc: every SignatureDef of the MetaGraphDef."""
