@@ -25,6 +25,8 @@ from ratings import features, records
 from pipeline import configs
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+# Our top-level packages, lowest floor first (setup.py installs these; tests/unit/test_layout.py checks their imports).
+PACKAGES = ("ratings", "models", "components", "pipeline", "movierec", "serving")
 
 
 def write_csv(path: pathlib.Path, header: str, rows) -> pathlib.Path:

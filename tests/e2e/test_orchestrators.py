@@ -14,9 +14,8 @@ import pytest
 from pipeline import configs, kubeflow_v2_runner
 from pipeline.pipeline import KUBEFLOW_V2, MODEL_GATE
 from tests.cli import movierec
-from tests.helpers import REPO
+from tests.helpers import PACKAGES, REPO
 from tests.pipeline_runs import GATES, Replay, node_ids
-from tests.unit.test_layout import PACKAGES
 
 IMAGE = "europe-docker.pkg.dev/acme/ml/movierec:1.0"
 # Task parameters that name a function of ours for TFX's executors to import (Trainer, Transform).

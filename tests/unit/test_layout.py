@@ -8,14 +8,13 @@ import pathlib
 import subprocess
 import sys
 
-from tests.helpers import REPO
+from tests.helpers import PACKAGES, REPO
 
 # Floors, lowest first; a module may import its own floor and the ones below it. The contract and
 # the deploy files are shared with the pipeline (models export the contract, components write the
 # deploy files); the rest of serving/ is applications the CLI starts.
 LAYERS = [("ratings",), ("serving.contract", "serving.deploy"), ("models",), ("components",), ("pipeline",),
           ("movierec",)]
-PACKAGES = ("ratings", "models", "components", "pipeline", "movierec", "serving")
 # serving/'s rooms: the serving modules each room may import besides its own (nothing outside serving/).
 SERVING_ROOMS = {
     "serving.contract": (),
