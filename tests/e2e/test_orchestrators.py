@@ -155,8 +155,11 @@ def test_kubeflow_v2_executors_import_from_the_image_package(kubeflow_spec, tmp_
     installed = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                                 "--target", str(site), str(context)], capture_output=True, text=True, timeout=600)
     assert installed.returncode == 0, installed.stderr[-3000:]
-    # The schema the compiled JSON points containers at is where the Dockerfile puts it.
-    assert (f"{workdir}/{dict((tuple(s), d) for s, d in copies)[('schema',)]}" == configs.IMAGE_SCHEMA_DIR)
+    # The schema the compiled JSON points containers at is where the Dockerfile puts it (with the
+    # data-format package it belongs to).
+    ratings = dict((tuple(s), d) for s, d in copies)[("ratings",)]
+    assert f"{workdir}/{ratings}/schema" == configs.IMAGE_SCHEMA_DIR
+    assert (context / ratings / "schema" / configs.SCHEMA_FILE).is_file()
 
     executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
     names = [args[args.index("--executor_class_path") + 1] for args in
