@@ -140,12 +140,17 @@ def _data(tmp_path, layout: str) -> str:
     return str(folder if layout == "spans" else ratings)
 
 
+def _pipeline(tmp_path, layout: str, orchestrator: str):
+    """The graph create_pipeline builds for that data layout and orchestrator."""
+    config = configs.PipelineConfig(data=_data(tmp_path, layout), pipeline_root=str(tmp_path / "root"),
+                                    serving_dir=str(tmp_path / "serving"))
+    return create_pipeline(config, orchestrator)
+
+
 @pytest.mark.parametrize("orchestrator", [LOCAL, KUBEFLOW_V2])
 @pytest.mark.parametrize("layout", ["file", "spans"])
 def test_no_two_outputs_of_one_type_share_a_key(tmp_path, orchestrator, layout):
-    config = configs.PipelineConfig(data=_data(tmp_path, layout), pipeline_root=str(tmp_path / "root"),
-                                    serving_dir=str(tmp_path / "serving"))
-    pipeline = create_pipeline(config, orchestrator)
+    pipeline = _pipeline(tmp_path, layout, orchestrator)
     nodes = {node.id: node for node in pipeline.components}
     recorded = record_outputs_as_airflow_would(pipeline, str(tmp_path / "root"))
     # Every node is covered: each output of every node that creates artifacts was recorded, and
@@ -163,9 +168,7 @@ def test_no_two_outputs_of_one_type_share_a_key(tmp_path, orchestrator, layout):
 @pytest.mark.parametrize("orchestrator", [LOCAL, KUBEFLOW_V2])
 @pytest.mark.parametrize("layout", ["file", "spans"])
 def test_no_node_takes_one_output_under_two_input_keys(tmp_path, orchestrator, layout):
-    config = configs.PipelineConfig(data=_data(tmp_path, layout), pipeline_root=str(tmp_path / "root"),
-                                    serving_dir=str(tmp_path / "serving"))
-    pipeline = create_pipeline(config, orchestrator)
+    pipeline = _pipeline(tmp_path, layout, orchestrator)
     assert shared_inputs(pipeline) == {}
     # The check sees through resolvers: the training window is the ValidationGate's output.
     nodes = {node.id: node for node in pipeline.components}
@@ -178,9 +181,7 @@ def test_the_check_catches_a_collision(tmp_path):
     from tfx import v1 as tfx
     from tfx.components.distribution_validator.component import DistributionValidator
 
-    config = configs.PipelineConfig(data=_data(tmp_path, "file"), pipeline_root=str(tmp_path / "root"),
-                                    serving_dir=str(tmp_path / "serving"))
-    pipeline = create_pipeline(config)
+    pipeline = _pipeline(tmp_path, "file", LOCAL)
     nodes = {node.id: node for node in pipeline.components}
     statistics = nodes["StatisticsGen"].outputs["statistics"]
     drift = DistributionValidator(statistics=statistics, baseline_statistics=statistics,
