@@ -162,6 +162,22 @@ def _carried_over(config: configs.PipelineConfig, validation_gate, orchestrator:
     return training_examples, accepted_examples, {name: r.with_id(ids[name]) for name, r in resolvers_by_name.items()}
 
 
+def _last_blessed_model(trainer, orchestrator: str) -> tfx.dsl.Resolver:
+    """The gates' baseline: the newest blessed model other than the Trainer's candidate, so a
+    rerun whose Trainer is cached is not compared with itself and its gates are cached too
+    (resolvers.LastBlessedModelStrategy). Kubeflow v2 takes TFX's own strategy only."""
+    model = tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model)
+    if orchestrator == KUBEFLOW_V2:
+        resolver = tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+                                    model=model, model_blessing=_blessings(orchestrator))
+    else:
+        resolver = tfx.dsl.Resolver(strategy_class=resolvers.LastBlessedModelStrategy, model=model,
+                                    model_blessing=_blessings(orchestrator),
+                                    **{resolvers.CANDIDATE: trainer.outputs["model"]})
+    # Keeps its ID from TFX's strategy, so run histories of existing pipeline roots carry on.
+    return resolver.with_id("latest_blessed_model_resolver")
+
+
 def _schema_import(config: configs.PipelineConfig, orchestrator: str) -> SchemaImport:
     """The curated schema; container runs read the image's copy unless the config names a remote one."""
     local = f"{config.schema_dir}/{configs.SCHEMA_FILE}"
@@ -233,11 +249,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         base_model=carried_over["base_model"].outputs["model"],
         custom_config={HYPERPARAMETERS: hyperparameters, code_version.KEY: code_digest})
 
-    latest_blessed_model = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=_blessings(orchestrator),
-    ).with_id("latest_blessed_model_resolver")
+    latest_blessed_model = _last_blessed_model(trainer, orchestrator)
 
     model, last_blessed = trainer.outputs["model"], latest_blessed_model.outputs["model"]
     evaluator = tfx.components.Evaluator(examples=validated, model=model, baseline_model=last_blessed,
