@@ -22,9 +22,12 @@ from typing import Any, Dict, List, Optional
 import tensorflow_data_validation as tfdv
 from google.protobuf import json_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
-from tfx import v1 as tfx
 from tfx.components.statistics_gen import stats_artifact_utils
-from tfx.types import artifact_utils
+# Not tfx.v1, whose extensions import the Google Cloud clients: seconds on every `movierec run`.
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import io_utils
 
 from ratings.errors import DataValidationError, DriftError
@@ -88,13 +91,13 @@ def describe_anomalies(split: str, anomalies: anomalies_pb2.Anomalies) -> List[s
     return found
 
 
-def read_anomalies(artifact: tfx.types.standard_artifacts.ExampleAnomalies) -> List[str]:
+def read_anomalies(artifact: standard_artifacts.ExampleAnomalies) -> List[str]:
     """All anomalies of every split of an ExampleAnomalies artifact, one line each."""
     found = []
     for split in artifact_utils.decode_split_names(artifact.split_names):
         path = os.path.join(artifact_utils.get_split_uri([artifact], split), ANOMALIES_FILE)
         anomalies = anomalies_pb2.Anomalies()
-        with tfx.dsl.io.fileio.open(path, "rb") as f:
+        with fileio.open(path, "rb") as f:
             anomalies.ParseFromString(f.read())
         found += describe_anomalies(split, anomalies)
     return found
@@ -144,7 +147,7 @@ def check_drift(statistics: statistics_pb2.DatasetFeatureStatisticsList,
     return found
 
 
-def _load(artifact: tfx.types.standard_artifacts.ExampleStatistics) -> statistics_pb2.DatasetFeatureStatisticsList:
+def _load(artifact: standard_artifacts.ExampleStatistics) -> statistics_pb2.DatasetFeatureStatisticsList:
     return stats_artifact_utils.load_statistics(artifact, DRIFT_SPLIT).proto()
 
 
@@ -155,17 +158,17 @@ def _span(artifact) -> Optional[int]:
     return span or None
 
 
-@tfx.dsl.components.component
+@component
 def ValidationGate(
-        examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
-        anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
-        statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
-        schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
-        validated_examples: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Examples],
-        accepted_statistics: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
-        baseline_statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics] = None,
-        drift_comparators: tfx.dsl.components.Parameter[str] = "{}",
-        accept_drift: tfx.dsl.components.Parameter[int] = 0,
+        examples: InputArtifact[standard_artifacts.Examples],
+        anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
+        statistics: InputArtifact[standard_artifacts.ExampleStatistics],
+        schema: InputArtifact[standard_artifacts.Schema],
+        validated_examples: OutputArtifact[standard_artifacts.Examples],
+        accepted_statistics: OutputArtifact[standard_artifacts.ExampleStatistics],
+        baseline_statistics: InputArtifact[standard_artifacts.ExampleStatistics] = None,
+        drift_comparators: Parameter[str] = "{}",
+        accept_drift: Parameter[int] = 0,
 ) -> None:
     """Fails the run when the data broke the schema, or drifted past a threshold from the last
     accepted span (`baseline_statistics`) without `accept_drift`; otherwise passes the examples on."""

@@ -12,7 +12,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
-from tfx import v1 as tfx
+# Not tfx.v1, whose extensions import the Google Cloud clients (the run summary imports this module).
+from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
 from tfx_bsl.public import tfxio
 
 from models import catalog, embeddings, export
@@ -28,7 +29,7 @@ from ratings import features
 
 
 
-def transformed_dataset(file_pattern, data_accessor: tfx.components.DataAccessor,
+def transformed_dataset(file_pattern, data_accessor: DataAccessor,
                         tf_transform_output: tft.TFTransformOutput, batch_size: int) -> tf.data.Dataset:
     """Batches of Transform's features of raw examples, and their raw timestamp, once, in file order.
 
@@ -44,7 +45,7 @@ def transformed_dataset(file_pattern, data_accessor: tfx.components.DataAccessor
                    num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def evaluation_dataset(file_pattern, data_accessor: tfx.components.DataAccessor,
+def evaluation_dataset(file_pattern, data_accessor: DataAccessor,
                        tf_transform_output: tft.TFTransformOutput, batch_size: int) -> tf.data.Dataset:
     """Batches of (model inputs, rating) for validation during fit."""
     inputs = [USER_XF, MOVIE_XF]
@@ -104,7 +105,7 @@ def rating_model(movies_and_users: catalog.Catalog, hparams: Hyperparameters, gl
                                  **(side_features.tables(movies_and_users) if hparams.side_features else {}))
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
+def run_fn(fn_args: FnArgs) -> None:
     """Called by the TFX Trainer: trains, logs to TensorBoard, exports the serving model."""
     hparams = Hyperparameters.from_dict((fn_args.custom_config or {}).get(HYPERPARAMETERS, {}))
     tf.keras.utils.set_random_seed(hparams.seed)

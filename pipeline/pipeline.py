@@ -11,7 +11,16 @@ import pathlib
 from typing import Any, Dict
 
 import tensorflow_model_analysis as tfma
-from tfx import v1 as tfx
+# Not tfx.v1, whose extensions import the Google Cloud clients: seconds on every `movierec run`.
+from tfx.components import Evaluator, ExampleValidator, StatisticsGen, Trainer, Transform
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
+from tfx.dsl.input_resolution.strategies.span_range_strategy import SpanRangeStrategy
+from tfx.orchestration.pipeline import Pipeline
+from tfx.proto import example_gen_pb2, range_config_pb2
+from tfx.types import standard_artifacts
+from tfx.types.channel import Channel
 from ratings import schema
 from components import code_version, resolvers, validation_gate as gate
 from components.example_gen.component import RatingsExampleGen
@@ -40,14 +49,14 @@ VALIDATION_GATE = "ValidationGate"
 LAST_ACCEPTED_STATISTICS = "last_accepted_statistics"
 
 
-def _blessings(orchestrator: str) -> tfx.dsl.Channel:
+def _blessings(orchestrator: str) -> Channel:
     """The blessings that say a model was blessed: the ModelGate's. Kubeflow v2's resolvers take
     artifact types only; there the ModelGate's is still the only ModelBlessing that carries
     `blessed` (TFMA's Evaluator has no thresholds, so its blessing has none; the gates before the
     ModelGate write GateVerdicts), so selecting the type selects it."""
     if orchestrator == KUBEFLOW_V2:
-        return tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)
-    return tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
+        return Channel(type=standard_artifacts.ModelBlessing)
+    return Channel(type=standard_artifacts.ModelBlessing,
                            producer_component_id=MODEL_GATE, output_key=model_gate.BLESSING)
 
 
@@ -93,9 +102,9 @@ def _validation_gate(config: configs.PipelineConfig, examples, statistics, schem
     baseline = None
     drift = {}
     if orchestrator != KUBEFLOW_V2:
-        baseline = tfx.dsl.Resolver(
+        baseline = Resolver(
             strategy_class=resolvers.LastAcceptedStatisticsStrategy,
-            statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
+            statistics=Channel(type=standard_artifacts.ExampleStatistics,
                                        producer_component_id=VALIDATION_GATE, output_key="accepted_statistics"),
             examples=examples).with_id(LAST_ACCEPTED_STATISTICS)
         drift = {"baseline_statistics": baseline.outputs["statistics"]}
@@ -118,41 +127,41 @@ def _carried_over(config: configs.PipelineConfig, validation_gate, orchestrator:
     servable knows that span's ratings (every split), not older spans'.
     """
     training_examples = accepted_examples = validation_gate.outputs["validated_examples"]
-    channel = lambda artifact_type: tfx.dsl.Channel(type=artifact_type)
+    channel = lambda artifact_type: Channel(type=artifact_type)
     if orchestrator == KUBEFLOW_V2:
         resolvers_by_name = {
-            "analyzer_cache": tfx.dsl.Resolver(
-                strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
-                cache=channel(tfx.types.standard_artifacts.TransformCache)),
-            "base_model": tfx.dsl.Resolver(
-                strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-                model=channel(tfx.types.standard_artifacts.Model),
-                model_blessing=channel(tfx.types.standard_artifacts.ModelBlessing)),
+            "analyzer_cache": Resolver(
+                strategy_class=LatestArtifactStrategy,
+                cache=channel(standard_artifacts.TransformCache)),
+            "base_model": Resolver(
+                strategy_class=LatestBlessedModelStrategy,
+                model=channel(standard_artifacts.Model),
+                model_blessing=channel(standard_artifacts.ModelBlessing)),
         }
     else:
         # Channels named by producer are resolved from ML Metadata, not wired: each resolver is
         # ordered after the gate explicitly, so it sees this run's newly validated examples.
-        validated_channel = lambda: tfx.dsl.Channel(
-            type=tfx.types.standard_artifacts.Examples, producer_component_id=validation_gate.id,
+        validated_channel = lambda: Channel(
+            type=standard_artifacts.Examples, producer_component_id=validation_gate.id,
             output_key="validated_examples")
         resolvers_by_name = {
-            "analyzer_cache": tfx.dsl.Resolver(
+            "analyzer_cache": Resolver(
                 strategy_class=resolvers.AnalyzerCacheStrategy,
-                cache=channel(tfx.types.standard_artifacts.TransformCache), examples=validated_channel()),
-            "base_model": tfx.dsl.Resolver(
+                cache=channel(standard_artifacts.TransformCache), examples=validated_channel()),
+            "base_model": Resolver(
                 strategy_class=resolvers.WarmStartModelStrategy,
-                model=channel(tfx.types.standard_artifacts.Model),
+                model=channel(standard_artifacts.Model),
                 model_blessing=_blessings(orchestrator),
                 examples=validated_channel()),
-            "accepted_examples": tfx.dsl.Resolver(
+            "accepted_examples": Resolver(
                 strategy_class=resolvers.AcceptedExamplesStrategy, examples=validated_channel()),
         }
         accepted_examples = resolvers_by_name["accepted_examples"].outputs["examples"]
         if config.uses_spans():
-            resolvers_by_name["span_window"] = tfx.dsl.Resolver(
-                strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
-                config={"range_config": tfx.proto.RangeConfig(
-                    rolling_range=tfx.proto.RollingRange(num_spans=config.rolling_spans))},
+            resolvers_by_name["span_window"] = Resolver(
+                strategy_class=SpanRangeStrategy,
+                config={"range_config": range_config_pb2.RangeConfig(
+                    rolling_range=range_config_pb2.RollingRange(num_spans=config.rolling_spans))},
                 examples=validated_channel())
             training_examples = resolvers_by_name["span_window"].outputs["examples"]
         for resolver in resolvers_by_name.values():
@@ -160,6 +169,22 @@ def _carried_over(config: configs.PipelineConfig, validation_gate, orchestrator:
     ids = {"analyzer_cache": "transform_analyzer_cache", "base_model": "warm_start_model",
            "span_window": "rolling_span_window", "accepted_examples": "accepted_examples"}
     return training_examples, accepted_examples, {name: r.with_id(ids[name]) for name, r in resolvers_by_name.items()}
+
+
+def _last_blessed_model(trainer, orchestrator: str) -> Resolver:
+    """The gates' baseline: the newest blessed model other than the Trainer's candidate, so a
+    rerun whose Trainer is cached is not compared with itself and its gates are cached too
+    (resolvers.LastBlessedModelStrategy). Kubeflow v2 takes TFX's own strategy only."""
+    model = Channel(type=standard_artifacts.Model)
+    if orchestrator == KUBEFLOW_V2:
+        resolver = Resolver(strategy_class=LatestBlessedModelStrategy,
+                                    model=model, model_blessing=_blessings(orchestrator))
+    else:
+        resolver = Resolver(strategy_class=resolvers.LastBlessedModelStrategy, model=model,
+                                    model_blessing=_blessings(orchestrator),
+                                    **{resolvers.CANDIDATE: trainer.outputs["model"]})
+    # Keeps its ID from TFX's strategy, so run histories of existing pipeline roots carry on.
+    return resolver.with_id("latest_blessed_model_resolver")
 
 
 def _schema_import(config: configs.PipelineConfig, orchestrator: str) -> SchemaImport:
@@ -177,7 +202,7 @@ def _rating_range(config: configs.PipelineConfig):
     return schema.float_range(features.RATING, local or schema.SCHEMA_FILE)
 
 
-def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -> tfx.dsl.Pipeline:
+def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -> Pipeline:
     """Builds the pipeline; every path and setting comes from `config`.
 
     `orchestrator` is LOCAL for LocalDagRunner, BeamDagRunner and Airflow, KUBEFLOW_V2 for
@@ -187,12 +212,12 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
     input_base, patterns = config.input_location()
     movies, users = config.side_tables()
     code_digest = code_version.digest()
-    hash_split = tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
-        tfx.proto.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
-        tfx.proto.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets)]))
+    hash_split = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+        example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
+        example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets)]))
     example_gen = RatingsExampleGen(
         input_base=input_base,
-        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name=name, pattern=pattern)
+        input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name=name, pattern=pattern)
                                              for name, pattern in patterns.items()]),
         # Given train/eval folders are kept as they are; a single input is hash-split.
         output_config=hash_split if configs.SINGLE_SPLIT in patterns else None,
@@ -200,9 +225,9 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         rating_range=_rating_range(config), code_digest=code_digest)
     examples = example_gen.outputs["examples"]
 
-    statistics_gen = tfx.components.StatisticsGen(examples=examples)
+    statistics_gen = StatisticsGen(examples=examples)
     schema_gen = _schema_import(config, orchestrator)
-    example_validator = tfx.components.ExampleValidator(
+    example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     baseline_statistics, validation_gate = _validation_gate(
         config, examples, statistics_gen.outputs["statistics"], schema_gen.outputs["schema"],
@@ -210,7 +235,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
     validated = validation_gate.outputs["validated_examples"]
     training_examples, accepted_examples, carried_over = _carried_over(config, validation_gate, orchestrator)
 
-    transform = tfx.components.Transform(
+    transform = Transform(
         examples=training_examples, schema=schema_gen.outputs["schema"],
         analyzer_cache=carried_over["analyzer_cache"].outputs["cache"],
         preprocessing_fn=configs.PREPROCESSING_FN,
@@ -225,7 +250,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
                        code_version.KEY: code_digest})
 
     hyperparameters = dataclasses.asdict(config.hyperparameters)
-    trainer = tfx.components.Trainer(
+    trainer = Trainer(
         run_fn=configs.RUN_FN,
         examples=training_examples,
         transform_graph=transform.outputs["transform_graph"],
@@ -233,14 +258,10 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         base_model=carried_over["base_model"].outputs["model"],
         custom_config={HYPERPARAMETERS: hyperparameters, code_version.KEY: code_digest})
 
-    latest_blessed_model = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=_blessings(orchestrator),
-    ).with_id("latest_blessed_model_resolver")
+    latest_blessed_model = _last_blessed_model(trainer, orchestrator)
 
     model, last_blessed = trainer.outputs["model"], latest_blessed_model.outputs["model"]
-    evaluator = tfx.components.Evaluator(examples=validated, model=model, baseline_model=last_blessed,
+    evaluator = Evaluator(examples=validated, model=model, baseline_model=last_blessed,
                                          eval_config=eval_config())
     evaluation = config.evaluation
     ranking_evaluator = RankingEvaluator(
@@ -278,7 +299,7 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
     # Keeps TFX's node ID, so run histories and caches of existing pipeline roots carry on.
     pusher = AtomicPusher(servable, blessing, infra_validator.outputs["blessing"], config.push_base).with_id("Pusher")
 
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator,

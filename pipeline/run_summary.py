@@ -20,6 +20,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tensorflow_data_validation.utils import stats_util
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
+from tfx.utils import path_utils
 
 from components import evaluation, infra_blessing, validation_gate
 from components.evaluation import RMSE
@@ -366,4 +367,20 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
             summary.pushed_destination = (
                 pushed.get_string_custom_property(pusher.PUSHED_DESTINATION) or None)
             summary.pushed_version = pushed.get_string_custom_property(pusher.PUSHED_VERSION) or None
+            if summary.components[node] == "cached" and summary.blessed and summary.infra_blessed:
+                summary.pushed, summary.pushed_destination, summary.pushed_version = False, None, None
+                summary.push_note = _nothing_new(store, config, pushed, summary.servable)
     return summary
+
+
+def _nothing_new(store: metadata_store.MetadataStore, config: configs.PipelineConfig, pushed_model,
+                 servable) -> str:
+    """The push line of a run whose Pusher was cached (a rerun with nothing new): which run
+    pushed, and whether its model is still served (an operator may have removed the version)."""
+    first = min(e.execution_id for e in store.get_events_by_artifact_ids([pushed_model.id])
+                if e.type == metadata_store_pb2.Event.OUTPUT)
+    version = None if servable is None else pusher.version_serving(
+        config.push_base, path_utils.serving_model_path(servable.uri, path_utils.is_old_model_artifact(servable)))
+    served = (f"whose model is served as version {version}" if version is not None
+              else f"whose model is no longer served from {config.push_base}")
+    return f"not pushed: nothing new since run {run_of(store, first)}, {served}"

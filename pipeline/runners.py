@@ -4,8 +4,8 @@ Both run the same `create_pipeline(config)`; ML Metadata lives in SQLite under t
 Data components use Beam with `config.beam_pipeline_args` (e.g. the DirectRunner's
 multi-processing mode locally, or Dataflow/Flink/Spark arguments at scale).
 """
-from tfx import v1 as tfx
 from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
 from pipeline import configs
 from pipeline.pipeline import create_pipeline
@@ -19,6 +19,6 @@ def run(config: configs.PipelineConfig, runner: str = "local") -> None:
         raise ValueError(f"unknown runner {runner!r}; choose one of {', '.join(RUNNERS)}")
     pipeline = create_pipeline(config)
     if runner == "local":
-        tfx.orchestration.LocalDagRunner().run(pipeline)
+        LocalDagRunner().run(pipeline)
     else:
         BeamDagRunner().run(pipeline)

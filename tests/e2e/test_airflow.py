@@ -6,24 +6,17 @@ is parsed and TensorFlow imported once, so a day costs about what `movierec run`
 go to its output, one section per task. SQLite for both Airflow's and ML Metadata's records.
 """
 import datetime
-import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
 from ratings.errors import EXIT_DRIFT
-from pipeline import configs, metadata, report, run_summary
+from pipeline import metadata, report, run_summary
 from pipeline.pipeline import MODEL_GATE
+from tests.airflow_dags import DAG_FILE, SUMMARY_TASK, Airflow, first_day
 from tests.pipeline_runs import GATES, Replay, node_ids
-
-DAG_FILE = os.path.join(os.path.dirname(configs.__file__), "airflow_dag.py")
-# The DAG's last task and its XCom, as the README tells operators (not imported: importing the DAG
-# file would configure Airflow in this process).
-SUMMARY_TASK, EXIT_CODE = "run_summary", "exit_code"
 
 DAGBAG_PROBE = """
 import json, sys
@@ -35,51 +28,6 @@ print(json.dumps({"errors": {k: str(v)[-500:] for k, v in bag.import_errors.item
                   "upstream": {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks},
                   "trigger_rules": {t.task_id: str(t.trigger_rule) for t in dag.tasks}}))
 """
-
-# What Airflow recorded for one DAG run: its state, each task's, and the summary task's exit code.
-RUN_PROBE = """
-import json, sys
-from airflow.models import DagRun, XCom
-from airflow.utils.session import create_session
-with create_session() as session:
-    run = session.query(DagRun).filter_by(dag_id="movierec", run_id=sys.argv[1]).one()
-    tasks = {ti.task_id: ti.state for ti in run.get_task_instances(session=session)}
-    code = XCom.get_one(run_id=sys.argv[1], dag_id="movierec", task_id=sys.argv[2], key=sys.argv[3], session=session)
-    print(json.dumps({"state": run.state, "tasks": tasks, "exit_code": code}))
-"""
-
-
-class Airflow:
-    """An Airflow home in a temp dir, the shipped DAG file linked into its dags folder, and a
-    settings file (MOVIEREC_CONFIG) for the replay's data, pipeline root and serving dir."""
-
-    def __init__(self, root, replay: Replay):
-        self.home = root / "airflow"
-        (self.home / "dags").mkdir(parents=True)
-        os.symlink(DAG_FILE, self.home / "dags" / "movierec_dag.py")
-        settings = root / "settings.yaml"
-        settings.write_text(configs.to_yaml(replay.config))
-        self.env = {**os.environ, "AIRFLOW_HOME": str(self.home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                    "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "600", "MOVIEREC_CONFIG": str(settings),
-                    "PYTHONWARNINGS": "ignore"}
-
-    def __call__(self, *args, timeout=1800):
-        return subprocess.run([sys.executable, "-m", "airflow", *map(str, args)], env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
-
-    def python(self, script, *args):
-        result = subprocess.run([sys.executable, "-c", script, *map(str, args)], env=self.env,
-                                capture_output=True, text=True, timeout=900)
-        assert result.returncode == 0, result.stderr[-3000:]
-        return json.loads(result.stdout.strip().splitlines()[-1])
-
-    def run(self, logical_date: datetime.datetime):
-        """`airflow dags test movierec <date>`: (its result, the DAG run's id)."""
-        return self("dags", "test", "movierec", logical_date.isoformat()), f"manual__{logical_date.isoformat()}"
-
-    def recorded(self, run_id: str):
-        return self.python(RUN_PROBE, run_id, SUMMARY_TASK, EXIT_CODE)
-
 
 def task_log(output: str, task_id: str) -> str:
     """One task's section of `airflow dags test` output: from its start to the next task's."""
@@ -136,18 +84,8 @@ def test_scheduled_days_push_refuse_a_bad_span_and_rerun(spans, tmp_path):
     against it, and pushes a second version. Day 3's span keeps to the schema but its rating
     column was defaulted upstream: refused at ValidationGate for drift from span 2, with exit
     code 5 as `movierec run` gives it."""
-    replay = Replay(tmp_path / "replay", spans)
+    replay, airflow, day1, first, first_id = first_day(tmp_path, spans, 3)
     config = replay.config
-    airflow = Airflow(tmp_path, replay)
-    migrated = airflow("db", "migrate")
-    assert migrated.returncode == 0, migrated.stderr[-3000:]
-    # Past dates at 03:00 UTC: a logical date in the future is refused by Airflow's task runner.
-    day1 = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=3)).replace(
-        hour=3, minute=0, second=0, microsecond=0)
-
-    replay.add_span(1)
-    first, first_id = airflow.run(day1)
-    assert first.returncode == 0, first.stdout[-5000:] + first.stderr[-3000:]
     assert airflow.recorded(first_id) == {"state": "success", "exit_code": 0,
                                           "tasks": {task: "success" for task in node_ids(config) | {SUMMARY_TASK}}}
     (v1,) = replay.versions()

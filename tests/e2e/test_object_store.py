@@ -60,7 +60,8 @@ def test_pipeline_runs_with_everything_in_a_bucket_and_reruns_from_cache(bucket_
     rerun = run_summary.summarize(config)
     assert rerun.run_id != summary.run_id
     assert {rerun.components[name] for name in ("RatingsExampleGen", "Transform", "Trainer")} == {"cached"}
-    assert rerun.push_note == f"not pushed: this model is already served as version {version}"
+    assert rerun.push_note == (f"not pushed: nothing new since run {summary.run_id}, whose model is served as "
+                               f"version {version}")
     assert contract.served_versions(config.push_base) == [version]
 
 

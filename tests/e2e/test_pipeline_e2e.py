@@ -106,7 +106,7 @@ def test_second_run_on_same_data_is_cached_and_pushes_nothing_new(trained_run):
     cached = ["RatingsExampleGen", "StatisticsGen", "ExampleValidator", "ValidationGate",
               "Transform", "Trainer"]
     assert {name: states[name] for name in cached} == {name: "cached" for name in cached}
-    assert "this model is already served as version" in result.stdout
+    assert f"whose model is served as version {run.versions()[0]}" in result.stdout
     assert len(run.versions()) == 1
 
 

@@ -6,12 +6,14 @@ are the ones ML Metadata hands out rather than numbers the test picks.
 The history: run 1 ingested span 1 and produced cache 1 and a blessed model 1; run 2 ingested span
 2 and produced cache 2, a blessed model 2, then a model 3 the Evaluator did not bless."""
 import pytest
+from ml_metadata.proto import metadata_store_pb2
 from tfx import types
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 from tfx.types import standard_artifacts
 
 from components import validation_gate
-from components.resolvers import (AcceptedExamplesStrategy, AnalyzerCacheStrategy, LastAcceptedStatisticsStrategy,
-                                  WarmStartModelStrategy)
+from components.resolvers import (CANDIDATE, AcceptedExamplesStrategy, AnalyzerCacheStrategy,
+                                  LastAcceptedStatisticsStrategy, LastBlessedModelStrategy, WarmStartModelStrategy)
 from tests.metadata_store import MemoryStore
 
 
@@ -177,3 +179,49 @@ def test_a_rerun_gets_the_same_baseline_unless_its_span_was_accepted_on_purpose(
     assert baseline(store, span_3) == [on_purpose.uri]
     span_4 = store.put(standard_artifacts.Examples, "span-4", span=4)
     assert baseline(store, span_4) == ["accepted-span-3"]
+
+
+def baseline_inputs(store: Store, candidates):
+    return {"model": store.read(standard_artifacts.Model),
+            "model_blessing": store.read(standard_artifacts.ModelBlessing), CANDIDATE: candidates}
+
+
+def tfx_baseline(store: Store):
+    """TFX's LatestBlessedModelStrategy, the referee: what the gates compared with before."""
+    inputs = baseline_inputs(store, [])
+    del inputs[CANDIDATE]
+    return uris(resolve(store, LatestBlessedModelStrategy(), inputs)["model"])
+
+
+def test_the_baseline_of_a_cached_candidate_is_the_blessed_model_before_it(history):
+    """A rerun on span 2's data: its Trainer is cached and hands on model 2, which run 2 blessed.
+    TFX's LatestBlessedModelStrategy (the referee) gives model 2 as its own baseline; ours gives
+    model 1, what run 2's gates compared model 2 with, so the rerun's gates are cached."""
+    (model_2,) = [m for m in history.read(standard_artifacts.Model) if m.uri == "model-2"]
+    assert tfx_baseline(history) == ["model-2"]
+    resolved = resolve(history, LastBlessedModelStrategy(), baseline_inputs(history, [model_2]))
+    assert uris(resolved["model"]) == ["model-1"] and uris(resolved["model_blessing"]) == ["model-1-blessing"]
+
+
+def test_a_new_candidate_is_judged_against_the_newest_blessed_model(history):
+    """A new model (new data or new settings), or none yet: the baseline is TFX's."""
+    new = history.put(standard_artifacts.Model, "model-4")
+    for candidates in ([new], []):
+        resolved = resolve(history, LastBlessedModelStrategy(), baseline_inputs(history, candidates))
+        assert uris(resolved["model"]) == tfx_baseline(history) == ["model-2"]
+
+
+def test_under_airflow_the_candidate_is_the_newest_trainer_executions_output(history):
+    """TFX's Airflow launcher hands the resolver the Trainer's models of every run. Runs 1 and 2
+    output models 1 and 2; run 3, its settings set back to run 1's, is cached and outputs model 1
+    again (a cached execution records its outputs too): model 1 is the candidate, model 2 the baseline."""
+    models = {m.uri: m for m in history.read(standard_artifacts.Model)}
+    trainer = history.mlmd.put_execution_type(metadata_store_pb2.ExecutionType(name="Trainer"))
+    for uri in ("model-1", "model-2", "model-1"):
+        [execution] = history.mlmd.put_executions([metadata_store_pb2.Execution(type_id=trainer)])
+        event = metadata_store_pb2.Event(artifact_id=models[uri].id, execution_id=execution,
+                                         type=metadata_store_pb2.Event.OUTPUT)
+        event.path.steps.add().key = "model"
+        history.mlmd.put_events([event])
+    inputs = baseline_inputs(history, [models["model-1"], models["model-2"]])
+    assert uris(resolve(history, LastBlessedModelStrategy(), inputs)["model"]) == ["model-2"]
