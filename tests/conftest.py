@@ -15,7 +15,7 @@ from ratings import paths  # noqa: E402
 from ratings import features  # noqa: E402
 from ratings import fetch  # noqa: E402
 from tests.helpers import write_csv  # noqa: E402
-from tests.pipeline_runs import PipelineRun  # noqa: E402
+from tests.pipeline_runs import AcceptedSpan, PipelineRun  # noqa: E402
 from tests.cli import movierec  # noqa: E402
 from tests.serving_server import Server  # noqa: E402
 
@@ -38,11 +38,19 @@ LONGEST_FIRST = ("tests/e2e/test_push_gates.py", SHARED_RUN, "tests/e2e/test_sch
                  "tests/unit/models/test_retrieval.py", "tests/unit/models/test_preprocessing.py")
 
 
+# Modules whose tests share no module fixture and each take minutes (one MovieLens-100K root per
+# test): each test is a group of its own, so the two workers can run them side by side.
+ONE_GROUP_PER_TEST = ("tests/e2e/test_push_gates.py",)
+
+
 def xdist_group(nodeid: str) -> str:
     """The group a test runs in under pytest-xdist (`make test` runs `pytest -n auto`): a group runs
     whole on one worker, and each worker builds the session fixtures its own tests use. A module is
-    a group, so its module fixtures are built once; SHARED_RUN_MODULES are one group together."""
+    a group, so its module fixtures are built once; SHARED_RUN_MODULES are one group together;
+    each test of ONE_GROUP_PER_TEST is a group."""
     module = nodeid.split("::")[0]
+    if module in ONE_GROUP_PER_TEST:
+        return nodeid
     return SHARED_RUN if module in SHARED_RUN_MODULES else module
 
 
@@ -73,6 +81,7 @@ def pytest_collection_modifyitems(config, items):
 
     def rank(item):
         group = xdist_group(item.nodeid)
+        group = group if group in LONGEST_FIRST else group.split("::")[0]
         return (LONGEST_FIRST.index(group) if group in LONGEST_FIRST else len(LONGEST_FIRST),
                 item.get_closest_marker("e2e") is None)
 
@@ -110,6 +119,21 @@ def spans(ratings_sample, tmp_path_factory):
     assert result.returncode == 0, result.stderr
     assert "wrote 8 spans by month" in result.stdout
     return dest
+
+
+def shared_folder(tmp_path_factory, worker_id: str, name: str) -> pathlib.Path:
+    """A folder every pytest-xdist worker of this session sees (the workers' temp folders share a
+    parent, made anew each session); a session folder of its own without xdist."""
+    if worker_id == "master":
+        return tmp_path_factory.mktemp(name)
+    return tmp_path_factory.getbasetemp().parent / name
+
+
+@pytest.fixture(scope="session")
+def accepted_span_1(spans, tmp_path_factory, worker_id) -> AcceptedSpan:
+    """Span 1 run, accepted and pushed, where the LocalDagRunner replays (test_scheduled_runs,
+    test_drift, test_seen_spans) begin: one run for the session, whichever workers they run on."""
+    return AcceptedSpan(shared_folder(tmp_path_factory, worker_id, "accepted-span-1"), spans)
 
 
 @pytest.fixture(scope="session")
