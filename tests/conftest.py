@@ -4,6 +4,7 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import csv  # noqa: E402
 import pathlib  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
@@ -14,7 +15,7 @@ from ratings import schema  # noqa: E402
 from ratings import paths  # noqa: E402
 from ratings import features  # noqa: E402
 from ratings import fetch  # noqa: E402
-from tests.helpers import write_csv  # noqa: E402
+from tests.helpers import WRITERS, write_csv  # noqa: E402
 from tests.pipeline_runs import AcceptedSpan, PipelineRun  # noqa: E402
 from tests.cli import movierec  # noqa: E402
 from tests.serving_server import Server  # noqa: E402
@@ -137,9 +138,26 @@ def accepted_span_1(spans, tmp_path_factory, worker_id) -> AcceptedSpan:
 
 
 @pytest.fixture(scope="session")
-def trained_run(ratings_sample, tmp_path_factory):
-    """One pipeline run on the sample, shared by the e2e and serving tests: (Run, its result)."""
-    run = PipelineRun(tmp_path_factory.mktemp("trained"), ratings_sample)
+def tool_written_sample(ratings_sample, tmp_path_factory) -> pathlib.Path:
+    """The sample's 3,000 ratings as a user hands them over from several tools: a folder of four
+    files written by the csv module, pandas, Excel's CSV UTF-8 layout and by hand (tests/helpers.py
+    WRITERS, as tests/unit/components/test_csv_variants.py checks them), every fourth row in each,
+    with the side tables beside them."""
+    with open(ratings_sample, newline="") as f:
+        sample = [(u, m, float(r), int(t)) for u, m, r, t in list(csv.reader(f))[1:]]
+    data = tmp_path_factory.mktemp("tool-written")
+    for side_table in (features.MOVIES_FILE, features.USERS_FILE):
+        shutil.copy(ratings_sample.parent / side_table, data / side_table)
+    for index, (name, writer) in enumerate(WRITERS.items()):
+        writer(data / f"ratings-{name}.csv", sample[index::len(WRITERS)])
+    return data
+
+
+@pytest.fixture(scope="session")
+def trained_run(tool_written_sample, tmp_path_factory):
+    """One pipeline run on the sample as tools wrote it, shared by the e2e and serving tests: (Run,
+    its result)."""
+    run = PipelineRun(tmp_path_factory.mktemp("trained"), tool_written_sample)
     return run, run()
 
 
