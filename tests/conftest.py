@@ -8,6 +8,7 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import csv  # noqa: E402
 import pathlib  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
@@ -26,18 +27,26 @@ SHARED_RUN_MODULES = ("tests/e2e/test_pipeline_e2e.py", "tests/e2e/test_serving.
 # Groups whose tests take longest on CI (`--durations` of `make test`), longest first. A stale entry
 # costs wall time, never coverage: it only decides which tests start first.
 LONGEST_FIRST = ("tests/e2e/test_push_gates.py", SHARED_RUN, "tests/e2e/test_scheduled_runs.py",
-                 "tests/e2e/test_airflow.py", "tests/e2e/test_orchestrators.py", "tests/e2e/test_yardstick.py", "tests/e2e/test_shared_metadata.py", "tests/e2e/test_drift.py",
+                 "tests/e2e/test_airflow.py", "tests/e2e/test_cached_rerun.py", "tests/e2e/test_orchestrators.py", "tests/e2e/test_yardstick.py", "tests/e2e/test_shared_metadata.py", "tests/e2e/test_drift.py",
                  "tests/e2e/test_object_store.py", "tests/e2e/test_portable_beam.py", "tests/e2e/test_catalogue_scale.py",
                  "tests/e2e/test_tf_serving_conformance.py",
                  "tests/unit/models/test_export.py", "tests/unit/models/test_model.py",
                  "tests/unit/models/test_retrieval.py", "tests/unit/models/test_preprocessing.py")
 
 
+# Modules whose tests share no module fixture and each take minutes (one MovieLens-100K root per
+# test): each test is a group of its own, so the two workers can run them side by side.
+ONE_GROUP_PER_TEST = ("tests/e2e/test_push_gates.py",)
+
+
 def xdist_group(nodeid: str) -> str:
     """The group a test runs in under pytest-xdist (`make test` runs `pytest -n auto`): a group runs
     whole on one worker, and each worker builds the session fixtures its own tests use. A module is
-    a group, so its module fixtures are built once; SHARED_RUN_MODULES are one group together."""
+    a group, so its module fixtures are built once; SHARED_RUN_MODULES are one group together;
+    each test of ONE_GROUP_PER_TEST is a group."""
     module = nodeid.split("::")[0]
+    if module in ONE_GROUP_PER_TEST:
+        return nodeid
     return SHARED_RUN if module in SHARED_RUN_MODULES else module
 
 
@@ -68,6 +77,7 @@ def pytest_collection_modifyitems(config, items):
 
     def rank(item):
         group = xdist_group(item.nodeid)
+        group = group if group in LONGEST_FIRST else group.split("::")[0]
         return (LONGEST_FIRST.index(group) if group in LONGEST_FIRST else len(LONGEST_FIRST),
                 item.get_closest_marker("e2e") is None)
 
@@ -116,12 +126,49 @@ def spans(ratings_sample, tmp_path_factory):
     return dest
 
 
+def shared_folder(tmp_path_factory, worker_id: str, name: str) -> pathlib.Path:
+    """A folder every pytest-xdist worker of this session sees (the workers' temp folders share a
+    parent, made anew each session); a session folder of its own without xdist."""
+    if worker_id == "master":
+        return tmp_path_factory.mktemp(name)
+    return tmp_path_factory.getbasetemp().parent / name
+
+
 @pytest.fixture(scope="session")
-def trained_run(ratings_sample, tmp_path_factory):
-    """One pipeline run on the sample, shared by the e2e and serving tests: (Run, its result)."""
+def accepted_span_1(spans, tmp_path_factory, worker_id):
+    """Span 1 run, accepted and pushed, where the LocalDagRunner replays (test_scheduled_runs,
+    test_drift, test_seen_spans) begin: one run for the session, whichever workers they run on."""
+    from tests.pipeline_runs import AcceptedSpan
+
+    return AcceptedSpan(shared_folder(tmp_path_factory, worker_id, "accepted-span-1"), spans)
+
+
+@pytest.fixture(scope="session")
+def tool_written_sample(ratings_sample, tmp_path_factory) -> pathlib.Path:
+    """The sample's 3,000 ratings as a user hands them over from several tools: a folder of four
+    files written by the csv module, pandas, Excel's CSV UTF-8 layout and by hand (tests/helpers.py
+    WRITERS, as tests/unit/components/test_csv_variants.py checks them), every fourth row in each,
+    with the side tables beside them."""
+    from ratings import features
+    from tests.helpers import WRITERS
+
+    with open(ratings_sample, newline="") as f:
+        sample = [(u, m, float(r), int(t)) for u, m, r, t in list(csv.reader(f))[1:]]
+    data = tmp_path_factory.mktemp("tool-written")
+    for side_table in (features.MOVIES_FILE, features.USERS_FILE):
+        shutil.copy(ratings_sample.parent / side_table, data / side_table)
+    for index, (name, writer) in enumerate(WRITERS.items()):
+        writer(data / f"ratings-{name}.csv", sample[index::len(WRITERS)])
+    return data
+
+
+@pytest.fixture(scope="session")
+def trained_run(tool_written_sample, tmp_path_factory):
+    """One pipeline run on the sample as tools wrote it, shared by the e2e and serving tests: (Run,
+    its result)."""
     from tests.pipeline_runs import PipelineRun
 
-    run = PipelineRun(tmp_path_factory.mktemp("trained"), ratings_sample)
+    run = PipelineRun(tmp_path_factory.mktemp("trained"), tool_written_sample)
     return run, run()
 
 

@@ -1,5 +1,7 @@
 """Running the pipeline through the real `movierec run` command, in a temp dir per run."""
 import contextlib
+import fcntl
+import json
 import os
 import pathlib
 import shutil
@@ -98,16 +100,56 @@ rolling_spans: 3
 """
 
 
+def made_once(folder: pathlib.Path, make) -> dict:
+    """`make(folder / "made")`'s result (JSON-able), made once for every process that asks during
+    a session: the first takes `folder`/.lock, makes it and writes the result beside it; the others
+    wait on the lock and read that. (Under pytest-xdist each worker builds its own session
+    fixtures; this is how two workers share one pipeline run.) A `make` that raised left no result,
+    so the next process to ask makes it again, from an empty folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = folder / "result.json"
+        if not done.exists():
+            shutil.rmtree(folder / "made", ignore_errors=True)
+            done.write_text(json.dumps(make(folder / "made")))
+        return json.loads(done.read_text())
+
+
+class AcceptedSpan:
+    """Span 1 of the `spans` fixture through `movierec run` with REPLAY_CONFIG (accepted, pushed):
+    where the LocalDagRunner replays begin (tests/conftest.py `accepted_span_1`, made once per
+    session). Each replay starts from a copy (`Replay(..., start=...)`), so none sees another's runs;
+    the copy's ML Metadata names this folder's artifacts, which no run changes."""
+
+    def __init__(self, folder: pathlib.Path, spans: pathlib.Path):
+        def first_run(root: pathlib.Path) -> dict:
+            replay = Replay(root, spans)
+            replay.add_span(1)
+            result = replay.run()
+            return {"returncode": result.returncode, "stdout": result.stdout, "stderr": result.stderr}
+
+        self.root = folder / "made"
+        made = made_once(folder, first_run)
+        self.result = subprocess.CompletedProcess(["movierec", "run"], made["returncode"], made["stdout"],
+                                                  made["stderr"])
+
+
 class Replay:
     """`movierec run` on a data folder that gains one span at a time; `settings` (YAML) are added
     to every run's config."""
 
-    def __init__(self, root: pathlib.Path, spans: pathlib.Path, settings: str = "", args=()):
-        """`args`: more `movierec run` flags for every run (e.g. --runner beam)."""
+    def __init__(self, root: pathlib.Path, spans: pathlib.Path, settings: str = "", args=(),
+                 start: AcceptedSpan = None):
+        """`args`: more `movierec run` flags for every run (e.g. --runner beam). `start`: begin with
+        span 1 already run (a copy of its data, pipeline root, ML Metadata and serving dir)."""
         self.root, self.spans, self.data, self.settings, self.args = root, spans, root / "data", settings, args
-        self.data.mkdir(parents=True)
-        for side_table in ("movies.csv", "users.csv"):
-            shutil.copy(spans / side_table, self.data / side_table)
+        if start is None:
+            self.data.mkdir(parents=True)
+            for side_table in ("movies.csv", "users.csv"):
+                shutil.copy(spans / side_table, self.data / side_table)
+        else:
+            shutil.copytree(start.root, root, dirs_exist_ok=True)
         self.config_file = root / "config.yaml"
         self.config_file.write_text(REPLAY_CONFIG + settings)
         self.config = configs.load(self.config_file).replace(

@@ -1,24 +1,24 @@
 """What a pushed model's `recommend` lists for users, and what they rated, read as a client and a
 user would: the tests of issue 21 (tests/e2e/test_seen*.py) compare the two."""
 import collections
-import csv
 
 import numpy as np
 import tensorflow as tf
 
 from serving import contract
 from serving.contract import KNOWN_USER, MOVIE_ID, SCORE
+from tests.helpers import referee
 
 BATCH = 64
 
 
-def rated_by_user(ratings_csv):
-    """{user ID: movie IDs} of a ratings file, as the user handed it over."""
-    with open(ratings_csv, newline="") as f:
-        rows = list(csv.DictReader(f))
+def rated_by_user(*ratings_files):
+    """{user ID: movie IDs} of ratings files, as the user handed them over (each read as csv.reader
+    reads it: tests/helpers.py `referee`)."""
     rated = collections.defaultdict(set)
-    for row in rows:
-        rated[row["user_id"]].add(row["movie_id"])
+    for path in ratings_files:
+        for user, movie, _, _ in referee(path):
+            rated[user].add(movie)
     return rated
 
 

@@ -17,10 +17,9 @@ NOT_REACHED = ("Transform", "Trainer", "Evaluator", "RatingGate", "RankingEvalua
                "ModelGate", "InfraValidator", "Pusher")
 
 
-def test_broken_spans_are_refused_before_training_and_accept_drift_takes_one(spans, tmp_path):
-    replay = Replay(tmp_path, spans)
-    replay.add_span(1)
-    first = replay.run()
+def test_broken_spans_are_refused_before_training_and_accept_drift_takes_one(accepted_span_1, spans, tmp_path):
+    replay = Replay(tmp_path, spans, start=accepted_span_1)  # span 1 run and pushed
+    first = accepted_span_1.result
     assert first.returncode == 0, first.stderr[-3000:]
     assert "drift: not checked, no earlier examples were accepted (the first run)" in first.stdout
     served = replay.versions()

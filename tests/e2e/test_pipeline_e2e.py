@@ -1,5 +1,4 @@
 """The whole pipeline through `movierec run` on a 3,000-rating MovieLens sample, in a temp dir."""
-import csv
 import math
 import pathlib
 import shutil
@@ -32,9 +31,8 @@ def test_first_run_executes_every_component_and_pushes(trained_run):
                 if "blessed" in a.custom_properties]
     assert len(store.get_artifacts_by_type("ModelBlessing")) == 2 and len(verdicts) == 1
     assert f"/{MODEL_GATE}/{model_gate.BLESSING}/" in verdicts[0][0] and verdicts[0][1] == 1
-    assert summary.side_tables == {"movies": str(run.data.parent / "movies.csv"),
-                                   "users": str(run.data.parent / "users.csv")}
-    assert f"side tables joined: movies {run.data.parent / 'movies.csv'}, users " in summary.render()
+    assert summary.side_tables == {"movies": str(run.data / "movies.csv"), "users": str(run.data / "users.csv")}
+    assert f"side tables joined: movies {run.data / 'movies.csv'}, users " in summary.render()
     # Infra validation served the candidate with the production deploy files before the push, and
     # one canary request per client signature was answered.
     assert summary.infra_blessed, summary.infra_note
@@ -84,11 +82,11 @@ def test_ranking_figures_appear_in_the_summary_the_report_and_the_history(traine
     assert "NDCG@k" in history.stdout and f"{overall['ndcg']:.4f}" in history.stdout
 
 
-def test_pushed_model_rates_known_and_unknown_users(trained_run):
+def test_pushed_model_rates_known_and_unknown_users(trained_run, ratings_sample):
     run, _ = trained_run
     model = tf.saved_model.load(f"{run.config.push_base}/{run.versions()[0]}")
     serve = model.signatures["serving_default"]
-    known_user, known_movie = run.data.read_text().splitlines()[1].split(",")[:2]
+    known_user, known_movie = ratings_sample.read_text().splitlines()[1].split(",")[:2]
     requests = [contract.rating_example(known_user, known_movie),
                 contract.rating_example("no-such-user", known_movie),
                 contract.rating_example("no-such-user", "no-such-movie")]
@@ -142,23 +140,18 @@ def test_bad_row_fails_naming_file_line_and_field(ratings_sample, tmp_path, bad_
     assert run.versions() == []
 
 
-def test_files_as_tools_write_them_go_through_movierec_run(ratings_sample, tmp_path):
-    """The sample's 3,000 ratings split over files written by the csv module, pandas, Excel's CSV
-    UTF-8 layout and by hand (tests/helpers.py, as tests/unit/components/test_csv_variants.py checks them), side tables beside them: every row is
-    ingested and both side tables are joined."""
-    with open(ratings_sample, newline="") as f:
-        sample = [(u, m, float(r), int(t)) for u, m, r, t in list(csv.reader(f))[1:]]
-    data = tmp_path / "data"
-    data.mkdir()
-    for side_table in (features.MOVIES_FILE, features.USERS_FILE):
-        shutil.copy(ratings_sample.parent / side_table, data / side_table)
-    for index, (name, writer) in enumerate(helpers.WRITERS.items()):
-        writer(data / f"ratings-{name}.csv", sample[index::len(helpers.WRITERS)])
-    expected = sum(len(helpers.referee(path)) for path in data.glob("ratings-*.csv"))
-    assert expected == len(sample) == 3000
-    run = PipelineRun(tmp_path / "run", data)
-    result = run()
+def test_files_as_tools_write_them_go_through_movierec_run(trained_run, ratings_sample):
+    """The session's run reads the sample's 3,000 ratings split over files written by the csv module,
+    pandas, Excel's CSV UTF-8 layout and by hand (tests/conftest.py `tool_written_sample`), side
+    tables beside them: every row, as csv.reader reads each file, is ingested, and both side tables
+    are joined."""
+    run, result = trained_run
     assert result.returncode == 0, result.stderr[-3000:]
+    files = sorted(run.data.glob("ratings-*.csv"))
+    assert [f.name for f in files] == sorted(f"ratings-{name}.csv" for name in helpers.WRITERS)
+    expected = sum(len(helpers.referee(path)) for path in files)
+    assert expected == len(ratings_sample.read_text().splitlines()) - 1 == 3000
     summary = run.summary()
     assert sum(summary.rows.values()) == expected
-    assert summary.side_tables == {"movies": str(data / "movies.csv"), "users": str(data / "users.csv")}
+    assert f"(total {expected:,})" in result.stdout
+    assert summary.side_tables == {"movies": str(run.data / "movies.csv"), "users": str(run.data / "users.csv")}

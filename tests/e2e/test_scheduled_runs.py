@@ -10,10 +10,9 @@ from tests.pipeline_runs import Replay
 WEAK_TRAINER = "hyperparameters: {epochs: 2, learning_rate: 1.0}\n"
 
 
-def test_span_replay(spans, tmp_path):
-    replay = Replay(tmp_path, spans)
-    replay.add_span(1)
-    first = replay.run()
+def test_span_replay(accepted_span_1, spans, tmp_path):
+    replay = Replay(tmp_path, spans, start=accepted_span_1)  # span 1 run and pushed
+    first = accepted_span_1.result
     assert first.returncode == 0, first.stderr[-3000:]
     summary = replay.summary()
     assert summary.span == 1 and len(replay.versions()) == 1

@@ -1,7 +1,7 @@
 """Everything the user told us (issue 21): the pushed model knows every rating it was given, and the
 model the gates judged still knows only its training split.
 
-Referees: the ratings file handed to `movierec run` (read with the csv module), the splits the
+Referees: the ratings files handed to `movierec run` (read with the csv module), the splits the
 run's ExampleGen wrote (its Examples artifact), and the history head fitted in numpy on exactly
 the rows each model should know (the same closed form, models/retrieval/history_head.py `fit`, on rows this
 test chooses), scored as test_catalogue_scale.py scores it.
@@ -35,7 +35,7 @@ def models(trained_run):
     judged_uri = blessing.custom_properties[constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY].string_value
     judged = tf.saved_model.load(path_utils.serving_model_path(judged_uri))
     pushed = tf.saved_model.load(f"{run.config.push_base}/{run.versions()[-1]}")
-    return judged, pushed, summary, rated_by_user(run.data)
+    return judged, pushed, summary, rated_by_user(*run.data.glob("ratings*.csv"))
 
 
 def test_no_movie_the_user_rated_comes_back_with_exclude_seen(models, server):
