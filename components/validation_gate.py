@@ -158,6 +158,12 @@ def _span(artifact) -> Optional[int]:
     return span or None
 
 
+# The gate's channel names (its parameters below are the spec TFX builds): the pipeline wires and
+# run_summary reads them by these names; tests/unit/pipeline/test_output_names.py checks they are the spec's.
+VALIDATED_EXAMPLES, ACCEPTED_STATISTICS = "validated_examples", "accepted_statistics"
+BASELINE_STATISTICS = "baseline_statistics"
+
+
 @component
 def ValidationGate(
         examples: InputArtifact[standard_artifacts.Examples],

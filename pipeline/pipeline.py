@@ -21,18 +21,22 @@ from tfx.orchestration.pipeline import Pipeline
 from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import standard_artifacts
 from tfx.types.channel import Channel
+from tfx.types import standard_component_specs as specs
 from ratings import schema
 from components import code_version, resolvers, validation_gate as gate
 from components.example_gen.component import RatingsExampleGen
 from components.infra_validator.component import InfraValidator
+from components.infra_validator.executor import BLESSING_KEY as INFRA_BLESSING
 from components.pusher.component import AtomicPusher
 from components.baselines.component import Baselines
 from components.evaluation import MAE, RMSE
 from components.model_gate import executor as model_gate
 from components.model_gate.component import ModelGate
 from components.ranking_evaluator.component import RankingEvaluator
+from components.ranking_evaluator.executor import RANKING
 from components.rating_gate.component import RatingGate
 from components.servable_export.component import ServableExport
+from components.servable_export.executor import SERVABLE
 from components.schema_import import SchemaImport
 from components.yardstick.component import Yardstick
 from models.features import SLICE_FEATURES
@@ -105,9 +109,9 @@ def _validation_gate(config: configs.PipelineConfig, examples, statistics, schem
         baseline = Resolver(
             strategy_class=resolvers.LastAcceptedStatisticsStrategy,
             statistics=Channel(type=standard_artifacts.ExampleStatistics,
-                                       producer_component_id=VALIDATION_GATE, output_key="accepted_statistics"),
+                                       producer_component_id=VALIDATION_GATE, output_key=gate.ACCEPTED_STATISTICS),
             examples=examples).with_id(LAST_ACCEPTED_STATISTICS)
-        drift = {"baseline_statistics": baseline.outputs["statistics"]}
+        drift = {gate.BASELINE_STATISTICS: baseline.outputs["statistics"]}
     validation_gate = gate.ValidationGate(
         examples=examples, anomalies=anomalies, statistics=statistics, schema=schema_channel,
         drift_comparators=json.dumps(drift_comparators(config.drift), sort_keys=True),
@@ -126,7 +130,7 @@ def _carried_over(config: configs.PipelineConfig, validation_gate, orchestrator:
     trains on the newest validated span, with the latest cache and latest blessed model, and its
     servable knows that span's ratings (every split), not older spans'.
     """
-    training_examples = accepted_examples = validation_gate.outputs["validated_examples"]
+    training_examples = accepted_examples = validation_gate.outputs[gate.VALIDATED_EXAMPLES]
     channel = lambda artifact_type: Channel(type=artifact_type)
     if orchestrator == KUBEFLOW_V2:
         resolvers_by_name = {
@@ -143,7 +147,7 @@ def _carried_over(config: configs.PipelineConfig, validation_gate, orchestrator:
         # ordered after the gate explicitly, so it sees this run's newly validated examples.
         validated_channel = lambda: Channel(
             type=standard_artifacts.Examples, producer_component_id=validation_gate.id,
-            output_key="validated_examples")
+            output_key=gate.VALIDATED_EXAMPLES)
         resolvers_by_name = {
             "analyzer_cache": Resolver(
                 strategy_class=resolvers.AnalyzerCacheStrategy,
@@ -182,7 +186,7 @@ def _last_blessed_model(trainer, orchestrator: str) -> Resolver:
     else:
         resolver = Resolver(strategy_class=resolvers.LastBlessedModelStrategy, model=model,
                                     model_blessing=_blessings(orchestrator),
-                                    **{resolvers.CANDIDATE: trainer.outputs["model"]})
+                                    **{resolvers.CANDIDATE: trainer.outputs[specs.MODEL_KEY]})
     # Keeps its ID from TFX's strategy, so run histories of existing pipeline roots carry on.
     return resolver.with_id("latest_blessed_model_resolver")
 
@@ -223,20 +227,20 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
         output_config=hash_split if configs.SINGLE_SPLIT in patterns else None,
         movies=movies, users=users,
         rating_range=_rating_range(config), code_digest=code_digest)
-    examples = example_gen.outputs["examples"]
+    examples = example_gen.outputs[specs.EXAMPLES_KEY]
 
     statistics_gen = StatisticsGen(examples=examples)
     schema_gen = _schema_import(config, orchestrator)
     example_validator = ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+        statistics=statistics_gen.outputs[specs.STATISTICS_KEY], schema=schema_gen.outputs[specs.SCHEMA_KEY])
     baseline_statistics, validation_gate = _validation_gate(
-        config, examples, statistics_gen.outputs["statistics"], schema_gen.outputs["schema"],
-        example_validator.outputs["anomalies"], orchestrator)
-    validated = validation_gate.outputs["validated_examples"]
+        config, examples, statistics_gen.outputs[specs.STATISTICS_KEY], schema_gen.outputs[specs.SCHEMA_KEY],
+        example_validator.outputs[specs.ANOMALIES_KEY], orchestrator)
+    validated = validation_gate.outputs[gate.VALIDATED_EXAMPLES]
     training_examples, accepted_examples, carried_over = _carried_over(config, validation_gate, orchestrator)
 
     transform = Transform(
-        examples=training_examples, schema=schema_gen.outputs["schema"],
+        examples=training_examples, schema=schema_gen.outputs[specs.SCHEMA_KEY],
         analyzer_cache=carried_over["analyzer_cache"].outputs["cache"],
         preprocessing_fn=configs.PREPROCESSING_FN,
         # Pre- and post-transform statistics would run TFDV twice more over the data; StatisticsGen
@@ -253,14 +257,14 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
     trainer = Trainer(
         run_fn=configs.RUN_FN,
         examples=training_examples,
-        transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"],
+        transform_graph=transform.outputs[specs.TRANSFORM_GRAPH_KEY],
+        schema=schema_gen.outputs[specs.SCHEMA_KEY],
         base_model=carried_over["base_model"].outputs["model"],
         custom_config={HYPERPARAMETERS: hyperparameters, code_version.KEY: code_digest})
 
     latest_blessed_model = _last_blessed_model(trainer, orchestrator)
 
-    model, last_blessed = trainer.outputs["model"], latest_blessed_model.outputs["model"]
+    model, last_blessed = trainer.outputs[specs.MODEL_KEY], latest_blessed_model.outputs["model"]
     evaluator = Evaluator(examples=validated, model=model, baseline_model=last_blessed,
                                          eval_config=eval_config())
     evaluation = config.evaluation
@@ -272,10 +276,10 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
     # The model gates: each gives a verdict, the ModelGate blesses when all pass. A new gate is
     # one GateComponent (components/verdicts.py) and one line here.
     gates = [
-        RatingGate(evaluator.outputs["evaluation"], evaluation.rmse_upper_bound, evaluation.max_rmse_increase,
+        RatingGate(evaluator.outputs[specs.EVALUATION_KEY], evaluation.rmse_upper_bound, evaluation.max_rmse_increase,
                    evaluation.max_slice_rmse_increase, evaluation.min_slice_examples, code_digest),
         ranking_evaluator,
-        Baselines(training_examples, evaluator.outputs["evaluation"], ranking_evaluator.outputs["ranking"],
+        Baselines(training_examples, evaluator.outputs[specs.EVALUATION_KEY], ranking_evaluator.outputs[RANKING],
                   evaluation.ndcg_margin_over_popular, evaluation.rmse_margin_over_bias_only, code_digest),
         Yardstick(training_examples, model, last_blessed, evaluation.ranking_k,
                   evaluation.yardstick_max_relative_rmse_increase, evaluation.yardstick_max_relative_ndcg_decrease,
@@ -288,16 +292,16 @@ def create_pipeline(config: configs.PipelineConfig, orchestrator: str = LOCAL) -
     # (models/servable.py states the rule), built once the blessing is decided; it does not read
     # the blessing, so a rerun whose gates ran again finds it cached (servable_export/executor.py).
     servable_export = ServableExport(
-        model=model, transform_graph=transform.outputs["transform_graph"],
+        model=model, transform_graph=transform.outputs[specs.TRANSFORM_GRAPH_KEY],
         examples=accepted_examples, hyperparameters=json.dumps(hyperparameters),
         code_digest=code_digest).with_id(SERVABLE_EXPORT)
     servable_export.add_upstream_node(decision)
-    servable = servable_export.outputs["servable"]
+    servable = servable_export.outputs[SERVABLE]
     # Between the gates and the Pusher: the servable served as production serves it (TFX's InfraValidator role).
     infra_validator = InfraValidator(model=servable, model_blessing=blessing,
                                      model_name=config.model_name, model_server=config.model_server)
     # Keeps TFX's node ID, so run histories and caches of existing pipeline roots carry on.
-    pusher = AtomicPusher(servable, blessing, infra_validator.outputs["blessing"], config.push_base).with_id("Pusher")
+    pusher = AtomicPusher(servable, blessing, infra_validator.outputs[INFRA_BLESSING], config.push_base).with_id("Pusher")
 
     return Pipeline(
         pipeline_name=config.pipeline_name,

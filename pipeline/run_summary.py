@@ -21,10 +21,12 @@ from tensorflow_data_validation.utils import stats_util
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
+from tfx.types import standard_component_specs as specs
 
 from components import evaluation, infra_blessing, validation_gate
 from components.evaluation import RMSE
 from components.example_gen import executor as example_gen
+from components.infra_validator.executor import BLESSING_KEY as INFRA_BLESSING
 from components.model_gate import executor as model_gate
 from components.pusher import executor as pusher
 from components.ranking_evaluator import executor as ranking_executor
@@ -320,37 +322,37 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
         summary.seconds[node] = (execution.last_update_time_since_epoch
                                  - execution.create_time_since_epoch) / 1000
         outputs = _outputs(store, execution.id)
-        if "statistics" in outputs and node == "StatisticsGen":
-            summary.rows = _rows(outputs["statistics"])
-        if "examples" in outputs and node == "RatingsExampleGen":
+        if specs.STATISTICS_KEY in outputs and node == "StatisticsGen":
+            summary.rows = _rows(outputs[specs.STATISTICS_KEY])
+        if specs.EXAMPLES_KEY in outputs and node == "RatingsExampleGen":
             # ExampleGen records the span as a custom property.
-            summary.examples = outputs["examples"]
-            summary.span = outputs["examples"].get_int_custom_property("span")
-            joined = outputs["examples"].get_string_custom_property(example_gen.SIDE_TABLES_PROPERTY)
+            summary.examples = outputs[specs.EXAMPLES_KEY]
+            summary.span = summary.examples.get_int_custom_property("span")
+            joined = summary.examples.get_string_custom_property(example_gen.SIDE_TABLES_PROPERTY)
             summary.side_tables = json.loads(joined) if joined else {}
-        if "model" in outputs and node == "Trainer":
-            summary.judged_model = outputs["model"]
+        if specs.MODEL_KEY in outputs and node == "Trainer":
+            summary.judged_model = outputs[specs.MODEL_KEY]
         if servable_export.SERVABLE in outputs:
             summary.servable = outputs[servable_export.SERVABLE]
-        if "accepted_statistics" in outputs:
-            accepted = outputs["accepted_statistics"]
+        if validation_gate.ACCEPTED_STATISTICS in outputs:
+            accepted = outputs[validation_gate.ACCEPTED_STATISTICS]
             summary.drift = [validation_gate.Drift(**d) for d in
                              json.loads(accepted.get_string_custom_property(validation_gate.DRIFT) or "[]")]
             summary.drift_accepted = bool(accepted.get_int_custom_property(validation_gate.DRIFT_ACCEPTED))
             if validation_gate.BASELINE_SPAN in accepted.mlmd_artifact.custom_properties:
                 summary.drift_baseline_span = accepted.get_int_custom_property(validation_gate.BASELINE_SPAN)
-        if "model_run" in outputs:
-            summary.history = _history(outputs["model_run"])
-            summary.model_run_dir = outputs["model_run"].uri
-        if "evaluation" in outputs:
-            by_slice = evaluation.load(outputs["evaluation"].uri)
+        if specs.MODEL_RUN_KEY in outputs:
+            summary.history = _history(outputs[specs.MODEL_RUN_KEY])
+            summary.model_run_dir = outputs[specs.MODEL_RUN_KEY].uri
+        if specs.EVALUATION_KEY in outputs:
+            by_slice = evaluation.load(outputs[specs.EVALUATION_KEY].uri)
             overall = by_slice.pop(evaluation.OVERALL, {})
             summary.metrics = overall.get(evaluation.CANDIDATE, {})
             summary.baseline_metrics = overall.get(evaluation.BASELINE, {})
             summary.slices = by_slice
-        if "blessing" in outputs and outputs["blessing"].type_name == "InfraBlessing":
-            summary.infra_blessed = bool(outputs["blessing"].get_int_custom_property(infra_blessing.BLESSED))
-            summary.infra_note = infra_blessing.note(outputs["blessing"])
+        if INFRA_BLESSING in outputs and outputs[INFRA_BLESSING].type_name == "InfraBlessing":
+            summary.infra_blessed = bool(outputs[INFRA_BLESSING].get_int_custom_property(infra_blessing.BLESSED))
+            summary.infra_note = infra_blessing.note(outputs[INFRA_BLESSING])
         # Only the ModelGate's own: under TFX's Airflow launcher the "last blessed model" resolvers
         # record the earlier blessing they hand on as their output under the same key.
         if model_gate.BLESSING in outputs and node == MODEL_GATE:
@@ -360,8 +362,8 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
         if ranking_executor.RANKING in outputs and fileio.exists(
                 os.path.join(outputs[ranking_executor.RANKING].uri, ranking_executor.METRICS_FILE)):
             summary.ranking_evaluation = ranking_executor.load_metrics(outputs[ranking_executor.RANKING].uri)
-        if "pushed_model" in outputs:
-            pushed = outputs["pushed_model"]
+        if specs.PUSHED_MODEL_KEY in outputs:
+            pushed = outputs[specs.PUSHED_MODEL_KEY]
             summary.pushed = bool(pushed.get_int_custom_property(pusher.PUSHED))
             summary.push_note = pushed.get_string_custom_property(pusher.PUSH_NOTE)
             summary.pushed_destination = (

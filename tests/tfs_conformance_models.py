@@ -198,10 +198,18 @@ class _Spin(tf.Module):
                               (tf.constant(0, tf.int64), tf.constant(0.0)))[1]
         return {"total": tf.fill(tf.shape(n), total)}
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="release")])
+    def wait(self, release):
+        """Loops until a file named release[0] exists: a run that ends when the test says, however
+        slow the machine (spin's length is a guess at how long the rest of a test takes)."""
+        waiting = lambda i: tf.equal(tf.size(tf.io.matching_files(release[0])), 0)
+        loops = tf.while_loop(waiting, lambda i: i + 1, [tf.constant(0, tf.int64)])[0]
+        return {"loops": tf.fill(tf.shape(release), loops)}
+
 
 def spin(export_dir: str) -> str:
     module = _Spin()
-    tf.saved_model.save(module, export_dir, signatures={"spin": module.spin})
+    tf.saved_model.save(module, export_dir, signatures={"spin": module.spin, "wait": module.wait})
     return export_dir
 
 

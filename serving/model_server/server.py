@@ -12,6 +12,7 @@ The REST API (serving/model_server/rest.py) calls the same functions. A bad requ
 import concurrent.futures
 import dataclasses
 import logging
+import math
 import os
 import time
 import threading
@@ -33,6 +34,7 @@ from serving.model_server.metrics import Metrics, REQUEST_LATENCY, RUNTIME_LATEN
 from serving.model_server.repository import ModelRepository
 from serving.model_server.status import ServingError, failed_precondition, invalid_argument
 
+CALLER_THREAD = -1  # RunOptions.inter_op_thread_pool: run the step's ops in the calling thread
 MAX_WARMUP_RECORDS = 1000  # saved_model_warmup_util.h WarmupConsts::kMaxNumRecords
 STATES = {"LOADING": get_model_status_pb2.ModelVersionStatus.LOADING,
           "AVAILABLE": get_model_status_pb2.ModelVersionStatus.AVAILABLE,
@@ -133,7 +135,12 @@ class Servable:
 
     def _callable(self, signature_name: str, aliases: List[str], outputs: List[str], timeout_ms: int = 0):
         """A session callable for these feeds, fetches and timeout (made once: the graph is pruned
-        once; DirectSession::RunCallable runs it with the CallableOptions' RunOptions)."""
+        once; DirectSession::RunCallable runs it with the CallableOptions' RunOptions). A run
+        without a timeout executes its ops in the calling thread (RunOptions.inter_op_thread_pool
+        -1, DirectSession's synchronous path) instead of handing each op to the inter-op pool:
+        the signatures are small graphs, where the hand-offs cost more than the ops (0.50-0.67x the
+        CPU per run, benchmarks/README.md). A timed run keeps the pool: DirectSession enforces
+        timeout_in_ms only there (a synchronous run is never cancelled)."""
         key = (signature_name, tuple(aliases), timeout_ms)
         run = self.callables.get(key)
         if run is None:
@@ -142,6 +149,8 @@ class Servable:
                                                  fetch=[signature.outputs[alias].name for alias in outputs])
             if timeout_ms > 0:
                 options.run_options.timeout_in_ms = timeout_ms
+            else:
+                options.run_options.inter_op_thread_pool = CALLER_THREAD
             with self.lock:
                 run = self.callables.setdefault(key, self.session._make_callable_from_options(options))
         return run
@@ -188,8 +197,32 @@ def _type_string(dtype) -> str:
     return types_pb2.DataType.Name(dtype.as_datatype_enum)[3:].lower()
 
 
+# The typed field and array dtype of each DataType a request tensor is read from directly.
+_TYPED_INPUTS = {types_pb2.DT_FLOAT: ("float_val", np.float32), types_pb2.DT_DOUBLE: ("double_val", np.float64),
+                 types_pb2.DT_INT32: ("int_val", np.int32), types_pb2.DT_INT64: ("int64_val", np.int64),
+                 types_pb2.DT_BOOL: ("bool_val", np.bool_)}
+
+
 def _input_tensor(alias: str, proto) -> np.ndarray:
-    """Tensor::FromProto: a TensorProto that does not hold the values its shape says is refused."""
+    """Tensor::FromProto: a TensorProto that does not hold the values its shape says is refused.
+    A string or numeric tensor whose typed field holds exactly one value per element (what
+    clients send) is read from that field at once; every other form (tensor_content, one value
+    to repeat, fewer values to pad, other dtypes) goes through tf.make_ndarray, whose per-call
+    dtype lookups and checks cost ~4x the CPU (benchmarks/README.md). Both give the same array
+    (tests/unit/serving/test_input_tensors.py)."""
+    shape = [dim.size for dim in proto.tensor_shape.dim]
+    count = math.prod(shape)
+    if count > 0 and min(shape, default=1) > 0 and not proto.tensor_content:
+        if proto.dtype == types_pb2.DT_STRING:
+            if len(proto.string_val) == count:
+                array = np.empty(count, dtype=object)
+                array[:] = list(proto.string_val)
+                return array.reshape(shape)
+        elif proto.dtype in _TYPED_INPUTS:
+            field, dtype = _TYPED_INPUTS[proto.dtype]
+            values = getattr(proto, field)
+            if len(values) == count:
+                return np.fromiter(values, dtype, count).reshape(shape)
     try:
         return tf.make_ndarray(proto)
     except Exception as e:

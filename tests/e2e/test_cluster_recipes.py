@@ -25,6 +25,8 @@ from tests.cli import movierec
 from tests.helpers import REPO
 # The Vertex recipe's bucket: compile only names it, nothing reads or writes it here.
 GCS_BUCKET = "gs://movierec-test-bucket"
+# The image the Vertex recipe builds from the Dockerfile and pushes.
+IMAGE = "europe-docker.pkg.dev/acme/ml/movierec:1"
 # What the recipes' placeholders stand for here.
 PLACEHOLDERS = {"PROJECT": "movierec-test", "REGION": "europe-west4", "BUCKET": GCS_BUCKET[len("gs://"):],
                 "FLINK_MASTER": "flink.invalid", "SPARK_MASTER": "spark.invalid",
@@ -123,7 +125,7 @@ def test_kubeflow_compile_puts_only_bucket_paths_in_the_pipeline_json(s3_bucket,
     paths.write_bytes(paths.join(data, features.RATINGS_FILE), ratings_sample.read_bytes())
     result = movierec("compile", "--target", "kubeflow-v2", "--data", data,
                       "--pipeline-root", f"{GCS_BUCKET}/pipeline", "--serving-dir", f"{GCS_BUCKET}/serving",
-                      "--image", "europe-docker.pkg.dev/acme/ml/movierec:1", "--schedule", "0 3 * * *",
+                      "--image", IMAGE, "--schedule", "0 3 * * *",
                       "--output", tmp_path / "kfp")
     assert result.returncode == 0, result.stderr[-3000:]
     text = (tmp_path / "kfp" / kubeflow_v2_runner.PIPELINE_FILE).read_text()
@@ -141,3 +143,12 @@ def test_kubeflow_compile_puts_only_bucket_paths_in_the_pipeline_json(s3_bucket,
                                  location="europe-west4", credentials=AnonymousCredentials())
     assert job.pipeline_spec["pipelineInfo"]["name"] == "movierec"
     assert job._gca_resource.runtime_config.gcs_output_directory == f"{GCS_BUCKET}/pipeline"
+    assert schedule["cron"] == "0 3 * * *"
+    # Every component runs in the image the recipe built and pushed (KFP v2's PipelineSpec:
+    # deploymentSpec.executors.<id>.container.image, which TFX's step_builder.py
+    # `StepBuilder._build_container_spec` sets from KubeflowV2DagRunnerConfig.default_image; the
+    # resolvers run in the Vertex service itself and have no container).
+    images = {name: executor["container"]["image"] for name, executor in job.pipeline_spec["deploymentSpec"][
+        "executors"].items() if "container" in executor}
+    assert {"RatingsExampleGen_executor", "Trainer_executor", "Pusher_executor"} <= set(images)
+    assert set(images.values()) == {IMAGE}, images

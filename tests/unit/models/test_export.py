@@ -42,20 +42,33 @@ def transformed(tmp_path_factory):
     return (rows, *analyze_and_transform(rows, tmp_path_factory.mktemp("transform")))
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["ids-only", "side-features"])
-def servable(transformed, tmp_path_factory, request):
-    tmp = tmp_path_factory.mktemp("export")
+def catalogue_batch(transformed):
+    """(the catalogue built from the transformed rows, the training batch)."""
     rows, transformed_rows, output = transformed
     batch = {key: np.stack([r[key] for r in transformed_rows]) for key in transformed_rows[0]}
     batch[features.TIMESTAMP] = np.array([r[features.TIMESTAMP] for r in rows])
-    movies_and_users = catalog.build(output, [{k: tf.constant(v) for k, v in batch.items()}])
+    return catalog.build(output, [{k: tf.constant(v) for k, v in batch.items()}]), batch
+
+
+@pytest.fixture(scope="module")
+def ids_only(transformed, tmp_path_factory):
+    """The plainest variant: mf on IDs alone. (SavedModel, its path, the catalogue)."""
+    tmp = tmp_path_factory.mktemp("export")
+    movies_and_users, batch = catalogue_batch(transformed)
     model = build_model(movies_and_users.num_users, movies_and_users.num_movies, 3.0,
-                        Hyperparameters(side_features=request.param, embedding_dim=4, learning_rate=0.05, l2=0.0),
-                        **side_features.tables(movies_and_users))
+                        Hyperparameters(embedding_dim=4, learning_rate=0.05, l2=0.0))
     inputs = {k: batch[k] for k in (catalog.USER_XF, catalog.MOVIE_XF)}
     model.fit(inputs, batch[RATING_XF].reshape(-1), epochs=30, verbose=0)
-    export.save(model, output, movies_and_users, str(tmp / "model"))
+    export.save(model, transformed[2], movies_and_users, str(tmp / "model"))
     return tf.saved_model.load(str(tmp / "model")), str(tmp / "model"), movies_and_users
+
+
+@pytest.fixture(scope="module", params=["ids_only", "judged"], ids=["ids-only", "side-features"])
+def servable(request):
+    """Each signature test runs on both ends: mf on IDs alone, and the most complex variant (the
+    judged model below: mf_autorec with side features, its ratings clipped to the training range)."""
+    model, path, movies_and_users = request.getfixturevalue(request.param)[:3]
+    return model, path, movies_and_users
 
 
 def text(values):
@@ -407,14 +420,12 @@ HPARAMS = Hyperparameters(model="mf_autorec", side_features=True, embedding_dim=
 
 
 @pytest.fixture(scope="module")
-def judged_and_pushed(transformed, tmp_path_factory):
-    """(judged SavedModel, pushed SavedModel (models/servable.py), the judged catalogue, {user: every
-    movie given}), the rating model the most complex variant: mf_autorec with side features."""
+def judged(transformed, tmp_path_factory):
+    """(judged SavedModel, its path, its catalogue, the folder holding it and catalog.npz): the
+    rating model the most complex variant, mf_autorec with side features."""
     tmp = tmp_path_factory.mktemp("servable")
-    rows, transformed_rows, output = transformed
-    batch = {key: np.stack([r[key] for r in transformed_rows]) for key in transformed_rows[0]}
-    batch[features.TIMESTAMP] = np.zeros(len(rows), np.int64)
-    movies_and_users = catalog.build(output, [{k: tf.constant(v) for k, v in batch.items()}])
+    output = transformed[2]
+    movies_and_users, batch = catalogue_batch(transformed)
     model = model_lib.build_model(movies_and_users.num_users, movies_and_users.num_movies, 3.0, HPARAMS,
                                   rating_range=(2.0, 4.0), **side_features.tables(movies_and_users))
     model.fit({k: batch[k] for k in (catalog.USER_XF, catalog.MOVIE_XF)}, batch[RATING_XF].reshape(-1),
@@ -425,17 +436,22 @@ def judged_and_pushed(transformed, tmp_path_factory):
     model = model_lib.with_autorec(model, table, HPARAMS.blend_weight)
     export.save(model, output, movies_and_users, str(tmp / "judged"))
     catalog.save(movies_and_users, str(tmp / "catalog.npz"))
+    return tf.saved_model.load(str(tmp / "judged")), str(tmp / "judged"), movies_and_users, tmp
 
+
+@pytest.fixture(scope="module")
+def judged_and_pushed(transformed, judged):
+    """(judged SavedModel, pushed SavedModel (models/servable.py), the judged catalogue, {user: every
+    movie given})."""
+    judged_model, judged_path, movies_and_users, tmp = judged
     every = {user: RATED.get(user, []) + MORE.get(user, []) for user in {*RATED, *MORE}}
     users = sorted(every)
     index = {m: i for i, m in enumerate(text(movies_and_users.movie_ids))}
     pairs = [(users.index(u), index.get(m, -1)) for u in users for m in every[u]]
     rows, movies = np.array(pairs).T
     seen = seen_lib.from_pairs(rows, np.array([u.encode() for u in users], dtype=object), movies)
-    export_servable(str(tmp / "judged"), str(tmp / "catalog.npz"), output, HPARAMS, seen,
-                    str(tmp / "pushed"))
-    return (tf.saved_model.load(str(tmp / "judged")), tf.saved_model.load(str(tmp / "pushed")),
-            movies_and_users, every)
+    export_servable(judged_path, str(tmp / "catalog.npz"), transformed[2], HPARAMS, seen, str(tmp / "pushed"))
+    return judged_model, tf.saved_model.load(str(tmp / "pushed")), movies_and_users, every
 
 
 def test_the_catalogue_file_reads_back_without_its_ratings(judged_and_pushed, tmp_path):

@@ -1,10 +1,17 @@
-"""preprocessing_fn through tf.Transform: vocabularies by frequency, one OOV bucket for unseen IDs."""
+"""preprocessing_fn through tf.Transform: vocabularies by frequency, one OOV bucket for unseen IDs.
+
+Both tests read one tf.Transform run (seconds each) over four ratings: "ann lee" (an ID with a
+space) rated m1 once; u2 rated m1 in one span (3.0 at t=50), m2, and m1 again in a later span (1.0
+at t=70), both ratings of m1 in the rolling window."""
+import pytest
 import tensorflow as tf
 
 from models import catalog
-from models.features import USER_ACTIVITY, transformed_name, vocabulary_name
+from models.features import SPACE_MARKER, USER_ACTIVITY, transformed_name, vocabulary_name
 from ratings import features
 from tests.transform import analyze_and_transform, raw_row
+
+ANN = b"ann lee"
 
 
 def row(user, movie, rating, title=None, timestamp=0):
@@ -12,15 +19,21 @@ def row(user, movie, rating, title=None, timestamp=0):
     return raw_row(user, movie, rating, **side, **{features.TIMESTAMP: timestamp})
 
 
-def test_vocabularies_and_oov(tmp_path):
-    """u2 rated m1 in one span (3.0 at t=50) and again in a later one (1.0 at t=70): both in the
-    rolling window; the catalogue the Trainer fits on keeps the newer rating."""
-    rows = [row(b"u1", b"m1", 4.0, b"One", 10), row(b"u2", b"m1", 3.0, b"One", 50), row(b"u2", b"m2", 5.0, None, 60),
-            row(b"u2", b"m1", 1.0, b"One", 70)]
-    transformed, output = analyze_and_transform(rows, tmp_path)
+ROWS = [row(ANN, b"m1", 4.0, b"One", 10), row(b"u2", b"m1", 3.0, b"One", 50), row(b"u2", b"m2", 5.0, None, 60),
+        row(b"u2", b"m1", 1.0, b"One", 70)]
 
+
+@pytest.fixture(scope="module")
+def transformed(tmp_path_factory):
+    """(transformed rows, TFTransformOutput) of ROWS."""
+    return analyze_and_transform(ROWS, tmp_path_factory.mktemp("transform"))
+
+
+def test_vocabularies_and_oov(transformed):
+    """The catalogue the Trainer fits on keeps u2's newer rating of m1."""
+    transformed, output = transformed
     user_xf, movie_xf = transformed_name(features.USER_ID), transformed_name(features.MOVIE_ID)
-    # Most frequent first: u2 (3 ratings) -> 0, u1 -> 1; m1 (3) -> 0, m2 -> 1.
+    # Most frequent first: u2 (3 ratings) -> 0, ann lee -> 1; m1 (3) -> 0, m2 -> 1.
     assert [int(r[user_xf][0]) for r in transformed] == [1, 0, 0, 0]
     assert [int(r[movie_xf][0]) for r in transformed] == [0, 0, 1, 0]
     assert [float(r[transformed_name(features.RATING)][0]) for r in transformed] == [4.0, 3.0, 5.0, 1.0]
@@ -31,23 +44,25 @@ def test_vocabularies_and_oov(tmp_path):
     # Side features the model may embed pass through too, with -1 / "" where unknown.
     assert [int(r[transformed_name(features.YEAR)][0]) for r in transformed] == [1998, 1998, -1, 1998]
     assert {r[transformed_name(features.OCCUPATION)][0] for r in transformed} == {b""}
-    # Slices: u1 has 1 training rating, u2 has 3; m1 has 3, m2 has 1 (bounds 0, 20, ...).
+    # Slices: ann lee has 1 training rating, u2 has 3; m1 has 3, m2 has 1 (bounds 0, 20, ...).
     assert {r[USER_ACTIVITY][0] for r in transformed} == {b"1-20"}
 
-    assert output.vocabulary_by_name(vocabulary_name(features.USER_ID)) == [b"3 u2", b"1 u1"]
+    # Vocabulary lines are "<count> <id>", a space inside an ID written as the marker.
+    assert output.vocabulary_by_name(vocabulary_name(features.USER_ID)) == [
+        b"3 u2", b"1 " + ANN.replace(b" ", SPACE_MARKER.encode())]
     assert output.vocabulary_size_by_name(vocabulary_name(features.MOVIE_ID)) == 2
 
     batch = {key: [r[key] for r in transformed] for key in transformed[0]}
-    batch[features.TIMESTAMP] = [r[features.TIMESTAMP] for r in rows]
+    batch[features.TIMESTAMP] = [r[features.TIMESTAMP] for r in ROWS]
     for scan_order in (slice(None), slice(None, None, -1)):  # whichever span's files are read first
         seen = catalog.build(output, [{key: tf.constant(values[scan_order]) for key, values in batch.items()}])
         assert [(seen.user_ids[u], seen.movie_ids[m], float(r)) for u, m, r in
                 zip(seen.seen_users(), seen.seen_movies, seen.seen_ratings)] == [
-            (b"u2", b"m1", 1.0), (b"u2", b"m2", 5.0), (b"u1", b"m1", 4.0)]
+            (b"u2", b"m1", 1.0), (b"u2", b"m2", 5.0), (ANN, b"m1", 4.0)]
 
     # At serving time only the IDs arrive; an unseen ID maps to the OOV bucket == vocabulary size.
     layer = output.transform_features_layer()
-    served = layer({features.USER_ID: tf.constant([[b"u1"], [b"stranger"]]),
+    served = layer({features.USER_ID: tf.constant([[ANN], [b"stranger"]]),
                     features.MOVIE_ID: tf.constant([[b"m2"], [b"m9"]])})
     assert served[user_xf].numpy().ravel().tolist() == [1, 2]
     assert served[movie_xf].numpy().ravel().tolist() == [1, 2]
@@ -55,14 +70,13 @@ def test_vocabularies_and_oov(tmp_path):
     assert served[USER_ACTIVITY].numpy().ravel().tolist() == [b"1-20", b"0"]
 
 
-def test_ids_with_spaces_keep_their_index_and_count(tmp_path):
-    """Vocabulary lines are "<count> <id>": an ID with a space still round-trips (catalog) and
-    maps to its own index and activity bucket."""
-    rows = [row(b"ann lee", b"m1", 4.0), row(b"ann lee", b"m2", 3.0), row(b"bo", b"m1", 5.0)]
-    _, output = analyze_and_transform(rows, tmp_path)
-    assert catalog.vocabulary(output, features.USER_ID).tolist() == [b"ann lee", b"bo"]
+def test_ids_with_spaces_keep_their_index_and_count(transformed):
+    """An ID with a space round-trips (catalog reads the vocabulary back) and maps to its own
+    index and activity bucket; its first word alone is another, unknown, ID."""
+    _, output = transformed
+    assert catalog.vocabulary(output, features.USER_ID).tolist() == [b"u2", ANN]
 
-    served = output.transform_features_layer()({features.USER_ID: tf.constant([[b"ann lee"], [b"ann"]]),
+    served = output.transform_features_layer()({features.USER_ID: tf.constant([[ANN], [b"ann"]]),
                                                 features.MOVIE_ID: tf.constant([[b"m1"], [b"m1"]])})
-    assert served[transformed_name(features.USER_ID)].numpy().ravel().tolist() == [0, 2]
+    assert served[transformed_name(features.USER_ID)].numpy().ravel().tolist() == [1, 2]
     assert served[USER_ACTIVITY].numpy().ravel().tolist() == [b"1-20", b"0"]

@@ -193,3 +193,14 @@ def test_the_check_catches_a_collision(tmp_path):
     assert set(nodes.split(" and ")) == {"ExampleValidator", "DistributionValidator"}
     assert why.startswith(f"ExampleAnomalies under the key 'anomalies': TFX's Airflow launcher names both "
                           f"'anomalies:{RUN_ID}'")
+
+
+def test_the_validation_gates_declared_channel_names_are_its_spec():
+    """The pipeline wires and run_summary reads the ValidationGate by names declared beside it; the
+    referee is the spec TFX's component decorator builds from the function's parameters
+    (tfx/dsl/component/experimental/decorators.py, `component` -> SPEC_CLASS)."""
+    from components import validation_gate as gate
+
+    spec = gate.ValidationGate.SPEC_CLASS
+    assert {gate.VALIDATED_EXAMPLES, gate.ACCEPTED_STATISTICS} == set(spec.OUTPUTS)
+    assert gate.BASELINE_STATISTICS in spec.INPUTS

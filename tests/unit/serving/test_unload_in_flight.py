@@ -34,8 +34,11 @@ def world(tmp_path):
 
 
 def test_a_request_running_on_the_replaced_version_still_gets_its_answer(world):
+    """The request runs until the test releases it (the model's `wait` signature loops until a file
+    exists), so version 2 is loaded and version 1 unloading while it still runs, on any machine."""
     root, repository, core = world
-    request = predict_request("spin", "spin", {"n": np.array([2 * 10 ** 6], np.int64)})
+    release = root / "release"
+    request = predict_request("spin", "wait", {"release": np.array([str(release).encode()], object)})
     request.model_spec.version.value = 1
     answers, errors = [], []
 
@@ -52,8 +55,17 @@ def test_a_request_running_on_the_replaced_version_still_gets_its_answer(world):
         time.sleep(0.01)  # until the request holds version 1 (white-box wait; the checks are the answer)
     assert sender.is_alive(), f"the request ended before the swap: {errors or answers}"
     shutil.copytree(root / "spin" / "1", root / "spin" / "2")
-    repository.refresh()  # loads 2, unloads 1 (availability preserving)
-    sender.join(120)
+    # Loads 2, then unloads 1 (availability preserving), which waits for the request on 1 to end.
+    refresher = threading.Thread(target=repository.refresh)
+    refresher.start()
+    swapped = lambda: [s.state for s in repository.states("spin")] == ["AVAILABLE", "END"]
+    deadline = time.monotonic() + 120
+    while not swapped() and sender.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert swapped(), [s.state for s in repository.states("spin")]
+    release.touch()
+    sender.join(60)
+    refresher.join(60)
     assert not errors, errors[0]
-    assert answers[0].model_spec.version.value == 1 and answers[0].outputs["total"].float_val
-    assert [s.state for s in repository.states("spin")] == ["AVAILABLE", "END"]
+    assert answers[0].model_spec.version.value == 1 and answers[0].outputs["loops"].int64_val
+    assert not refresher.is_alive() and not repository._handles

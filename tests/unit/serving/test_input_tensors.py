@@ -1,0 +1,93 @@
+"""Request tensors in every form a client may send them read as TensorFlow reads them: the typed
+fields with one value per element (what most clients send), one value for many elements, fewer
+values than elements, tensor_content, scalars, empty tensors, and broken ones.
+
+Referee: TensorFlow's own parser of a TensorProto (tf.make_ndarray, tensor_util.py MakeNdarray,
+which follows Tensor::FromProto's rules for repeating and padding values), run on the same proto;
+and the echo model of TF Serving's json_tensor_test.cc signatures, which answers each input as it
+arrived in the session, so the test sees what the server fed, not what it meant to feed.
+"""
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+from serving.contract import predict_request
+from serving.model_server import model_config
+from serving.model_server.metrics import Metrics
+from serving.model_server.repository import ModelRepository
+from serving.model_server.server import Core, Loader
+from serving.model_server.status import ServingError
+from tests import tfs_conformance_models
+
+
+@pytest.fixture(scope="module")
+def core(tmp_path_factory):
+    root = tmp_path_factory.mktemp("echo")
+    tfs_conformance_models.echo(str(root / "echo" / "1"))
+    loader = Loader(batching_options=None, warmup=False)
+    repository = ModelRepository(model_config.single_model_config("echo", str(root / "echo")),
+                                 loader.load, loader.unload, max_num_load_retries=0)
+    repository.refresh()
+    yield Core(repository, Metrics())
+    repository.stop()
+
+
+def _proto(dtype, shape, field=None, values=(), content=b""):
+    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_content=content)
+    proto.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape)
+    if field:
+        getattr(proto, field).extend(values)
+    return proto
+
+
+CASES = {
+    # signature: (input name, proto)
+    "float exact [2,3]": ("float", _proto(types_pb2.DT_FLOAT, [2, 3], "float_val", [0.5, 1, 2, 3, 4, 5.25])),
+    "float one value for [3]": ("float", _proto(types_pb2.DT_FLOAT, [3], "float_val", [1.5])),
+    "float two values for [4]": ("float", _proto(types_pb2.DT_FLOAT, [4], "float_val", [1.5, 2.5])),
+    "float scalar": ("float", _proto(types_pb2.DT_FLOAT, [], "float_val", [7.0])),
+    "float tensor_content": ("float", tf.make_tensor_proto(np.arange(6, dtype=np.float32).reshape(2, 3))),
+    "float no values for [2]": ("float", _proto(types_pb2.DT_FLOAT, [2])),
+    "float empty [0,3]": ("float", _proto(types_pb2.DT_FLOAT, [0, 3])),
+    "double exact": ("double", _proto(types_pb2.DT_DOUBLE, [2], "double_val", [1e300, -2.5])),
+    "int32 exact": ("int32", _proto(types_pb2.DT_INT32, [1, 3], "int_val", [-(2 ** 31), 0, 2 ** 31 - 1])),
+    "int64 exact": ("int64", _proto(types_pb2.DT_INT64, [2], "int64_val", [2 ** 40, -3])),
+    "int64 one value for [2,2]": ("int64", _proto(types_pb2.DT_INT64, [2, 2], "int64_val", [9])),
+    "bool exact": ("bool", _proto(types_pb2.DT_BOOL, [3], "bool_val", [True, False, True])),
+    "int8 in int_val": ("int8", _proto(types_pb2.DT_INT8, [2], "int_val", [-5, 7])),
+    "string exact [2,1]": ("string", _proto(types_pb2.DT_STRING, [2, 1], "string_val", [b"a\x00b", b"\xff\xfe"])),
+    "string one value for [3]": ("string", _proto(types_pb2.DT_STRING, [3], "string_val", [b"x"])),
+    "string scalar": ("string", _proto(types_pb2.DT_STRING, [], "string_val", [b"only"])),
+}
+BROKEN = {
+    "float too many values": ("float", _proto(types_pb2.DT_FLOAT, [2], "float_val", [1, 2, 3])),
+    "float tensor_content too short": ("float", _proto(types_pb2.DT_FLOAT, [3], content=b"\x00" * 8)),
+    "int32 negative dimension": ("int32", _proto(types_pb2.DT_INT32, [-1], "int_val", [1, 2])),
+}
+
+
+def _predict(core, name, proto):
+    request = predict_request("echo", f"echo_{name}", {"default": proto})
+    return core.predict(request)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_form_of_a_request_tensor_reaches_the_session_as_tensorflow_parses_it(core, case):
+    name, proto = CASES[case]
+    expected = tf.make_ndarray(proto)
+    answer = tf.make_ndarray(_predict(core, name, proto).outputs["default"])
+    assert answer.dtype == expected.dtype and answer.shape == expected.shape
+    assert answer.tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_a_tensor_that_does_not_hold_its_shape_is_refused_naming_the_input(core, case):
+    name, proto = BROKEN[case]
+    with pytest.raises(Exception):
+        tf.make_ndarray(proto)  # the referee refuses it too
+    with pytest.raises(ServingError) as raised:
+        _predict(core, name, proto)
+    assert (raised.value.code, raised.value.message) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                                         "tensor parsing error: default")
