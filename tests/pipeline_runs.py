@@ -63,6 +63,11 @@ def node_ids(config: configs.PipelineConfig, orchestrator: str = LOCAL) -> set:
     return {node.id for node in create_pipeline(config, orchestrator).components}
 
 
+def resolver_ids(config: configs.PipelineConfig, orchestrator: str = LOCAL) -> set:
+    """The resolver nodes among them: they look artifacts up and make none, so nothing of theirs is cached."""
+    return {node.id for node in create_pipeline(config, orchestrator).components if type(node).__name__ == "Resolver"}
+
+
 class PipelineRun:
     """One `movierec run` invocation with its own pipeline root and serving dir."""
 

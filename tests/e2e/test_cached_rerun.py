@@ -14,13 +14,7 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import metadata, run_summary
-from pipeline.pipeline import create_pipeline
-from tests.pipeline_runs import SMALL_RUN_CONFIG, PipelineRun
-
-
-def _resolvers(config) -> set:
-    """Resolver nodes: they look artifacts up and make none, so they have nothing to cache."""
-    return {node.id for node in create_pipeline(config).components if type(node).__name__ == "Resolver"}
+from tests.pipeline_runs import SMALL_RUN_CONFIG, PipelineRun, resolver_ids
 
 
 def _executions(config, run_id: str) -> dict:
@@ -66,7 +60,7 @@ def test_rerun_with_no_new_data_is_all_cached_and_pushes_nothing(ratings_sample,
     assert first_summary.blessed and first_summary.pushed
     (version,) = run.versions()
     artifacts, served = _artifact_ids(run.config), _tree(run.config.serving_dir)
-    resolvers = _resolvers(run.config)
+    resolvers = resolver_ids(run.config)
 
     # The same data again, under each local runner: no component executes, no artifact is made.
     for runner in ("local", "beam"):
