@@ -234,7 +234,8 @@ def run_ids(store: metadata_store.MetadataStore, pipeline_name: str) -> List[str
             for run in runs if any(e.id in ours for e in store.get_executions_by_context(run.id))]
 
 
-def _run_context(store: metadata_store.MetadataStore, pipeline_name: str, run_id: str):
+def run_context(store: metadata_store.MetadataStore, pipeline_name: str, run_id: str):
+    """A run's context: TFX's `pipeline_run` (local, Beam) or the Airflow launcher's `run`."""
     return (store.get_context_by_type_and_name(RUN_CONTEXT, run_id)
             or store.get_context_by_type_and_name(LEGACY_RUN_CONTEXT, f"{pipeline_name}.{run_id}"))
 
@@ -307,7 +308,7 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None) -> O
         return None
     store = metadata.connect(config)
     run_id = run_id or (run_ids(store, config.pipeline_name) or [None])[-1]
-    run = _run_context(store, config.pipeline_name, run_id) if run_id else None
+    run = run_context(store, config.pipeline_name, run_id) if run_id else None
     if run is None:
         return None
     summary = RunSummary(run_id, {}, {}, {}, {}, None, None, "", None, {})

@@ -9,6 +9,8 @@ import signal
 import subprocess
 import time
 
+from ml_metadata.proto import metadata_store_pb2
+
 from components import rows
 from pipeline import configs, metadata, run_summary
 from pipeline.pipeline import LOCAL, create_pipeline
@@ -66,6 +68,33 @@ def node_ids(config: configs.PipelineConfig, orchestrator: str = LOCAL) -> set:
 def resolver_ids(config: configs.PipelineConfig, orchestrator: str = LOCAL) -> set:
     """The resolver nodes among them: they look artifacts up and make none, so nothing of theirs is cached."""
     return {node.id for node in create_pipeline(config, orchestrator).components if type(node).__name__ == "Resolver"}
+
+
+def execution_states(config: configs.PipelineConfig, run_id: str) -> dict:
+    """{node: execution state} of one run (any orchestrator's run context), straight from ML Metadata."""
+    store = metadata.connect(config)
+    run = run_summary.run_context(store, config.pipeline_name, run_id)
+    return {run_summary.node_name(store, e.id): metadata_store_pb2.Execution.State.Name(e.last_known_state)
+            for e in store.get_executions_by_context(run.id)}
+
+
+def event_artifacts(config: configs.PipelineConfig, run_id: str, node: str, event_type, key: str) -> list:
+    """IDs of the artifacts a node of a run read (Event.INPUT) or wrote (Event.OUTPUT) under a key."""
+    store = metadata.connect(config)
+    run = run_summary.run_context(store, config.pipeline_name, run_id)
+    (execution,) = [e for e in store.get_executions_by_context(run.id) if run_summary.node_name(store, e.id) == node]
+    return sorted(e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
+                  if e.type == event_type and e.path.steps[0].key == key)
+
+
+def artifact_ids(config: configs.PipelineConfig) -> set:
+    """Every artifact ML Metadata holds: a run that made none leaves this unchanged."""
+    return {a.id for a in metadata.connect(config).get_artifacts()}
+
+
+def file_tree(folder) -> dict:
+    """Every file under a folder, with its size and modification time: a run that wrote none leaves this unchanged."""
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in pathlib.Path(folder).rglob("*") if p.is_file()}
 
 
 class PipelineRun:

@@ -7,17 +7,17 @@ go to its output, one section per task. SQLite for both Airflow's and ML Metadat
 """
 import datetime
 import os
-import pathlib
 import shutil
 
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
 from ratings.errors import EXIT_DRIFT
-from pipeline import metadata, report, run_summary
+from pipeline import report, run_summary
 from pipeline.pipeline import MODEL_GATE
 from tests.airflow_dags import DAG_FILE, SUMMARY_TASK, Airflow, first_day
-from tests.pipeline_runs import GATES, Replay, node_ids, resolver_ids
+from tests.pipeline_runs import (GATES, Replay, artifact_ids, event_artifacts, execution_states, file_tree, node_ids,
+                                 resolver_ids)
 
 DAGBAG_PROBE = """
 import json, sys
@@ -62,33 +62,6 @@ def test_airflow_dag_loads_with_every_component_in_order(spans, tmp_path):
     assert dag["trigger_rules"][SUMMARY_TASK] == "all_done"
 
 
-def _trainer_artifact(config, run_id: str, event_type, key: str) -> int:
-    """The ID of the artifact a run's Trainer read (INPUT) or wrote (OUTPUT) under `key`."""
-    store = metadata.connect(config)
-    run = store.get_context_by_type_and_name(run_summary.LEGACY_RUN_CONTEXT, f"{config.pipeline_name}.{run_id}")
-    (trainer,) = [e for e in store.get_executions_by_context(run.id) if run_summary.node_name(store, e.id) == "Trainer"]
-    (event,) = [e for e in store.get_events_by_execution_ids([trainer.id])
-                if e.type == event_type and e.path.steps[0].key == key]
-    return event.artifact_id
-
-
-def _states(config, run_id: str) -> dict:
-    """{node: execution state} of one DAG run, as TFX's Airflow launcher recorded it in ML Metadata."""
-    store = metadata.connect(config)
-    run = store.get_context_by_type_and_name(run_summary.LEGACY_RUN_CONTEXT, f"{config.pipeline_name}.{run_id}")
-    return {run_summary.node_name(store, e.id): metadata_store_pb2.Execution.State.Name(e.last_known_state)
-            for e in store.get_executions_by_context(run.id)}
-
-
-def _artifact_ids(config) -> set:
-    return {a.id for a in metadata.connect(config).get_artifacts()}
-
-
-def _tree(folder: str) -> dict:
-    """Every file under a folder, with its size and modification time."""
-    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in pathlib.Path(folder).rglob("*") if p.is_file()}
-
-
 def _report_html(config, run_id: str) -> str:
     with open(os.path.join(report.reports_dir(config), run_id.replace(":", "-"), "report.html")) as f:
         return f.read()
@@ -117,13 +90,13 @@ def test_scheduled_days_push_refuse_a_bad_span_and_rerun(spans, tmp_path):
     # Metadata's executions), no artifact is made, nothing is pushed, and the summary says so.
     # (TFX's latest-blessed-model strategy handed this run its cached candidate as the baseline, and
     # TFX's Airflow launcher cannot record one artifact under two input keys: the Evaluator failed.)
-    artifacts, served = _artifact_ids(config), _tree(config.serving_dir)
+    artifacts, served = artifact_ids(config), file_tree(config.serving_dir)
     again, again_id = airflow.run(day1 + datetime.timedelta(hours=12))
     assert again.returncode == 0, again.stdout[-5000:] + again.stderr[-3000:]
     assert airflow.recorded(again_id)["exit_code"] == 0
     components = node_ids(config) - resolver_ids(config)
-    assert {node: _states(config, again_id).get(node) for node in components} == {node: "CACHED" for node in components}
-    assert _artifact_ids(config) == artifacts and _tree(config.serving_dir) == served
+    assert {node: execution_states(config, again_id).get(node) for node in components} == {node: "CACHED" for node in components}
+    assert artifact_ids(config) == artifacts and file_tree(config.serving_dir) == served
     summary = run_summary.summarize(config, again_id)
     assert summary.blessed and not summary.pushed
     assert summary.push_note == f"not pushed: nothing new since run {first_id}, whose model is served as version {v1}"
@@ -156,8 +129,9 @@ def test_scheduled_days_push_refuse_a_bad_span_and_rerun(spans, tmp_path):
     assert summary.span == 2 and summary.blessed and summary.baseline_metrics
     # Compared with span 1 for drift: the refused span 2 never became a baseline.
     assert summary.drift_baseline_span == 1 and summary.drift and not summary.drift_accepted
-    assert (_trainer_artifact(config, rerun_id, metadata_store_pb2.Event.INPUT, "base_model")
-            == _trainer_artifact(config, first_id, metadata_store_pb2.Event.OUTPUT, "model"))
+    (base_model,) = event_artifacts(config, rerun_id, "Trainer", metadata_store_pb2.Event.INPUT, "base_model")
+    (day_1_model,) = event_artifacts(config, first_id, "Trainer", metadata_store_pb2.Event.OUTPUT, "model")
+    assert base_model == day_1_model
     v2 = int(summary.pushed_version)
     assert replay.versions() == [v1, v2]
 

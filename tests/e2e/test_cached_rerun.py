@@ -8,47 +8,12 @@ were new would re-run every gate (and under TFX's Airflow launcher, which cannot
 artifact under two input keys, fail the Evaluator). The baseline is the newest blessed model other
 than the candidate, so the rerun's gates see exactly the first run's inputs.
 """
-import pathlib
 
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import metadata, run_summary
-from tests.pipeline_runs import SMALL_RUN_CONFIG, PipelineRun, resolver_ids
-
-
-def _executions(config, run_id: str) -> dict:
-    """{node: execution state} of one run, straight from ML Metadata."""
-    store = metadata.connect(config)
-    run = store.get_context_by_type_and_name(run_summary.RUN_CONTEXT, run_id)
-    return {run_summary.node_name(store, e.id): metadata_store_pb2.Execution.State.Name(e.last_known_state)
-            for e in store.get_executions_by_context(run.id)}
-
-
-def _artifact_ids(config) -> set:
-    return {a.id for a in metadata.connect(config).get_artifacts()}
-
-
-def _tree(folder: str) -> dict:
-    """Every file under a folder, with its size and modification time."""
-    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in pathlib.Path(folder).rglob("*") if p.is_file()}
-
-
-def _input(config, run_id: str, node: str, key: str) -> list:
-    """IDs of the artifacts a node of a run read under an input key (ML Metadata's INPUT events)."""
-    store = metadata.connect(config)
-    run = store.get_context_by_type_and_name(run_summary.RUN_CONTEXT, run_id)
-    (execution,) = [e for e in store.get_executions_by_context(run.id) if run_summary.node_name(store, e.id) == node]
-    return sorted(e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
-                  if e.type == metadata_store_pb2.Event.INPUT and e.path.steps[0].key == key)
-
-
-def _output(config, run_id: str, node: str, key: str) -> list:
-    store = metadata.connect(config)
-    run = store.get_context_by_type_and_name(run_summary.RUN_CONTEXT, run_id)
-    (execution,) = [e for e in store.get_executions_by_context(run.id) if run_summary.node_name(store, e.id) == node]
-    return sorted(e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
-                  if e.type == metadata_store_pb2.Event.OUTPUT and e.path.steps[0].key == key)
+from tests.pipeline_runs import (SMALL_RUN_CONFIG, PipelineRun, artifact_ids, event_artifacts, execution_states,
+                                 file_tree, resolver_ids)
 
 
 @pytest.mark.timeout(2400)  # two trainings and two cached reruns of the sample, on 2 shared cores
@@ -59,7 +24,7 @@ def test_rerun_with_no_new_data_is_all_cached_and_pushes_nothing(ratings_sample,
     first_summary = run.summary()
     assert first_summary.blessed and first_summary.pushed
     (version,) = run.versions()
-    artifacts, served = _artifact_ids(run.config), _tree(run.config.serving_dir)
+    artifacts, served = artifact_ids(run.config), file_tree(run.config.serving_dir)
     resolvers = resolver_ids(run.config)
 
     # The same data again, under each local runner: no component executes, no artifact is made.
@@ -67,12 +32,12 @@ def test_rerun_with_no_new_data_is_all_cached_and_pushes_nothing(ratings_sample,
         again = PipelineRun(tmp_path, ratings_sample, "--runner", runner)()
         assert again.returncode == 0, again.stderr[-3000:]
         summary = run.summary()
-        executions = _executions(run.config, summary.run_id)
+        executions = execution_states(run.config, summary.run_id)
         assert {node: state for node, state in executions.items() if node not in resolvers} == {
             node: "CACHED" for node in executions if node not in resolvers}, runner
         assert set(executions) - resolvers == set(first_summary.components) - resolvers
-        assert _artifact_ids(run.config) == artifacts, runner
-        assert _tree(run.config.serving_dir) == served, runner
+        assert artifact_ids(run.config) == artifacts, runner
+        assert file_tree(run.config.serving_dir) == served, runner
         # The verdicts and the blessing are the first run's, and the summary says nothing was pushed.
         assert summary.blessed and summary.gates == first_summary.gates
         assert not summary.pushed
@@ -87,9 +52,9 @@ def test_rerun_with_no_new_data_is_all_cached_and_pushes_nothing(ratings_sample,
     assert changed.returncode in (0, 3), changed.stderr[-3000:]
     summary = run.summary()
     assert summary.components["Trainer"] == "ran" and summary.baseline_metrics
-    (first_model,) = _output(run.config, first_summary.run_id, "Trainer", "model")
-    (candidate,) = _output(run.config, summary.run_id, "Trainer", "model")
+    (first_model,) = event_artifacts(run.config, first_summary.run_id, "Trainer", metadata_store_pb2.Event.OUTPUT, "model")
+    (candidate,) = event_artifacts(run.config, summary.run_id, "Trainer", metadata_store_pb2.Event.OUTPUT, "model")
     assert candidate != first_model
     for node in ("Evaluator", "RankingEvaluator", "Yardstick"):
-        assert _input(run.config, summary.run_id, node, "baseline_model") == [first_model], node
-        assert _input(run.config, summary.run_id, node, "model") == [candidate], node
+        assert event_artifacts(run.config, summary.run_id, node, metadata_store_pb2.Event.INPUT, "baseline_model") == [first_model], node
+        assert event_artifacts(run.config, summary.run_id, node, metadata_store_pb2.Event.INPUT, "model") == [candidate], node
