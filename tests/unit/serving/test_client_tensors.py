@@ -11,11 +11,12 @@ and what the server answers (its typed fields, servables/tensorflow/predict_util
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import types_pb2
 
 from serving import contract
 from serving.contract import ndarray, predict_request, tensor_proto
 from serving.model_server.server import tensor_proto as answer_tensor
+from tests.helpers import raw_tensor
 
 NUMERIC = [np.float32, np.float64, np.int32, np.int64, np.int8, np.int16, np.uint8, np.uint16,
            np.uint32, np.uint64]
@@ -80,28 +81,20 @@ def test_a_value_tensorflow_cannot_convert_is_refused_as_tensorflow_refuses_it()
         assert str(ours.value) == str(theirs.value)
 
 
-def _proto(dtype, shape, field=None, values=(), content=b""):
-    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_content=content)
-    proto.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape)
-    if field:
-        getattr(proto, field).extend(values)
-    return proto
-
-
 ANSWERS = {  # forms a TensorProto may take that neither builder above gives
-    "one value for [3]": _proto(types_pb2.DT_FLOAT, [3], "float_val", [1.5]),
-    "two values for [4]": _proto(types_pb2.DT_INT64, [4], "int64_val", [7, 8]),
-    "no values for [2]": _proto(types_pb2.DT_INT32, [2]),
-    "one string for [2, 2]": _proto(types_pb2.DT_STRING, [2, 2], "string_val", [b"s"]),
-    "strings with NUL and invalid UTF-8": _proto(types_pb2.DT_STRING, [2], "string_val", [b"a\x00", b"\xff"]),
-    "int8 in int_val": _proto(types_pb2.DT_INT8, [2], "int_val", [-5, 7]),
-    "bool in tensor_content": _proto(types_pb2.DT_BOOL, [2], content=b"\x01\x00"),
-    "half in half_val": _proto(types_pb2.DT_HALF, [1], "half_val", [0x3C00]),
+    "one value for [3]": raw_tensor(types_pb2.DT_FLOAT, [3], "float_val", [1.5]),
+    "two values for [4]": raw_tensor(types_pb2.DT_INT64, [4], "int64_val", [7, 8]),
+    "no values for [2]": raw_tensor(types_pb2.DT_INT32, [2]),
+    "one string for [2, 2]": raw_tensor(types_pb2.DT_STRING, [2, 2], "string_val", [b"s"]),
+    "strings with NUL and invalid UTF-8": raw_tensor(types_pb2.DT_STRING, [2], "string_val", [b"a\x00", b"\xff"]),
+    "int8 in int_val": raw_tensor(types_pb2.DT_INT8, [2], "int_val", [-5, 7]),
+    "bool in tensor_content": raw_tensor(types_pb2.DT_BOOL, [2], content=b"\x01\x00"),
+    "half in half_val": raw_tensor(types_pb2.DT_HALF, [1], "half_val", [0x3C00]),
 }
 BROKEN = {
-    "too many values": _proto(types_pb2.DT_FLOAT, [2], "float_val", [1, 2, 3]),
-    "tensor_content too short": _proto(types_pb2.DT_FLOAT, [3], content=b"\x00" * 8),
-    "tensor_content not a whole value": _proto(types_pb2.DT_INT32, [1], content=b"\x00" * 5),
+    "too many values": raw_tensor(types_pb2.DT_FLOAT, [2], "float_val", [1, 2, 3]),
+    "tensor_content too short": raw_tensor(types_pb2.DT_FLOAT, [3], content=b"\x00" * 8),
+    "tensor_content not a whole value": raw_tensor(types_pb2.DT_INT32, [1], content=b"\x00" * 5),
 }
 
 
