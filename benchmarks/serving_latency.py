@@ -177,7 +177,8 @@ def main() -> None:
                         verdict = "" if target is None else ("ok" if p99 <= target else "MISSED") + f" (<= {target:g})"
                         overhead = p50 / in_process[name][0]
                         if api == "gRPC":
-                            verdict += f"; overhead {'ok' if overhead <= OVERHEAD_TARGET else 'MISSED'}"
+                            verdict += ("; " if verdict else "") + \
+                                f"overhead {'ok' if overhead <= OVERHEAD_TARGET else 'MISSED'}"
                         rows.append((label, api, name, *in_process[name], p50, p99, cpu_ms, overhead, verdict))
                     backend.close()
                     rates.append((label, api, args.clients,
