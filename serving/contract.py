@@ -118,10 +118,12 @@ _NEVER_CONTENT = {types_pb2.DT_BOOL, types_pb2.DT_UINT16}
 
 
 def tensor_shape(shape: Sequence[int]) -> tensor_shape_pb2.TensorShapeProto:
+    """TensorShape::AsProto: one Dim per dimension; passed to a TensorProto it is set even for a
+    scalar, as make_tensor_proto and TF Serving's answers set it."""
     return tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape])
 
 
-def tensor_proto(value) -> tensor_pb2.TensorProto:
+def request_tensor(value) -> tensor_pb2.TensorProto:
     """What tf.make_tensor_proto(value) gives, byte for byte. Arrays of strings and of the numeric
     types are built here directly, as make_tensor_proto builds them (a numeric array of more than
     one element as tensor_content, otherwise the typed field; strings UTF-8 encoded), because its
@@ -179,7 +181,7 @@ def predict_request(model_name: str, signature: str, inputs: Dict[str, object]) 
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature
     for key, value in inputs.items():
-        request.inputs[key].CopyFrom(value if isinstance(value, tensor_pb2.TensorProto) else tensor_proto(value))
+        request.inputs[key].CopyFrom(value if isinstance(value, tensor_pb2.TensorProto) else request_tensor(value))
     return request
 
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
 from serving import contract
-from serving.contract import ndarray, predict_request, tensor_proto
+from serving.contract import ndarray, predict_request, request_tensor
 from serving.model_server.server import tensor_proto as answer_tensor
 from tests.helpers import raw_tensor
 
@@ -64,7 +64,7 @@ def _same_array(got: np.ndarray, want: np.ndarray) -> None:
 def test_a_request_is_byte_for_byte_what_tf_make_tensor_proto_builds(case):
     value = {**ARRAYS, **OTHER_VALUES}[case]
     want = tf.make_tensor_proto(value)
-    assert tensor_proto(value).SerializeToString(deterministic=True) == want.SerializeToString(deterministic=True)
+    assert request_tensor(value).SerializeToString(deterministic=True) == want.SerializeToString(deterministic=True)
     reference = predict_request("movierec", "recommend", {})
     reference.inputs["x"].CopyFrom(want)
     reference.inputs["k"].CopyFrom(tf.make_tensor_proto(np.array([5], np.int32)))
@@ -77,7 +77,7 @@ def test_a_value_tensorflow_cannot_convert_is_refused_as_tensorflow_refuses_it()
         with pytest.raises(TypeError) as theirs:
             tf.make_tensor_proto(value)
         with pytest.raises(TypeError) as ours:
-            tensor_proto(value)
+            request_tensor(value)
         assert str(ours.value) == str(theirs.value)
 
 
