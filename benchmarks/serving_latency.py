@@ -5,9 +5,12 @@
 The server is started from the pushed deploy files with docker-compose's flags (batching and
 warmup as deployed; "off" drops --enable_batching). Per call: p50/p99 latency of sequential
 requests (Predict at batch 1 and 100, recommend top-10), then requests/s of 8 concurrent clients
-sending a predict/recommend mix. Targets: Predict batch 1 p99 <= 10 ms; recommend top-10 p99
-<= 20 ms; gRPC overhead (server p50 / in-process p50) <= 2x. A server that does not start (e.g.
-batching on a contract TF Serving cannot batch) is reported with its error, not skipped.
+sending a predict/recommend mix. Targets (issue 22 item 6, batching off; with batching each call
+also waits up to batch_timeout_micros): Predict batch 1 p99 <= 2 ms, recommend top-10 p99 <= 3 ms;
+gRPC overhead (server p50 / in-process p50) <= 2x. Each row also gives the server's CPU time per
+call (warmup calls included), which a loaded machine inflates much less than it does the
+percentiles. A server that does not start (e.g. batching on a contract TF Serving cannot batch)
+is reported with its error, not skipped.
 """
 import argparse
 import os
@@ -27,7 +30,7 @@ from benchmarks.loadgen import known_ids
 from serving.deploy import local_flags
 from serving.rest_client import RestBackend
 
-TARGETS_P99_MS = {"predict batch 1": 10.0, "recommend top-10": 20.0}
+TARGETS_P99_MS = {"predict batch 1": 2.0, "recommend top-10": 3.0}  # batching off
 OVERHEAD_TARGET = 2.0
 
 
@@ -167,13 +170,16 @@ def main() -> None:
                 for api, make in backends.items():
                     backend = make()
                     for name, call in workloads(backend, ids, rng):
+                        cpu_s = server.cpu_s()
                         p50, p99 = measure(call, args.requests, args.warmup)
-                        target = TARGETS_P99_MS.get(name)
+                        cpu_ms = (server.cpu_s() - cpu_s) / (args.requests + args.warmup) * 1e3
+                        target = TARGETS_P99_MS.get(name) if not batching else None
                         verdict = "" if target is None else ("ok" if p99 <= target else "MISSED") + f" (<= {target:g})"
                         overhead = p50 / in_process[name][0]
                         if api == "gRPC":
-                            verdict += f"; overhead {'ok' if overhead <= OVERHEAD_TARGET else 'MISSED'}"
-                        rows.append((label, api, name, *in_process[name], p50, p99, overhead, verdict))
+                            verdict += ("; " if verdict else "") + \
+                                f"overhead {'ok' if overhead <= OVERHEAD_TARGET else 'MISSED'}"
+                        rows.append((label, api, name, *in_process[name], p50, p99, cpu_ms, overhead, verdict))
                     backend.close()
                     rates.append((label, api, args.clients,
                                   concurrent_rate(make, ids, args.clients, args.requests // args.clients)))
@@ -183,8 +189,8 @@ def main() -> None:
     print(f"model {base} version {version} ({len(ids.movies):,} movies, {len(ids.users):,} users); "
           f"{args.requests} sequential requests per row")
     print(tabulate(rows, floatfmt=".2f", headers=[
-        "server", "API", "call", "in-process p50 ms", "p99 ms", "server p50 ms", "p99 ms", "p50 / in-process",
-        "target: p99 ms; gRPC overhead <= 2x"]))
+        "server", "API", "call", "in-process p50 ms", "p99 ms", "server p50 ms", "p99 ms", "server CPU ms/call",
+        "p50 / in-process", "target (batching off): p99 ms; gRPC overhead <= 2x"]))
     print()
     print(tabulate(rates, floatfmt=".0f", headers=["server", "API", "clients", "requests/s (predict + recommend)"]))
     for failure in failures:

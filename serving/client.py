@@ -39,7 +39,7 @@ class GrpcBackend:
         response = self.prediction.Predict(predict_request(self.model_name, signature, inputs),
                                            timeout=self.timeout_s)
         self.last_version = response.model_spec.version.value
-        return {key: tf.make_ndarray(proto) for key, proto in response.outputs.items()}
+        return {key: contract.ndarray(proto) for key, proto in response.outputs.items()}
 
     def regress(self, examples: Sequence[bytes], signature: str = contract.REGRESS) -> np.ndarray:
         """Ratings of serialized tf.Examples through the Regress API."""

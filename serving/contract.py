@@ -40,12 +40,13 @@ shape TF Serving's batching accepts (tensorflow/serving 2.16.1):
   it would concatenate the parts of one request answered in different batches, whose K may differ
   (`SplitInputTask`'s done callback: `tensor::Concat` of the parts).
 """
+import math
 import os
 from typing import Dict, List, Sequence
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, regression_pb2
 
 from ratings import features
@@ -105,14 +106,82 @@ def rating_example(user_id: str, movie_id: str) -> bytes:
         USER_ID: feature(user_id), MOVIE_ID: feature(movie_id)})).SerializeToString()
 
 
+# The typed field of each numeric dtype (tensorflow/core/framework/tensor.cc ProtoHelper, and
+# tensor_util.py's append functions): the small integer types share int_val.
+TYPED_FIELDS = {np.dtype(dtype): (tf.as_dtype(dtype).as_datatype_enum, field) for dtype, field in (
+    (np.float32, "float_val"), (np.float64, "double_val"), (np.int32, "int_val"), (np.int16, "int_val"),
+    (np.int8, "int_val"), (np.uint8, "int_val"), (np.uint16, "int_val"), (np.int64, "int64_val"),
+    (np.uint32, "uint32_val"), (np.uint64, "uint64_val"), (np.bool_, "bool_val"))}
+_BY_DATATYPE = {datatype: (dtype, field) for dtype, (datatype, field) in TYPED_FIELDS.items()}
+# The two of them tf.make_tensor_proto never writes as tensor_content (tensor_util.py _TENSOR_CONTENT_TYPES).
+_NEVER_CONTENT = {types_pb2.DT_BOOL, types_pb2.DT_UINT16}
+
+
+def tensor_shape(shape: Sequence[int]) -> tensor_shape_pb2.TensorShapeProto:
+    """TensorShape::AsProto: one Dim per dimension; passed to a TensorProto it is set even for a
+    scalar, as make_tensor_proto and TF Serving's answers set it."""
+    return tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape])
+
+
+def request_tensor(value) -> tensor_pb2.TensorProto:
+    """What tf.make_tensor_proto(value) gives, byte for byte. Arrays of strings and of the numeric
+    types are built here directly, as make_tensor_proto builds them (a numeric array of more than
+    one element as tensor_content, otherwise the typed field; strings UTF-8 encoded), because its
+    per-call dtype and shape conversions cost ~5x the CPU (benchmarks/README.md) and count in
+    every request's latency; anything else (lists, scalars, other dtypes, values it refuses) goes
+    through make_tensor_proto (tests/unit/serving/test_client_tensors.py compares the two)."""
+    if type(value) is np.ndarray and value.dtype.isnative:
+        if value.dtype.kind in "OSU":
+            try:
+                strings = [tf.compat.as_bytes(v) for v in value.reshape(-1)]
+            except TypeError:
+                return tf.make_tensor_proto(value)  # its own error
+            proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=tensor_shape(value.shape))
+            proto.string_val.extend(strings)
+            return proto
+        if value.dtype in TYPED_FIELDS:
+            datatype, field = TYPED_FIELDS[value.dtype]
+            proto = tensor_pb2.TensorProto(dtype=datatype, tensor_shape=tensor_shape(value.shape))
+            if value.size > 1 and datatype not in _NEVER_CONTENT:
+                proto.tensor_content = value.tobytes()
+            else:
+                getattr(proto, field).extend(value.reshape(-1).tolist())
+            return proto
+    return tf.make_tensor_proto(value)
+
+
+def ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
+    """What tf.make_ndarray(proto) gives (Tensor::FromProto's rules). The forms requests and
+    TF Serving's answers take are read here directly: a typed field with one value per element,
+    or a numeric tensor_content (TensorFlow's own frombuffer call, so a short one fails as
+    there); every other form (one value to repeat, fewer values to pad, no values, other
+    dtypes) goes through make_ndarray, whose per-call dtype lookups cost ~4x the CPU."""
+    shape = [dim.size for dim in proto.tensor_shape.dim]
+    count = math.prod(shape)
+    if count > 0 and min(shape, default=1) > 0:
+        if proto.dtype == types_pb2.DT_STRING:
+            if not proto.tensor_content and len(proto.string_val) == count:
+                array = np.empty(count, dtype=object)
+                array[:] = list(proto.string_val)
+                return array.reshape(shape)
+        elif proto.dtype in _BY_DATATYPE:
+            dtype, field = _BY_DATATYPE[proto.dtype]
+            if proto.tensor_content:
+                return np.frombuffer(proto.tensor_content, dtype=dtype).copy().reshape(shape)
+            values = getattr(proto, field)
+            if len(values) == count:
+                return np.fromiter(values, dtype, count).reshape(shape)
+    return tf.make_ndarray(proto)
+
+
 def predict_request(model_name: str, signature: str, inputs: Dict[str, object]) -> predict_pb2.PredictRequest:
-    """A PredictRequest; each input is an array (converted) or a TensorProto (sent as it is)."""
+    """A PredictRequest; each input is an array (converted as tf.make_tensor_proto does) or a
+    TensorProto (sent as it is)."""
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature
     for key, value in inputs.items():
-        request.inputs[key].CopyFrom(value if isinstance(value, tensor_pb2.TensorProto)
-                                     else tf.make_tensor_proto(value))
+        request.inputs[key].CopyFrom(value if isinstance(value, tensor_pb2.TensorProto) else request_tensor(value))
     return request
 
 

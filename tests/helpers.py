@@ -10,6 +10,7 @@ import pathlib
 
 import pandas as pd
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
 from tfx import v1 as tfx
 from tfx import version as tfx_version
 from tfx.proto import example_gen_pb2
@@ -151,3 +152,13 @@ def push_pipeline(config: configs.PipelineConfig, model_uri: str, infra_validati
                                                          infra_blessing, config.push_base).with_id("Pusher")],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             config.metadata_file))
+
+
+def raw_tensor(dtype, shape, field=None, values=(), content=b"") -> tensor_pb2.TensorProto:
+    """A TensorProto as a client may hand-write it: any shape, values in `field`, or `content`
+    (tensor_content), whether or not they agree with the shape."""
+    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_content=content)
+    proto.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape)
+    if field:
+        getattr(proto, field).extend(values)
+    return proto

@@ -12,7 +12,6 @@ The REST API (serving/model_server/rest.py) calls the same functions. A bad requ
 import concurrent.futures
 import dataclasses
 import logging
-import math
 import os
 import time
 import threading
@@ -21,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import grpc
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow.core.protobuf import config_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2_grpc, predict_pb2, prediction_log_pb2,
@@ -29,6 +28,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 
 from serving.model_server import batching
 from serving.contract import CLASSIFY_METHOD, PREDICT_METHOD, REGRESS_METHOD, SIGNATURE_DEF, WARMUP_FILE
+from serving.contract import TYPED_FIELDS, ndarray, tensor_shape
 from serving.contract import SERVING_DEFAULT as DEFAULT_SIGNATURE
 from serving.model_server.metrics import Metrics, REQUEST_LATENCY, RUNTIME_LATENCY
 from serving.model_server.repository import ModelRepository
@@ -54,37 +54,30 @@ def from_tf_error(error: Exception) -> ServingError:
     return ServingError(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
 
 
-# Tensor::AsProtoField (tensorflow/core/framework/tensor.cc ProtoHelper): the typed field each
-# dtype is written to; the small integer types go to int_val, half and bfloat16 as bit patterns.
-_PROTO_FIELDS = {np.dtype(np.float32): "float_val", np.dtype(np.float64): "double_val",
-                 np.dtype(np.int32): "int_val", np.dtype(np.int16): "int_val", np.dtype(np.int8): "int_val",
-                 np.dtype(np.uint8): "int_val", np.dtype(np.uint16): "int_val", np.dtype(np.int64): "int64_val",
-                 np.dtype(np.bool_): "bool_val", np.dtype(np.uint32): "uint32_val",
-                 np.dtype(np.uint64): "uint64_val"}
-
-
 def tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     """An output as predict_util.cc writes it (Tensor::AsProtoField): dtype, shape and every value
-    in the dtype's typed field (float_val, string_val, ...), never tensor_content, so a client that
-    reads `outputs["rating"].float_val` gets the values."""
+    in the dtype's typed field (float_val, string_val, ...; contract.TYPED_FIELDS), never
+    tensor_content, so a client that reads `outputs["rating"].float_val` gets the values."""
     array = np.asarray(array)
-    proto = tensor_pb2.TensorProto(dtype=tf.as_dtype(array.dtype if array.dtype != object else tf.string)
-                                   .as_datatype_enum)
-    proto.tensor_shape.SetInParent()  # set even for a scalar, as TensorShape::AsProto sets it
-    proto.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape)
     flat = array.reshape(-1)
     if array.dtype == object:
+        proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=tensor_shape(array.shape))
         proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in flat)
-    elif array.dtype in _PROTO_FIELDS:
-        getattr(proto, _PROTO_FIELDS[array.dtype]).extend(flat.tolist())
-    elif array.dtype == np.float16:
-        proto.half_val.extend(flat.view(np.uint16).tolist())
-    elif array.dtype == np.complex64:
-        proto.scomplex_val.extend(flat.view(np.float32).tolist())
-    elif array.dtype == np.complex128:
-        proto.dcomplex_val.extend(flat.view(np.float64).tolist())
+    elif array.dtype in TYPED_FIELDS:
+        datatype, field = TYPED_FIELDS[array.dtype]
+        proto = tensor_pb2.TensorProto(dtype=datatype, tensor_shape=tensor_shape(array.shape))
+        getattr(proto, field).extend(flat.tolist())
     else:
-        proto.CopyFrom(tf.make_tensor_proto(array))
+        proto = tensor_pb2.TensorProto(dtype=tf.as_dtype(array.dtype).as_datatype_enum,
+                                       tensor_shape=tensor_shape(array.shape))
+        if array.dtype == np.float16:  # half and bfloat16 as bit patterns
+            proto.half_val.extend(flat.view(np.uint16).tolist())
+        elif array.dtype == np.complex64:
+            proto.scomplex_val.extend(flat.view(np.float32).tolist())
+        elif array.dtype == np.complex128:
+            proto.dcomplex_val.extend(flat.view(np.float64).tolist())
+        else:
+            proto.CopyFrom(tf.make_tensor_proto(array))
     return proto
 
 
@@ -197,34 +190,12 @@ def _type_string(dtype) -> str:
     return types_pb2.DataType.Name(dtype.as_datatype_enum)[3:].lower()
 
 
-# The typed field and array dtype of each DataType a request tensor is read from directly.
-_TYPED_INPUTS = {types_pb2.DT_FLOAT: ("float_val", np.float32), types_pb2.DT_DOUBLE: ("double_val", np.float64),
-                 types_pb2.DT_INT32: ("int_val", np.int32), types_pb2.DT_INT64: ("int64_val", np.int64),
-                 types_pb2.DT_BOOL: ("bool_val", np.bool_)}
-
-
 def _input_tensor(alias: str, proto) -> np.ndarray:
-    """Tensor::FromProto: a TensorProto that does not hold the values its shape says is refused.
-    A string or numeric tensor whose typed field holds exactly one value per element (what
-    clients send) is read from that field at once; every other form (tensor_content, one value
-    to repeat, fewer values to pad, other dtypes) goes through tf.make_ndarray, whose per-call
-    dtype lookups and checks cost ~4x the CPU (benchmarks/README.md). Both give the same array
-    (tests/unit/serving/test_input_tensors.py)."""
-    shape = [dim.size for dim in proto.tensor_shape.dim]
-    count = math.prod(shape)
-    if count > 0 and min(shape, default=1) > 0 and not proto.tensor_content:
-        if proto.dtype == types_pb2.DT_STRING:
-            if len(proto.string_val) == count:
-                array = np.empty(count, dtype=object)
-                array[:] = list(proto.string_val)
-                return array.reshape(shape)
-        elif proto.dtype in _TYPED_INPUTS:
-            field, dtype = _TYPED_INPUTS[proto.dtype]
-            values = getattr(proto, field)
-            if len(values) == count:
-                return np.fromiter(values, dtype, count).reshape(shape)
+    """Tensor::FromProto: the array tf.make_ndarray reads (contract.ndarray: the typed fields and
+    tensor_content clients send read directly, every other form by make_ndarray); a TensorProto
+    that does not hold the values its shape says is refused."""
     try:
-        return tf.make_ndarray(proto)
+        return ndarray(proto)
     except Exception as e:
         raise invalid_argument(f"tensor parsing error: {alias}") from e
 

@@ -11,7 +11,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import types_pb2
 
 from serving.contract import predict_request
 from serving.model_server import model_config
@@ -20,6 +20,7 @@ from serving.model_server.repository import ModelRepository
 from serving.model_server.server import Core, Loader
 from serving.model_server.status import ServingError
 from tests import tfs_conformance_models
+from tests.helpers import raw_tensor
 
 
 @pytest.fixture(scope="module")
@@ -34,37 +35,29 @@ def core(tmp_path_factory):
     repository.stop()
 
 
-def _proto(dtype, shape, field=None, values=(), content=b""):
-    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_content=content)
-    proto.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape)
-    if field:
-        getattr(proto, field).extend(values)
-    return proto
-
-
 CASES = {
     # signature: (input name, proto)
-    "float exact [2,3]": ("float", _proto(types_pb2.DT_FLOAT, [2, 3], "float_val", [0.5, 1, 2, 3, 4, 5.25])),
-    "float one value for [3]": ("float", _proto(types_pb2.DT_FLOAT, [3], "float_val", [1.5])),
-    "float two values for [4]": ("float", _proto(types_pb2.DT_FLOAT, [4], "float_val", [1.5, 2.5])),
-    "float scalar": ("float", _proto(types_pb2.DT_FLOAT, [], "float_val", [7.0])),
+    "float exact [2,3]": ("float", raw_tensor(types_pb2.DT_FLOAT, [2, 3], "float_val", [0.5, 1, 2, 3, 4, 5.25])),
+    "float one value for [3]": ("float", raw_tensor(types_pb2.DT_FLOAT, [3], "float_val", [1.5])),
+    "float two values for [4]": ("float", raw_tensor(types_pb2.DT_FLOAT, [4], "float_val", [1.5, 2.5])),
+    "float scalar": ("float", raw_tensor(types_pb2.DT_FLOAT, [], "float_val", [7.0])),
     "float tensor_content": ("float", tf.make_tensor_proto(np.arange(6, dtype=np.float32).reshape(2, 3))),
-    "float no values for [2]": ("float", _proto(types_pb2.DT_FLOAT, [2])),
-    "float empty [0,3]": ("float", _proto(types_pb2.DT_FLOAT, [0, 3])),
-    "double exact": ("double", _proto(types_pb2.DT_DOUBLE, [2], "double_val", [1e300, -2.5])),
-    "int32 exact": ("int32", _proto(types_pb2.DT_INT32, [1, 3], "int_val", [-(2 ** 31), 0, 2 ** 31 - 1])),
-    "int64 exact": ("int64", _proto(types_pb2.DT_INT64, [2], "int64_val", [2 ** 40, -3])),
-    "int64 one value for [2,2]": ("int64", _proto(types_pb2.DT_INT64, [2, 2], "int64_val", [9])),
-    "bool exact": ("bool", _proto(types_pb2.DT_BOOL, [3], "bool_val", [True, False, True])),
-    "int8 in int_val": ("int8", _proto(types_pb2.DT_INT8, [2], "int_val", [-5, 7])),
-    "string exact [2,1]": ("string", _proto(types_pb2.DT_STRING, [2, 1], "string_val", [b"a\x00b", b"\xff\xfe"])),
-    "string one value for [3]": ("string", _proto(types_pb2.DT_STRING, [3], "string_val", [b"x"])),
-    "string scalar": ("string", _proto(types_pb2.DT_STRING, [], "string_val", [b"only"])),
+    "float no values for [2]": ("float", raw_tensor(types_pb2.DT_FLOAT, [2])),
+    "float empty [0,3]": ("float", raw_tensor(types_pb2.DT_FLOAT, [0, 3])),
+    "double exact": ("double", raw_tensor(types_pb2.DT_DOUBLE, [2], "double_val", [1e300, -2.5])),
+    "int32 exact": ("int32", raw_tensor(types_pb2.DT_INT32, [1, 3], "int_val", [-(2 ** 31), 0, 2 ** 31 - 1])),
+    "int64 exact": ("int64", raw_tensor(types_pb2.DT_INT64, [2], "int64_val", [2 ** 40, -3])),
+    "int64 one value for [2,2]": ("int64", raw_tensor(types_pb2.DT_INT64, [2, 2], "int64_val", [9])),
+    "bool exact": ("bool", raw_tensor(types_pb2.DT_BOOL, [3], "bool_val", [True, False, True])),
+    "int8 in int_val": ("int8", raw_tensor(types_pb2.DT_INT8, [2], "int_val", [-5, 7])),
+    "string exact [2,1]": ("string", raw_tensor(types_pb2.DT_STRING, [2, 1], "string_val", [b"a\x00b", b"\xff\xfe"])),
+    "string one value for [3]": ("string", raw_tensor(types_pb2.DT_STRING, [3], "string_val", [b"x"])),
+    "string scalar": ("string", raw_tensor(types_pb2.DT_STRING, [], "string_val", [b"only"])),
 }
 BROKEN = {
-    "float too many values": ("float", _proto(types_pb2.DT_FLOAT, [2], "float_val", [1, 2, 3])),
-    "float tensor_content too short": ("float", _proto(types_pb2.DT_FLOAT, [3], content=b"\x00" * 8)),
-    "int32 negative dimension": ("int32", _proto(types_pb2.DT_INT32, [-1], "int_val", [1, 2])),
+    "float too many values": ("float", raw_tensor(types_pb2.DT_FLOAT, [2], "float_val", [1, 2, 3])),
+    "float tensor_content too short": ("float", raw_tensor(types_pb2.DT_FLOAT, [3], content=b"\x00" * 8)),
+    "int32 negative dimension": ("int32", raw_tensor(types_pb2.DT_INT32, [-1], "int_val", [1, 2])),
 }
 
 
