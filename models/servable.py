@@ -12,8 +12,8 @@ is decided, components/servable_export rebuilds that model for serving, by this 
   the Trainer built, trainer.rating_model); `predict_rating`, `similar_*` answer exactly as judged;
 - the seen tables (seen.py) hold every accepted rating of a catalogue movie: all splits, every
   validated span, users the rating model does not know included;
-- the retrieval head is refitted on those same ratings (with their timestamps, for its recent
-  popularity), with the same hyperparameters and the same function as the Trainer's
+- the retrieval head is refitted on those same ratings (their recent popularity counted with
+  their dates), with the same hyperparameters and the same function as the Trainer's
   (trainer.retrieval_head): a closed form, seconds.
 
 Then it is exported by the same code as the judged model (export.save).
@@ -60,8 +60,8 @@ def export_servable(model_dir: str, catalog_file: str, tf_transform_output: tft.
                     hparams: Hyperparameters, seen: Seen, accepted: Ratings,
                     export_dir: str) -> Optional[history_head.Tables]:
     """Writes the servable to `export_dir` by the module docstring's rule; the refitted head's
-    tables (None with `retrieval: rating`). `accepted`: the ratings `seen` was made of."""
+    tables (None with `retrieval: rating`). `accepted`: the ratings `seen` was made of, with their dates."""
     model, movies_and_users, _ = restore_rating_model(model_dir, catalog_file, hparams)
-    tables = trainer.retrieval_head(*accepted, movies_and_users.num_movies, hparams)
+    tables = trainer.retrieval_head(seen.user_rows(), seen.movies, movies_and_users.num_movies, hparams, accepted)
     export.save(model, tf_transform_output, movies_and_users, export_dir, tables, seen)
     return tables
