@@ -48,6 +48,7 @@ import time
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import tensorflow as tf
 from tabulate import tabulate
 from tfx.utils import path_utils
 
@@ -320,7 +321,8 @@ def user_rows(kind: str, work, source, header, train_rows, config: configs.Pipel
     for name, model_dir in (("pushed: judged weights, head refitted on every rating", summary.pushed_destination),
                             ("judged model as pushed before", path_utils.serving_model_path(summary.judged_model.uri))):
         lists = {user: [m.decode() for m in movies]  # the CSV's IDs are str, the model's bytes
-                 for user, movies in ranking_executor.recommend_lists(model_dir, data.user_ids, ranking.K).items()}
+                 for user, movies in ranking_executor.recommend_lists(tf.saved_model.load(model_dir), data.user_ids,
+                                                                  ranking.K).items()}
         table.append(peer_row(kind, f"movierec one file, {name}", data, None, seconds, lists))
         print(f"{kind} {name}: {already_rated(data, lists):.1%} of listed movies already rated", flush=True)
     train = rows.read_split(summary.examples, rows.TRAIN)
