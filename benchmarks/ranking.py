@@ -23,7 +23,9 @@ popularity L2) the same way, on validation carved from training only, and prints
 the random split the mean validation NDCG@10 over three random carves (seeds 0, 1, 2), as one
 carve's differences between the top settings are noise-sized; on the temporal split the one
 newest-10% carve. Then the popularity weight (`retrieval_popularity_weight`) with the best of
-those. The configs' `retrieval_*` settings come from this search.
+those, then the recency weight and window (`retrieval_recency_weight`, `retrieval_recency_days`:
+recent popularity, counted on each fitting part's own newest days). The configs' `retrieval_*`
+settings come from this search.
 
 --run PIPELINE_ROOT scores the peers on the rows of the latest run of the --config pipeline
 there (its ExampleGen's train and eval splits, found through its ML Metadata) beside the run's
@@ -46,6 +48,7 @@ import time
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import tensorflow as tf
 from tabulate import tabulate
 from tfx.utils import path_utils
 
@@ -71,6 +74,7 @@ HEAD_SEEDS = (0, 1, 2)
 # ratings and lists over the whole catalogue, minutes at 116k movies; L2 spans the larger counts.
 RUN_HEAD_GRID = [{"dim": d, "l2": l2, "popularity_l2": 0.5} for d, l2 in itertools.product((64, 256), (10.0, 50.0, 200.0, 1000.0))]
 POPULARITY_WEIGHTS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+RECENCY = [{"recency_weight": w, "recency_days": d} for w, d in itertools.product((1.0, 3.0, 10.0), (7.0, 14.0, 30.0, 60.0))]
 
 
 def eval_set(train_rows, test_rows, bounds) -> ranking.EvalSet:
@@ -80,15 +84,20 @@ def eval_set(train_rows, test_rows, bounds) -> ranking.EvalSet:
         column(test_rows, 2).astype(np.float32), activity_bounds=bounds)
 
 
+def training_timestamps(data: ranking.EvalSet, train_rows) -> sp.csr_matrix:
+    """[U_all, I] each training pair's timestamp + 1 (so none is an implicit zero), laid out like
+    the training matrix (the benchmark's files rate each pair once)."""
+    users = np.searchsorted(data.all_user_ids, [r[0] for r in train_rows])
+    movies = np.searchsorted(data.movie_ids, [r[1] for r in train_rows])
+    return sp.csr_matrix((np.array([int(r[3]) for r in train_rows], dtype=np.float64) + 1.0,
+                          (users, movies)), shape=data.train.shape)
+
+
 def validation_carve(data: ranking.EvalSet, train_rows, kind: str, seed: int = 0):
     """(fitting part, validation part) of the training interactions, as the docstring says."""
     if kind == "random":
         return ranking_peers.carve_validation(data.train, VALIDATION_FRACTION, seed=seed)
-    users = np.searchsorted(data.all_user_ids, [r[0] for r in train_rows])
-    movies = np.searchsorted(data.movie_ids, [r[1] for r in train_rows])
-    # Timestamps laid out like the training matrix's stored pairs (CSR order).
-    stamps = sp.csr_matrix((np.array([int(r[3]) for r in train_rows], dtype=np.float64) + 1.0,
-                            (users, movies)), shape=data.train.shape)
+    stamps = training_timestamps(data, train_rows)  # in CSR order, as the training matrix's pairs
     return ranking_peers.carve_validation(data.train, VALIDATION_FRACTION, order=stamps.tocoo().data)
 
 
@@ -111,22 +120,33 @@ def peers(data: ranking.EvalSet, train_rows, kind: str):
 
 
 def fit_head(train: sp.csr_matrix, dim: int, l2: float, popularity_l2: float,
-             popularity_weight: float = 0.0, history: sp.csr_matrix = None) -> ranking.Scorer:
+             popularity_weight: float = 0.0, history: sp.csr_matrix = None, recency_weight: float = 0.0,
+             recency_days: float = 30.0, stamps: sp.csr_matrix = None) -> ranking.Scorer:
     """Our history head's scores as a numpy peer: the tables `recommend` multiplies, for choosing
     its settings without a pipeline run (users with no history: popularity, as the head does).
-    `history`: whose rows are the users' histories (default: the rows fitted on, `train`)."""
+    `history`: whose rows are the users' histories (default: the rows fitted on, `train`);
+    `stamps`: training_timestamps, needed with a recency weight (recent = within `recency_days`
+    of the newest of `train`'s own ratings)."""
     history = train if history is None else history
     pairs = train.tocoo()
-    tables = history_head.fit(pairs.row, pairs.col, train.shape[1], l2, dim, popularity_l2, popularity_weight)
-    history_rows, candidates = tables.history[:, :-1], tables.candidates[:, :-1]
-    popularity = tables.popularity_weight * tables.candidates[:, -1]
+    recent = None
+    if recency_weight:
+        dated = stamps.multiply(train > 0).tocoo()
+        recent = history_head.recent_popularity(dated.row, dated.col, dated.data - 1.0, train.shape[1], recency_days)
+    tables = history_head.fit(pairs.row, pairs.col, train.shape[1], l2, dim, popularity_l2, popularity_weight,
+                              recent, recency_weight)
+    extra = len(tables.weights)
+    history_rows, candidates = tables.history[:, :-extra], tables.candidates[:, :-extra]
+    popularity = tables.candidates[:, -extra:] @ tables.weights
     return ranking_peers.with_popularity_for_cold_users(
         lambda users: np.asarray(history[users] @ history_rows) @ candidates.T + popularity, history)
 
 
-def search_head(grid, carves, label: str) -> Dict:
-    """Prints the head's validation NDCG@10 per setting (mean over carves), best first; the best."""
-    scores = [[ranking_peers.score_peer(fit_head(fit_part, **settings), fit_part, validation)[ranking.OVERALL].ndcg
+def search_head(grid, carves, label: str, stamps: sp.csr_matrix = None) -> Dict:
+    """Prints the head's validation NDCG@10 per setting (mean over carves), best first; the best.
+    `stamps`: training_timestamps, for settings with a recency weight."""
+    scores = [[ranking_peers.score_peer(fit_head(fit_part, **settings, stamps=stamps), fit_part, validation
+                                        )[ranking.OVERALL].ndcg
                for fit_part, validation in carves] for settings in grid]
     table = sorted(([label] + list(s.values()) + [np.mean(v)] + v for s, v in zip(grid, scores)),
                    key=lambda r: -r[len(grid[0]) + 1])
@@ -138,10 +158,13 @@ def search_head(grid, carves, label: str) -> Dict:
 
 def choose_head(data: ranking.EvalSet, train_rows, kind: str) -> None:
     """The head's settings search (see the module docstring): rank, L2 and popularity L2 first,
-    then the popularity weight with those."""
+    then the popularity weight with those, then the recency weight and window with all of them
+    (a weight of 0 is the previous step's best)."""
     carves = [validation_carve(data, train_rows, kind, seed) for seed in (HEAD_SEEDS if kind == "random" else (0,))]
     best = search_head(HEAD_GRID, carves, kind)
-    search_head([{**best, "popularity_weight": w} for w in POPULARITY_WEIGHTS], carves, kind)
+    best = search_head([{**best, "popularity_weight": w} for w in POPULARITY_WEIGHTS], carves, kind)
+    search_head([{**best, "recency_weight": 0.0, "recency_days": 30.0}] + [{**best, **r} for r in RECENCY], carves, kind,
+                training_timestamps(data, train_rows))
 
 
 def run_rows(config: configs.PipelineConfig):
@@ -298,7 +321,8 @@ def user_rows(kind: str, work, source, header, train_rows, config: configs.Pipel
     for name, model_dir in (("pushed: judged weights, head refitted on every rating", summary.pushed_destination),
                             ("judged model as pushed before", path_utils.serving_model_path(summary.judged_model.uri))):
         lists = {user: [m.decode() for m in movies]  # the CSV's IDs are str, the model's bytes
-                 for user, movies in ranking_executor.recommend_lists(model_dir, data.user_ids, ranking.K).items()}
+                 for user, movies in ranking_executor.recommend_lists(tf.saved_model.load(model_dir), data.user_ids,
+                                                                  ranking.K).items()}
         table.append(peer_row(kind, f"movierec one file, {name}", data, None, seconds, lists))
         print(f"{kind} {name}: {already_rated(data, lists):.1%} of listed movies already rated", flush=True)
     train = rows.read_split(summary.examples, rows.TRAIN)
@@ -307,7 +331,8 @@ def user_rows(kind: str, work, source, header, train_rows, config: configs.Pipel
                                        *data.train.shape)
     h = config.hyperparameters
     widened = fit_head(judged_rows, h.retrieval_dim, h.retrieval_l2, h.retrieval_popularity_l2,
-                       h.retrieval_popularity_weight, history=data.train)
+                       h.retrieval_popularity_weight, history=data.train, recency_weight=h.retrieval_recency_weight,
+                       recency_days=h.retrieval_recency_days, stamps=training_timestamps(data, train_rows))
     table.append(peer_row(kind, "numpy: judged head, history widened, not refitted", data, widened, None))
     return table
 

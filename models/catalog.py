@@ -37,6 +37,7 @@ class Catalog:
     seen_row_splits: np.ndarray  # [num_users + 2] int64: ragged rows per user index, OOV last
     seen_movies: np.ndarray   # [ratings] int64 movie indices, grouped by user
     seen_ratings: np.ndarray  # [ratings] float32, the ratings given, aligned with seen_movies
+    seen_timestamps: np.ndarray  # [ratings] int64 Unix seconds of those ratings (empty when loaded)
     # Side features by index (-1 / b"" where unknown); None when built without them.
     years: Optional[np.ndarray] = None        # [num_movies] int
     ages: Optional[np.ndarray] = None         # [num_users] int
@@ -105,12 +106,13 @@ def build(tf_transform_output: tft.TFTransformOutput, examples: tf.data.Dataset)
     ratings = np.concatenate(ratings).astype(np.float32) if ratings else np.zeros(0, np.float32)
     timestamps = np.concatenate(timestamps) if timestamps else np.zeros(0, np.int64)
     keep = newest_per_pair(users, movies, timestamps)
-    users, movies, ratings = users[keep], movies[keep], ratings[keep]
+    users, movies, ratings, timestamps = users[keep], movies[keep], ratings[keep], timestamps[keep]
     # One row per user index plus an empty row for the OOV index.
     counts = np.bincount(users, minlength=len(user_ids) + 1)[: len(user_ids) + 1]
     row_splits = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     return Catalog(user_ids=user_ids, movie_ids=movie_ids, seen_row_splits=row_splits,
-                   seen_movies=movies.astype(np.int64), seen_ratings=ratings, **fields)
+                   seen_movies=movies.astype(np.int64), seen_ratings=ratings,
+                   seen_timestamps=timestamps.astype(np.int64), **fields)
 
 
 def save(catalog: Catalog, path: str) -> None:
@@ -136,4 +138,4 @@ def load(path: str) -> Tuple[Catalog, Dict[str, float]]:
     stats = dict(zip(RATING_STATS, stored["rating_stats"].tolist()))
     num_users = len(arrays["user_ids"])
     return Catalog(seen_row_splits=np.zeros(num_users + 2, np.int64), seen_movies=np.zeros(0, np.int64),
-                   seen_ratings=np.zeros(0, np.float32), **arrays), stats
+                   seen_ratings=np.zeros(0, np.float32), seen_timestamps=np.zeros(0, np.int64), **arrays), stats

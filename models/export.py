@@ -124,7 +124,7 @@ class RecommenderModule(tf.Module):
         self._retrieval = None if retrieval_tables is None else (
             tf.Variable(retrieval_tables.history, trainable=False, name="retrieval_history"),
             tf.Variable(retrieval_tables.candidates, trainable=False, name="retrieval_candidates"),
-            tf.constant(retrieval_tables.popularity_weight, tf.float32))
+            tf.constant(retrieval_tables.weights, tf.float32))
         titles, indices = title_index(catalog)
         self._title_index = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(tf.constant(titles, tf.string),

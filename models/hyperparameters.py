@@ -58,6 +58,8 @@ class Hyperparameters:
     retrieval_popularity_l2: float = 0.0  # history: + this x the movie's rating count (EDLAE)
     retrieval_popularity_weight: float = 0.0  # history: + this x popularity in known users' scores
     retrieval_dim: int = 64      # history: rank of the ratings matrix the head is fitted on
+    retrieval_recency_weight: float = 0.0  # history: + this x recent popularity in known users' scores
+    retrieval_recency_days: float = 30.0   # history: "recent" = rated within this many days of the newest rating
 
     def __post_init__(self):
         """Every setting checked when the config loads (`movierec config` and `run` fail on it, naming
@@ -71,10 +73,10 @@ class Hyperparameters:
         check("hyperparameters", self, "mlp_layers", lambda v: isinstance(v, tuple) and all(map(is_count, v)),
               "a list of integers of at least 1")
         check("hyperparameters", self, "side_features", lambda v: isinstance(v, bool), "true or false")
-        for key in ("learning_rate", "autorec_learning_rate", "retrieval_l2"):
+        for key in ("learning_rate", "autorec_learning_rate", "retrieval_l2", "retrieval_recency_days"):
             check("hyperparameters", self, key, lambda v: is_number(v) and v > 0, "positive")
         for key in ("l2", "bias_l2", "mlp_l2", "side_l2", "autorec_l2", "retrieval_popularity_l2",
-                    "retrieval_popularity_weight"):
+                    "retrieval_popularity_weight", "retrieval_recency_weight"):
             check("hyperparameters", self, key, lambda v: is_number(v) and v >= 0, "0 or more")
         check("hyperparameters", self, "blend_weight", lambda v: is_number(v) and 0 <= v <= 1, "in [0, 1]")
         check("hyperparameters", self, "autorec_ema", lambda v: is_number(v) and 0 <= v < 1, "in [0, 1)")

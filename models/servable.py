@@ -12,12 +12,13 @@ is decided, components/servable_export rebuilds that model for serving, by this 
   the Trainer built, trainer.rating_model); `predict_rating`, `similar_*` answer exactly as judged;
 - the seen tables (seen.py) hold every accepted rating of a catalogue movie: all splits, every
   validated span, users the rating model does not know included;
-- the retrieval head is refitted on those same ratings, with the same hyperparameters and the
-  same function as the Trainer's (trainer.retrieval_head): a closed form, seconds.
+- the retrieval head is refitted on those same ratings (their recent popularity counted with
+  their dates), with the same hyperparameters and the same function as the Trainer's
+  (trainer.retrieval_head): a closed form, seconds.
 
 Then it is exported by the same code as the judged model (export.save).
 """
-from typing import Dict, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -48,11 +49,19 @@ def restore_rating_model(model_dir: str, catalog_file: str,
     return model, movies_and_users, stats
 
 
+class Ratings(NamedTuple):
+    """Ratings of catalogue movies, aligned: the seen tables' user row, movie index, Unix seconds."""
+    users: np.ndarray
+    movies: np.ndarray
+    timestamps: np.ndarray
+
+
 def export_servable(model_dir: str, catalog_file: str, tf_transform_output: tft.TFTransformOutput,
-                    hparams: Hyperparameters, seen: Seen, export_dir: str) -> Optional[history_head.Tables]:
+                    hparams: Hyperparameters, seen: Seen, accepted: Ratings,
+                    export_dir: str) -> Optional[history_head.Tables]:
     """Writes the servable to `export_dir` by the module docstring's rule; the refitted head's
-    tables (None with `retrieval: rating`)."""
+    tables (None with `retrieval: rating`). `accepted`: the ratings `seen` was made of, with their dates."""
     model, movies_and_users, _ = restore_rating_model(model_dir, catalog_file, hparams)
-    tables = trainer.retrieval_head(seen.user_rows(), seen.movies, movies_and_users.num_movies, hparams)
+    tables = trainer.retrieval_head(seen.user_rows(), seen.movies, movies_and_users.num_movies, hparams, accepted)
     export.save(model, tf_transform_output, movies_and_users, export_dir, tables, seen)
     return tables

@@ -80,19 +80,26 @@ class Throughput(tf.keras.callbacks.Callback):
         logs[EXAMPLES_PER_SECOND] = self.examples / seconds
 
 
-def retrieval_head(users: np.ndarray, movies: np.ndarray, num_movies: int,
-                   hparams: Hyperparameters) -> Optional[history_head.Tables]:
+def retrieval_head(users: np.ndarray, movies: np.ndarray, num_movies: int, hparams: Hyperparameters,
+                   dated: Tuple[np.ndarray, np.ndarray, np.ndarray]) -> Optional[history_head.Tables]:
     """The closed-form retrieval head (seconds, even at 100k+ movies) of (user, movie index)
-    pairs, or None with `retrieval: rating`. The Trainer fits it on its training ratings, the
-    servable that is pushed on every accepted rating (models/servable.py): one function of both."""
+    pairs, its recent popularity counted on the same ratings with their dates, `dated` =
+    (users, movies, timestamps); or None with `retrieval: rating`. The Trainer fits it on its
+    training ratings, the servable that is pushed on every accepted rating (models/servable.py):
+    one function of both."""
     if hparams.retrieval != "history":
         return None
     started = time.perf_counter()
+    recent = (history_head.recent_popularity(*dated, num_movies, hparams.retrieval_recency_days)
+              if hparams.retrieval_recency_weight else None)
     tables = history_head.fit(users, movies, num_movies, hparams.retrieval_l2, hparams.retrieval_dim,
-                           hparams.retrieval_popularity_l2, hparams.retrieval_popularity_weight)
-    logging.info("Retrieval head (rank %d EASE, L2 %g + %g x count, popularity weight %g) fitted on %d ratings "
-                 "in %.1f s", hparams.retrieval_dim, hparams.retrieval_l2, hparams.retrieval_popularity_l2,
-                 hparams.retrieval_popularity_weight, len(movies), time.perf_counter() - started)
+                              hparams.retrieval_popularity_l2, hparams.retrieval_popularity_weight,
+                              recent, hparams.retrieval_recency_weight)
+    logging.info("Retrieval head (rank %d EASE, L2 %g + %g x count, popularity weight %g, recency weight %g over "
+                 "%g days) fitted on %d ratings in %.1f s", hparams.retrieval_dim, hparams.retrieval_l2,
+                 hparams.retrieval_popularity_l2, hparams.retrieval_popularity_weight,
+                 hparams.retrieval_recency_weight, hparams.retrieval_recency_days, len(movies),
+                 time.perf_counter() - started)
     return tables
 
 
@@ -115,8 +122,9 @@ def run_fn(fn_args: FnArgs) -> None:
         tf_transform_output,
         transformed_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, catalog.SCAN_BATCH))
     ratings = movies_and_users.seen_ratings
-    retrieval_tables = retrieval_head(movies_and_users.seen_users(), movies_and_users.seen_movies,
-                                      movies_and_users.num_movies, hparams)
+    users, movies = movies_and_users.seen_users(), movies_and_users.seen_movies
+    retrieval_tables = retrieval_head(users, movies, movies_and_users.num_movies, hparams,
+                                      (users, movies, movies_and_users.seen_timestamps))
     evaluation = evaluation_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
                                     hparams.batch_size)
     model = rating_model(movies_and_users, hparams, float(ratings.mean()), (float(ratings.min()), float(ratings.max())))

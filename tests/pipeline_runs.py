@@ -21,8 +21,10 @@ from tests.helpers import write_csv
 # A small sample trains a rough model, worse than the baselines: its lists are little better than
 # random (NDCG@10 ~0.02 vs ~0.007, most popular ~0.05), so the baselines gate only reports here;
 # the shipped config's gates have their own runs (test_push_gates.py). The absolute bound stays.
+# The head adds recent popularity (configs/movielens-100k-temporal.yaml does), so the runs that
+# share this config carry the ratings' dates from ExampleGen to both heads (test_seen.py checks them).
 SMALL_RUN_CONFIG = """
-hyperparameters: {epochs: 3, embedding_dim: 8}
+hyperparameters: {epochs: 3, embedding_dim: 8, retrieval_recency_weight: 1.0, retrieval_recency_days: 30}
 evaluation: {rmse_upper_bound: 1.6, ndcg_margin_over_popular: null, rmse_margin_over_bias_only: null}
 """
 # Spans of the sample where the candidate must fit what it is given (test_yardstick.py): enough

@@ -49,25 +49,31 @@ def _codes(values: np.ndarray, index: Dict[bytes, int], grow: bool) -> np.ndarra
     return np.asarray(mapped, np.int64)[codes]
 
 
-def accepted_ratings(examples: List[types.Artifact],
-                     movie_ids: np.ndarray) -> Tuple[seen_lib.Seen, int, List[str]]:
-    """(seen tables of every split of every artifact, over the catalogue `movie_ids`; the number
-    of ratings read; "span N (splits)" per artifact)."""
+def accepted_ratings(examples: List[types.Artifact], movie_ids: np.ndarray
+                     ) -> Tuple[seen_lib.Seen, servable.Ratings, int, List[str]]:
+    """(seen tables of every split of every artifact, over the catalogue `movie_ids`; those
+    ratings of catalogue movies as (seen tables' user row, movie index, timestamp) for the
+    retrieval head; the number of ratings read; "span N (splits)" per artifact)."""
     movie_index = {movie: i for i, movie in enumerate(movie_ids.tolist())}
     user_index: Dict[bytes, int] = {}
-    users, movies, sources = [], [], []
+    users, movies, timestamps, sources = [], [], [], []
     for artifact in examples:
         splits = artifact_utils.decode_split_names(artifact.split_names)
         sources.append(f"span {rows.span(artifact)} ({', '.join(splits)})")
         for split in splits:
-            for batch in rows.split_batches(artifact, split, (features.USER_ID, features.MOVIE_ID)):
+            keys = (features.USER_ID, features.MOVIE_ID, features.TIMESTAMP)
+            for batch in rows.split_batches(artifact, split, keys):
                 users.append(_codes(batch[features.USER_ID].numpy(), user_index, grow=True).astype(np.int32))
                 movies.append(_codes(batch[features.MOVIE_ID].numpy(), movie_index, grow=False).astype(np.int32))
+                timestamps.append(batch[features.TIMESTAMP].numpy())
     users = np.concatenate(users) if users else np.zeros(0, np.int32)
     movies = np.concatenate(movies) if movies else np.zeros(0, np.int32)
+    timestamps = np.concatenate(timestamps) if timestamps else np.zeros(0, np.int64)
     user_ids = np.empty(len(user_index), dtype=object)
     user_ids[list(user_index.values())] = list(user_index)
-    return seen_lib.from_pairs(users, user_ids, movies), len(users), sources
+    known = movies >= 0  # the seen tables' user rows are these user codes (seen.from_pairs)
+    return (seen_lib.from_pairs(users, user_ids, movies),
+            servable.Ratings(users[known], movies[known], timestamps[known]), len(users), sources)
 
 
 class Executor(base_executor.BaseExecutor):
@@ -79,10 +85,10 @@ class Executor(base_executor.BaseExecutor):
         hparams = Hyperparameters.from_dict(json.loads(exec_properties[HYPERPARAMETERS]))
         catalog_file = paths.join(model.uri, CATALOG_FILE)
         movies_and_users, stats = catalog.load(catalog_file)
-        seen, read, sources = accepted_ratings(input_dict[EXAMPLES], movies_and_users.movie_ids)
+        seen, accepted, read, sources = accepted_ratings(input_dict[EXAMPLES], movies_and_users.movie_ids)
         transform_graph = artifact_utils.get_single_instance(input_dict[TRANSFORM_GRAPH])
         servable.export_servable(path_utils.serving_model_path(model.uri), catalog_file,
-                                 tft.TFTransformOutput(transform_graph.uri), hparams, seen,
+                                 tft.TFTransformOutput(transform_graph.uri), hparams, seen, accepted,
                                  path_utils.serving_model_dir(output.uri))
         output.set_int_custom_property(JUDGED_RATINGS, int(stats["count"]))
         output.set_int_custom_property(ACCEPTED_RATINGS, read)

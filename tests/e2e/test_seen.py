@@ -73,21 +73,28 @@ def test_a_brand_new_user_gets_the_most_rated_movies(models):
     assert [counts[m] for m in text(movies[0])] == sorted(counts.values(), reverse=True)[:10]
 
 
-def head_top(servable, pairs, hparams, users, k=10):
-    """{user: the best k scores} of the history head fitted on (user ID, movie ID) `pairs` over
-    the servable's catalogue, each user's history and exclusions being their movies in `pairs`."""
+def head_top(servable, ratings, hparams, users, k=10):
+    """{user: the best k scores} of the history head fitted on (user ID, movie ID, timestamp)
+    `ratings` over the servable's catalogue (recent popularity counted on them), each user's
+    history and exclusions being their movies there."""
     index = {m: i for i, m in enumerate(text(servable.movie_ids.numpy()))}
-    pairs = sorted({(u, index[m]) for u, m in pairs if m in index})
+    ratings = [(u, index[m], t) for u, m, t in ratings if m in index]
+    pairs = sorted({(u, m) for u, m, _ in ratings})
     user_rows = {u: i for i, u in enumerate(sorted({u for u, _ in pairs}))}
     rows = np.array([user_rows[u] for u, _ in pairs])
     movies = np.array([m for _, m in pairs])
+    recent = history_head.recent_popularity(np.array([user_rows[u] for u, _, _ in ratings]),
+                                            np.array([m for _, m, _ in ratings]), np.array([t for _, _, t in ratings]),
+                                            len(index), hparams.retrieval_recency_days)
     tables = history_head.fit(rows, movies, len(index), hparams.retrieval_l2, hparams.retrieval_dim,
-                           hparams.retrieval_popularity_l2, hparams.retrieval_popularity_weight)
+                              hparams.retrieval_popularity_l2, hparams.retrieval_popularity_weight,
+                              recent, hparams.retrieval_recency_weight)
+    extra = len(tables.weights)
     top = {}
     for user in users:
         seen = movies[rows == user_rows[user]]
         vector = tables.history[seen].astype(np.float64).sum(axis=0)
-        vector[-1] = tables.popularity_weight
+        vector[-extra:] = tables.weights
         scores = tables.candidates.astype(np.float64) @ vector
         scores[seen] = -np.inf
         top[user] = np.sort(scores)[::-1][:k]
@@ -99,16 +106,18 @@ def test_evaluated_lists_never_used_eval_ratings_and_the_pushed_tables_hold_them
     train split only; the pushed one from every rating of the file, with its head refitted on them."""
     judged, pushed, summary, rated = models
     run, result = trained_run
-    train_rows = read_split(summary.examples, TRAIN)
-    train = list(zip(text(train_rows.users), text(train_rows.movies)))
-    eval_users = read_split(summary.examples, EVAL).users
+    train_rows, eval_rows = read_split(summary.examples, TRAIN), read_split(summary.examples, EVAL)
+    train = list(zip(text(train_rows.users), text(train_rows.movies), train_rows.timestamps.tolist()))
+    eval_users = eval_rows.users
     every = [(u, m) for u, movies in rated.items() for m in movies]
     assert len(train) + len(eval_users) == len(every)
+    dated = train + list(zip(text(eval_rows.users), text(eval_rows.movies), eval_rows.timestamps.tolist()))
+    assert sorted((u, m) for u, m, _ in dated) == sorted(every)  # the file's ratings, with their dates
     # The run summary says which ratings each model used.
     assert f"evaluated model: {len(train):,} training ratings (its train split)" in result.stdout
     assert f"every accepted rating, {len(every):,} (span 0 (train, eval))" in result.stdout
     train_by_user = collections.defaultdict(set)
-    for user, movie in train:
+    for user, movie, _ in train:
         train_by_user[user].add(movie)
     catalogue = set(text(judged.movie_ids.numpy()))
     users = sorted({u.decode() for u in eval_users} & set(train_by_user))
@@ -123,8 +132,9 @@ def test_evaluated_lists_never_used_eval_ratings_and_the_pushed_tables_hold_them
     # scores the head fitted on every rating (the users with the most eval ratings).
     hparams = run.config.hyperparameters
     most_eval = [u for u, _ in collections.Counter(u.decode() for u in eval_users).most_common() if u in users][:8]
-    for servable, pairs in ((judged, train), (pushed, every)):
-        expected = head_top(servable, pairs, hparams, most_eval)
+    assert hparams.retrieval_recency_weight > 0  # the shared run ranks with recent popularity too
+    for servable, ratings in ((judged, train), (pushed, dated)):
+        expected = head_top(servable, ratings, hparams, most_eval)
         _, scores, _ = recommend(servable, most_eval, 10)
         for user, row in zip(most_eval, scores):
             np.testing.assert_allclose(row, expected[user], rtol=1e-3, atol=1e-5)

@@ -17,7 +17,7 @@ def small_catalog(num_movies=40):
         titles=np.array([f"Film\t{i}".encode() for i in range(num_movies)], dtype=object),
         genres=np.array([genres[i % 4] for i in range(num_movies)], dtype=object),
         seen_row_splits=np.array([0, 0, 0]), seen_movies=np.zeros(0, np.int64),
-        seen_ratings=np.zeros(0, np.float32))
+        seen_ratings=np.zeros(0, np.float32), seen_timestamps=np.zeros(0, np.int64))
 
 
 def test_projector_files_and_map(tmp_path):

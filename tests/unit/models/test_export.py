@@ -9,7 +9,7 @@ from models.rating import autorec
 from models.retrieval import history_head
 from models.layers import side_features
 from models.rating import model as model_lib
-from models.servable import export_servable
+from models.servable import Ratings, export_servable
 from models.features import RATING_XF
 from ratings import features
 from serving import contract
@@ -450,7 +450,10 @@ def judged_and_pushed(transformed, judged):
     pairs = [(users.index(u), index.get(m, -1)) for u in users for m in every[u]]
     rows, movies = np.array(pairs).T
     seen = seen_lib.from_pairs(rows, np.array([u.encode() for u in users], dtype=object), movies)
-    export_servable(judged_path, str(tmp / "catalog.npz"), transformed[2], HPARAMS, seen, str(tmp / "pushed"))
+    known = movies >= 0
+    accepted = Ratings(rows[known], movies[known], np.zeros(known.sum(), np.int64))
+    export_servable(judged_path, str(tmp / "catalog.npz"), transformed[2], HPARAMS, seen, accepted,
+                    str(tmp / "pushed"))
     return judged_model, tf.saved_model.load(str(tmp / "pushed")), movies_and_users, every
 
 

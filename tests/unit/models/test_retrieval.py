@@ -216,3 +216,66 @@ def test_settings_the_head_cannot_take_are_refused():
         Hyperparameters.from_dict({"retrieval": "history", "retrieval_popularity_l2": -0.1})
     with pytest.raises(ValueError, match="hyperparameters.retrieval_popularity_weight: must be 0 or more, got -1.0"):
         Hyperparameters.from_dict({"retrieval": "history", "retrieval_popularity_weight": -1.0})
+    with pytest.raises(ValueError, match="hyperparameters.retrieval_recency_weight: must be 0 or more, got -1.0"):
+        Hyperparameters.from_dict({"retrieval": "history", "retrieval_recency_weight": -1.0})
+    with pytest.raises(ValueError, match="hyperparameters.retrieval_recency_days: must be positive, got 0.0"):
+        Hyperparameters.from_dict({"retrieval": "history", "retrieval_recency_days": 0.0})
+
+
+def test_recent_popularity_counts_the_users_of_the_newest_days():
+    """Referee: the count done by hand over the planted ratings (a pair rated twice counts once;
+    a rating exactly `days` before the newest is recent; older ones are not)."""
+    day = history_head.DAY_SECONDS
+    newest = 1_000 * day
+    ratings = [  # (user, movie, timestamp)
+        (0, 0, newest), (1, 0, newest - day), (2, 0, newest - 30 * day),      # movie 0: 3 users recently
+        (0, 1, newest - 2 * day), (0, 1, newest - 3 * day),                   # movie 1: 1 user, twice
+        (1, 2, newest - 31 * day), (2, 2, newest - 400 * day),                # movie 2: none recently
+        (3, 3, newest - 10 * day), (4, 3, newest - 40 * day),                 # movie 3: 1 user recently
+    ]
+    users, movies, stamps = (np.array(column) for column in zip(*ratings))
+    recent = history_head.recent_popularity(users, movies, stamps, 5, days=30)
+    np.testing.assert_allclose(recent, [3 / 3, 1 / 3, 0.0, 1 / 3, 0.0])
+
+
+def test_recency_weight_brings_what_everybody_watches_now_to_known_users_only():
+    """Six old movies rated by many users long ago, two new releases rated by a few users this
+    month. Weight 0: the tables and scores are exactly those without recency (one column fewer).
+    A weight: a known user's list starts with the new releases, most recent viewers first; a user
+    with no history still gets the all-time most-rated movies."""
+    day = history_head.DAY_SECONDS
+    rng = np.random.default_rng(0)
+    users, movies, stamps = [], [], []
+    for user in range(30):
+        for movie in rng.choice(6, 4, replace=False):  # old movies, a year ago
+            users.append(user), movies.append(movie), stamps.append(0)
+    for movie, viewers in ((6, 5), (7, 3)):  # new releases, this month
+        for user in range(30, 30 + viewers):
+            users.append(user), movies.append(movie), stamps.append(365 * day)
+    users, movies, stamps = np.array(users), np.array(movies), np.array(stamps)
+    recent = history_head.recent_popularity(users, movies, stamps, 8, days=30)
+    np.testing.assert_allclose(recent, [0, 0, 0, 0, 0, 0, 1.0, 0.6])
+
+    plain = history_head.fit(users, movies, 8, l2=1.0, dim=4)
+    unweighted = history_head.fit(users, movies, 8, l2=1.0, dim=4, recent=recent, recency_weight=0.0)
+    np.testing.assert_array_equal(unweighted.history, plain.history)
+    np.testing.assert_array_equal(unweighted.candidates, plain.candidates)
+    weighted = history_head.fit(users, movies, 8, l2=1.0, dim=4, recent=recent, recency_weight=1e3)
+    assert weighted.history.shape == (8, 4 + 2)
+    np.testing.assert_array_equal(weighted.candidates[:, -1], recent.astype(np.float32))
+
+    user_0 = tf.RaggedTensor.from_row_lengths(tf.constant(movies[users == 0], tf.int64), [4])
+    nobody = tf.RaggedTensor.from_row_lengths(tf.zeros([0], tf.int64), [0])
+    scores = lambda tables, who: history_head.catalogue_scores(
+        tables.history, tables.candidates, tables.weights, who).numpy()[0]
+    np.testing.assert_array_equal(scores(unweighted, user_0), scores(plain, user_0))
+    unseen = [m for m in np.argsort(-scores(weighted, user_0)) if m not in movies[users == 0]]
+    assert unseen[:2] == [6, 7]
+    assert 6 not in np.argsort(-scores(plain, user_0))[:2]
+    counts = np.bincount(movies, minlength=8)
+    assert np.argsort(-scores(weighted, nobody), kind="stable").tolist() == np.argsort(-counts, kind="stable").tolist()
+
+
+def test_a_recency_weight_needs_the_ratings_dates():
+    with pytest.raises(ValueError, match="recency_weight needs the movies' recent popularity"):
+        history_head.fit(np.array([0]), np.array([0]), 1, l2=1.0, dim=1, recency_weight=1.0)

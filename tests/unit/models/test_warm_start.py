@@ -13,7 +13,8 @@ def catalog(users, movies):
     ids = lambda values: np.array([v.encode() for v in values], dtype=object)
     return Catalog(user_ids=ids(users), movie_ids=ids(movies), titles=ids([""] * len(movies)),
                    genres=ids([""] * len(movies)), seen_row_splits=np.zeros(len(users) + 2, np.int64),
-                   seen_movies=np.zeros(0, np.int64), seen_ratings=np.zeros(0, np.float32))
+                   seen_movies=np.zeros(0, np.int64), seen_ratings=np.zeros(0, np.float32),
+                   seen_timestamps=np.zeros(0, np.int64))
 
 
 def save_base(path, model, base_catalog):
