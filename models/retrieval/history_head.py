@@ -70,10 +70,10 @@ def _top_singular(matrix: sp.csr_matrix, rank: int):
 
     ARPACK (svds) pays when `rank` is a small share of min(shape). When its default Krylov basis
     (2 * rank + 1 vectors) already spans min(shape) it does a full decomposition's work with
-    restarts on top, and LAPACK's dense SVD of a small matrix gives the same triplets for a
-    third to a quarter of the CPU (MovieLens-100K, rank 512 of 943 users: benchmarks/README.md,
-    "Where a whole run's time goes"); ARPACK also needs rank < min(shape) - 1. The Trainer and
-    ServableExport each fit the head once a run."""
+    restarts on top, and LAPACK's dense SVD of a small matrix gives the same triplets for less
+    CPU (MovieLens-100K, rank 512 of 943 users: 0.2-0.8x in A/Bs on a loaded machine,
+    benchmarks/README.md, "Where a whole run's time goes"); ARPACK also needs
+    rank < min(shape) - 1. The Trainer and ServableExport each fit the head once a run."""
     small = matrix.shape[0] * matrix.shape[1] <= DENSE_SVD_ENTRIES
     if rank >= min(matrix.shape) - 1 or (small and 2 * rank + 1 >= min(matrix.shape)):
         _, singular, right = np.linalg.svd(matrix.toarray(), full_matrices=False)
