@@ -26,6 +26,14 @@ pairs as each size has ratings, over its users and movies with the synthetic dat
 prints their size by the stored layout and the memory the process gains holding them as the
 servable does (the three variables and the user-ID hash table, models/export.py): seconds, not
 a whole run.
+
+    python -m benchmarks.scale --head-svd-only [--ratings data/movielens-100k/ratings.csv]
+                               [--config configs/movielens-100k.yaml] [--repeat 3]
+
+times the history head's SVD (models/retrieval/history_head.py, _top_singular) on a ratings
+file's who-rated-what matrix at the config's retrieval settings, ARPACK and the dense route
+alternating, CPU seconds each (BLAS threads included), and how far apart their triplets are:
+what `make run` at 100k saves in the Trainer and in ServableExport, which each fit the head once.
 """
 import argparse
 import json
@@ -233,6 +241,36 @@ def seen_tables(size: str) -> None:
     del held
 
 
+def head_svd_seconds(ratings_csv: pathlib.Path, config_path: pathlib.Path, repeat: int) -> None:
+    """The head's SVD on `ratings_csv` by both routes of _top_singular (module docstring)."""
+    import numpy as np
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from models.metrics import ranking
+    from models.retrieval import history_head
+
+    hparams = configs.load(config_path).hyperparameters
+    frame = pd.read_csv(ratings_csv)
+    users, movies = pd.factorize(frame.iloc[:, 0])[0], pd.factorize(frame.iloc[:, 1])[0]
+    x = ranking.interactions(users, movies, users.max() + 1, movies.max() + 1).astype(np.float64)
+    penalty = hparams.retrieval_l2 + hparams.retrieval_popularity_l2 * np.asarray(x.sum(axis=0)).ravel()
+    matrix, rank = x @ sp.diags(penalty ** -0.5), min(hparams.retrieval_dim, x.shape[1])
+    routes = {"ARPACK (svds)": 0, "dense (LAPACK)": history_head.DENSE_SVD_ENTRIES}
+    results = {}
+    for round_ in range(repeat):
+        for name, limit in routes.items():
+            history_head.DENSE_SVD_ENTRIES = limit
+            started = time.process_time()
+            results[name] = history_head._top_singular(matrix, rank)
+            print(f"round {round_ + 1}: {name}: {time.process_time() - started:.2f} CPU-s "
+                  f"({x.shape[0]} x {x.shape[1]}, rank {rank})", flush=True)
+    (s1, w1), (s2, w2) = results.values()
+    projector = lambda s, w: (w * (s ** 2 / (s ** 2 + 1))) @ w.T
+    print(f"largest difference: singular values {np.abs(s1 - s2).max() / s1[0]:.1e} (relative), "
+          f"W D W' {np.abs(projector(s1, w1) - projector(s2, w2)).max():.1e}")
+
+
 def profile(result: Dict) -> str:
     """Every component's seconds of one run (ML Metadata's execution times, in run order) and its
     ratio to the Trainer's, then the time outside any component (process start-up, imports, DAG
@@ -252,14 +290,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100k,1m,10m")
     parser.add_argument("--work", type=pathlib.Path, default=pathlib.Path("runs/benchmark-scale"))
-    parser.add_argument("--config", type=pathlib.Path, default=pathlib.Path("configs/synthetic-scale.yaml"))
+    parser.add_argument("--config", type=pathlib.Path,
+                        help="default configs/synthetic-scale.yaml (with --head-svd-only configs/movielens-100k.yaml)")
     parser.add_argument("--max-minutes", type=float, default=0,
                         help="stop a run after this long and report the components it finished (0: no limit)")
     parser.add_argument("--beam-arg", action="append", default=[], help="passed to `movierec run --beam-arg`")
     parser.add_argument("--example-gen-only", action="store_true", help="time the ExampleGen executor alone")
     parser.add_argument("--repeat", type=int, default=3, help="with --example-gen-only: runs per size")
     parser.add_argument("--seen-tables-only", action="store_true", help="only the servable's seen tables' memory")
+    parser.add_argument("--head-svd-only", action="store_true", help="only the history head's SVD, both routes")
+    parser.add_argument("--ratings", type=pathlib.Path, default=pathlib.Path("data/movielens-100k/ratings.csv"),
+                        help="with --head-svd-only: the ratings file")
     args = parser.parse_args()
+    args.config = args.config or pathlib.Path(
+        "configs/movielens-100k.yaml" if args.head_svd_only else "configs/synthetic-scale.yaml")
+    if args.head_svd_only:
+        head_svd_seconds(args.ratings, args.config, args.repeat)
+        return
     if args.seen_tables_only:
         for size in args.sizes.split(","):
             seen_tables(size)

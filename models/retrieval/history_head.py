@@ -20,7 +20,8 @@ the most-watched movies' weights a little more.
 
 Dense EASE inverts a movies x movies matrix, so it stops at ~10k movies. This head solves the same
 problem on X's best rank-`dim` approximation instead: with Y = X Lambda^-1/2 = U S W' (the top `dim`
-singular triplets of the sparse matrix, ARPACK), P = Lambda^-1/2 (I - W D W') Lambda^-1/2 with
+singular triplets of the sparse matrix: ARPACK, or LAPACK's dense SVD when `dim` is most of the
+smaller side, see _top_singular), P = Lambda^-1/2 (I - W D W') Lambda^-1/2 with
 D = S^2 / (S^2 + 1), and B's factors are, per movie,
 
     history[i]   = Lambda_i^-1/2 W[i] D                  ([num_movies, dim])
@@ -90,10 +91,21 @@ def recent_popularity(users: np.ndarray, movies: np.ndarray, timestamps: np.ndar
     return counts / max(counts.max(initial=0.0), 1.0)
 
 
+# Largest users x movies matrix (float64 entries, 256 MB) that _top_singular decomposes densely.
+DENSE_SVD_ENTRIES = 2 ** 25
+
+
 def _top_singular(matrix: sp.csr_matrix, rank: int):
-    """(singular values, right singular vectors as columns) of the `rank` largest triplets."""
-    if rank >= min(matrix.shape) - 1:
-        # ARPACK needs rank < min(shape); small problems take the dense SVD (every triplet).
+    """(singular values, right singular vectors as columns) of the `rank` largest triplets.
+
+    ARPACK (svds) pays when `rank` is a small share of min(shape). When its default Krylov basis
+    (2 * rank + 1 vectors) already spans min(shape) it does a full decomposition's work with
+    restarts on top, and LAPACK's dense SVD of a small matrix gives the same triplets for less
+    CPU (MovieLens-100K, rank 512 of 943 users: 0.2-0.8x in A/Bs on a loaded machine,
+    benchmarks/README.md, "Where a whole run's time goes"); ARPACK also needs
+    rank < min(shape) - 1. The Trainer and ServableExport each fit the head once a run."""
+    small = matrix.shape[0] * matrix.shape[1] <= DENSE_SVD_ENTRIES
+    if rank >= min(matrix.shape) - 1 or (small and 2 * rank + 1 >= min(matrix.shape)):
         _, singular, right = np.linalg.svd(matrix.toarray(), full_matrices=False)
     else:
         _, singular, right = scipy.sparse.linalg.svds(matrix, k=rank, random_state=0)

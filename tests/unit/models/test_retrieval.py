@@ -165,20 +165,23 @@ def test_full_rank_head_solves_eases_constrained_ridge_regression():
 
 
 @pytest.mark.parametrize("popularity_l2", [0.0, 0.5])
-def test_low_rank_head_is_ease_on_the_best_low_rank_ratings_matrix(popularity_l2):
+@pytest.mark.parametrize("dim", [3, 8])
+def test_low_rank_head_is_ease_on_the_best_low_rank_ratings_matrix(popularity_l2, dim):
     """Referee: dense EASE computed the textbook way (invert X'X + Lambda, B = -P / diag(P)) on
-    the rank-3 truncation of X Lambda^-1/2 (numpy's full SVD, Eckart-Young) scaled back: the head
-    must give the same off-diagonal weights from ARPACK's three triplets of the sparse matrix."""
+    the rank-`dim` truncation of X Lambda^-1/2 (numpy's full SVD, Eckart-Young) scaled back: the
+    head must give the same off-diagonal weights from its `dim` triplets of the sparse matrix,
+    ARPACK's at rank 3 of 15 movies, LAPACK's dense ones at rank 8 (most of the smaller side,
+    as MovieLens-100K's rank 512 of 943 users), keeping only the top 8."""
     users, movies = random_pairs(seed=5, users=40, movies=15, pairs=320)
-    low = history_head.fit(users, movies, 15, l2=2.0, dim=3, popularity_l2=popularity_l2)
+    low = history_head.fit(users, movies, 15, l2=2.0, dim=dim, popularity_l2=popularity_l2)
     watched = np.zeros((40, 15))
     watched[users, movies] = 1.0
     penalty = 2.0 + popularity_l2 * watched.sum(axis=0)
     left, singular, right = np.linalg.svd(watched / np.sqrt(penalty), full_matrices=False)
-    truncated = (left[:, :3] * singular[:3]) @ right[:3] * np.sqrt(penalty)
+    truncated = (left[:, :dim] * singular[:dim]) @ right[:dim] * np.sqrt(penalty)
     precision = np.linalg.inv(truncated.T @ truncated + np.diag(penalty))
     ease = off_diagonal(-precision / np.diag(precision))
-    np.testing.assert_allclose(off_diagonal(head_weights(low, 3)), ease, atol=1e-4)
+    np.testing.assert_allclose(off_diagonal(head_weights(low, dim)), ease, atol=1e-4)
     # And it is not full EASE: the truncation is what makes the head scale.
     full = off_diagonal(head_weights(history_head.fit(users, movies, 15, l2=2.0, dim=15,
                                                    popularity_l2=popularity_l2), 15))
