@@ -11,8 +11,11 @@ import pathlib
 import pandas as pd
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
-from tfx import v1 as tfx
+# Not tfx.v1, whose extensions import the Google Cloud clients: seconds of CPU in every test process.
 from tfx import version as tfx_version
+from tfx.dsl.components.common.importer import Importer
+from tfx.orchestration import metadata
+from tfx.orchestration.pipeline import Pipeline
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifact_utils, standard_artifacts
 from tfx.types import standard_component_specs as specs
@@ -132,25 +135,25 @@ def fake_saved_model(path, fingerprint: bytes, variables_size: int = 0):
             f.write(os.urandom(variables_size))
 
 
-def push_pipeline(config: configs.PipelineConfig, model_uri: str, infra_validation: bool = False) -> tfx.dsl.Pipeline:
+def push_pipeline(config: configs.PipelineConfig, model_uri: str, infra_validation: bool = False) -> Pipeline:
     """The pipeline's Pusher on an imported, blessed model (a Trainer's model carries its TFX version);
     its infra blessing imported as passed, or with `infra_validation` from the real InfraValidator."""
-    model = tfx.dsl.Importer(
-        source_uri=model_uri, artifact_type=tfx.types.standard_artifacts.Model,
+    model = Importer(
+        source_uri=model_uri, artifact_type=standard_artifacts.Model,
         custom_properties={standard_artifact_utils.ARTIFACT_TFX_VERSION_CUSTOM_PROPERTY_KEY: tfx_version.__version__},
     ).with_id("model")
-    blessing = tfx.dsl.Importer(source_uri=model_uri, artifact_type=tfx.types.standard_artifacts.ModelBlessing,
+    blessing = Importer(source_uri=model_uri, artifact_type=standard_artifacts.ModelBlessing,
                                 custom_properties={"blessed": 1}).with_id("blessing")
     infra = (InfraValidator(model=model.outputs["result"], model_blessing=blessing.outputs["result"],
                             model_name=config.model_name, model_server=config.model_server) if infra_validation
-             else tfx.dsl.Importer(source_uri=model_uri, artifact_type=tfx.types.standard_artifacts.InfraBlessing,
+             else Importer(source_uri=model_uri, artifact_type=standard_artifacts.InfraBlessing,
                                    custom_properties={"blessed": 1}).with_id("infra_blessing"))
     infra_blessing = infra.outputs["blessing" if infra_validation else "result"]
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
         components=[model, blessing, infra, AtomicPusher(model.outputs["result"], blessing.outputs["result"],
                                                          infra_blessing, config.push_base).with_id("Pusher")],
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        metadata_connection_config=metadata.sqlite_metadata_connection_config(
             config.metadata_file))
 
 

@@ -7,8 +7,8 @@ import json
 import os
 
 import pytest
-from tfx import v1 as tfx
 from tfx.components.util import model_utils
+from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 from tfx.types import standard_artifacts
 
@@ -131,7 +131,7 @@ def test_every_gate_in_the_pipeline_feeds_the_one_blessing_everything_reads(tmp_
     # run_validation), so a resolver selecting ModelBlessings by type and `blessed` (Kubeflow v2)
     # can only find the ModelGate's.
     makers = {node_id for node_id, node in nodes.items() for channel in node.outputs.values()
-              if channel.type == standard_artifacts.ModelBlessing and not isinstance(node, tfx.dsl.Resolver)}
+              if channel.type == standard_artifacts.ModelBlessing and not isinstance(node, Resolver)}
     assert makers == {MODEL_GATE, "Evaluator"}
     eval_config = json.loads(nodes["Evaluator"].exec_properties["eval_config"])
     assert "threshold" not in json.dumps(eval_config).lower()

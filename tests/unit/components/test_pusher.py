@@ -9,7 +9,7 @@ import subprocess
 import uuid
 
 import pytest
-from tfx import v1 as tfx
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.utils import path_utils
 
 from components.pusher import executor as pusher
@@ -85,7 +85,7 @@ def test_a_push_that_cannot_write_fails_and_keeps_the_served_version(tmp_path):
     served = pusher.publish(str(tmp_path / "served"), config.push_base)
     fake_saved_model(path_utils.serving_model_dir(str(tmp_path / "model")), b"B", variables_size=4 << 20)
     with file_size_limit(1 << 20), pytest.raises(pusher.PushError) as failure:
-        tfx.orchestration.LocalDagRunner().run(push_pipeline(config, str(tmp_path / "model")))
+        LocalDagRunner().run(push_pipeline(config, str(tmp_path / "model")))
     assert str(failure.value).startswith(f"{config.push_base}: push failed, served versions unchanged (")
     assert str(failure.value).endswith("; File too large)")
     assert os.listdir(config.push_base) == [str(served)]

@@ -13,8 +13,12 @@ import pytest
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tfx import v1 as tfx
+from tfx import version as tfx_version
 from tfx.components.example_validator import executor as example_validator
+from tfx.dsl.components.common.importer import Importer
+from tfx.orchestration import metadata as tfx_metadata
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+from tfx.orchestration.pipeline import Pipeline
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import writer_utils
 
@@ -92,7 +96,7 @@ def examples_from_example_gen(config: configs.PipelineConfig, path) -> str:
     examples.mlmd_artifact.state = metadata_store_pb2.Artifact.LIVE  # published, as a successful run leaves it
     os.makedirs(config.pipeline_root, exist_ok=True)
     store = metadata_store.MetadataStore(
-        tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_file))
+        tfx_metadata.sqlite_metadata_connection_config(config.metadata_file))
     examples.type_id = store.put_artifact_type(examples.artifact_type)
     store.put_artifacts([examples.mlmd_artifact])
     return str(path)
@@ -119,23 +123,23 @@ def synthetic_spans(tmp_path_factory):
 
 
 def gate_pipeline(config: configs.PipelineConfig, examples_uri: str, anomalies_uri: str, statistics_uri: str,
-                  baseline_uri: str = None, accept_drift: bool = False) -> tfx.dsl.Pipeline:
+                  baseline_uri: str = None, accept_drift: bool = False) -> Pipeline:
     """The gate on imported examples, anomalies, statistics (and baseline statistics), with the
     curated schema and the default drift settings."""
     split_names = artifact_utils.encode_split_names(SPLITS)
-    imported = lambda name, uri, artifact_type, **custom: tfx.dsl.Importer(
+    imported = lambda name, uri, artifact_type, **custom: Importer(
         source_uri=uri, artifact_type=artifact_type, properties={"split_names": split_names},
         custom_properties=custom).with_id(name)
     # StatisticsGen's artifacts carry the TFX version, which says how their files are written.
     statistics_of = lambda name, uri: imported(name, uri, standard_artifacts.ExampleStatistics,
-                                               tfx_version=tfx.__version__)
+                                               tfx_version=tfx_version.__version__)
     examples = imported("examples", examples_uri, standard_artifacts.Examples)
     anomalies = imported("anomalies", anomalies_uri, standard_artifacts.ExampleAnomalies)
     statistics = statistics_of("statistics", statistics_uri)
     schema_dir = os.path.join(config.pipeline_root, "imported-schema")
     os.makedirs(schema_dir, exist_ok=True)
     shutil.copy(schema.SCHEMA_FILE, schema_dir)
-    schema_artifact = tfx.dsl.Importer(source_uri=schema_dir, artifact_type=standard_artifacts.Schema).with_id("schema")
+    schema_artifact = Importer(source_uri=schema_dir, artifact_type=standard_artifacts.Schema).with_id("schema")
     nodes = [examples, anomalies, statistics, schema_artifact]
     baseline = {}
     if baseline_uri:
@@ -145,10 +149,10 @@ def gate_pipeline(config: configs.PipelineConfig, examples_uri: str, anomalies_u
                           statistics=statistics.outputs["result"], schema=schema_artifact.outputs["result"],
                           drift_comparators=json.dumps(pipeline.drift_comparators(config.drift)),
                           accept_drift=int(accept_drift), **baseline)
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
         components=[*nodes, gate.with_id("ValidationGate")],
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        metadata_connection_config=tfx_metadata.sqlite_metadata_connection_config(
             config.metadata_file))
 
 
@@ -165,7 +169,7 @@ def test_anomalies_fail_the_run_naming_each(tmp_path, synthetic_spans):
     config = configs.PipelineConfig(pipeline_root=str(tmp_path / "pipeline"))
     anomalies = write_anomalies(str(tmp_path / "anomalies"), {"train": OUT_OF_RANGE, "eval": MISSING_COLUMN})
     with pytest.raises(DataValidationError) as failure:
-        tfx.orchestration.LocalDagRunner().run(
+        LocalDagRunner().run(
             gate_pipeline(config, examples_from_example_gen(config, tmp_path / "examples"), anomalies.uri,
                           synthetic_spans["span-2"], synthetic_spans["span-1"]))
     assert str(failure.value) == (
@@ -182,7 +186,7 @@ def test_clean_examples_are_passed_on_as_a_copy_with_splits_span_and_version(tmp
     config = configs.PipelineConfig(pipeline_root=str(tmp_path / "pipeline"))
     examples = examples_from_example_gen(config, tmp_path / "examples")
     anomalies = write_anomalies(str(tmp_path / "anomalies"), {"train": CLEAN, "eval": CLEAN})
-    tfx.orchestration.LocalDagRunner().run(gate_pipeline(config, examples, anomalies.uri, synthetic_spans["span-2"]))
+    LocalDagRunner().run(gate_pipeline(config, examples, anomalies.uri, synthetic_spans["span-2"]))
     store = metadata.connect(config, readonly=False)
     examples_type = store.get_artifact_type(standard_artifacts.Examples.TYPE_NAME)
     [validated] = [artifact_utils.deserialize_artifact(examples_type, a)
@@ -211,7 +215,7 @@ def test_drift_past_a_threshold_fails_the_run_naming_feature_distance_and_thresh
     config = configs.PipelineConfig(pipeline_root=str(tmp_path / "pipeline"))
     anomalies = write_anomalies(str(tmp_path / "anomalies"), {"train": CLEAN, "eval": CLEAN})
     with pytest.raises(DriftError) as failure:
-        tfx.orchestration.LocalDagRunner().run(gate_pipeline(
+        LocalDagRunner().run(gate_pipeline(
             config, examples_from_example_gen(config, tmp_path / "examples"), anomalies.uri,
             synthetic_spans["span-2-halved"], synthetic_spans["span-1"]))
     assert str(failure.value).startswith(
@@ -224,7 +228,7 @@ def test_drift_past_a_threshold_fails_the_run_naming_feature_distance_and_thresh
 def test_genuine_drift_passes_and_is_recorded(tmp_path, synthetic_spans):
     config = configs.PipelineConfig(pipeline_root=str(tmp_path / "pipeline"))
     anomalies = write_anomalies(str(tmp_path / "anomalies"), {"train": CLEAN, "eval": CLEAN})
-    tfx.orchestration.LocalDagRunner().run(gate_pipeline(
+    LocalDagRunner().run(gate_pipeline(
         config, examples_from_example_gen(config, tmp_path / "examples"), anomalies.uri,
         synthetic_spans["span-2"], synthetic_spans["span-1"]))
     _, outputs = gate_outputs(config)
@@ -236,7 +240,7 @@ def test_genuine_drift_passes_and_is_recorded(tmp_path, synthetic_spans):
 def test_accept_drift_takes_the_span_and_ml_metadata_records_it(tmp_path, synthetic_spans):
     config = configs.PipelineConfig(pipeline_root=str(tmp_path / "pipeline"))
     anomalies = write_anomalies(str(tmp_path / "anomalies"), {"train": CLEAN, "eval": CLEAN})
-    tfx.orchestration.LocalDagRunner().run(gate_pipeline(
+    LocalDagRunner().run(gate_pipeline(
         config, examples_from_example_gen(config, tmp_path / "examples"), anomalies.uri,
         synthetic_spans["span-2-halved"], synthetic_spans["span-1"], accept_drift=True))
     execution, outputs = gate_outputs(config)

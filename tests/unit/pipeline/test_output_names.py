@@ -178,14 +178,14 @@ def test_no_node_takes_one_output_under_two_input_keys(tmp_path, orchestrator, l
 def test_the_check_catches_a_collision(tmp_path):
     """A graph with TFX's DistributionValidator beside ExampleValidator (both output
     ExampleAnomalies under `anomalies`) is refused, naming both nodes, the key and the type."""
-    from tfx import v1 as tfx
     from tfx.components.distribution_validator.component import DistributionValidator
+    from tfx.proto import distribution_validator_pb2
 
     pipeline = _pipeline(tmp_path, "file", LOCAL)
     nodes = {node.id: node for node in pipeline.components}
     statistics = nodes["StatisticsGen"].outputs["statistics"]
     drift = DistributionValidator(statistics=statistics, baseline_statistics=statistics,
-                                  config=tfx.proto.DistributionValidatorConfig())
+                                  config=distribution_validator_pb2.DistributionValidatorConfig())
     pipeline.components = [*pipeline.components, drift]
     with pytest.raises(pytest.fail.Exception) as refused:
         record_outputs_as_airflow_would(pipeline, str(tmp_path / "root"))

@@ -8,7 +8,7 @@ import os
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
-from tfx import v1 as tfx
+from tfx.orchestration import metadata as tfx_metadata
 
 from pipeline import configs, recovery, run_summary
 
@@ -23,7 +23,7 @@ class Store:
         os.makedirs(config.pipeline_root, exist_ok=True)
         self.root = config.pipeline_root
         self.mlmd = metadata_store.MetadataStore(
-            tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_file))
+            tfx_metadata.sqlite_metadata_connection_config(config.metadata_file))
         self.contexts = {}
 
     def context(self, type_name: str, name: str) -> metadata_store_pb2.Context:
