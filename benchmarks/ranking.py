@@ -30,7 +30,7 @@ settings come from this search.
 --run PIPELINE_ROOT scores the peers on the rows of the latest run of the --config pipeline
 there (its ExampleGen's train and eval splits, found through its ML Metadata) beside the run's
 own RankingEvaluator figures; `make bench-catalog` and benchmarks/scale.py use it. There the
-peers are most-popular and implicit ALS, ALS's settings chosen over ALS_GRID on a random carve of
+peers are most-popular and implicit ALS, ALS's settings chosen over RUN_ALS_GRID on a random carve of
 the run's training rows the size of its eval split (its "fit s" is the search and the refit);
 dense EASE cannot run there (a 116k x 116k matrix), which is why our head exists. On `movierec
 data synth` data (synth.json beside the side tables the run joined) it adds the planted ceiling,
@@ -72,7 +72,11 @@ HEAD_GRID = [{"dim": d, "l2": l2, "popularity_l2": w}
 HEAD_SEEDS = (0, 1, 2)
 # On a catalogue-scale run (--run --choose-head): each setting is one truncated SVD of the run's
 # ratings and lists over the whole catalogue, minutes at 116k movies; L2 spans the larger counts.
-RUN_HEAD_GRID = [{"dim": d, "l2": l2, "popularity_l2": 0.5} for d, l2 in itertools.product((64, 256), (10.0, 50.0, 200.0, 1000.0))]
+RUN_HEAD_GRID = [{"dim": d, "l2": l2, "popularity_l2": 0.5} for d, l2 in itertools.product((64, 128, 256), (10.0, 50.0, 200.0, 1000.0))]
+# ALS's settings on a run's rows (als_on_run): on the catalogue run's carve ALS_GRID's best sat on
+# its edge (16 factors, alpha 5: 0.1343; 64 factors and alpha 1 far below) and alpha 10 scored
+# 0.1350 (benchmarks/README.md, catalogue scale), so a fair peer's grid brackets that corner.
+RUN_ALS_GRID = [{"factors": f, "regularization": 0.1, "alpha": a} for f, a in itertools.product((8, 16, 32), (5.0, 10.0, 20.0))]
 POPULARITY_WEIGHTS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 RECENCY = [{"recency_weight": w, "recency_days": d} for w, d in itertools.product((1.0, 3.0, 10.0), (7.0, 14.0, 30.0, 60.0))]
 
@@ -191,12 +195,12 @@ def choose_head_on_run(config: configs.PipelineConfig) -> None:
 
 
 def als_on_run(data: ranking.EvalSet) -> Tuple[Dict, ranking.Scorer]:
-    """(settings, scorer) of implicit ALS chosen over ALS_GRID on run_carve, as the head's are,
+    """(settings, scorer) of implicit ALS chosen over RUN_ALS_GRID on run_carve, as the head's are,
     then refitted on all the run's training rows: a peer tuned like ours, not MovieLens' choice."""
     fit = lambda train, **settings: ranking_peers.with_popularity_for_cold_users(
         ranking_peers.fit_implicit_als(train, **settings), train)
     fit_part, validation = run_carve(data)
-    best, tried = ranking_peers.choose(fit, ALS_GRID, fit_part, validation)
+    best, tried = ranking_peers.choose(fit, RUN_ALS_GRID, fit_part, validation)
     print("implicit ALS: validation NDCG@10 " + ", ".join(f"{settings} {score:.4f}" for settings, score in tried),
           flush=True)
     return best, fit(data.train, **best)
