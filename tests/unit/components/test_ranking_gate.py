@@ -43,11 +43,11 @@ def _write_examples(root, train, test):
     artifact = standard_artifacts.Examples()
     artifact.uri = str(root)
     artifact.split_names = json.dumps(["train", "eval"])
-    for split, rows in (("train", train), ("eval", test)):
+    for split, split_rows in (("train", train), ("eval", test)):
         os.makedirs(root / f"Split-{split}")
         options = tf.io.TFRecordOptions(compression_type="GZIP")
         with tf.io.TFRecordWriter(str(root / f"Split-{split}" / "data.gz"), options) as writer:
-            for user, movie, rating in rows:
+            for user, movie, rating in split_rows:
                 writer.write(tf.train.Example(features=tf.train.Features(feature={
                     features.USER_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[user.encode()])),
                     features.MOVIE_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[movie.encode()])),
