@@ -57,8 +57,9 @@ class BeamServices:
 
     def _start(self, name: str, env, module: str, *args) -> subprocess.Popen:
         with open(self.folder / f"{name}.log", "w") as log:
+            # A session of its own, so stop() can end the process and the workers it started at once.
             return subprocess.Popen([sys.executable, "-m", module, *args], env=env, cwd=self.folder,
-                                    stdout=log, stderr=subprocess.STDOUT)
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def beam_args(self):
         """configs/beam/portable.yaml, pointed at these services' ports."""
@@ -75,7 +76,13 @@ class BeamServices:
         self.pool.send_signal(signal.SIGINT)
         self.job_service.terminate()
         for process in (self.pool, self.job_service):
-            process.wait(timeout=60)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                # The pool's exit waits for its workers, and a worker can hang in TensorFlow's
+                # interpreter shutdown (CI: still alive 15 min after SIGINT): end them all.
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 @pytest.fixture
