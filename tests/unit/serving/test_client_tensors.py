@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import predict_pb2
 
 from serving import contract
 from serving.contract import ndarray, predict_request, request_tensor
@@ -103,6 +104,22 @@ def test_an_answer_reads_to_what_tf_make_ndarray_gives(case):
     array = ARRAYS[case]
     for proto in (answer_tensor(array), tf.make_tensor_proto(array)):  # the server's typed fields; tensor_content
         _same_array(ndarray(proto), tf.make_ndarray(proto))
+
+
+@pytest.mark.parametrize("case", sorted(ARRAYS))
+def test_an_answer_written_into_the_response_has_tensorflows_dtype_and_shape(case):
+    """The server writes each output in place into the response's field: its dtype and
+    tensor_shape are make_tensor_proto's (the shape set even for a 0-d array, as TF Serving's
+    Tensor::AsProtoField sets it), its values make_ndarray's, and its bytes those of the same
+    answer built on its own."""
+    array, want = ARRAYS[case], tf.make_tensor_proto(ARRAYS[case])
+    response = predict_pb2.PredictResponse()
+    got = answer_tensor(array, response.outputs["x"])
+    assert got is response.outputs["x"]
+    assert got.dtype == want.dtype and got.HasField("tensor_shape")
+    assert got.tensor_shape.SerializeToString() == want.tensor_shape.SerializeToString()
+    _same_array(ndarray(got), tf.make_ndarray(want))
+    assert got.SerializeToString() == answer_tensor(array).SerializeToString()
 
 
 @pytest.mark.parametrize("case", sorted(ANSWERS))

@@ -7,19 +7,22 @@ which follows Tensor::FromProto's rules for repeating and padding values), run o
 and the echo model of TF Serving's json_tensor_test.cc signatures, which answers each input as it
 arrived in the session, so the test sees what the server fed, not what it meant to feed.
 """
+import re
+
 import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
-from serving.contract import predict_request
+from serving.contract import predict_request, request_tensor
 from serving.model_server import model_config
 from serving.model_server.metrics import Metrics
 from serving.model_server.repository import ModelRepository
 from serving.model_server.server import Core, Loader
 from serving.model_server.status import ServingError
 from tests import tfs_conformance_models
+from tests.tfs_conformance_models import ECHO_SIGNATURES
 from tests.helpers import raw_tensor
 
 
@@ -84,3 +87,54 @@ def test_a_tensor_that_does_not_hold_its_shape_is_refused_naming_the_input(core,
         _predict(core, name, proto)
     assert (raised.value.code, raised.value.message) == (grpc.StatusCode.INVALID_ARGUMENT,
                                                          "tensor parsing error: default")
+
+
+DTYPE_SIGNATURES = ["int32", "float", "double", "string", "int64", "bool", "int8", "uint8", "int16", "uint32",
+                    "uint64", "half"]
+SENT = {"float32": np.array([1.5], np.float32), "float64": np.array([1.5]), "float16": np.array([1.5], np.float16),
+        "int8": np.array([1], np.int8), "int16": np.array([1], np.int16), "int32": np.array([1], np.int32),
+        "int64": np.array([1], np.int64), "uint8": np.array([1], np.uint8), "uint16": np.array([1], np.uint16),
+        "uint32": np.array([1], np.uint32), "uint64": np.array([1], np.uint64), "bool": np.array([True]),
+        "string": np.array(["x"], dtype=object), "complex64": np.array([1j], np.complex64)}
+
+
+def _call_frame_message(dtypes, values) -> str:
+    """TensorFlow's own message for a function called with arguments of the wrong dtype
+    (FunctionCallFrame::SetArgs, through the PartitionedCall kernel), or "" if it runs."""
+    function = tf.function(lambda *args: args, input_signature=[tf.TensorSpec(None, d) for d in dtypes])
+    concrete = function.get_concrete_function()
+    try:
+        tf.raw_ops.PartitionedCall(args=[tf.constant(v) for v in values], Tout=list(dtypes), f=concrete)
+    except tf.errors.InvalidArgumentError as e:
+        return re.search(r"Expects arg\[\d+\] to be \w+ but \w+ is provided", e.message).group(0)
+    return ""
+
+
+@pytest.mark.parametrize("signature", DTYPE_SIGNATURES)
+def test_an_input_of_the_wrong_dtype_gets_tensorflows_call_frame_message(core, signature):
+    """Every dtype a client may send to an input of each dtype: refused with the message
+    TensorFlow's call frame gives for the same function and value (referee: a tf.function with
+    the signature's input, called through PartitionedCall), or answered when TensorFlow runs it."""
+    wanted = ECHO_SIGNATURES[signature]["default"]
+    for sent, value in SENT.items():
+        message = _call_frame_message([wanted], [value])
+        if message:
+            with pytest.raises(ServingError) as raised:
+                _predict(core, signature, request_tensor(value))
+            assert (raised.value.code, raised.value.message) == (grpc.StatusCode.INVALID_ARGUMENT, message), sent
+        else:
+            assert _predict(core, signature, request_tensor(value)).outputs["default"].dtype == wanted, sent
+
+
+def test_the_wrong_dtype_among_several_inputs_is_named_by_its_place_in_name_order(core):
+    """arg[i] counts the inputs in name order, as the signature's function takes them."""
+    spec = ECHO_SIGNATURES["five"]
+    good = {"int_tensor": np.array([1], np.int32), "str_tensor": np.array(["a"], dtype=object),
+            "float_tensor": np.array([1.5], np.float32), "double_scalar_tensor": np.array(2.5),
+            "str_tensor_bytes": np.array([b"b"], dtype=object)}
+    for alias in sorted(spec):
+        sent = dict(good, **{alias: np.array([True])})
+        message = _call_frame_message([spec[a] for a in sorted(spec)], [sent[a] for a in sorted(spec)])
+        with pytest.raises(ServingError) as raised:
+            core.predict(predict_request("echo", "echo_five", sent))
+        assert raised.value.message == message and message.startswith(f"Expects arg[{sorted(spec).index(alias)}]")
