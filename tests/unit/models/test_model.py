@@ -18,6 +18,12 @@ from models.layers.side_features import SideTables
 BATCH, LEARNING_RATE = 256, 0.03
 
 
+def rmse(model, inputs, ratings) -> float:
+    """The RMSE of the model's forward pass, in numpy: what Keras' evaluate reports, without tracing
+    an evaluation function for each model (~0.3 CPU-s each, as much as the fit's steps)."""
+    return float(np.sqrt(np.mean((model(inputs).numpy().reshape(ratings.shape) - ratings) ** 2)))
+
+
 def synthetic_ratings(num_users=40, num_movies=30, count=3000, seed=0):
     """Ratings from hidden 3-d tastes, so an embedding model has something real to learn."""
     rng = np.random.default_rng(seed)
@@ -32,11 +38,11 @@ def test_shapes_and_a_short_fit_lowers_the_loss():
     hparams = Hyperparameters(embedding_dim=8, learning_rate=LEARNING_RATE, l2=0.001)
     model = build_model(40, 30, float(ratings.mean()), hparams)
     assert model(inputs).shape == (len(ratings),)
-    before = model.evaluate(inputs, ratings, verbose=0, return_dict=True)
+    before = rmse(model, inputs, ratings)
     model.fit(inputs, ratings, batch_size=BATCH, epochs=15, verbose=0)
-    after = model.evaluate(inputs, ratings, verbose=0, return_dict=True)
-    assert after["rmse"] < 0.8 * before["rmse"]
-    assert after["rmse"] < float(np.std(ratings))  # better than always predicting the mean
+    after = rmse(model, inputs, ratings)
+    assert after < 0.8 * before
+    assert after < float(np.std(ratings))  # better than always predicting the mean
 
 
 def test_unknown_ids_fall_back_to_mean_and_known_biases():
@@ -72,9 +78,9 @@ def test_each_variant_learns_and_scores_the_catalogue_like_its_forward_pass(vari
                               mlp_layers=(16, 8), side_features=side, side_l2=0.001)
     model = build_model(40, 30, float(ratings.mean()), hparams, rating_range=(1.0, 5.0),
                         user_side=side_tables(40, seed=1), movie_side=side_tables(30, seed=2))
-    before = model.evaluate(inputs, ratings, verbose=0, return_dict=True)["rmse"]
+    before = rmse(model, inputs, ratings)
     model.fit(inputs, ratings, batch_size=BATCH, epochs=10, verbose=0)
-    assert model.evaluate(inputs, ratings, verbose=0, return_dict=True)["rmse"] < 0.85 * before
+    assert rmse(model, inputs, ratings) < 0.85 * before
     assert_catalogue_scores_match(model, num_users=40, num_movies=30)
 
 
