@@ -49,10 +49,10 @@ from typing import Dict, List
 import psutil
 from tabulate import tabulate
 
-from benchmarks import ranking as ranking_benchmark
+from benchmarks import ranking as ranking_benchmark, rating_settings
 from components.servable_export.executor import SEEN_BYTES
 from ratings import synth
-from pipeline import configs, metadata, run_summary
+from pipeline import configs, run_summary
 
 # (ratings, users, movies): MovieLens-100K, -1M and -10M shapes.
 SIZES = {"100k": (100_000, 943, 1_682), "1m": (1_000_000, 6_040, 3_706), "10m": (10_000_000, 69_878, 10_677)}
@@ -105,25 +105,10 @@ def synthesize(size: str, work: pathlib.Path) -> pathlib.Path:
 
 def keras_in_memory(config: configs.PipelineConfig, epochs: int = 2) -> float:
     """Examples/s of plain Keras fitting the pipeline's model on its training rows held in memory."""
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    import tensorflow_transform as tft
-    from tfx import v1 as tfx
-    from tfx.components.util import examples_utils, tfxio_utils
-    from tfx.proto import example_gen_pb2
-
-    from models import catalog, trainer
+    from models import trainer
     from models.artifacts import EXAMPLES_PER_SECOND
 
-    store = metadata.connect(config)
-    tft_output = tft.TFTransformOutput(store.get_artifacts_by_type("TransformGraph")[-1].uri)
-    examples = tfx.types.standard_artifacts.Examples()
-    examples.uri = [a.uri for a in store.get_artifacts_by_type("Examples") if "/RatingsExampleGen/" in a.uri][-1]
-    examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
-    accessor = tfx.components.DataAccessor(
-        tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], []),
-        record_batch_factory=None, data_view_decode_fn=None)
-    rows = catalog.build(tft_output, trainer.transformed_dataset(
-        [f"{examples.uri}/Split-train/*"], accessor, tft_output, catalog.SCAN_BATCH))
+    rows = rating_settings.training_catalog(config)
     hparams = config.hyperparameters
     model = trainer.rating_model(rows, hparams, float(rows.seen_ratings.mean()),
                                  (float(rows.seen_ratings.min()), float(rows.seen_ratings.max())))

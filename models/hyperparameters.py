@@ -8,6 +8,7 @@ HYPERPARAMETERS = "hyperparameters"
 # here so configs are checked without TensorFlow.
 MODELS = ("mf", "neumf", "mf_autorec")
 RETRIEVALS = ("rating", "history")
+LEARNING_RATE_DECAYS = ("constant", "cosine")
 
 
 def is_number(value) -> bool:
@@ -37,6 +38,10 @@ class Hyperparameters:
     epochs: int = 10
     batch_size: int = 256
     learning_rate: float = 0.003
+    # constant | cosine: Adam's step falls to 0 over the fit's steps (tf.keras CosineDecay), so the
+    # weights kept are not one noisy step's. It matters where each user's row is in few batches of an
+    # epoch (configs/synthetic-scale.yaml: at 10M ratings a constant step ends above bias-only's RMSE).
+    learning_rate_decay: str = "constant"
     l2: float = 0.1              # on the user / movie vectors looked up in a batch
     bias_l2: float = 0.0         # on the biases looked up in a batch
     seed: int = 0
@@ -66,6 +71,8 @@ class Hyperparameters:
         the key), not minutes into a run when the Trainer builds the model."""
         check("hyperparameters", self, "model", lambda v: v in MODELS, f"one of {', '.join(MODELS)}")
         check("hyperparameters", self, "retrieval", lambda v: v in RETRIEVALS, f"one of {', '.join(RETRIEVALS)}")
+        check("hyperparameters", self, "learning_rate_decay", lambda v: v in LEARNING_RATE_DECAYS,
+              f"one of {', '.join(LEARNING_RATE_DECAYS)}")
         for key in ("embedding_dim", "epochs", "batch_size", "autorec_hidden", "autorec_epochs",
                     "autorec_batch_size", "retrieval_dim"):
             check("hyperparameters", self, key, is_count, "an integer of at least 1")

@@ -104,11 +104,11 @@ def retrieval_head(users: np.ndarray, movies: np.ndarray, num_movies: int, hpara
 
 
 def rating_model(movies_and_users: catalog.Catalog, hparams: Hyperparameters, global_mean: float,
-                 rating_range: Tuple[float, float]) -> tf.keras.Model:
+                 rating_range: Tuple[float, float], training_steps: int = 0) -> tf.keras.Model:
     """The rating model (before any AutoRec blend) over a catalogue, untrained: what run_fn fits
-    and what models/servable.py restores the fitted weights into."""
+    (`training_steps` batches in all) and what models/servable.py restores the fitted weights into."""
     return model_lib.build_model(movies_and_users.num_users, movies_and_users.num_movies, global_mean, hparams,
-                                 rating_range=rating_range,
+                                 rating_range=rating_range, training_steps=training_steps,
                                  **(side_features.tables(movies_and_users) if hparams.side_features else {}))
 
 
@@ -127,7 +127,8 @@ def run_fn(fn_args: FnArgs) -> None:
                                       (users, movies, movies_and_users.seen_timestamps))
     evaluation = evaluation_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
                                     hparams.batch_size)
-    model = rating_model(movies_and_users, hparams, float(ratings.mean()), (float(ratings.min()), float(ratings.max())))
+    model = rating_model(movies_and_users, hparams, float(ratings.mean()), (float(ratings.min()), float(ratings.max())),
+                         model_lib.training_steps(len(ratings), hparams))
     if fn_args.base_model:
         logging.info("Warm start: %s", warm_start.warm_start(model, fn_args.base_model, movies_and_users))
     # Training batches come from the catalogue's (user, movie, rating) arrays, ~20 bytes a rating

@@ -10,6 +10,7 @@ Every variant clips its output to the training ratings' range.
 Out-of-vocabulary indices (IDs unseen in training) look up zeros, so an unknown user or movie
 falls back to the global mean plus whatever biases are known, instead of an untrained random row.
 """
+import math
 from typing import Optional, Tuple
 
 import numpy as np
@@ -33,7 +34,21 @@ BLEND = "blended_rating"
 USER_SIDE, MOVIE_SIDE = "user_side", "movie_side"
 
 
-def _compile(model: tf.keras.Model, learning_rate: float) -> tf.keras.Model:
+def training_steps(ratings: int, hparams: Hyperparameters) -> int:
+    """The batches of a fit of `ratings` rows over all epochs (an epoch's last batch may be short)."""
+    return hparams.epochs * math.ceil(ratings / hparams.batch_size)
+
+
+def learning_rate(hparams: Hyperparameters, training_steps: int):
+    """Adam's learning rate: `hparams.learning_rate`, or with `learning_rate_decay: cosine` and the
+    fit's number of steps known, a cosine decay from it to 0 over those steps. A model built only to
+    be restored (training_steps 0) is never fitted, so its optimizer's rate does not matter."""
+    if hparams.learning_rate_decay == "cosine" and training_steps:
+        return tf.keras.optimizers.schedules.CosineDecay(hparams.learning_rate, training_steps)
+    return hparams.learning_rate
+
+
+def _compile(model: tf.keras.Model, learning_rate) -> tf.keras.Model:
     model.compile(
         optimizer=tf.keras.optimizers.Adam(learning_rate),
         loss=tf.keras.losses.MeanSquaredError(),
@@ -44,8 +59,9 @@ def _compile(model: tf.keras.Model, learning_rate: float) -> tf.keras.Model:
 
 def build_model(num_users: int, num_movies: int, global_mean: float, hparams: Hyperparameters,
                 rating_range: Tuple[float, float] = (0.5, 5.0), user_side: Optional[SideTables] = None,
-                movie_side: Optional[SideTables] = None) -> tf.keras.Model:
-    """Builds and compiles the rating model over transformed (vocabulary index) inputs.
+                movie_side: Optional[SideTables] = None, training_steps: int = 0) -> tf.keras.Model:
+    """Builds and compiles the rating model over transformed (vocabulary index) inputs, its
+    optimizer's rate by `learning_rate` over `training_steps` (the fit's batches, all epochs).
 
     `hparams.model` picks the interaction: "mf" (and "mf_autorec", whose AutoRec part is
     trained afterwards, see `with_autorec`) uses the dot product; "neumf" adds an MLP over the
@@ -80,7 +96,8 @@ def build_model(num_users: int, num_movies: int, global_mean: float, hparams: Hy
     rating = tf.keras.layers.Add(name="unclipped_rating")([
         tf.keras.layers.Reshape(())(offset), GlobalBias(global_mean, name=GLOBAL_MEAN)(offset)])
     rating = ClipRating(*rating_range, name=CLIP)(rating)
-    return _compile(tf.keras.Model(inputs=[user_index, movie_index], outputs=rating), hparams.learning_rate)
+    return _compile(tf.keras.Model(inputs=[user_index, movie_index], outputs=rating),
+                    learning_rate(hparams, training_steps))
 
 
 def with_autorec(model: tf.keras.Model, table: np.ndarray, weight: float) -> tf.keras.Model:

@@ -46,6 +46,8 @@ def test_yaml_overlay_keeps_unset_defaults(tmp_path):
     ("hyperparameters: {mlp_layers: 5}\n", "hyperparameters.mlp_layers: must be a list of integers of at least 1, got 5"),
     ("hyperparameters: {epochs: true}\n", "hyperparameters.epochs: must be an integer of at least 1, got True"),
     ("hyperparameters: {autorec_ema: 1}\n", "hyperparameters.autorec_ema: must be in \\[0, 1\\), got 1"),
+    ("hyperparameters: {learning_rate_decay: linear}\n",
+     "hyperparameters.learning_rate_decay: must be one of constant, cosine, got 'linear'"),
     ("evaluation: {user_activity_bounds: [20, 10]}\n", "evaluation.user_activity_bounds: must be a list of increasing"),
 ])
 def test_bad_config_is_rejected(tmp_path, text, message):
