@@ -3,7 +3,7 @@
 Referee: the object-array route the gates used before (models/catalog.newest_per_pair's lexsort,
 numpy's unique and searchsorted, run directly on arrays of bytes IDs), kept here verbatim. The rows
 are generated to catch a fast path that is only nearly right: re-rated pairs (newest kept, ties
-of timestamps too), UTF-8 IDs, and IDs whose bytes order differs from their first-seen order and
+of timestamps too), UTF-8 IDs, an eval user and movie not in training, and IDs whose bytes order differs from their first-seen order and
 from their numeric order (b"10" < b"9"), read back from real gzipped tf.Examples by rows.read_split.
 """
 import os
@@ -97,7 +97,10 @@ def test_sorted_codes_are_numpy_unique_with_inverse():
 def test_training_and_eval_rows_equal_the_object_route(tmp_path):
     """Two spans in the window, a pair re-rated across them: the training rows, the EvalSet and the
     bias-only fit equal the referee's, bit for bit and in the same order."""
-    old, new, test = _generated(1), _generated(2), _generated(3, n=800)
+    old, new = _generated(1), _generated(2)
+    # An eval user and a movie that training never saw.
+    test = rows.Rows.concatenate([_generated(3, n=800), rows.Rows(np.array([b"0 new"], object), np.array(["neu ö".encode()], object),
+                                                                  np.float32([4]), np.int64([50]))])
     window = [_examples(tmp_path, "span0", 0, old, _generated(4, n=50)), _examples(tmp_path, "span1", 1, new, test)]
     want_train = _referee_newest(rows.Rows.concatenate([old, new]))
     assert len(want_train) < len(old) + len(new)  # the rows do hold re-rated pairs
