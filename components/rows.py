@@ -17,7 +17,7 @@ from tfx.types import artifact_utils
 
 from models.metrics import ranking
 from models.catalog import newest_per_pair
-from ratings import features
+from ratings import features, ids
 
 TRAIN, EVAL = "train", "eval"
 # ExampleGen's custom property on Examples (copied by the ValidationGate): the span ingested.
@@ -35,8 +35,10 @@ class Rows:
         return len(self.ratings)
 
     def newest_per_pair(self) -> "Rows":
-        """The newest rating of each (user, movie) pair, as the Trainer keeps it."""
-        keep = newest_per_pair(self.users, self.movies, self.timestamps)
+        """The newest rating of each (user, movie) pair, as the Trainer keeps it, in the order of
+        sorting by the IDs: sorted by their codes, which keep the IDs' order (ratings/ids.py), so
+        without comparing 10M pairs of bytes objects."""
+        keep = newest_per_pair(ids.sorted_codes(self.users)[1], ids.sorted_codes(self.movies)[1], self.timestamps)
         return Rows(self.users[keep], self.movies[keep], self.ratings[keep], self.timestamps[keep])
 
     @classmethod

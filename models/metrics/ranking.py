@@ -30,6 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from models import features
+from ratings import ids
 
 K = 10
 # The figures of a RankingMetrics, in the order reports show them.
@@ -210,10 +211,11 @@ class EvalSet:
         models/features.py bucket_labels); None: no slices."""
         train_users, train_movies = np.asarray(train_users), np.asarray(train_movies)
         eval_users, eval_movies = np.asarray(eval_users), np.asarray(eval_movies)
-        all_users = np.unique(np.concatenate([train_users, eval_users]))
-        movies = np.unique(np.concatenate([train_movies, eval_movies]))
-        u_train, m_train = np.searchsorted(all_users, train_users), np.searchsorted(movies, train_movies)
-        u_eval, m_eval = np.searchsorted(all_users, eval_users), np.searchsorted(movies, eval_movies)
+        # Sorted IDs and each row's index among them, without sorting every row (ratings/ids.py).
+        all_users, user_codes = ids.sorted_codes(np.concatenate([train_users, eval_users]))
+        movies, movie_codes = ids.sorted_codes(np.concatenate([train_movies, eval_movies]))
+        u_train, u_eval = user_codes[:len(train_users)], user_codes[len(train_users):]
+        m_train, m_eval = movie_codes[:len(train_movies)], movie_codes[len(train_movies):]
         train = interactions(u_train, m_train, len(all_users), len(movies))
         ratings = sp.csr_matrix((np.asarray(eval_ratings, dtype=np.float32), (u_eval, m_eval)),
                                 shape=(len(all_users), len(movies)))
@@ -221,7 +223,7 @@ class EvalSet:
         if activity_bounds is not None:
             names = np.array([f"{features.USER_ACTIVITY}={label}" for label in features.bucket_labels(activity_bounds)])
             labels = names[np.searchsorted(np.asarray(activity_bounds), np.diff(train.indptr), side="left")]
-        return cls(np.unique(eval_users), movies, train, all_users, ratings, labels)
+        return cls(all_users[np.unique(u_eval)], movies, train, all_users, ratings, labels)
 
     @property
     def train_counts(self) -> np.ndarray:

@@ -15,6 +15,8 @@ import dataclasses
 
 import numpy as np
 
+from ratings import ids
+
 REG_USER, REG_MOVIE, SWEEPS = 15.0, 10.0, 10
 
 
@@ -46,8 +48,8 @@ def fit_bias_only(users: np.ndarray, movies: np.ndarray, ratings: np.ndarray, re
     ratings = np.asarray(ratings, dtype=np.float64)
     if not len(ratings):
         raise ValueError("no training ratings to fit the bias-only baseline on")
-    user_ids, u = np.unique(np.asarray(users), return_inverse=True)
-    movie_ids, m = np.unique(np.asarray(movies), return_inverse=True)
+    user_ids, u = ids.sorted_codes(users)
+    movie_ids, m = ids.sorted_codes(movies)
     mean = float(ratings.mean())
     residual = ratings - mean
     user_count = np.bincount(u, minlength=len(user_ids))
