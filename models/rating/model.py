@@ -40,11 +40,12 @@ def training_steps(ratings: int, hparams: Hyperparameters) -> int:
 
 
 def learning_rate(hparams: Hyperparameters, training_steps: int):
-    """Adam's learning rate: `hparams.learning_rate`, or with `learning_rate_decay: cosine` and the
-    fit's number of steps known, a cosine decay from it to 0 over those steps. A model built only to
-    be restored (training_steps 0) is never fitted, so its optimizer's rate does not matter."""
-    if hparams.learning_rate_decay == "cosine" and training_steps:
-        return tf.keras.optimizers.schedules.CosineDecay(hparams.learning_rate, training_steps)
+    """Adam's learning rate: `hparams.learning_rate`, or with `learning_rate_decay: cosine` a cosine
+    decay from it to 0 over the fit's `training_steps`. A model built to be restored (training_steps
+    0: models/servable.py) is never fitted but gets a schedule too: a scheduled optimizer has no
+    rate variable, so the fitted model's checkpoint and the rebuilt model match object for object."""
+    if hparams.learning_rate_decay == "cosine":
+        return tf.keras.optimizers.schedules.CosineDecay(hparams.learning_rate, max(training_steps, 1))
     return hparams.learning_rate
 
 
