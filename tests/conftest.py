@@ -27,7 +27,8 @@ SHARED_RUN_MODULES = ("tests/e2e/test_pipeline_e2e.py", "tests/e2e/test_serving.
 # The unit modules that read the one tiny tf.Transform run (`shared_transform`, tests/unit/conftest.py):
 # one group too, so that run (~5-6 CPU-s of Beam) is made once, not per worker.
 SHARED_TRANSFORM = "shared_transform"
-SHARED_TRANSFORM_MODULES = ("tests/unit/models/test_retrieval.py", "tests/unit/models/test_preprocessing.py")
+SHARED_TRANSFORM_MODULES = ("tests/unit/models/test_export.py", "tests/unit/models/test_retrieval.py",
+                            "tests/unit/models/test_preprocessing.py")
 SHARED_GROUPS = {SHARED_RUN: SHARED_RUN_MODULES, SHARED_TRANSFORM: SHARED_TRANSFORM_MODULES}
 # Groups whose tests take longest on CI (`--durations` of `make test`), longest first. A stale entry
 # costs wall time, never coverage: it only decides which tests start first.
@@ -35,7 +36,7 @@ LONGEST_FIRST = ("tests/e2e/test_push_gates.py", SHARED_RUN, "tests/e2e/test_sch
                  "tests/e2e/test_airflow.py", "tests/e2e/test_cached_rerun.py", "tests/e2e/test_orchestrators.py", "tests/e2e/test_yardstick.py", "tests/e2e/test_shared_metadata.py", "tests/e2e/test_drift.py",
                  "tests/e2e/test_object_store.py", "tests/e2e/test_portable_beam.py", "tests/e2e/test_catalogue_scale.py",
                  "tests/e2e/test_tf_serving_conformance.py",
-                 "tests/unit/models/test_export.py", SHARED_TRANSFORM, "tests/unit/models/test_model.py")
+                 SHARED_TRANSFORM, "tests/unit/models/test_model.py")
 
 
 # Modules whose tests share no module fixture and each take minutes (one MovieLens-100K root per

@@ -23,7 +23,7 @@ def no_network(monkeypatch):
 @pytest.fixture(scope="session")
 def shared_transform(tmp_path_factory):
     """(raw rows, transformed rows, TFTransformOutput) of tests/transform.py SHARED_ROWS: the one
-    tf.Transform run that test_retrieval and test_preprocessing read (tests/conftest.py keeps
+    tf.Transform run that test_export, test_retrieval and test_preprocessing read (tests/conftest.py keeps
     them on one xdist worker), instead of a run each."""
     from tests.transform import SHARED_ROWS, analyze_and_transform
 

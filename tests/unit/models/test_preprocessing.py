@@ -1,9 +1,9 @@
 """preprocessing_fn through tf.Transform: vocabularies by frequency, one OOV bucket for unseen IDs.
 
 Both tests read the unit tests' one tf.Transform run (tests/transform.py SHARED_ROWS), where four
-ratings are planted beside test_retrieval's catalogue (no user or movie in common): "ann lee" (an ID
-with a space) rated m1 once; u2 rated m1 in one span (3.0 at t=50), m2, and m1 again in a later span
-(1.0 at t=70), both ratings of m1 in the rolling window. What the vocabularies hold is derived from
+ratings are planted beside test_export's and test_retrieval's catalogues (no user or movie in
+common): "ann lee" (an ID with a space) rated p1 once; pu rated p1 in one span (3.0 at t=50), p2,
+and p1 again in a later span (1.0 at t=70), both ratings of p1 in the rolling window. What the vocabularies hold is derived from
 all the shared rows by tft.vocabulary's documented order (tensorflow_transform/analyzers.py
 `vocabulary`: decreasing frequency, then reverse lexicographical order), counted here in Python."""
 import collections
@@ -14,7 +14,7 @@ import tensorflow as tf
 from models import catalog
 from models.features import SPACE_MARKER, USER_ACTIVITY, transformed_name, vocabulary_name
 from ratings import features
-from tests.transform import ANN, PREPROCESSING_ROWS
+from tests.transform import ANN, P1, P2, PREPROCESSING_ROWS, PU
 
 
 def referee_vocabulary(rows, key):
@@ -37,13 +37,13 @@ def transformed(shared_transform):
 
 
 def test_vocabularies_and_oov(transformed):
-    """The catalogue the Trainer fits on keeps u2's newer rating of m1."""
+    """The catalogue the Trainer fits on keeps pu's newer rating of p1."""
     transformed, output, user_index, movie_index, user_vocabulary, movie_vocabulary = transformed
     user_xf, movie_xf = transformed_name(features.USER_ID), transformed_name(features.MOVIE_ID)
-    # Most frequent first: u2 (3 ratings) before ann lee (1); m1 (3) before m2 (1).
-    assert user_index[b"u2"] < user_index[ANN] and movie_index[b"m1"] < movie_index[b"m2"]
-    assert [int(r[user_xf][0]) for r in transformed] == [user_index[u] for u in (ANN, b"u2", b"u2", b"u2")]
-    assert [int(r[movie_xf][0]) for r in transformed] == [movie_index[m] for m in (b"m1", b"m1", b"m2", b"m1")]
+    # Most frequent first: pu (3 ratings) before ann lee (1); p1 (3) before p2 (1).
+    assert user_index[PU] < user_index[ANN] and movie_index[P1] < movie_index[P2]
+    assert [int(r[user_xf][0]) for r in transformed] == [user_index[u] for u in (ANN, PU, PU, PU)]
+    assert [int(r[movie_xf][0]) for r in transformed] == [movie_index[m] for m in (P1, P1, P2, P1)]
     assert [float(r[transformed_name(features.RATING)][0]) for r in transformed] == [4.0, 3.0, 5.0, 1.0]
     # Titles pass through for the catalogue; a movie without a side-table row gets "".
     assert [r[transformed_name(features.TITLE)][0] for r in transformed] == [b"One", b"One", b"", b"One"]
@@ -52,7 +52,7 @@ def test_vocabularies_and_oov(transformed):
     # Side features the model may embed pass through too, with -1 / "" where unknown.
     assert [int(r[transformed_name(features.YEAR)][0]) for r in transformed] == [1998, 1998, -1, 1998]
     assert {r[transformed_name(features.OCCUPATION)][0] for r in transformed} == {b""}
-    # Slices: ann lee has 1 training rating, u2 has 3; m1 has 3, m2 has 1 (bounds 0, 20, ...).
+    # Slices: ann lee has 1 training rating, pu has 3; p1 has 3, p2 has 1 (bounds 0, 20, ...).
     assert {r[USER_ACTIVITY][0] for r in transformed} == {b"1-20"}
 
     # Vocabulary lines are "<count> <id>", a space inside an ID written as the marker.
@@ -67,14 +67,14 @@ def test_vocabularies_and_oov(transformed):
         seen = catalog.build(output, [{key: tf.constant(values[scan_order]) for key, values in batch.items()}])
         assert [(seen.user_ids[u], seen.movie_ids[m], float(r)) for u, m, r in
                 zip(seen.seen_users(), seen.seen_movies, seen.seen_ratings)] == [
-            (b"u2", b"m1", 1.0), (b"u2", b"m2", 5.0), (ANN, b"m1", 4.0)]
+            (PU, P1, 1.0), (PU, P2, 5.0), (ANN, P1, 4.0)]
 
     # At serving time only the IDs arrive; an unseen ID maps to the OOV bucket == vocabulary size.
     layer = output.transform_features_layer()
     served = layer({features.USER_ID: tf.constant([[ANN], [b"stranger"]]),
-                    features.MOVIE_ID: tf.constant([[b"m2"], [b"m9"]])})
+                    features.MOVIE_ID: tf.constant([[P2], [b"p9"]])})
     assert served[user_xf].numpy().ravel().tolist() == [user_index[ANN], len(user_vocabulary)]
-    assert served[movie_xf].numpy().ravel().tolist() == [movie_index[b"m2"], len(movie_vocabulary)]
+    assert served[movie_xf].numpy().ravel().tolist() == [movie_index[P2], len(movie_vocabulary)]
     # A user unseen in training is in the "0" activity bucket.
     assert served[USER_ACTIVITY].numpy().ravel().tolist() == [b"1-20", b"0"]
 
@@ -87,7 +87,7 @@ def test_ids_with_spaces_keep_their_index_and_count(transformed):
     assert catalog.vocabulary(output, features.USER_ID)[user_index[ANN]] == ANN
 
     served = output.transform_features_layer()({features.USER_ID: tf.constant([[ANN], [b"ann"]]),
-                                                features.MOVIE_ID: tf.constant([[b"m1"], [b"m1"]])})
+                                                features.MOVIE_ID: tf.constant([[P1], [P1]])})
     assert served[transformed_name(features.USER_ID)].numpy().ravel().tolist() == [
         user_index[ANN], len(user_vocabulary)]
     assert served[USER_ACTIVITY].numpy().ravel().tolist() == [b"1-20", b"0"]
