@@ -19,7 +19,6 @@ from models.features import RATING_XF
 from ratings import features
 from serving import contract
 from models.hyperparameters import Hyperparameters
-from models.rating.model import build_model
 from tests.served_lists import full_lists, recommend as served_recommend
 from tests.transform import RATED, TITLES
 
@@ -48,22 +47,13 @@ def catalogue_batch(transformed):
 
 
 @pytest.fixture(scope="module")
-def ids_only(transformed, tmp_path_factory):
+def ids_only(shared_model):
     """The plainest variant: mf on IDs alone, its learning rate decaying over the fit as
-    configs/synthetic-scale.yaml's does. (SavedModel, its path, the catalogue, the folder holding
-    it and catalog.npz, its hyperparameters, its fitted weights)."""
-    tmp = tmp_path_factory.mktemp("export")
-    movies_and_users, batch = catalogue_batch(transformed)
-    hparams = Hyperparameters(embedding_dim=4, learning_rate=0.05, l2=0.0, epochs=30, batch_size=32,
-                              learning_rate_decay="cosine")
-    model = build_model(movies_and_users.num_users, movies_and_users.num_movies, 3.0, hparams,
-                        training_steps=model_lib.training_steps(len(batch[RATING_XF]), hparams))
-    inputs = {k: batch[k] for k in (catalog.USER_XF, catalog.MOVIE_XF)}
-    model.fit(inputs, batch[RATING_XF].reshape(-1), epochs=hparams.epochs, batch_size=hparams.batch_size, verbose=0)
-    export.save(model, transformed[2], movies_and_users, str(tmp / "model"))
-    catalog.save(movies_and_users, str(tmp / "catalog.npz"))
-    return (tf.saved_model.load(str(tmp / "model")), str(tmp / "model"), movies_and_users, tmp, hparams,
-            model.get_weights())
+    configs/synthetic-scale.yaml's does (tests/unit/conftest.py, test_retrieval's rating head too).
+    (SavedModel, its path, the catalogue, the folder holding it and catalog.npz, its
+    hyperparameters, its fitted weights)."""
+    m = shared_model
+    return m.servable, m.path, m.catalogue, m.folder, m.hparams, m.weights
 
 
 def test_the_servable_restores_a_model_fitted_with_a_decaying_rate(ids_only):

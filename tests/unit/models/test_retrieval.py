@@ -13,11 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import catalog, export
+from models import export
 from models.retrieval import history_head
-from models.features import MOVIE_XF, RATING_XF, USER_XF
 from models.hyperparameters import Hyperparameters
-from models.rating.model import build_model
 from ratings import features
 from serving import contract
 from serving.contract import KNOWN_USER, MOVIE_ID
@@ -25,25 +23,17 @@ from tests.transform import CULT, GROUP_MOVIES, SHARED_ROWS, WATCHED, planted_ra
 
 
 @pytest.fixture(scope="module")
-def planted(shared_transform, tmp_path_factory):
-    """(servables by head, the catalogue, the unwatched movies of group A users)."""
+def planted(shared_model, tmp_path_factory):
+    """(servables by head, the catalogue, the unwatched movies of group A users): the rating head is
+    the shared rating model (tests/unit/conftest.py), the history head its export with the head's tables."""
     tmp = tmp_path_factory.mktemp("retrieval")
-    rows, transformed, output = shared_transform
     _, unwatched = planted_ratings()
-    batch = {key: np.stack([r[key] for r in transformed]) for key in transformed[0]}
-    batch[features.TIMESTAMP] = np.array([r[features.TIMESTAMP][0] for r in rows], np.int64)
-    movies_and_users = catalog.build(output, [{k: tf.constant(v) for k, v in batch.items()}])
-    tf.keras.utils.set_random_seed(0)  # the fit's shuffling: one model, whatever ran before in this process
-    model = build_model(movies_and_users.num_users, movies_and_users.num_movies, 2.0,
-                        Hyperparameters(embedding_dim=4, learning_rate=0.05, l2=0.0))
-    inputs = {k: batch[k] for k in (USER_XF, MOVIE_XF)}
-    model.fit(inputs, batch[RATING_XF].reshape(-1), epochs=40, verbose=0)
+    movies_and_users = shared_model.catalogue
     tables = history_head.fit(movies_and_users.seen_users(), movies_and_users.seen_movies,
                            movies_and_users.num_movies, l2=5.0, dim=8)
-    servables = {}
-    for head, head_tables in (("rating", None), ("history", tables)):
-        export.save(model, output, movies_and_users, str(tmp / head), head_tables)
-        servables[head] = (tf.saved_model.load(str(tmp / head)), str(tmp / head))
+    export.save(shared_model.model, shared_model.output, movies_and_users, str(tmp / "history"), tables)
+    servables = {"rating": (shared_model.servable, shared_model.path),
+                 "history": (tf.saved_model.load(str(tmp / "history")), str(tmp / "history"))}
     return servables, movies_and_users, unwatched
 
 
