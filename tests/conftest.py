@@ -24,14 +24,19 @@ E2E_DIR = pathlib.Path(__file__).resolve().parent / "e2e"
 SHARED_RUN = "trained_run"
 SHARED_RUN_MODULES = ("tests/e2e/test_pipeline_e2e.py", "tests/e2e/test_serving.py", "tests/e2e/test_serving_load.py",
                       "tests/e2e/test_seen.py")
+# The unit modules that read the one tiny tf.Transform run (`shared_transform`, tests/unit/conftest.py):
+# one group too, so that run (~5-6 CPU-s of Beam) is made once, not per worker.
+SHARED_TRANSFORM = "shared_transform"
+SHARED_TRANSFORM_MODULES = ("tests/unit/models/test_export.py", "tests/unit/models/test_retrieval.py",
+                            "tests/unit/models/test_preprocessing.py")
+SHARED_GROUPS = {SHARED_RUN: SHARED_RUN_MODULES, SHARED_TRANSFORM: SHARED_TRANSFORM_MODULES}
 # Groups whose tests take longest on CI (`--durations` of `make test`), longest first. A stale entry
 # costs wall time, never coverage: it only decides which tests start first.
 LONGEST_FIRST = ("tests/e2e/test_push_gates.py", SHARED_RUN, "tests/e2e/test_scheduled_runs.py",
                  "tests/e2e/test_airflow.py", "tests/e2e/test_cached_rerun.py", "tests/e2e/test_orchestrators.py", "tests/e2e/test_yardstick.py", "tests/e2e/test_shared_metadata.py", "tests/e2e/test_drift.py",
                  "tests/e2e/test_object_store.py", "tests/e2e/test_portable_beam.py", "tests/e2e/test_catalogue_scale.py",
                  "tests/e2e/test_tf_serving_conformance.py",
-                 "tests/unit/models/test_export.py", "tests/unit/models/test_model.py",
-                 "tests/unit/models/test_retrieval.py", "tests/unit/models/test_preprocessing.py")
+                 SHARED_TRANSFORM, "tests/unit/models/test_model.py")
 
 
 # Modules whose tests share no module fixture and each take minutes (one MovieLens-100K root per
@@ -42,12 +47,12 @@ ONE_GROUP_PER_TEST = ("tests/e2e/test_push_gates.py",)
 def xdist_group(nodeid: str) -> str:
     """The group a test runs in under pytest-xdist (`make test` runs `pytest -n auto`): a group runs
     whole on one worker, and each worker builds the session fixtures its own tests use. A module is
-    a group, so its module fixtures are built once; SHARED_RUN_MODULES are one group together;
-    each test of ONE_GROUP_PER_TEST is a group."""
+    a group, so its module fixtures are built once; the modules of each of SHARED_GROUPS are one
+    group together; each test of ONE_GROUP_PER_TEST is a group."""
     module = nodeid.split("::")[0]
     if module in ONE_GROUP_PER_TEST:
         return nodeid
-    return SHARED_RUN if module in SHARED_RUN_MODULES else module
+    return next((group for group, modules in SHARED_GROUPS.items() if module in modules), module)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -71,9 +76,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if E2E_DIR in pathlib.Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.e2e)
-        if SHARED_RUN in item.fixturenames and xdist_group(item.nodeid) != SHARED_RUN:
-            raise pytest.UsageError(f"{item.nodeid} uses {SHARED_RUN}: add its module to SHARED_RUN_MODULES "
-                                    "in tests/conftest.py, or each xdist worker makes that run again")
+        for group in SHARED_GROUPS:
+            if group in item.fixturenames and xdist_group(item.nodeid) != group:
+                raise pytest.UsageError(f"{item.nodeid} uses {group}: add its module to SHARED_GROUPS['{group}'] "
+                                        "in tests/conftest.py, or each xdist worker makes that run again")
 
     def rank(item):
         group = xdist_group(item.nodeid)

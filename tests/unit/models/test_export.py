@@ -1,4 +1,9 @@
-"""The exported servable on a tiny catalogue we control: every signature, exclusions, unknown IDs."""
+"""The exported servable on a tiny catalogue we control: every signature, exclusions, unknown IDs.
+
+The catalogue is planted in tests/transform.py (TITLES, RATED, YEARS, USERS) beside test_retrieval's
+and test_preprocessing's worlds, all read from one tf.Transform run: those users and movies share
+nothing with u1-u4 and m1-m4, so lists are asked over the whole catalogue (k = its size) and what a
+user may be listed is every catalogue movie but what they rated or left out."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -14,32 +19,23 @@ from models.features import RATING_XF
 from ratings import features
 from serving import contract
 from models.hyperparameters import Hyperparameters
-from models.rating.model import build_model
 from tests.served_lists import full_lists, recommend as served_recommend
-from tests.transform import analyze_and_transform, raw_row
-
-TITLES = {"m1": "Alpha", "m2": "Beta", "m3": "Gamma", "m4": "alpha"}  # "Alpha" twice, by case
-# m1 is the most rated movie (3 ratings), m4 the least (1).
-RATED = {"u1": ["m1", "m2"], "u2": ["m2", "m3"], "u3": ["m1", "m3", "m4"], "u4": ["m1"]}
-YEARS = {"m1": [1977], "m2": [1994], "m3": [], "m4": [1995]}  # m3's year is unknown
-USERS = {"u1": (24, b"F", b"writer"), "u2": (53, b"M", b"doctor"), "u3": (33, b"F", b"writer")}  # u4 unknown
-
-
-def side_row(user, movie):
-    """The side features ExampleGen would have joined onto a rating; empty lists where unknown."""
-    keys = (features.AGE, features.GENDER, features.OCCUPATION)
-    values = USERS.get(user)
-    return {features.YEAR: YEARS[movie], **{key: [values[i]] if values else [] for i, key in enumerate(keys)}}
+from tests.transform import RATED, TITLES
 
 
 @pytest.fixture(scope="module")
-def transformed(tmp_path_factory):
-    """The catalogue's rows through tf.Transform, once for both servables: (rows, transformed rows,
-    TFTransformOutput)."""
-    rows = [raw_row(u.encode(), m.encode(), 4.0 if m in ("m1", "m3") else 2.0, title=TITLES[m].encode(),
-                    genres=b"Drama", **side_row(u, m))
-            for u, movies in RATED.items() for m in movies]
-    return (rows, *analyze_and_transform(rows, tmp_path_factory.mktemp("transform")))
+def transformed(shared_transform):
+    """The shared rows through tf.Transform (tests/unit/conftest.py), read by both servables: (rows,
+    transformed rows, TFTransformOutput)."""
+    return shared_transform
+
+
+def rated_in(rows):
+    """{user: {movies}} of raw rows: the referee for seen lists and exclusions."""
+    rated = {}
+    for row in rows:
+        rated.setdefault(row[features.USER_ID][0].decode(), set()).add(row[features.MOVIE_ID][0].decode())
+    return rated
 
 
 def catalogue_batch(transformed):
@@ -51,22 +47,13 @@ def catalogue_batch(transformed):
 
 
 @pytest.fixture(scope="module")
-def ids_only(transformed, tmp_path_factory):
+def ids_only(shared_model):
     """The plainest variant: mf on IDs alone, its learning rate decaying over the fit as
-    configs/synthetic-scale.yaml's does. (SavedModel, its path, the catalogue, the folder holding
-    it and catalog.npz, its hyperparameters, its fitted weights)."""
-    tmp = tmp_path_factory.mktemp("export")
-    movies_and_users, batch = catalogue_batch(transformed)
-    hparams = Hyperparameters(embedding_dim=4, learning_rate=0.05, l2=0.0, epochs=30, batch_size=32,
-                              learning_rate_decay="cosine")
-    model = build_model(movies_and_users.num_users, movies_and_users.num_movies, 3.0, hparams,
-                        training_steps=model_lib.training_steps(len(batch[RATING_XF]), hparams))
-    inputs = {k: batch[k] for k in (catalog.USER_XF, catalog.MOVIE_XF)}
-    model.fit(inputs, batch[RATING_XF].reshape(-1), epochs=hparams.epochs, batch_size=hparams.batch_size, verbose=0)
-    export.save(model, transformed[2], movies_and_users, str(tmp / "model"))
-    catalog.save(movies_and_users, str(tmp / "catalog.npz"))
-    return (tf.saved_model.load(str(tmp / "model")), str(tmp / "model"), movies_and_users, tmp, hparams,
-            model.get_weights())
+    configs/synthetic-scale.yaml's does (tests/unit/conftest.py, test_retrieval's rating head too).
+    (SavedModel, its path, the catalogue, the folder holding it and catalog.npz, its
+    hyperparameters, its fitted weights)."""
+    m = shared_model
+    return m.servable, m.path, m.catalogue, m.folder, m.hparams, m.weights
 
 
 def test_the_servable_restores_a_model_fitted_with_a_decaying_rate(ids_only):
@@ -91,15 +78,21 @@ def text(values):
     return [v.decode() for v in np.asarray(values).reshape(-1)]
 
 
-def test_catalogue_titles_and_seen_lists(servable):
+def test_catalogue_titles_and_seen_lists(servable, transformed):
     _, _, movies_and_users = servable
-    assert text(movies_and_users.movie_ids)[0] == "m1"  # most rated first
-    titles = dict(zip(text(movies_and_users.movie_ids), text(movies_and_users.titles)))
-    assert titles == TITLES
+    movie_ids = text(movies_and_users.movie_ids)
+    # Most rated first: m1 (3 ratings) before m2 and m3 (2), m4 (1) last.
+    assert [m for m in movie_ids if m in TITLES] in (["m1", "m2", "m3", "m4"], ["m1", "m3", "m2", "m4"])
+    titles = dict(zip(movie_ids, text(movies_and_users.titles)))
+    assert {m: titles[m] for m in TITLES} == TITLES
     seen = tf.RaggedTensor.from_row_splits(movies_and_users.seen_movies, movies_and_users.seen_row_splits)
+    every = rated_in(transformed[0])
+    assert sorted(text(movies_and_users.user_ids)) == sorted(every)
     for index, user in enumerate(text(movies_and_users.user_ids)):
-        rated = {text(movies_and_users.movie_ids)[m] for m in seen[index].numpy()}
-        assert rated == set(RATED[user])
+        rated = {movie_ids[m] for m in seen[index].numpy()}
+        assert rated == every[user]
+        if user in RATED:
+            assert rated == set(RATED[user])
     assert seen[len(movies_and_users.user_ids)].shape == (0,)  # OOV row is empty
 
 
@@ -116,11 +109,13 @@ def test_catalogue_side_features_become_category_tables(servable):
     assert decades[movie_index["m2"]] == decades[movie_index["m4"]] != decades[movie_index["m1"]]
     assert decades[movie_index["m3"]] == 0 and decades[-1] == 0  # unknown year, OOV row
     users = side_features.user_tables(movies_and_users)
-    assert users.categories.shape == (5, 3) and users.field_sizes[1:] == (3, 3)  # F/M, doctor/writer + unknown
+    assert users.categories.shape == (len(user_index) + 1, 3)  # and the OOV row
+    assert users.field_sizes[1:] == (3, 3)  # F/M, doctor/writer + unknown
     writers = users.categories[[user_index["u1"], user_index["u3"]], 2]
     assert writers[0] == writers[1] != users.categories[user_index["u2"], 2]
     assert users.categories[user_index["u4"]].tolist() == [0, 0, 0]
-    np.testing.assert_allclose(movies.multi_hot[:-1].sum(axis=1), 1.0)  # every movie is a Drama
+    drama = [movie_index[m] for m in TITLES]
+    np.testing.assert_allclose(movies.multi_hot[drama].sum(axis=1), 1.0)  # every one of them is a Drama
 
 
 def test_predict_rating_matches_serving_default_and_flags_unknown(servable):
@@ -158,31 +153,37 @@ def recommend(model, users, k, exclude_seen=False, exclude=None):
 
 
 def test_recommend_scores_match_predicted_ratings(servable):
-    model, _, _ = servable
-    out = recommend(model, ["u2"], 4)
+    model, _, movies_and_users = servable
+    catalogue = text(movies_and_users.movie_ids)
+    out = recommend(model, ["u2"], len(catalogue))
     movies = text(out[features.MOVIE_ID])
-    assert sorted(movies) == ["m1", "m2", "m3", "m4"]
-    assert [TITLES[m] for m in movies] == text(out[features.TITLE])
-    rated = model.signatures["predict_rating"](user_id=tf.constant(["u2"] * 4), movie_id=tf.constant(movies))
+    assert sorted(movies) == sorted(catalogue)
+    titles = dict(zip(catalogue, text(movies_and_users.titles)))
+    assert [titles[m] for m in movies] == text(out[features.TITLE])
+    assert {m: t for m, t in zip(movies, text(out[features.TITLE])) if m in TITLES} == TITLES
+    rated = model.signatures["predict_rating"](user_id=tf.constant(["u2"] * len(movies)), movie_id=tf.constant(movies))
     np.testing.assert_allclose(out["score"].numpy()[0], rated[features.LABEL_KEY].numpy(), rtol=1e-5)
     assert list(out["score"].numpy()[0]) == sorted(out["score"].numpy()[0], reverse=True)
 
 
 def test_recommend_excludes_seen_and_listed_movies(servable):
-    model, _, _ = servable
-    out = recommend(model, ["u1", "u2"], 4, exclude_seen=True, exclude=[["m4"], []])
+    model, _, movies_and_users = servable
+    catalogue = set(text(movies_and_users.movie_ids))
+    out = recommend(model, ["u1", "u2"], len(catalogue), exclude_seen=True, exclude=[["m4"], []])
     scores = out["score"].numpy()
     kept = [[m for m, s in zip(row, score_row) if np.isfinite(s)]
             for row, score_row in zip(out[features.MOVIE_ID].numpy(), scores)]
-    assert [sorted(m.decode() for m in row) for row in kept] == [["m3"], ["m1", "m4"]]
+    assert [sorted(m.decode() for m in row) for row in kept] == [
+        sorted(catalogue - {"m1", "m2", "m4"}), sorted(catalogue - {"m2", "m3"})]
 
 
 def test_recommend_exclude_seen_is_per_row(servable):
-    model, _, _ = servable
-    out = recommend(model, ["u1", "u1"], 4, exclude_seen=[True, False])
+    model, _, movies_and_users = servable
+    catalogue = set(text(movies_and_users.movie_ids))
+    out = recommend(model, ["u1", "u1"], len(catalogue), exclude_seen=[True, False])
     finite = [[m for m, s in zip(row, scores) if np.isfinite(s)]
               for row, scores in zip(text_rows(out[features.MOVIE_ID]), out["score"].numpy())]
-    assert sorted(finite[0]) == ["m3", "m4"] and sorted(finite[1]) == ["m1", "m2", "m3", "m4"]
+    assert sorted(finite[0]) == sorted(catalogue - {"m1", "m2"}) and sorted(finite[1]) == sorted(catalogue)
 
 
 def text_rows(values):
@@ -243,10 +244,10 @@ NATURAL_EXCLUSIONS = [
 def test_exclusions_sent_the_natural_way_give_each_row_its_answer(servable, rows, excluded):
     """Each row's non-empty cells are the movies it leaves out, whatever the width and wherever the
     "" padding is. Referee: the row's user's ranking without exclusions, with those movies taken out."""
-    model, _, _ = servable
-    users = ["u2", "u3"][:len(excluded)]
-    full = kept(recommend(model, users, 4))
-    out = call_recommend(model, {**contract.recommend_inputs(users, [4] * len(users), [False] * len(users),
+    model, _, movies_and_users = servable
+    users, k = ["u2", "u3"][:len(excluded)], len(movies_and_users.movie_ids)
+    full = kept(recommend(model, users, k))
+    out = call_recommend(model, {**contract.recommend_inputs(users, [k] * len(users), [False] * len(users),
                                                              [[] for _ in users]),
                                  contract.EXCLUDE_MOVIE_IDS: np.array(rows, dtype=object)})
     assert kept(out) == [[m for m in ranking if m not in leave_out] for ranking, leave_out in zip(full, excluded)]
@@ -282,15 +283,17 @@ def test_unknown_user_gets_the_same_bias_ranking_as_any_unknown_user(servable):
 
 
 def test_similar_movies_by_id_or_title(servable):
-    model, _, _ = servable
-    out = model.signatures["similar_movies"](movie=tf.constant(["m3", "ALPHA", "unheard of"]), k=tf.constant([10] * 3))
+    model, _, movies_and_users = servable
+    size = len(movies_and_users.movie_ids)
+    out = model.signatures["similar_movies"](movie=tf.constant(["m3", "ALPHA", "unheard of"]),
+                                             k=tf.constant([size + 10] * 3))
     assert out["found"].numpy().tolist() == [True, True, False]
     # "alpha" is the title of m1 and m4; m1 has more ratings, so the title means m1.
     assert text(out["query_movie_id"]) == ["m3", "m1", ""]
     ids = out[features.MOVIE_ID].numpy()
-    assert ids.shape == (3, 3)  # k is capped at the catalogue size minus the movie itself
+    assert ids.shape == (3, size - 1)  # k is capped at the catalogue size minus the movie itself
     assert b"m3" not in ids[0] and b"m1" not in ids[1]
-    assert text(ids[2]) == ["", "", ""] and out["score"].numpy()[2].tolist() == [0, 0, 0]
+    assert text(ids[2]) == [""] * (size - 1) and out["score"].numpy()[2].tolist() == [0] * (size - 1)
     assert np.all(np.abs(out["score"].numpy()[:2]) <= 1.0 + 1e-6)
     # "Title (year)", as MovieLens writes it, picks the film of that year.
     dated = model.signatures["similar_movies"](movie=tf.constant(["Alpha (1995)", "alpha (1977)"]), k=tf.constant([1, 1]))
@@ -442,8 +445,9 @@ def judged(transformed, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("servable")
     output = transformed[2]
     movies_and_users, batch = catalogue_batch(transformed)
+    training_range = (float(movies_and_users.seen_ratings.min()), float(movies_and_users.seen_ratings.max()))
     model = model_lib.build_model(movies_and_users.num_users, movies_and_users.num_movies, 3.0, HPARAMS,
-                                  rating_range=(2.0, 4.0), **side_features.tables(movies_and_users))
+                                  rating_range=training_range, **side_features.tables(movies_and_users))
     model.fit({k: batch[k] for k in (catalog.USER_XF, catalog.MOVIE_XF)}, batch[RATING_XF].reshape(-1),
               epochs=20, verbose=0)
     table = autorec.fit_table(movies_and_users.seen_users(), movies_and_users.seen_movies,
@@ -473,14 +477,16 @@ def judged_and_pushed(transformed, judged):
     return judged_model, tf.saved_model.load(str(tmp / "pushed")), movies_and_users, every
 
 
-def test_the_catalogue_file_reads_back_without_its_ratings(judged_and_pushed, tmp_path):
+def test_the_catalogue_file_reads_back_without_its_ratings(judged_and_pushed, transformed, tmp_path):
     _, _, movies_and_users, _ = judged_and_pushed
     catalog.save(movies_and_users, str(tmp_path / "catalog.npz"))
     loaded, stats = catalog.load(str(tmp_path / "catalog.npz"))
     for name in ("user_ids", "movie_ids", "titles", "genres", "years", "ages", "genders", "occupations"):
         assert list(getattr(loaded, name)) == list(getattr(movies_and_users, name)), name
     ratings = movies_and_users.seen_ratings
-    assert stats == {"count": len(ratings), "mean": pytest.approx(ratings.mean()), "min": 2.0, "max": 4.0}
+    raw = [row[features.RATING][0] for row in transformed[0]]
+    assert (min(raw), max(raw)) == (1.0, 5.0)  # test_preprocessing's 1.0 (its newer rating) and 5.0 stay seen
+    assert stats == {"count": len(ratings), "mean": pytest.approx(ratings.mean()), "min": 1.0, "max": 5.0}
     assert loaded.seen_movies.size == 0
 
 

@@ -33,22 +33,37 @@ def synthetic_ratings(num_users=40, num_movies=30, count=3000, seed=0):
     return {USER_XF: users[:, None], MOVIE_XF: movies[:, None]}, ratings
 
 
-def test_shapes_and_a_short_fit_lowers_the_loss():
-    inputs, ratings = synthetic_ratings()
-    hparams = Hyperparameters(embedding_dim=8, learning_rate=LEARNING_RATE, l2=0.001)
-    model = build_model(40, 30, float(ratings.mean()), hparams)
-    assert model(inputs).shape == (len(ratings),)
-    before = rmse(model, inputs, ratings)
-    model.fit(inputs, ratings, batch_size=BATCH, epochs=15, verbose=0)
-    after = rmse(model, inputs, ratings)
+@pytest.fixture(scope="module")
+def fitted():
+    """fitted(variant, side) -> (model, hyperparameters, RMSE before the fit, RMSE after): each
+    variant fitted once on synthetic_ratings for every test that reads it (a Keras fit costs ~1-2.5
+    CPU-s of tracing whatever its epochs)."""
+    models = {}
+
+    def fit(variant, side):
+        if (variant, side) not in models:
+            inputs, ratings = synthetic_ratings()
+            hparams = Hyperparameters(model=variant, embedding_dim=8, learning_rate=LEARNING_RATE, l2=0.001,
+                                      mlp_layers=(16, 8), side_features=side, side_l2=0.001)
+            model = build_model(40, 30, float(ratings.mean()), hparams, rating_range=(1.0, 5.0),
+                                user_side=side_tables(40, seed=1), movie_side=side_tables(30, seed=2))
+            assert model(inputs).shape == (len(ratings),)
+            before = rmse(model, inputs, ratings)
+            model.fit(inputs, ratings, batch_size=BATCH, epochs=10, verbose=0)
+            models[variant, side] = model, hparams, before, rmse(model, inputs, ratings)
+        return models[variant, side]
+    return fit
+
+
+def test_shapes_and_a_short_fit_lowers_the_loss(fitted):
+    _, ratings = synthetic_ratings()
+    _, _, before, after = fitted("mf", False)
     assert after < 0.8 * before
     assert after < float(np.std(ratings))  # better than always predicting the mean
 
 
-def test_unknown_ids_fall_back_to_mean_and_known_biases():
-    inputs, ratings = synthetic_ratings()
-    model = build_model(40, 30, 3.5, Hyperparameters(embedding_dim=4, learning_rate=0.01))
-    model.fit(inputs, ratings, batch_size=BATCH, epochs=2, verbose=0)
+def test_unknown_ids_fall_back_to_mean_and_known_biases(fitted):
+    model = fitted("mf", False)[0]
     global_mean = float(model.get_layer(GLOBAL_MEAN).bias.numpy())
     movie_bias = model.get_layer("movie_bias").embeddings.numpy()[:, 0]
     user_bias = model.get_layer("user_bias").embeddings.numpy()[:, 0]
@@ -72,26 +87,17 @@ def side_tables(num_ids, seed):
 
 
 @pytest.mark.parametrize("variant, side", [("mf", False), ("neumf", False), ("mf", True), ("neumf", True)])
-def test_each_variant_learns_and_scores_the_catalogue_like_its_forward_pass(variant, side):
-    inputs, ratings = synthetic_ratings()
-    hparams = Hyperparameters(model=variant, embedding_dim=8, learning_rate=LEARNING_RATE, l2=0.001,
-                              mlp_layers=(16, 8), side_features=side, side_l2=0.001)
-    model = build_model(40, 30, float(ratings.mean()), hparams, rating_range=(1.0, 5.0),
-                        user_side=side_tables(40, seed=1), movie_side=side_tables(30, seed=2))
-    before = rmse(model, inputs, ratings)
-    model.fit(inputs, ratings, batch_size=BATCH, epochs=10, verbose=0)
-    assert rmse(model, inputs, ratings) < 0.85 * before
+def test_each_variant_learns_and_scores_the_catalogue_like_its_forward_pass(fitted, variant, side):
+    model, _, before, after = fitted(variant, side)
+    assert after < 0.85 * before
     assert_catalogue_scores_match(model, num_users=40, num_movies=30)
 
 
-def test_side_feature_vectors_add_to_the_ids_and_unknown_ids_stay_at_the_biases():
-    inputs, ratings = synthetic_ratings()
-    hparams = Hyperparameters(side_features=True, embedding_dim=4, learning_rate=0.01)
-    plain = build_model(40, 30, 3.5, Hyperparameters(embedding_dim=4))
-    model = build_model(40, 30, 3.5, hparams, user_side=side_tables(40, 1), movie_side=side_tables(30, 2))
-    model.fit(inputs, ratings, batch_size=BATCH, epochs=2, verbose=0)
+def test_side_feature_vectors_add_to_the_ids_and_unknown_ids_stay_at_the_biases(fitted):
+    model, hparams, _, _ = fitted("mf", True)
+    plain = build_model(40, 30, 3.5, Hyperparameters(embedding_dim=8))
     ids_only = model.get_layer("movie_embedding").embeddings.numpy()
-    assert movie_vectors(model).shape == (30, 4) and user_vectors(model).shape == (40, 4)
+    assert movie_vectors(model).shape == (30, 8) and user_vectors(model).shape == (40, 8)
     assert not np.allclose(movie_vectors(model).numpy(), ids_only)
     assert len(model.trainable_weights) > len(plain.trainable_weights)
     predict = lambda u, m: float(model({USER_XF: np.array([[u]]), MOVIE_XF: np.array([[m]])})[0])
