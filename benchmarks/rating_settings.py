@@ -65,7 +65,7 @@ def main() -> None:
     held[np.random.default_rng(0).permutation(len(ratings))[:len(ratings) // HOLD_OUT]] = True
     fit_inputs = {key: value[~held] for key, value in inputs.items()}
     held_inputs = {key: value[held] for key, value in inputs.items()}
-    user, movie = (inputs[key][:, 0] for key in inputs)
+    user, movie = rows.seen_users(), rows.seen_movies
     bias_only = baselines.fit_bias_only(user[~held], movie[~held], ratings[~held])
     print(f"{(~held).sum():,} fitted, {held.sum():,} held out; bias-only RMSE "
           f"{baselines.rmse(bias_only.predict(user[held], movie[held]), ratings[held]):.4f}", flush=True)

@@ -192,7 +192,7 @@ def serve(argv) -> None:
 def _serve(flag_values, host: str) -> None:
     from serving.model_server import batching, model_config
     from serving.model_server.metrics import Metrics
-    from serving.model_server.repository import ModelRepository
+    from serving.model_server.repository import ModelRepository, settle_heap
     from serving.model_server.rest import RestApi, make_rest_server
     from serving.model_server.server import Core, Loader, make_grpc_server, server_credentials, session_config
     from serving.model_server.status import ServingError
@@ -240,7 +240,7 @@ def _serve(flag_values, host: str) -> None:
     loader = Loader(options, f["enable_model_warmup"], max(f["num_request_iterations_for_warmup"], 1),
                     [tag for tag in f["saved_model_tags"].split(",")], metrics, session)
     repository = ModelRepository(config, loader.load, loader.unload, f["max_num_load_retries"],
-                                 max(f["load_retry_interval_micros"], 0) / 1e6)
+                                 max(f["load_retry_interval_micros"], 0) / 1e6, on_change=settle_heap)
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: (stopped.set(), repository.interrupt()))
