@@ -386,7 +386,7 @@ def test_concurrent_recommend_calls_merged_by_batching_get_their_own_answers(ser
         start += size
 
 
-def test_the_stand_in_merges_as_tf_serving_merges(servable):
+def test_the_stand_in_merges_as_tf_serving_merges():
     """serving/model_server/batching.py, checked against the transcription of batching_session.cc above: the
     batch `movierec serve` runs for concurrent requests is the one TF Serving would run."""
     import itertools
