@@ -24,7 +24,8 @@ the random split the mean validation NDCG@10 over three random carves (seeds 0, 
 carve's differences between the top settings are noise-sized; on the temporal split the one
 newest-10% carve. Then the popularity weight (`retrieval_popularity_weight`) with the best of
 those, then the recency weight and window (`retrieval_recency_weight`, `retrieval_recency_days`:
-recent popularity, counted on each fitting part's own newest days). The configs' `retrieval_*`
+recent popularity, counted on each fitting part's own newest days), then the popularity discount
+(`retrieval_popularity_discount`). The configs' `retrieval_*`
 settings come from this search.
 
 --run PIPELINE_ROOT scores the peers on the rows of the latest run of the --config pipeline
@@ -37,7 +38,7 @@ data synth` data (synth.json beside the side tables the run joined) it adds the 
 lists ranked by the world's own choice probabilities (`World.expected_picks`), with the noise
 floor as its RMSE (E[stars | preference] on the run's eval rows), and each model's NDCG@10 as a
 share of the ceiling's. --run --choose-head searches the head's rank and L2 (RUN_HEAD_GRID), then
-its popularity weight, on that same carve.
+its popularity weight, then its popularity discount, on that same carve.
 """
 import itertools
 import pathlib
@@ -78,6 +79,8 @@ RUN_HEAD_GRID = [{"dim": d, "l2": l2, "popularity_l2": 0.5} for d, l2 in itertoo
 # 0.1350 (benchmarks/README.md, catalogue scale), so a fair peer's grid brackets that corner.
 RUN_ALS_GRID = [{"factors": f, "regularization": 0.1, "alpha": a} for f, a in itertools.product((8, 16, 32), (5.0, 10.0, 20.0))]
 POPULARITY_WEIGHTS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+# The popularity discount's beta (history_head.fit): searched last, with the other settings chosen.
+POPULARITY_DISCOUNTS = (0.0, 0.05, 0.1, 0.2, 0.3)
 RECENCY = [{"recency_weight": w, "recency_days": d} for w, d in itertools.product((1.0, 3.0, 10.0), (7.0, 14.0, 30.0, 60.0))]
 
 
@@ -125,7 +128,8 @@ def peers(data: ranking.EvalSet, train_rows, kind: str):
 
 def fit_head(train: sp.csr_matrix, dim: int, l2: float, popularity_l2: float,
              popularity_weight: float = 0.0, history: sp.csr_matrix = None, recency_weight: float = 0.0,
-             recency_days: float = 30.0, stamps: sp.csr_matrix = None) -> ranking.Scorer:
+             recency_days: float = 30.0, stamps: sp.csr_matrix = None, popularity_discount: float = 0.0
+             ) -> ranking.Scorer:
     """Our history head's scores as a numpy peer: the tables `recommend` multiplies, for choosing
     its settings without a pipeline run (users with no history: popularity, as the head does).
     `history`: whose rows are the users' histories (default: the rows fitted on, `train`);
@@ -138,7 +142,7 @@ def fit_head(train: sp.csr_matrix, dim: int, l2: float, popularity_l2: float,
         dated = stamps.multiply(train > 0).tocoo()
         recent = history_head.recent_popularity(dated.row, dated.col, dated.data - 1.0, train.shape[1], recency_days)
     tables = history_head.fit(pairs.row, pairs.col, train.shape[1], l2, dim, popularity_l2, popularity_weight,
-                              recent, recency_weight)
+                              recent, recency_weight, popularity_discount)
     extra = len(tables.weights)
     history_rows, candidates = tables.history[:, :-extra], tables.candidates[:, :-extra]
     popularity = tables.candidates[:, -extra:] @ tables.weights
@@ -163,12 +167,14 @@ def search_head(grid, carves, label: str, stamps: sp.csr_matrix = None) -> Dict:
 def choose_head(data: ranking.EvalSet, train_rows, kind: str) -> None:
     """The head's settings search (see the module docstring): rank, L2 and popularity L2 first,
     then the popularity weight with those, then the recency weight and window with all of them
-    (a weight of 0 is the previous step's best)."""
+    (a weight of 0 is the previous step's best), then the popularity discount with all of those."""
     carves = [validation_carve(data, train_rows, kind, seed) for seed in (HEAD_SEEDS if kind == "random" else (0,))]
     best = search_head(HEAD_GRID, carves, kind)
     best = search_head([{**best, "popularity_weight": w} for w in POPULARITY_WEIGHTS], carves, kind)
-    search_head([{**best, "recency_weight": 0.0, "recency_days": 30.0}] + [{**best, **r} for r in RECENCY], carves, kind,
-                training_timestamps(data, train_rows))
+    stamps = training_timestamps(data, train_rows)
+    best = search_head([{**best, "recency_weight": 0.0, "recency_days": 30.0}] + [{**best, **r} for r in RECENCY],
+                       carves, kind, stamps)
+    search_head([{**best, "popularity_discount": b} for b in POPULARITY_DISCOUNTS], carves, kind, stamps)
 
 
 def run_rows(config: configs.PipelineConfig):
@@ -187,11 +193,13 @@ def run_carve(data: ranking.EvalSet):
 
 def choose_head_on_run(config: configs.PipelineConfig) -> None:
     """The head's settings searched on a run's training rows (run_carve): RUN_HEAD_GRID (a
-    catalogue too large for HEAD_GRID's ranks), then the popularity weight."""
+    catalogue too large for HEAD_GRID's ranks), then the popularity weight, then the popularity
+    discount."""
     summary, data = run_rows(config)
     carve = run_carve(data)
     best = search_head(RUN_HEAD_GRID, [carve], f"run {summary.run_id}")
-    search_head([{**best, "popularity_weight": w} for w in POPULARITY_WEIGHTS], [carve], f"run {summary.run_id}")
+    best = search_head([{**best, "popularity_weight": w} for w in POPULARITY_WEIGHTS], [carve], f"run {summary.run_id}")
+    search_head([{**best, "popularity_discount": b} for b in POPULARITY_DISCOUNTS], [carve], f"run {summary.run_id}")
 
 
 def als_on_run(data: ranking.EvalSet) -> Tuple[Dict, ranking.Scorer]:
@@ -336,7 +344,8 @@ def user_rows(kind: str, work, source, header, train_rows, config: configs.Pipel
     h = config.hyperparameters
     widened = fit_head(judged_rows, h.retrieval_dim, h.retrieval_l2, h.retrieval_popularity_l2,
                        h.retrieval_popularity_weight, history=data.train, recency_weight=h.retrieval_recency_weight,
-                       recency_days=h.retrieval_recency_days, stamps=training_timestamps(data, train_rows))
+                       recency_days=h.retrieval_recency_days, stamps=training_timestamps(data, train_rows),
+                       popularity_discount=h.retrieval_popularity_discount)
     table.append(peer_row(kind, "numpy: judged head, history widened, not refitted", data, widened, None))
     return table
 

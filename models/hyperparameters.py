@@ -65,6 +65,7 @@ class Hyperparameters:
     retrieval_dim: int = 64      # history: rank of the ratings matrix the head is fitted on
     retrieval_recency_weight: float = 0.0  # history: + this x recent popularity in known users' scores
     retrieval_recency_days: float = 30.0   # history: "recent" = rated within this many days of the newest rating
+    retrieval_popularity_discount: float = 0.0  # history: a movie's scores / (its rating count + 1) ^ this
 
     def __post_init__(self):
         """Every setting checked when the config loads (`movierec config` and `run` fail on it, naming
@@ -83,7 +84,7 @@ class Hyperparameters:
         for key in ("learning_rate", "autorec_learning_rate", "retrieval_l2", "retrieval_recency_days"):
             check("hyperparameters", self, key, lambda v: is_number(v) and v > 0, "positive")
         for key in ("l2", "bias_l2", "mlp_l2", "side_l2", "autorec_l2", "retrieval_popularity_l2",
-                    "retrieval_popularity_weight", "retrieval_recency_weight"):
+                    "retrieval_popularity_weight", "retrieval_recency_weight", "retrieval_popularity_discount"):
             check("hyperparameters", self, key, lambda v: is_number(v) and v >= 0, "0 or more")
         check("hyperparameters", self, "blend_weight", lambda v: is_number(v) and 0 <= v <= 1, "in [0, 1]")
         check("hyperparameters", self, "autorec_ema", lambda v: is_number(v) and 0 <= v < 1, "in [0, 1)")

@@ -94,11 +94,12 @@ def retrieval_head(users: np.ndarray, movies: np.ndarray, num_movies: int, hpara
               if hparams.retrieval_recency_weight else None)
     tables = history_head.fit(users, movies, num_movies, hparams.retrieval_l2, hparams.retrieval_dim,
                               hparams.retrieval_popularity_l2, hparams.retrieval_popularity_weight,
-                              recent, hparams.retrieval_recency_weight)
+                              recent, hparams.retrieval_recency_weight, hparams.retrieval_popularity_discount)
     logging.info("Retrieval head (rank %d EASE, L2 %g + %g x count, popularity weight %g, recency weight %g over "
-                 "%g days) fitted on %d ratings in %.1f s", hparams.retrieval_dim, hparams.retrieval_l2,
-                 hparams.retrieval_popularity_l2, hparams.retrieval_popularity_weight,
-                 hparams.retrieval_recency_weight, hparams.retrieval_recency_days, len(movies),
+                 "%g days, popularity discount %g) fitted on %d ratings in %.1f s", hparams.retrieval_dim,
+                 hparams.retrieval_l2, hparams.retrieval_popularity_l2, hparams.retrieval_popularity_weight,
+                 hparams.retrieval_recency_weight, hparams.retrieval_recency_days,
+                 hparams.retrieval_popularity_discount, len(movies),
                  time.perf_counter() - started)
     return tables
 

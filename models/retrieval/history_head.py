@@ -50,6 +50,16 @@ carve (the newest 10% of training, fitted on what is older) prefers 30 days at w
 (NDCG@10 0.318 vs 0.293, benchmarks/README.md, Ranking): new releases are rated by many users at
 once, which no item-item model fitted on older ratings can know.
 
+Popularity discount (`popularity_discount`, beta; 0 by default): movie j's EASE scores divided by
+(count_j + 1)^beta, as RP3beta (Paudel et al., "Updatable, Accurate, Diverse, and Scalable
+Recommendations for Interactive Applications", TiiS 2016) divides its item-item walk by the
+target's popularity. A rank-`dim` EASE over-scores the most-watched movies: their columns dominate
+the top singular vectors, so every history points at them. Folded into the candidate table (not
+its popularity column, which ranks users with no history), so `recommend` costs the same. On the
+catalogue run's validation carve (1M synthetic ratings, 118k movies, rank 64) beta 0.2 lifts
+NDCG@10 from 0.1337 to 0.1386, above implicit ALS's best 0.1350; on MovieLens-100K, whose raters
+are not drawn that way, validation keeps 0 (benchmarks/README.md, Recommendation at catalogue scale).
+
 The tables are a closed-form function of the training ratings, recomputed every run: nothing to
 warm-start (warm_start.py carries the trained rating tables only).
 """
@@ -115,9 +125,11 @@ def _top_singular(matrix: sp.csr_matrix, rank: int):
 
 def fit(users: np.ndarray, movies: np.ndarray, num_movies: int, l2: float, dim: int,
         popularity_l2: float = 0.0, popularity_weight: float = 0.0,
-        recent: np.ndarray = None, recency_weight: float = 0.0) -> Tables:
+        recent: np.ndarray = None, recency_weight: float = 0.0, popularity_discount: float = 0.0) -> Tables:
     """The head's tables from the training (user index, movie index) pairs (duplicates count once);
-    `recent`: recent_popularity of the same ratings, needed when `recency_weight` is not 0."""
+    `recent`: recent_popularity of the same ratings, needed when `recency_weight` is not 0;
+    `popularity_discount`: each movie's EASE scores divided by (its rating count + 1) to this power
+    (the module docstring)."""
     if recency_weight and recent is None:
         raise ValueError("recency_weight needs the movies' recent popularity (recent_popularity)")
     # The binary who-watched matrix (a pair rated twice counts once), in float64 for the SVD.
@@ -132,7 +144,7 @@ def fit(users: np.ndarray, movies: np.ndarray, num_movies: int, l2: float, dim: 
     history = np.zeros((num_movies, dim + extra), np.float32)
     candidates = np.zeros((num_movies, dim + extra), np.float32)
     history[:, :rank] = right * shrink * penalty[:, np.newaxis] ** -0.5
-    candidates[:, :rank] = right * (penalty ** 0.5 / diagonal)[:, np.newaxis]
+    candidates[:, :rank] = right * (penalty ** 0.5 / diagonal * (counts + 1.0) ** -popularity_discount)[:, np.newaxis]
     candidates[:, dim] = counts / max(counts.max(initial=0.0), 1.0)
     if recency_weight:
         candidates[:, dim + 1] = recent

@@ -10,13 +10,16 @@ three): those users and movies share nothing with the groups.
 import tracemalloc
 
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
-from models import export
+from benchmarks import ranking_peers
+from models import export, trainer
+from models.metrics import ranking
 from models.retrieval import history_head
 from models.hyperparameters import Hyperparameters
-from ratings import features
+from ratings import features, synth
 from serving import contract
 from serving.contract import KNOWN_USER, MOVIE_ID
 from tests.transform import CULT, GROUP_MOVIES, SHARED_ROWS, WATCHED, planted_ratings
@@ -267,3 +270,40 @@ def test_recency_weight_brings_what_everybody_watches_now_to_known_users_only():
 def test_a_recency_weight_needs_the_ratings_dates():
     with pytest.raises(ValueError, match="recency_weight needs the movies' recent popularity"):
         history_head.fit(np.array([0]), np.array([0]), 1, l2=1.0, dim=1, recency_weight=1.0)
+
+
+def test_popularity_discount_brings_the_lists_nearer_the_planted_picks(tmp_path):
+    """A `movierec data synth` world (planted tastes; raters pick by taste and popularity), a random
+    20% of its ratings held out. The head as the Trainer fits it (trainer.retrieval_head) at a rank
+    far below the catalogue's (as at 118k movies) over-scores the most-rated movies; dividing each
+    movie's scores by (count + 1)^0.2 lists the held-out picks better (NDCG@10 0.295 -> 0.306 on this
+    world). Referee: the world's own choice model, ranking by expected picks (the planted ceiling),
+    scored by the same code: the discount closes part of the gap to it. Users with no history
+    still get the most-rated movies (the popularity column is not discounted)."""
+    synth.synthesize(synth.SynthSpec(ratings=50_000, users=1_000, movies=2_000, seed=0), tmp_path)
+    world = synth.World.load(tmp_path)
+    ratings = pd.read_csv(tmp_path / features.RATINGS_FILE).astype({features.USER_ID: str, features.MOVIE_ID: str})
+    held_out = np.random.default_rng(0).random(len(ratings)) < 0.2
+    train, test = ratings[~held_out], ratings[held_out]
+    data = ranking.EvalSet.from_rows(train[features.USER_ID].values, train[features.MOVIE_ID].values,
+                                     test[features.USER_ID].values, test[features.MOVIE_ID].values,
+                                     test[features.RATING].values.astype(np.float32))
+    pairs = data.train.tocoo()
+
+    def ndcg(scorer):
+        return ranking_peers.score_peer(scorer, data.train, data.relevant())[ranking.OVERALL].ndcg
+
+    def head(discount):
+        hparams = Hyperparameters(retrieval="history", retrieval_dim=16, retrieval_l2=200.0,
+                                  retrieval_popularity_l2=0.5, retrieval_popularity_discount=discount)
+        return trainer.retrieval_head(pairs.row, pairs.col, data.train.shape[1], hparams, None)
+
+    plain, discounted = head(0.0), head(0.2)
+    scores = lambda tables: lambda users: np.asarray(data.train[users] @ tables.history) @ tables.candidates.T
+    users, movies = synth.index_of(data.all_user_ids), synth.index_of(data.movie_ids)
+    ceiling = ndcg(lambda rows: world.expected_picks(users[rows], movies))
+    before, after = ndcg(scores(plain)), ndcg(scores(discounted))
+    assert after >= 1.02 * before, (before, after)
+    assert before < after < ceiling
+    np.testing.assert_array_equal(discounted.candidates[:, -1], plain.candidates[:, -1])
+    np.testing.assert_array_equal(discounted.history, plain.history)

@@ -48,6 +48,8 @@ def test_yaml_overlay_keeps_unset_defaults(tmp_path):
     ("hyperparameters: {autorec_ema: 1}\n", "hyperparameters.autorec_ema: must be in \\[0, 1\\), got 1"),
     ("hyperparameters: {learning_rate_decay: linear}\n",
      "hyperparameters.learning_rate_decay: must be one of constant, cosine, got 'linear'"),
+    ("hyperparameters: {retrieval_popularity_discount: -0.1}\n",
+     "hyperparameters.retrieval_popularity_discount: must be 0 or more, got -0.1"),
     ("evaluation: {user_activity_bounds: [20, 10]}\n", "evaluation.user_activity_bounds: must be a list of increasing"),
 ])
 def test_bad_config_is_rejected(tmp_path, text, message):
