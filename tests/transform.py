@@ -9,6 +9,7 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
 from ratings import features
+from models import catalog
 from models.preprocessing import preprocessing_fn
 
 # Raw features as ExampleGen emits them: IDs, rating and timestamp always; side features optional.
@@ -43,6 +44,14 @@ def analyze_and_transform(rows, folder: pathlib.Path):
     # TFX's Transform also records the raw schema; the export parses requests with it.
     metadata_io.write_metadata(metadata, str(folder / "transform" / tft.TFTransformOutput.RAW_METADATA_DIR))
     return transformed, tft.TFTransformOutput(str(folder / "transform"))
+
+
+def catalogue_batch(rows, transformed, output):
+    """(the catalogue catalog.build makes of the transformed rows, as the Trainer does; the training
+    batch: the transformed features stacked, with the raw rows' timestamps)."""
+    batch = {key: np.stack([r[key] for r in transformed]) for key in transformed[0]}
+    batch[features.TIMESTAMP] = np.array([r[features.TIMESTAMP][0] for r in rows], np.int64)
+    return catalog.build(output, [{k: tf.constant(v) for k, v in batch.items()}]), batch
 
 
 # --- The unit tests' one tf.Transform run (tests/unit/conftest.py `shared_transform`): a run costs

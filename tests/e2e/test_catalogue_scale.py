@@ -12,15 +12,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import catalog, export, seen as seen_lib
+from models import export, seen as seen_lib
 from models.retrieval import history_head
 from models.features import MOVIE_XF, RATING_XF, USER_XF
 from models.hyperparameters import Hyperparameters
 from models.rating.model import build_model
-from ratings import features
 from serving import contract
 from serving.contract import KNOWN_USER, MOVIE_ID, SCORE
-from tests.transform import analyze_and_transform, raw_row
+from tests.transform import analyze_and_transform, catalogue_batch, raw_row
 
 NUM_MOVIES, NUM_USERS, K = 116_000, 4_000, 10
 # Users with ratings the rating model never trained on (an eval split's, an older span's).
@@ -37,9 +36,7 @@ def large(tmp_path_factory):
     users = rng.integers(0, NUM_USERS, len(movies))
     rows = [raw_row(f"u{u}".encode(), f"m{m}".encode(), float(rng.integers(1, 6))) for u, m in zip(users, movies)]
     transformed, output = analyze_and_transform(rows, tmp)
-    batch = {key: np.stack([r[key] for r in transformed]) for key in transformed[0]}
-    batch[features.TIMESTAMP] = np.zeros(len(rows), np.int64)
-    movies_and_users = catalog.build(output, [{k: tf.constant(v) for k, v in batch.items()}])
+    movies_and_users, batch = catalogue_batch(rows, transformed, output)
     assert movies_and_users.num_movies == NUM_MOVIES
     model = build_model(movies_and_users.num_users, movies_and_users.num_movies, 3.0,
                         Hyperparameters(embedding_dim=8))

@@ -39,20 +39,17 @@ def shared_model(shared_transform, tmp_path_factory):
     hparams, weights (as fitted), output (the TFTransformOutput)."""
     import types
 
-    import numpy as np
     import tensorflow as tf
 
     from models import catalog, export
     from models.features import MOVIE_XF, RATING_XF, USER_XF
     from models.hyperparameters import Hyperparameters
     from models.rating import model as model_lib
-    from ratings import features
+    from tests.transform import catalogue_batch
 
-    rows, transformed, output = shared_transform
+    output = shared_transform[2]
     folder = tmp_path_factory.mktemp("shared-model")
-    batch = {key: np.stack([r[key] for r in transformed]) for key in transformed[0]}
-    batch[features.TIMESTAMP] = np.array([r[features.TIMESTAMP][0] for r in rows], np.int64)
-    movies_and_users = catalog.build(output, [{k: tf.constant(v) for k, v in batch.items()}])
+    movies_and_users, batch = catalogue_batch(*shared_transform)
     hparams = Hyperparameters(embedding_dim=4, learning_rate=0.05, l2=0.0, epochs=30, batch_size=32,
                               learning_rate_decay="cosine")
     tf.keras.utils.set_random_seed(0)  # the fit's shuffling: one model, whichever module asks first

@@ -20,7 +20,7 @@ from ratings import features
 from serving import contract
 from models.hyperparameters import Hyperparameters
 from tests.served_lists import full_lists, recommend as served_recommend
-from tests.transform import RATED, TITLES
+from tests.transform import RATED, TITLES, catalogue_batch
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +36,6 @@ def rated_in(rows):
     for row in rows:
         rated.setdefault(row[features.USER_ID][0].decode(), set()).add(row[features.MOVIE_ID][0].decode())
     return rated
-
-
-def catalogue_batch(transformed):
-    """(the catalogue built from the transformed rows, the training batch)."""
-    rows, transformed_rows, output = transformed
-    batch = {key: np.stack([r[key] for r in transformed_rows]) for key in transformed_rows[0]}
-    batch[features.TIMESTAMP] = np.array([r[features.TIMESTAMP] for r in rows])
-    return catalog.build(output, [{k: tf.constant(v) for k, v in batch.items()}]), batch
 
 
 @pytest.fixture(scope="module")
@@ -444,7 +436,7 @@ def judged(transformed, tmp_path_factory):
     rating model the most complex variant, mf_autorec with side features."""
     tmp = tmp_path_factory.mktemp("servable")
     output = transformed[2]
-    movies_and_users, batch = catalogue_batch(transformed)
+    movies_and_users, batch = catalogue_batch(*transformed)
     training_range = (float(movies_and_users.seen_ratings.min()), float(movies_and_users.seen_ratings.max()))
     model = model_lib.build_model(movies_and_users.num_users, movies_and_users.num_movies, 3.0, HPARAMS,
                                   rating_range=training_range, **side_features.tables(movies_and_users))

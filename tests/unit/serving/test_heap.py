@@ -1,16 +1,16 @@
 """The server's heap: a loaded model is kept out of Python's cyclic collector, and a model unloaded is
 given back.
 
-Why: `movierec serve` is a Python process holding TensorFlow and every loaded graph (~330k objects
-tracked by the cyclic collector for `make run`'s model). CPython's full collection walks all of them:
-measured on the server under sequential batch-1 Predicts, a full collection every ~5 s took 75-158 ms,
-and the request caught by it waited that long (`python /work/probe/lat.py`-style runs, max 131 ms
-against a 1.1 ms median). tensorflow_model_server, C++, has no such pause. CPython's own remedy is
-`gc.freeze()` ("move all objects tracked by the garbage collector into a permanent generation ...
-ignored in all future collections", Modules/gcmodule.c gc_freeze_impl; the docs advise calling it
-once the long-lived state is built); its price is that frozen objects that later become cyclic
-garbage are never reclaimed until `gc.unfreeze()`. So the referee here is the collector itself:
-which objects `gc.get_objects()` still walks, and whether an unloaded version's graph is freed.
+Why: `movierec serve` is a Python process holding TensorFlow and every loaded graph (~330k objects tracked by
+the cyclic collector for `make run`'s model). CPython's full collection walks all of them: measured on the
+server under sequential batch-1 Predicts, a full collection every ~5 s took 75-158 ms, and the request caught
+by it waited that long (a probe of sequential calls: max 131 ms against a 1.1 ms median; benchmarks/README.md,
+"The server's full collections"). tensorflow_model_server, C++, has no such pause. CPython's own remedy is
+`gc.freeze()` ("move all objects tracked by the garbage collector into a permanent generation ... ignored in
+all future collections", Modules/gcmodule.c gc_freeze_impl; the docs advise calling it once the long-lived
+state is built); its price is that frozen objects that later become cyclic garbage are never reclaimed until
+`gc.unfreeze()`. So the referee here is the collector itself: which objects `gc.get_objects()` still walks,
+and whether an unloaded version's graph is freed.
 """
 import gc
 import shutil
