@@ -230,7 +230,7 @@ class RecommenderModule(tf.Module):
                      self.predict_rating, self.recommend, self.similar_movies, self.similar_users)
         names = (contract.SERVING_DEFAULT, contract.REGRESS, contract.TRANSFORM_FEATURES,
                  contract.PREDICT_RATING, contract.RECOMMEND, contract.SIMILAR_MOVIES, contract.SIMILAR_USERS)
-        return {name: function.get_concrete_function() for name, function in zip(names, functions)}
+        return dict(zip(names, functions))
 
 
 def mark_regression_signature(export_dir: str, name: str = contract.REGRESS) -> None:
