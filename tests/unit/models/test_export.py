@@ -4,6 +4,8 @@ The catalogue is planted in tests/transform.py (TITLES, RATED, YEARS, USERS) bes
 and test_preprocessing's worlds, all read from one tf.Transform run: those users and movies share
 nothing with u1-u4 and m1-m4, so lists are asked over the whole catalogue (k = its size) and what a
 user may be listed is every catalogue movie but what they rated or left out."""
+import time
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -386,7 +388,9 @@ def test_the_stand_in_merges_as_tf_serving_merges():
     from serving.model_server import batching
 
     batches = []
-    queue = batching.Queue(batching.Options(max_batch_size=16, batch_timeout_s=2.0, allowed_batch_sizes=(1, 2, 4, 16),
+    # The batch never times out: it runs when the queue stops, with every task in it (a stopping
+    # queue runs what it holds), so all six are merged however slowly their threads start.
+    queue = batching.Queue(batching.Options(max_batch_size=16, batch_timeout_s=600.0, allowed_batch_sizes=(1, 2, 4, 16),
                                             pad_variable_length_inputs=True),
                            lambda inputs, timeout_ms: batches.append(inputs) or {"rows": np.zeros(len(inputs["user_id"]))},
                            "recommend")
@@ -394,9 +398,12 @@ def test_the_stand_in_merges_as_tf_serving_merges():
                for task in MERGED_TASKS]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + 30
+    while sum(batch.size for batch in queue._batches) < 8 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    queue.stop()
     for thread in threads:
         thread.join()
-    queue.stop()
     (batch,) = batches
     assert any(all(np.array_equal(batch[key], expected[key]) for key in expected)
                for expected in (merge_as_tf_serving(order, [1, 2, 4, 16])[0]

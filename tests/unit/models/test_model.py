@@ -164,5 +164,5 @@ def test_cosine_decay_ends_the_fit_at_rate_zero_and_nearer_the_planted_ratings()
         rate = model.optimizer.learning_rate  # the rate of the fit's last step
         last = float(rate(steps - 1) if callable(rate) else rate)
         assert last < 0.002 * 0.1 if decay == "cosine" else last == pytest.approx(0.1)
-        errors[decay] = float(np.sqrt(np.mean((model.predict(inputs, verbose=0) - planted) ** 2)))
+        errors[decay] = rmse(model, inputs, planted)
     assert errors["cosine"] < 0.9 * errors["constant"], errors

@@ -85,7 +85,7 @@ def test_without_padding_requests_that_differ_in_rank_fail_their_batch_as_tf_ser
         merged.append(inputs["x"].shape)
         return {"y": inputs["x"].reshape(len(inputs["x"]), -1).sum(axis=1)}
 
-    queue = _queue(execute, batch_timeout_s=2.0)
+    queue = _queue(execute, max_batch_size=2, batch_timeout_s=60.0)  # the batch runs when both are in it
     try:
         def call(value):
             both_queued.wait()
