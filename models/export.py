@@ -53,7 +53,7 @@ UNKNOWN_ID = "warmup-unknown-id"
 # The signatures are traced without AutoGraph: none branches or loops on a tensor in Python, and
 # converting them (with the Transform layer's and Keras' code they call) was ~1.3 CPU-s of each
 # export's ~2.7. A tensor-dependent `if` added later fails at export, not silently.
-signature = functools.partial(tf.function, autograph=False)
+_signature = functools.partial(tf.function, autograph=False)
 
 _EXAMPLES = tf.TensorSpec([None], tf.string, name=contract.EXAMPLES)
 _IDS = tf.TensorSpec([None], tf.string)
@@ -149,22 +149,22 @@ class RecommenderModule(tf.Module):
 
     # --- signatures -----------------------------------------------------------------------------
 
-    @signature(input_signature=[_EXAMPLES])
+    @_signature(input_signature=[_EXAMPLES])
     def serve_tf_examples(self, examples):
         spec = {key: self._raw_feature_spec[key] for key in features.ID_FEATURES}
         raw = tf.io.parse_example(examples, spec)
         return {RATING: self._rate(self._index(USER_ID, raw[USER_ID][:, 0]),
                                    self._index(MOVIE_ID, raw[MOVIE_ID][:, 0]))}
 
-    @signature(input_signature=[tf.TensorSpec([None], tf.string, name=contract.INPUTS)])
+    @_signature(input_signature=[tf.TensorSpec([None], tf.string, name=contract.INPUTS)])
     def regress(self, inputs):
         return {contract.OUTPUTS: self.serve_tf_examples(inputs)[RATING]}
 
-    @signature(input_signature=[_EXAMPLES])
+    @_signature(input_signature=[_EXAMPLES])
     def transform_features(self, examples):
         return self.tft_layer(tf.io.parse_example(examples, self._raw_feature_spec))
 
-    @signature(input_signature=[_IDS, _IDS])
+    @_signature(input_signature=[_IDS, _IDS])
     def predict_rating(self, user_id, movie_id):
         user_index = self._index(features.USER_ID, user_id)
         movie_index = self._index(features.MOVIE_ID, movie_id)
@@ -172,8 +172,8 @@ class RecommenderModule(tf.Module):
                 KNOWN_USER: user_index < self._num_users,
                 KNOWN_MOVIE: movie_index < self._num_movies}
 
-    @signature(input_signature=[_IDS, _K, tf.TensorSpec([None], tf.bool, name=EXCLUDE_SEEN),
-                                  tf.TensorSpec([None, None], tf.string, name=EXCLUDE_MOVIE_IDS)])
+    @_signature(input_signature=[_IDS, _K, tf.TensorSpec([None], tf.bool, name=EXCLUDE_SEEN),
+                                 tf.TensorSpec([None, None], tf.string, name=EXCLUDE_MOVIE_IDS)])
     def recommend(self, user_id, k, exclude_seen, exclude_movie_ids):
         user_index = self._index(features.USER_ID, user_id)
         seen_row = self._seen_users.lookup(user_id)
@@ -203,7 +203,7 @@ class RecommenderModule(tf.Module):
                 # Known: rated something the servable holds, or known to the rating model.
                 KNOWN_USER: (user_index < self._num_users) | (seen_row < self._num_seen_users)}
 
-    @signature(input_signature=[tf.TensorSpec([None], tf.string, name=MOVIE), _K])
+    @_signature(input_signature=[tf.TensorSpec([None], tf.string, name=MOVIE), _K])
     def similar_movies(self, movie, k):
         by_id = self._index(features.MOVIE_ID, movie)
         by_title = self._title_index.lookup(tf.strings.lower(tf.strings.strip(movie), encoding="utf-8"))
@@ -219,7 +219,7 @@ class RecommenderModule(tf.Module):
                 QUERY_TITLE: tf.where(found, tf.gather(self._titles, safe), ""),
                 FOUND: found}
 
-    @signature(input_signature=[_IDS, _K])
+    @_signature(input_signature=[_IDS, _K])
     def similar_users(self, user_id, k):
         values, indices, in_k, known = lists.nearest(self._unit_user_vectors, self._index(USER_ID, user_id), k)
         user_ids, scores = lists.only_known(known, lists.ranked(self._user_ids, indices, in_k), values)

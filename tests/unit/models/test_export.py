@@ -398,6 +398,7 @@ def test_the_stand_in_merges_as_tf_serving_merges():
                for task in MERGED_TASKS]
     for thread in threads:
         thread.start()
+
     def queued_rows():
         with queue._condition:  # the queue's own lock: its threads append to the deque under it
             return sum(batch.size for batch in queue._batches)
