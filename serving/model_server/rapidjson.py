@@ -18,7 +18,7 @@ json module, which differs in every one of these:
 - objects keep every member in order, duplicates included (FindMember returns the first).
 
 The reader is iterative, so any nesting depth parses without recursion (RapidJSON recurses, and
-TF Serving's own TODO in ParseJson notes deep nesting can overflow its stack).
+a comment in TF Serving's ParseJson notes that deep nesting can overflow its stack).
 
 Values: None, True/False, bytes (strings), int, float, list (arrays) and `Object` (a list of
 (name, value) pairs).
