@@ -2,7 +2,9 @@
 
 `LoadRun` starts client threads, each with its own gRPC channel, that send a fixed number of
 requests cycling through every call a movierec client makes: Predict on each serving signature,
-Regress, GetModelMetadata and GetModelStatus. Every call has a deadline and the run an overall
+Regress, GetModelMetadata and GetModelStatus. `load_with_swap` pushes a new version mid-way and
+holds the clients' last share of requests until the server reports that version AVAILABLE, so the
+swap lands mid-load however long the server takes to see and load it. Every call has a deadline and the run an overall
 timeout, so a stuck server fails the run instead of hanging it. Each answer is checked for
 plausibility, so a wrong answer counts as an error like a failed call. `flood` sends malformed
 requests and checks each gets the status code TF Serving answers with.
@@ -127,6 +129,7 @@ class LoadResult:
     calls: List[List[Call]]  # per client, in the order sent
     elapsed_s: float
     timed_out: bool
+    held_s: float = 0.0  # client-seconds spent waiting at the hold (LoadRun.hold), in elapsed_s
 
     def all_calls(self) -> List[Call]:
         return list(itertools.chain.from_iterable(self.calls))
@@ -200,6 +203,9 @@ class LoadRun:
         self._threads = ClientThreads(target, model_name, clients, call_timeout_s)
         self._calls: List[List[Call]] = [[] for _ in range(clients)]
         self._started = 0.0
+        self._hold_from = requests_per_client  # no hold unless hold() says so
+        self._released = threading.Event()
+        self._held_s = [0.0] * clients
 
     @property
     def total(self) -> int:
@@ -209,9 +215,34 @@ class LoadRun:
     def completed(self) -> int:
         return sum(len(calls) for calls in self._calls)
 
+    def hold(self, fraction: float) -> None:
+        """Before start: each client waits before the `fraction` of its requests it has sent until
+        `release()` (or the run's timeout)."""
+        self._hold_from = int(self.requests_per_client * fraction)
+
+    def release(self) -> None:
+        self._released.set()
+
     def start(self) -> None:
         self._started = time.perf_counter()
         self._threads.start(self._client)
+
+    def wait_until_available(self, version: int, timeout_s: float) -> bool:
+        """Polls GetModelStatus, as a client would, until `version` is AVAILABLE; False on timeout."""
+        backend = GrpcBackend(self._threads.target, self._threads.model_name, timeout_s=self._threads.call_timeout_s)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    if any(s.version == version and s.state == s.AVAILABLE
+                           for s in backend.status().model_version_status):
+                        return True
+                except grpc.RpcError:
+                    pass  # a blink while versions change: ask again
+                time.sleep(0.05)
+            return False
+        finally:
+            backend.close()
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self._started
@@ -225,12 +256,18 @@ class LoadRun:
 
     def join(self, timeout_s: float) -> LoadResult:
         timed_out = self._threads.join(timeout_s)
-        return LoadResult([list(calls) for calls in self._calls], time.perf_counter() - self._started, timed_out)
+        return LoadResult([list(calls) for calls in self._calls], time.perf_counter() - self._started, timed_out,
+                          sum(self._held_s))
 
     def _client(self, number: int, backend: GrpcBackend, stop: threading.Event) -> None:
         rng = np.random.default_rng(self.seed + number)
         client, kinds = RecommenderClient(backend), list(KINDS.items())
         for sent in range(self.requests_per_client):
+            if sent == self._hold_from:
+                held = time.perf_counter()
+                while not self._released.wait(0.05) and not stop.is_set():
+                    pass
+                self._held_s[number] = time.perf_counter() - held
             if stop.is_set():
                 return
             kind, call = kinds[(number + sent) % len(kinds)]
@@ -252,29 +289,39 @@ class Swap:
     old: int
     new: int
     pushed_at_s: float  # since the load started
+    available_s: Optional[float]  # when GetModelStatus first said the new version is AVAILABLE, if it did
     first_new_answer_s: Optional[float]  # the first call the new version answered, if any
     answered_by: Dict[int, int]  # version -> successful calls
 
 
-# When the new version is pushed: a quarter of the way in, as loading and warming up a version while
-# 8 clients keep the server busy takes 10-25 s on 2 shared cores, and it must land mid-load.
-PUSH_AFTER = 0.25
+# The new version is pushed a quarter of the way in; the clients' last quarter waits until the server
+# reports it AVAILABLE. Seeing and loading it takes a poll (1 s in the tests) plus a load and warm-up
+# of 1-25 s on 2 shared cores, while 8 clients answer their 8,000 requests in 5-10 s: without the
+# hold a slow swap would land after the load, and a load test that passes only when the server is
+# quick enough is a timing race. A quick swap never makes the clients wait.
+PUSH_AFTER, HOLD_AT = 0.25, 0.75
 
 
 def load_with_swap(load: LoadRun, model_base: str, timeout_s: float,
                    publish: Callable[[str, str], int]) -> Tuple[LoadResult, Swap]:
     """Runs the load and, PUSH_AFTER of the way through, publishes a copy of the served version as
     the next one with `publish(model_dir, model_base) -> version` (the caller passes the Pusher's
-    publish: staged, then renamed into place, as a pipeline push does)."""
+    publish: staged, then renamed into place, as a pipeline push does). Each client's requests past
+    HOLD_AT wait until the new version is AVAILABLE (or the timeout), so some are sent after it is."""
+    load.hold(HOLD_AT)
     load.start()
     load.wait_for(int(load.total * PUSH_AFTER), timeout_s)
     old = served_versions(model_base)[-1]
     pushed_at = load.elapsed_s()
     new = publish(os.path.join(model_base, str(old)), model_base)
-    result = load.join(max(0.0, timeout_s - pushed_at))
+    available = load.wait_until_available(new, max(0.0, timeout_s - load.elapsed_s()))
+    available_at = load.elapsed_s() if available else None
+    load.release()
+    result = load.join(max(0.0, timeout_s - load.elapsed_s()))
     answered = [call for call in result.all_calls() if call.version is not None]
     first_new = min((call.started_s for call in answered if call.version == new), default=None)
-    return result, Swap(old, new, pushed_at, first_new, dict(collections.Counter(c.version for c in answered)))
+    return result, Swap(old, new, pushed_at, available_at, first_new,
+                        dict(collections.Counter(c.version for c in answered)))
 
 
 # --- malformed requests ----------------------------------------------------------------------

@@ -6,7 +6,7 @@ Serves a copy of the newest pushed version with `movierec serve` on 127.0.0.1 (t
 left as it is). `--clients` threads send `--requests` mixed requests each (Predict on every
 serving signature, Regress, GetModelMetadata, GetModelStatus; the shape the load test checks); a
 quarter of the way in, the served version is published again as the next version the way the
-pipeline pushes. Then every client sends each malformed request `--flood-rounds` times. Prints
+pipeline pushes, and the clients' last quarter waits until it is AVAILABLE. Then every client sends each malformed request `--flood-rounds` times. Prints
 requests/s, p50/p95/p99 latency per request kind, errors, the swap, the server's and the clients'
 CPU time per request (with the throughput those allow on idle cores: on a shared machine the wall
 times measure the wait for cores, the CPU times much less so) and the malformed requests' status
@@ -48,11 +48,13 @@ def print_load(result: loadgen.LoadResult, swap: loadgen.Swap) -> None:
     for call in errors[:10]:
         print(f"  error: {call.kind}: {call.error}")
     went_back = result.clients_that_went_back()
+    available = "never" if swap.available_s is None else f"{swap.available_s - swap.pushed_at_s:.1f} s later"
     first_new = "never" if swap.first_new_answer_s is None else \
         f"{swap.first_new_answer_s - swap.pushed_at_s:.1f} s later"
-    print(f"hot swap: version {swap.old} -> {swap.new} pushed at {swap.pushed_at_s:.1f} s; first answer from "
-          f"the new version {first_new}; answers by version: {swap.answered_by}; clients answered by an older "
-          f"version after a newer one: {len(went_back)}")
+    print(f"hot swap: version {swap.old} -> {swap.new} pushed at {swap.pushed_at_s:.1f} s; AVAILABLE {available}; "
+          f"first answer from the new version {first_new}; answers by version: {swap.answered_by}; clients "
+          f"answered by an older version after a newer one: {len(went_back)}; clients waited "
+          f"{result.held_s:.1f} client-s for the swap (in the elapsed time)")
 
 
 def _own_cpu_s() -> float:
