@@ -4,6 +4,8 @@ Bounded: a fixed number of requests, a deadline on every call and a timeout on e
 server listens on 127.0.0.1 only (tests/serving_server.py). Latency numbers live in
 benchmarks/serving_load.py, not here: these tests check that nothing fails.
 """
+import time
+
 from components.pusher.executor import publish
 from benchmarks import loadgen
 from serving.client import GrpcBackend, RecommenderClient
@@ -21,6 +23,15 @@ def _states(server):
     return {s.version: type(s).State.Name(s.state) for s in server.status().model_version_status}
 
 
+def _settled_states(server, expected, timeout_s: float = 60.0):
+    """The versions' states once they equal `expected`, or as they are at the timeout: the old
+    version's unload may still be finishing when the last request returns."""
+    deadline = time.monotonic() + timeout_s
+    while (states := _states(server)) != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return states
+
+
 def test_mixed_load_survives_a_version_pushed_mid_way(server):
     load = loadgen.LoadRun(server.address, MODEL, _ids(server), CLIENTS, REQUESTS_PER_CLIENT, CALL_TIMEOUT_S)
     result, swap = loadgen.load_with_swap(load, server.model_base, PHASE_TIMEOUT_S, publish)
@@ -33,7 +44,8 @@ def test_mixed_load_survives_a_version_pushed_mid_way(server):
     assert swap.available_s is not None, swap
     assert set(swap.answered_by) == {swap.old, swap.new}, swap
     assert result.clients_that_went_back() == []
-    assert _states(server) == {swap.old: "END", swap.new: "AVAILABLE"}
+    settled = {swap.old: "END", swap.new: "AVAILABLE"}
+    assert _settled_states(server, settled) == settled
 
 
 def test_malformed_requests_get_their_status_codes_and_the_server_stays_up(server):
