@@ -4,10 +4,10 @@
 requests cycling through every call a movierec client makes: Predict on each serving signature,
 Regress, GetModelMetadata and GetModelStatus. `load_with_swap` pushes a new version mid-way and
 holds the clients' last share of requests until the server reports that version AVAILABLE, so the
-swap lands mid-load however long the server takes to see and load it. Every call has a deadline and the run an overall
-timeout, so a stuck server fails the run instead of hanging it. Each answer is checked for
-plausibility, so a wrong answer counts as an error like a failed call. `flood` sends malformed
-requests and checks each gets the status code TF Serving answers with.
+swap lands mid-load however long the server takes to see and load it. Every call has a deadline
+and the run an overall timeout, so a stuck server fails the run instead of hanging it. Each answer
+is checked for plausibility, so a wrong answer counts as an error like a failed call. `flood` sends
+malformed requests and checks each gets the status code TF Serving answers with.
 """
 import collections
 import dataclasses
@@ -216,8 +216,8 @@ class LoadRun:
         return sum(len(calls) for calls in self._calls)
 
     def hold(self, fraction: float) -> None:
-        """Before start: each client waits before the `fraction` of its requests it has sent until
-        `release()` (or the run's timeout)."""
+        """Before start: each client, once it has sent `fraction` of its requests, waits for
+        `release()` (or the run's timeout) before sending the rest."""
         self._hold_from = int(self.requests_per_client * fraction)
 
     def release(self) -> None:

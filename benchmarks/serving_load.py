@@ -6,11 +6,12 @@ Serves a copy of the newest pushed version with `movierec serve` on 127.0.0.1 (t
 left as it is). `--clients` threads send `--requests` mixed requests each (Predict on every
 serving signature, Regress, GetModelMetadata, GetModelStatus; the shape the load test checks); a
 quarter of the way in, the served version is published again as the next version the way the
-pipeline pushes, and the clients' last quarter waits until it is AVAILABLE. Then every client sends each malformed request `--flood-rounds` times. Prints
-requests/s, p50/p95/p99 latency per request kind, errors, the swap, the server's and the clients'
-CPU time per request (with the throughput those allow on idle cores: on a shared machine the wall
-times measure the wait for cores, the CPU times much less so) and the malformed requests' status
-codes.
+pipeline pushes, and the clients' last quarter waits until it is AVAILABLE. Then every client
+sends each malformed request `--flood-rounds` times. Prints requests/s, p50/p95/p99 latency per
+request kind, errors, the swap (with the client-seconds spent waiting for it), the server's and the
+clients' CPU time per request (with the throughput those allow on idle cores: on a shared machine
+the wall times measure the wait for cores, the CPU times much less so) and the malformed requests'
+status codes.
 """
 import argparse
 import os
