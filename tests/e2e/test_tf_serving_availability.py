@@ -130,11 +130,10 @@ class Load:
     def versions_after(self, moment: float):
         return {version for t, code, _, version in self.answers if t > moment and code == grpc.StatusCode.OK}
 
-    def wait_past(self, moment: float, what: str) -> float:
+    def wait_past(self, moment: float, what: str) -> None:
         """Until the clients have had CLIENTS answers after `moment`: the window up to it is observed
-        under load however slow the machine is, not slept through and hoped full. Returns `moment`."""
+        under load however slow the machine is, not slept through and hoped full."""
         self.server.wait(lambda: sum(1 for t, *_ in self.answers if t > moment) >= CLIENTS, what)
-        return moment
 
 
 @pytest.fixture(scope="module")
