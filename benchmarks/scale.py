@@ -36,6 +36,7 @@ alternating, CPU seconds each (BLAS threads included), and how far apart their t
 what `make run` at 100k saves in the Trainer and in ServableExport, which each fit the head once.
 """
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -107,11 +108,13 @@ def keras_in_memory(config: configs.PipelineConfig, epochs: int = 2) -> float:
     """Examples/s of plain Keras fitting the pipeline's model on its training rows held in memory."""
     from models import trainer
     from models.artifacts import EXAMPLES_PER_SECOND
+    from models.rating import model as model_lib
 
     rows = rating_settings.training_catalog(config)
-    hparams = config.hyperparameters
+    hparams = dataclasses.replace(config.hyperparameters, epochs=epochs)
     model = trainer.rating_model(rows, hparams, float(rows.seen_ratings.mean()),
-                                 (float(rows.seen_ratings.min()), float(rows.seen_ratings.max())))
+                                 (float(rows.seen_ratings.min()), float(rows.seen_ratings.max())),
+                                 model_lib.training_steps(len(rows.seen_ratings), hparams))
     history = model.fit(rows.training_inputs(), rows.seen_ratings, batch_size=hparams.batch_size, epochs=epochs,
                         shuffle=True, verbose=0, callbacks=[trainer.Throughput(len(rows.seen_ratings))])
     return max(history.history[EXAMPLES_PER_SECOND])

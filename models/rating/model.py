@@ -62,7 +62,8 @@ def build_model(num_users: int, num_movies: int, global_mean: float, hparams: Hy
                 rating_range: Tuple[float, float] = (0.5, 5.0), user_side: Optional[SideTables] = None,
                 movie_side: Optional[SideTables] = None, training_steps: int = 0) -> tf.keras.Model:
     """Builds and compiles the rating model over transformed (vocabulary index) inputs, its
-    optimizer's rate by `learning_rate` over `training_steps` (the fit's batches, all epochs).
+    optimizer's rate by `learning_rate` over `training_steps` (the fit's batches, all epochs; 0 for
+    a model that is restored, not fitted).
 
     `hparams.model` picks the interaction: "mf" (and "mf_autorec", whose AutoRec part is
     trained afterwards, see `with_autorec`) uses the dot product; "neumf" adds an MLP over the
@@ -97,8 +98,15 @@ def build_model(num_users: int, num_movies: int, global_mean: float, hparams: Hy
     rating = tf.keras.layers.Add(name="unclipped_rating")([
         tf.keras.layers.Reshape(())(offset), GlobalBias(global_mean, name=GLOBAL_MEAN)(offset)])
     rating = ClipRating(*rating_range, name=CLIP)(rating)
-    return _compile(tf.keras.Model(inputs=[user_index, movie_index], outputs=rating),
-                    learning_rate(hparams, training_steps))
+    model = _compile(tf.keras.Model(inputs=[user_index, movie_index], outputs=rating),
+                     learning_rate(hparams, training_steps))
+    if training_steps:
+        # A model to be fitted gets Adam's slots now. Left to the fit, its first step creates them
+        # inside the traced train step, and a tf.function whose first call creates variables is
+        # traced twice (~0.3-0.5 CPU-s a fit, the same weights either way). A model built to be
+        # restored keeps an unbuilt optimizer, so its checkpoint read and its export carry no slots.
+        model.optimizer.build(model.trainable_variables)
+    return model
 
 
 def with_autorec(model: tf.keras.Model, table: np.ndarray, weight: float) -> tf.keras.Model:

@@ -439,7 +439,8 @@ def test_a_batch_cannot_tell_padding_from_an_id_in_a_later_row():
 # catalogue, which recommend can never list.
 MORE = {"u1": ["m3"], "u9": ["m2", "m4", "m-elsewhere"]}
 HPARAMS = Hyperparameters(model="mf_autorec", side_features=True, embedding_dim=4, learning_rate=0.05, l2=0.0,
-                          autorec_hidden=4, autorec_epochs=2, retrieval_dim=2, retrieval_l2=1.0)
+                          epochs=20, batch_size=32, autorec_hidden=4, autorec_epochs=2, retrieval_dim=2,
+                          retrieval_l2=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -451,9 +452,10 @@ def judged(transformed, tmp_path_factory):
     movies_and_users, batch = catalogue_batch(*transformed)
     training_range = (float(movies_and_users.seen_ratings.min()), float(movies_and_users.seen_ratings.max()))
     model = model_lib.build_model(movies_and_users.num_users, movies_and_users.num_movies, 3.0, HPARAMS,
-                                  rating_range=training_range, **side_features.tables(movies_and_users))
+                                  rating_range=training_range, **side_features.tables(movies_and_users),
+                                  training_steps=model_lib.training_steps(len(batch[RATING_XF]), HPARAMS))
     model.fit({k: batch[k] for k in (catalog.USER_XF, catalog.MOVIE_XF)}, batch[RATING_XF].reshape(-1),
-              epochs=20, verbose=0)
+              epochs=HPARAMS.epochs, batch_size=HPARAMS.batch_size, verbose=0)
     table = autorec.fit_table(movies_and_users.seen_users(), movies_and_users.seen_movies,
                               movies_and_users.seen_ratings, movies_and_users.num_users,
                               movies_and_users.num_movies, HPARAMS)

@@ -44,12 +44,14 @@ def fitted():
         if (variant, side) not in models:
             inputs, ratings = synthetic_ratings()
             hparams = Hyperparameters(model=variant, embedding_dim=8, learning_rate=LEARNING_RATE, l2=0.001,
-                                      mlp_layers=(16, 8), side_features=side, side_l2=0.001)
+                                      mlp_layers=(16, 8), side_features=side, side_l2=0.001, epochs=10,
+                                      batch_size=BATCH)
             model = build_model(40, 30, float(ratings.mean()), hparams, rating_range=(1.0, 5.0),
-                                user_side=side_tables(40, seed=1), movie_side=side_tables(30, seed=2))
+                                user_side=side_tables(40, seed=1), movie_side=side_tables(30, seed=2),
+                                training_steps=training_steps(len(ratings), hparams))
             assert model(inputs).shape == (len(ratings),)
             before = rmse(model, inputs, ratings)
-            model.fit(inputs, ratings, batch_size=BATCH, epochs=10, verbose=0)
+            model.fit(inputs, ratings, batch_size=hparams.batch_size, epochs=hparams.epochs, verbose=0)
             models[variant, side] = model, hparams, before, rmse(model, inputs, ratings)
         return models[variant, side]
     return fit
@@ -121,9 +123,11 @@ def test_mf_autorec_blend_fits_and_falls_back_to_mf_for_unknown_ids():
     inputs, ratings = synthetic_ratings()
     hparams = Hyperparameters(model="mf_autorec", embedding_dim=8, learning_rate=LEARNING_RATE, l2=0.001,
                               autorec_hidden=16, autorec_l2=1.0, autorec_learning_rate=0.01,
-                              autorec_epochs=60, autorec_batch_size=8, autorec_ema=0.9, blend_weight=0.5)
-    model = build_model(40, 30, float(ratings.mean()), hparams, rating_range=(1.0, 5.0))
-    model.fit(inputs, ratings, batch_size=BATCH, epochs=10, verbose=0)
+                              autorec_epochs=60, autorec_batch_size=8, autorec_ema=0.9, blend_weight=0.5,
+                              epochs=10, batch_size=BATCH)
+    model = build_model(40, 30, float(ratings.mean()), hparams, rating_range=(1.0, 5.0),
+                        training_steps=training_steps(len(ratings), hparams))
+    model.fit(inputs, ratings, batch_size=hparams.batch_size, epochs=hparams.epochs, verbose=0)
     users, movies = inputs[USER_XF][:, 0], inputs[MOVIE_XF][:, 0]
     table = autorec.fit_table(users, movies, ratings, 40, 30, hparams)
     assert table.shape == (30, 40)
@@ -166,3 +170,15 @@ def test_cosine_decay_ends_the_fit_at_rate_zero_and_nearer_the_planted_ratings()
         assert last < 0.002 * 0.1 if decay == "cosine" else last == pytest.approx(0.1)
         errors[decay] = rmse(model, inputs, planted)
     assert errors["cosine"] < 0.9 * errors["constant"], errors
+
+
+def test_a_fitted_model_traces_its_train_step_once_and_a_restored_one_has_no_optimizer_slots(fitted):
+    """build_model with the fit's steps builds Adam's slots before the fit: a train step that creates
+    them on its first call is traced twice (tf.function's variable-creating first trace, then the
+    one it runs), ~0.3-0.5 CPU-s a fit. A model built to be restored (no steps) keeps an unbuilt
+    optimizer, so a checkpoint read into it (models/servable.py) and its export carry no slots."""
+    model = fitted("mf", False)[0]
+    assert model.train_function.experimental_get_tracing_count() == 1
+    assert len(model.optimizer.variables) == 1 + 2 * len(model.trainable_variables)  # steps, Adam's m and v
+    restored = build_model(40, 30, 3.5, Hyperparameters(embedding_dim=8))
+    assert len(restored.optimizer.variables) == 1
