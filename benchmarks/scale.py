@@ -115,8 +115,9 @@ def keras_in_memory(config: configs.PipelineConfig, epochs: int = 2) -> float:
     model = trainer.rating_model(rows, hparams, float(rows.seen_ratings.mean()),
                                  (float(rows.seen_ratings.min()), float(rows.seen_ratings.max())),
                                  model_lib.training_steps(len(rows.seen_ratings), hparams))
-    history = model.fit(rows.training_inputs(), rows.seen_ratings, batch_size=hparams.batch_size, epochs=epochs,
-                        shuffle=True, verbose=0, callbacks=[trainer.Throughput(len(rows.seen_ratings))])
+    history = model.fit(rows.training_inputs(), rows.seen_ratings, batch_size=hparams.batch_size,
+                        epochs=hparams.epochs, shuffle=True, verbose=0,
+                        callbacks=[trainer.Throughput(len(rows.seen_ratings))])
     return max(history.history[EXAMPLES_PER_SECOND])
 
 
